@@ -1,0 +1,233 @@
+// Package providers defines how keyward names and fetches secrets: the Ref
+// parsed from a reference URI, the Provider interface each secret store
+// implements in its own sub-package, the registry of provider kinds, and
+// the Set that builds provider instances lazily and resolves many references
+// with deduplicated, bounded-concurrency fetches.
+//
+// Secret bytes travel as Value, which prints "REDACTED" through every
+// formatting path.
+package providers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// Provider fetches secrets from one store. Implementations are synchronous
+// (they start no goroutines) and safe for concurrent use.
+type Provider interface {
+	// Fetch returns the whole secret ref names; ref.Field is always empty
+	// (field selection is done by the caller, so many fields of one secret
+	// cost one Fetch). It honours ctx cancellation. Errors wrap ErrNotFound
+	// or ErrPermissionDenied where those apply, may name the reference, and
+	// never contain secret bytes.
+	Fetch(ctx context.Context, ref Ref) (Secret, error)
+	// Close releases the provider's resources. It is called once.
+	Close() error
+}
+
+// Kind describes one provider implementation, registered by its package's
+// init function.
+type Kind struct {
+	// Name is the kind ("file", "vault", …) and the scheme of its default instance.
+	Name string
+	// Params lists the query parameters its references accept; any other is an error.
+	Params []string
+	// CheckRef, when set, validates the provider-specific part of a
+	// reference without I/O (path shape, parameter values).
+	CheckRef func(Ref) error
+	// New builds an instance. It must not contact the store: clients are
+	// built on first use, so with nothing to resolve keyward needs no
+	// network and no credentials.
+	New func(in Instance) (Provider, error)
+}
+
+// Instance is the configuration handed to Kind.New.
+type Instance struct {
+	// Name is the instance name, which is also the reference scheme.
+	Name string
+	// Kind is the provider kind.
+	Kind string
+	// Decode decodes the instance's options (the config keys beside
+	// "kind") into a struct, rejecting unknown keys. It decodes nothing
+	// for an instance that has no configuration.
+	Decode func(into any) error
+	// BaseDir is the directory relative paths are resolved against: the
+	// config file's directory, or the working directory without a config.
+	BaseDir string
+	// Getenv reads the environment (the ecosystem's standard variables).
+	Getenv func(string) string
+	// Logger receives the provider's log lines.
+	Logger *slog.Logger
+}
+
+// BuiltinKinds are the provider kinds keyward knows, whether or not this
+// build contains them. Each has a default instance named after it.
+var BuiltinKinds = []string{"vault", "awssm", "gcpsm", "k8s", "file"}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Kind{}
+)
+
+// Register makes a provider kind available. It panics when the kind is
+// registered twice or is incomplete; it is meant for init functions.
+func Register(k Kind) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if k.Name == "" || k.New == nil {
+		panic("providers: Register of an incomplete kind")
+	}
+	if _, dup := registry[k.Name]; dup {
+		panic("providers: kind " + k.Name + " registered twice")
+	}
+	registry[k.Name] = k
+}
+
+// LookupKind returns the registered kind of that name.
+func LookupKind(name string) (Kind, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	k, ok := registry[name]
+	return k, ok
+}
+
+// KnownKind reports whether name is a kind keyward knows (built or not).
+func KnownKind(name string) bool {
+	_, ok := LookupKind(name)
+	return ok || slices.Contains(BuiltinKinds, name)
+}
+
+// Set is the group of provider instances one keyward process uses: the
+// default instance of every builtin kind plus those declared in the
+// config. Providers are built on first use and closed by Close. A Set is
+// safe for concurrent use.
+type Set struct {
+	specs map[string]Instance
+	// Concurrency bounds the fetches in flight per instance (default 8).
+	Concurrency int
+
+	mu    sync.Mutex
+	built map[string]Provider
+}
+
+// NewSet returns a Set with the default instance of every builtin kind and
+// the given declared instances (which may override a default by name).
+// base supplies BaseDir, Getenv and Logger for the default instances.
+func NewSet(base Instance, declared []Instance) *Set {
+	s := &Set{specs: map[string]Instance{}, built: map[string]Provider{}, Concurrency: 8}
+	if base.Decode == nil {
+		base.Decode = func(any) error { return nil }
+	}
+	for _, k := range BuiltinKinds {
+		in := base
+		in.Name, in.Kind = k, k
+		s.specs[k] = in
+	}
+	for _, in := range declared {
+		if in.Decode == nil {
+			in.Decode = base.Decode
+		}
+		if in.Getenv == nil {
+			in.Getenv = base.Getenv
+		}
+		if in.Logger == nil {
+			in.Logger = base.Logger
+		}
+		if in.BaseDir == "" {
+			in.BaseDir = base.BaseDir
+		}
+		s.specs[in.Name] = in
+	}
+	return s
+}
+
+// Known reports whether scheme names an instance of the set.
+func (s *Set) Known(scheme string) bool {
+	_, ok := s.specs[scheme]
+	return ok
+}
+
+// Schemes lists the instance names, sorted.
+func (s *Set) Schemes() []string {
+	out := make([]string, 0, len(s.specs))
+	for k := range s.specs {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// KindOf returns the kind of the instance named scheme, or "".
+func (s *Set) KindOf(scheme string) string { return s.specs[scheme].Kind }
+
+// CheckRef validates ref against the set without I/O: its scheme names an
+// instance, the kind is in this build, its parameters are ones the kind
+// accepts, and the kind's own CheckRef passes. Errors wrap
+// ErrInvalidReference or ErrUnavailable.
+func (s *Set) CheckRef(ref Ref) error {
+	in, ok := s.specs[ref.Scheme]
+	if !ok {
+		return fmt.Errorf("%s: unknown provider %q (known: %v): %w", ref.String(), ref.Scheme, s.Schemes(), ErrInvalidReference)
+	}
+	k, ok := LookupKind(in.Kind)
+	if !ok {
+		return fmt.Errorf("%s: provider %s (kind %s) is not available in this build: %w", ref.String(), in.Name, in.Kind, ErrUnavailable)
+	}
+	for p := range ref.Params {
+		if !slices.Contains(k.Params, p) {
+			allowed := "none"
+			if len(k.Params) > 0 {
+				allowed = fmt.Sprint(k.Params)
+			}
+			return fmt.Errorf("%s: unknown option %q for provider kind %s (allowed: %s): %w", ref.String(), p, k.Name, allowed, ErrInvalidReference)
+		}
+	}
+	if k.CheckRef != nil {
+		if err := k.CheckRef(ref); err != nil {
+			return fmt.Errorf("%s: %w", ref.String(), err)
+		}
+	}
+	return nil
+}
+
+// Provider returns the instance named scheme, building it on first use.
+func (s *Set) Provider(scheme string) (Provider, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.built[scheme]; ok {
+		return p, nil
+	}
+	in, ok := s.specs[scheme]
+	if !ok {
+		return nil, fmt.Errorf("unknown provider %q: %w", scheme, ErrInvalidReference)
+	}
+	k, ok := LookupKind(in.Kind)
+	if !ok {
+		return nil, fmt.Errorf("provider %s (kind %s) is not available in this build: %w", in.Name, in.Kind, ErrUnavailable)
+	}
+	p, err := k.New(in)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", in.Name, err)
+	}
+	s.built[scheme] = p
+	return p, nil
+}
+
+// Close closes every provider that was built and returns the first error.
+func (s *Set) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for name, p := range s.built {
+		if err := p.Close(); err != nil && first == nil {
+			first = fmt.Errorf("closing provider %s: %w", name, err)
+		}
+		delete(s.built, name)
+	}
+	return first
+}

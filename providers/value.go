@@ -1,0 +1,82 @@
+package providers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+)
+
+// Redacted is what every printing path of a Value shows instead of the bytes.
+const Redacted = "REDACTED"
+
+// Value holds secret bytes. Every way Go has of printing or encoding a value
+// (fmt verbs, slog, encoding/json, encoding.TextMarshaler) yields "REDACTED", so a
+// Value that ends up in a log line, an error or a panic leaks nothing. Only
+// Bytes and String-free accessors reveal the content, and only on purpose.
+//
+// A Value is immutable by convention: callers must not modify the slice that
+// Bytes returns. The zero Value is empty.
+type Value struct {
+	b []byte
+}
+
+// NewValue returns a Value holding a copy of b.
+func NewValue(b []byte) Value {
+	return Value{b: append([]byte(nil), b...)}
+}
+
+// StringValue returns a Value holding s.
+func StringValue(s string) Value {
+	return Value{b: []byte(s)}
+}
+
+// Bytes returns the secret bytes. The caller must not modify them.
+func (v Value) Bytes() []byte { return v.b }
+
+// Reveal returns the secret as a string. Use it only where the value is
+// deliberately handed on (a file, the child's environment, stdout of `get`).
+func (v Value) Reveal() string { return string(v.b) }
+
+// Len is the length of the secret in bytes.
+func (v Value) Len() int { return len(v.b) }
+
+// Equal reports whether v and o hold the same bytes.
+func (v Value) Equal(o Value) bool { return string(v.b) == string(o.b) }
+
+// Fingerprint is a short, non-reversible identifier of the content
+// ("sha256:" and the first 12 hex digits of its SHA-256), for `check` output
+// and change detection in logs. It is never the value.
+func (v Value) Fingerprint() string {
+	sum := sha256.Sum256(v.b)
+	return "sha256:" + hex.EncodeToString(sum[:6])
+}
+
+// String implements fmt.Stringer and always returns "REDACTED".
+func (v Value) String() string { return Redacted }
+
+// GoString implements fmt.GoStringer and always returns "REDACTED".
+func (v Value) GoString() string { return Redacted }
+
+// Format implements fmt.Formatter so that every verb (%v %+v %s %q %x %d …)
+// prints "REDACTED".
+func (v Value) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = f.Write([]byte(`"` + Redacted + `"`))
+		return
+	}
+	_, _ = f.Write([]byte(Redacted))
+}
+
+// LogValue implements slog.LogValuer.
+func (v Value) LogValue() slog.Value { return slog.StringValue(Redacted) }
+
+// MarshalJSON implements json.Marshaler and encodes "REDACTED".
+func (v Value) MarshalJSON() ([]byte, error) { return []byte(`"` + Redacted + `"`), nil }
+
+// MarshalText implements encoding.TextMarshaler (YAML, XML, map keys) and
+// encodes "REDACTED".
+func (v Value) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
+
+// MarshalYAML implements yaml.Marshaler for gopkg.in/yaml.v3.
+func (v Value) MarshalYAML() (any, error) { return Redacted, nil }
