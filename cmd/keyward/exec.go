@@ -1,0 +1,153 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/child"
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+)
+
+// envRefPrefix namespaces references found in the environment, so they
+// cannot collide with the config's secret names.
+const envRefPrefix = "env:"
+
+func newExecCmd(g *globals) *cobra.Command {
+	var supervise bool
+	var stopTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "exec [-c FILE] -- COMMAND [ARG...]",
+		Short: "Run a command with secrets in its environment and files",
+		Long: `exec resolves secrets, writes the config's files, and runs COMMAND with an
+environment in which
+
+  - every variable whose whole value is a reference (DB_PASSWORD=vault://secret/db#password)
+    holds the secret instead, with or without a config file;
+  - the config's env: entries are added;
+  - keyward's own credentials (VAULT_TOKEN, KEYWARD_*) are removed unless the
+    config lists them under keep_env.
+
+Nothing starts unless every reference resolves. By default keyward then
+replaces itself with COMMAND (execve), so it costs nothing after start. With
+--supervise, or when keyward runs as PID 1 in a container, it stays as the
+parent instead: it passes the terminal through, forwards INT TERM HUP QUIT USR1
+USR2 WINCH, reaps orphaned zombies when PID 1, and exits with the child's code
+(128+N when the child was killed by signal N).
+
+Exit status: the command's own; 127 command not found, 126 not executable,
+1 a secret could not be fetched, 78 the config or a reference is invalid.`,
+		Example: `  # no config: references in the environment are resolved
+  DB_PASSWORD=file:examples/local/dev.yaml#db.password keyward exec -- ./app --port 8080
+
+  # with a config: env and files as declared
+  keyward exec -c examples/local/keyward.yaml -- sh -c 'echo "user=$DB_USER"'
+
+  # as a container ENTRYPOINT that must reap zombies
+  ENTRYPOINT ["keyward", "exec", "--supervise", "-c", "/etc/keyward/keyward.yaml", "--"]`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("exec needs a command: keyward exec [-c FILE] -- COMMAND [ARG...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(g, false)
+			if err != nil {
+				return err
+			}
+			if err := unsupported(cfg, "exec"); err != nil {
+				return err
+			}
+			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
+				g.logger.Warn("watch and on_change are not acted on by keyward exec in this version; secrets are resolved once at start")
+			}
+			if err := harden.DisableCoreDumps(); err != nil {
+				g.logger.Warn("could not disable core dumps", "err", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+
+			s, err := newSession(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.set.Close()
+			environ := g.env.environ()
+			envRefs, err := config.FromEnv(environ, s.set.Known)
+			if err != nil {
+				return configError(err)
+			}
+			refs := configRefs(cfg)
+			for name, r := range envRefs {
+				refs[envRefPrefix+name] = r
+			}
+			res, err := s.resolve(ctx, refs)
+			if err != nil {
+				return err
+			}
+			if cfg != nil && len(cfg.Files) > 0 {
+				result, err := render.Render(renderFiles(cfg), res)
+				if err != nil {
+					return err
+				}
+				g.logger.Debug("rendered", "files", len(cfg.Files), "changed", len(result.Changed))
+			}
+			replaced := make(map[string]providers.Value, len(envRefs))
+			for name := range envRefs {
+				replaced[name] = res[envRefPrefix+name].Value
+			}
+			added := map[string]providers.Value{}
+			var keep []string
+			if cfg != nil {
+				for v, secret := range cfg.Env {
+					added[v] = res[secret].Value
+				}
+				keep = cfg.KeepEnv
+			}
+			childEnv, err := render.Env(environ, replaced, added, keep)
+			if err != nil {
+				return err
+			}
+			if err := s.set.Close(); err != nil {
+				g.logger.Warn("closing providers", "err", err)
+			}
+			stop()
+			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
+
+			if !supervise && os.Getpid() != 1 {
+				err := child.Exec(args, childEnv)
+				if code, ok := child.ExitCode(err); ok {
+					return &exitError{code: code, err: err}
+				}
+				return err
+			}
+			code, err := child.Run(cmd.Context(), child.Options{
+				Args:        args,
+				Env:         childEnv,
+				Stdin:       g.stdin,
+				Stdout:      g.stdout,
+				Stderr:      g.stderr,
+				StopTimeout: stopTimeout,
+				Logger:      g.logger,
+			})
+			if err != nil {
+				if c, ok := child.ExitCode(err); ok {
+					return &exitError{code: c, err: err}
+				}
+				return err
+			}
+			return &childExit{code: code}
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay as the parent process: forward signals, reap zombies, mirror the exit code (automatic as PID 1)")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "with --supervise: how long the child has to exit after SIGTERM before SIGKILL")
+	return cmd
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+
+	// Provider kinds compiled into this build.
+	_ "github.com/keyward/keyward/providers/file"
+)
+
+// session is what one command works with: the optional config, the
+// provider set built from it, and the references to resolve.
+type session struct {
+	g   *globals
+	cfg *config.Config // nil in zero-config mode
+	set *providers.Set
+}
+
+// loadConfig reads g.config. required says whether a missing -c is a usage error.
+func loadConfig(g *globals, required bool) (*config.Config, error) {
+	if g.config == "" {
+		if required {
+			return nil, usageError("a config file is required: -c FILE (or KEYWARD_CONFIG)")
+		}
+		return nil, nil
+	}
+	cfg, err := config.Load(g.config)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return cfg, nil
+}
+
+func newSession(g *globals, cfg *config.Config) (*session, error) {
+	base := providers.Instance{Getenv: g.env.getenv, Logger: g.logger}
+	var declared []providers.Instance
+	if cfg != nil {
+		base.BaseDir = cfg.Dir
+		names := make([]string, 0, len(cfg.Providers))
+		for name := range cfg.Providers {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			p := cfg.Providers[name]
+			declared = append(declared, providers.Instance{Name: name, Kind: p.Kind, Decode: p.Decode})
+		}
+	} else {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("working directory: %w", err)
+		}
+		base.BaseDir = wd
+	}
+	return &session{g: g, cfg: cfg, set: providers.NewSet(base, declared)}, nil
+}
+
+// check validates every reference against the provider set without I/O;
+// problems are configuration errors (exit 78), all reported at once.
+func (s *session) check(refs map[string]providers.Ref) error {
+	var msgs []string
+	for _, name := range sortedKeys(refs) {
+		if err := s.set.CheckRef(refs[name]); err != nil {
+			msgs = append(msgs, name+": "+err.Error())
+		}
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return configError(errors.New(s.where() + msgs[0]))
+	}
+	return configError(fmt.Errorf("%s%d references are invalid: %s", s.where(), len(msgs), joinSemi(msgs)))
+}
+
+func (s *session) where() string {
+	if s.cfg != nil {
+		return s.cfg.Path + ": "
+	}
+	return ""
+}
+
+// resolve checks then fetches refs, all-or-nothing.
+func (s *session) resolve(ctx context.Context, refs map[string]providers.Ref) (map[string]providers.Resolved, error) {
+	if err := s.check(refs); err != nil {
+		return nil, err
+	}
+	res, err := s.set.Resolve(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// configRefs returns the config's secrets as NAME -> Ref.
+func configRefs(cfg *config.Config) map[string]providers.Ref {
+	out := map[string]providers.Ref{}
+	if cfg == nil {
+		return out
+	}
+	for name, sec := range cfg.Secrets {
+		out[name] = sec.Ref
+	}
+	return out
+}
+
+// renderFiles turns the config's files into render.File values.
+func renderFiles(cfg *config.Config) []render.File {
+	if cfg == nil {
+		return nil
+	}
+	out := make([]render.File, 0, len(cfg.Files))
+	for _, f := range cfg.Files {
+		rf := render.File{
+			Path:         f.Path,
+			Format:       render.Format(f.Format),
+			Secrets:      f.Secrets,
+			Secret:       f.Secret,
+			Template:     f.Template,
+			TemplateFile: f.TemplateFile,
+			Mode:         f.Mode,
+			UID:          -1,
+			GID:          -1,
+			AtomicDir:    f.AtomicDir,
+			AllowSymlink: f.AllowSymlink,
+		}
+		if f.Owner != nil {
+			rf.UID = *f.Owner
+		}
+		if f.Group != nil {
+			rf.GID = *f.Group
+		}
+		out = append(out, rf)
+	}
+	return out
+}
+
+// unsupported reports config sections this version of keyward parses but
+// cannot act on in the given command, as a configuration error.
+func unsupported(cfg *config.Config, command string) error {
+	if cfg == nil {
+		return nil
+	}
+	if len(cfg.Tokens) > 0 {
+		return configError(fmt.Errorf("%s: tokens: the OAuth2 token refresh loop is not part of this keyward version; remove the tokens section to use %s", cfg.Path, command))
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func joinSemi(msgs []string) string {
+	out := ""
+	for i, m := range msgs {
+		if i > 0 {
+			out += "; "
+		}
+		out += m
+	}
+	return out
+}

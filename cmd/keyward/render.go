@@ -1,0 +1,66 @@
+package main
+
+import (
+	"os"
+	"syscall"
+
+	"os/signal"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/render"
+)
+
+func newRenderCmd(g *globals) *cobra.Command {
+	var once bool
+	cmd := &cobra.Command{
+		Use:   "render --once -c FILE",
+		Short: "Resolve every secret and write the config's files, then exit",
+		Long: `render resolves every secret of the config and writes its files, then exits:
+the Kubernetes init container mode.
+
+Nothing is written unless every reference resolves and every file can be
+built. Files are written atomically with mode 0600 (or the configured mode),
+never through a symlink, and a file whose content did not change is left alone.
+Exit status: 0 rendered, 1 a secret could not be fetched or a file could not be
+written (the previous files stay intact), 78 the config is invalid.`,
+		Example: `  # init container: render into an in-memory volume, then exit
+  keyward render --once -c /etc/keyward/keyward.yaml
+
+  # try the local example
+  keyward render --once -c examples/local/keyward.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(g, true)
+			if err != nil {
+				return err
+			}
+			if err := unsupported(cfg, "render"); err != nil {
+				return err
+			}
+			if err := harden.DisableCoreDumps(); err != nil {
+				g.logger.Warn("could not disable core dumps", "err", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := newSession(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.set.Close()
+			res, err := s.resolve(ctx, configRefs(cfg))
+			if err != nil {
+				return err
+			}
+			result, err := render.Render(renderFiles(cfg), res)
+			if err != nil {
+				return err
+			}
+			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&once, "once", true, "render once and exit (the init-container mode; always true for render)")
+	return cmd
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes (DESIGN §9). exec returns the child's own code.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+	exitConfig  = 78
+)
+
+// exitError carries the process exit code for an error; errors without one
+// exit with exitRuntime.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func configError(err error) error { return &exitError{code: exitConfig, err: err} }
+
+// childExit is returned by exec when the supervised child ended: keyward
+// exits with the child's code and prints nothing.
+type childExit struct{ code int }
+
+func (e *childExit) Error() string { return fmt.Sprintf("child exited with code %d", e.code) }
+
+// env is the process environment, injected so tests can run commands in-process.
+type env struct {
+	getenv  func(string) string
+	environ func() []string
+}
+
+// globals are the flags every command shares.
+type globals struct {
+	config    string
+	logLevel  string
+	logFormat string
+	logger    *slog.Logger
+	env       env
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+const rootLong = `keyward fetches secrets from HashiCorp Vault, AWS Secrets Manager, GCP Secret
+Manager, Kubernetes Secrets and local files, and hands them to a workload as
+environment variables or as files with strict permissions.
+
+A secret is named by a reference: vault://secret/app#password,
+awssm://prod/stripe#api_key, gcpsm://PROJECT/SECRET, k8s://NAMESPACE/SECRET#key,
+file:dev.yaml#db.password.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage, 78 configuration error;
+exec exits with the child's code (128+N when it was killed by signal N).
+
+Environment: KEYWARD_CONFIG (default for -c), KEYWARD_LOG_LEVEL, KEYWARD_LOG_FORMAT.`
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "keyward",
+		Short:         "Inject secrets into a workload as env vars or files",
+		Long:          rootLong,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Example: `  # run a process with secrets in its environment, no config file needed
+  DB_PASSWORD=file:dev.yaml#db.password keyward exec -- ./app
+
+  # render the files of a config once (Kubernetes init container)
+  keyward render --once -c keyward.yaml
+
+  # validate a config and resolve every reference without printing values
+  keyward check -c keyward.yaml`,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			if err != nil {
+				return usageError("%v", err)
+			}
+			g.logger = l
+			return nil
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	root.SetIn(g.stdin)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageError("%v", err)
+	})
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.config, "config", "c", g.env.getenv("KEYWARD_CONFIG"), "config file (env KEYWARD_CONFIG)")
+	pf.StringVar(&g.logLevel, "log-level", defaultString(g.env.getenv("KEYWARD_LOG_LEVEL"), "info"), "log level: debug, info, warn, error (env KEYWARD_LOG_LEVEL)")
+	pf.StringVar(&g.logFormat, "log-format", defaultString(g.env.getenv("KEYWARD_LOG_FORMAT"), "text"), "log format: text or json (env KEYWARD_LOG_FORMAT)")
+
+	root.AddCommand(newExecCmd(g), newRenderCmd(g), newCheckCmd(g), newGetCmd(g), newVersionCmd(g))
+	return root
+}
+
+func defaultString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("invalid --log-format %q: want text or json", format)
+	}
+}
+
+// run executes keyward with args and returns the process exit code.
+func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{env: e, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ce *childExit
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	code := exitRuntime
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if isCobraUsage(err) {
+		code = exitUsage
+	}
+	msg := oneLine(err.Error())
+	if code == exitUsage {
+		msg += " (see 'keyward --help')"
+	}
+	fmt.Fprintf(stderr, "keyward: %s\n", msg)
+	return code
+}
+
+// isCobraUsage recognises the argument errors cobra returns for unknown
+// commands and wrong argument counts.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "unknown flag", "unknown shorthand flag"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+}
