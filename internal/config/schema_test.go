@@ -1,0 +1,164 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"gopkg.in/yaml.v3"
+)
+
+const schemaPath = "../../docs/config.schema.json"
+
+// compileSchema compiles docs/config.schema.json.
+func compileSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open(schemaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatalf("%s: %v", schemaPath, err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("config.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("config.schema.json")
+	if err != nil {
+		t.Fatalf("compiling %s: %v", schemaPath, err)
+	}
+	return sch
+}
+
+// validateSchema validates YAML text against the schema, as an editor
+// would: the YAML is read into JSON values first.
+func validateSchema(t *testing.T, sch *jsonschema.Schema, src []byte) error {
+	t.Helper()
+	var v any
+	if err := yaml.Unmarshal(src, &v); err != nil {
+		return err
+	}
+	js, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("YAML to JSON: %v", err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sch.Validate(inst)
+}
+
+// exampleConfigs returns every keyward.yaml or keyward.*.yaml under the
+// repository's examples/ directory.
+func exampleConfigs(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir("../../examples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if !d.IsDir() && (name == "keyward.yaml" || strings.HasPrefix(name, "keyward.") && strings.HasSuffix(name, ".yaml")) {
+			out = append(out, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walking examples/: %v", err)
+	}
+	if len(out) == 0 {
+		t.Fatal("no keyward.yaml under examples/")
+	}
+	return out
+}
+
+func TestSchemaAcceptsExamples(t *testing.T) {
+	t.Parallel()
+	sch := compileSchema(t)
+	files := append(exampleConfigs(t), "testdata/design.yaml")
+	for _, path := range files {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := validateSchema(t, sch, src); err != nil {
+				t.Errorf("schema rejects %s: %v", path, err)
+			}
+			if _, err := Load(path); err != nil {
+				t.Errorf("Load: %v", err)
+			}
+		})
+	}
+}
+
+// TestSchemaAndLoaderAgree: each config is rejected by the schema and by
+// the loader, so that neither can drift from the other unnoticed.
+func TestSchemaAndLoaderAgree(t *testing.T) {
+	t.Parallel()
+	sch := compileSchema(t)
+	const base = "version: 1\nsecrets: {A: vault://a#b}\n"
+	const tok = "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    client_secret: vault://a#s\n    file: /t\n"
+	bad := map[string]string{
+		"unknown top-level key":       base + "secretz: {}\n",
+		"unknown key in file entry":   base + "files:\n  - path: /a\n    secret: A\n    fromat: raw\n",
+		"unknown key in token entry":  base + tok + "    scope: [x]\n",
+		"unknown key in watch":        base + "watch: {interval: 5m, splay: 1s}\n",
+		"unknown key in on_change":    base + "on_change: {reload: true}\n",
+		"unknown key in server":       base + "server: {listen: \"127.0.0.1:1\", tls: true}\n",
+		"wrong version":               "version: 2\n",
+		"version as string":           "version: \"1\"\n",
+		"missing version":             "secrets: {A: vault://a#b}\n",
+		"bad format enum":             base + "files:\n  - path: /a\n    format: xml\n    secret: A\n",
+		"bad auth enum":               base + tok + "    auth: header\n",
+		"bad file_format enum":        base + tok + "    file_format: xml\n",
+		"file_format without file":    base + "server: {listen: \"127.0.0.1:1\"}\ntokens:\n  t: {token_url: \"https://a/t\", client_id: \"vault://a#i\", client_secret: \"vault://a#s\", file_format: json}\n",
+		"raw with secrets":            base + "files:\n  - path: /a\n    format: raw\n    secrets: [A]\n",
+		"template with both":          base + "files:\n  - path: /a\n    template: x\n    template_file: y\n",
+		"file without content":        base + "files:\n  - path: /a\n",
+		"file without path":           base + "files:\n  - secret: A\n",
+		"mode unquoted":               base + "files:\n  - path: /a\n    secret: A\n    mode: 0400\n",
+		"mode world-writable":         base + "files:\n  - path: /a\n    secret: A\n    mode: \"0602\"\n",
+		"mode executable":             base + "files:\n  - path: /a\n    secret: A\n    mode: \"0500\"\n",
+		"negative owner":              base + "files:\n  - path: /a\n    secret: A\n    owner: -1\n",
+		"bad secret name":             "version: 1\nsecrets: {a-b: vault://a#b}\n",
+		"bad instance name":           "version: 1\nproviders: {Vault: {kind: vault}}\n",
+		"reserved instance name":      "version: 1\nproviders: {arn: {kind: awssm}}\n",
+		"provider without kind":       "version: 1\nproviders: {v: {address: x}}\n",
+		"provider unknown kind":       "version: 1\nproviders: {v: {kind: consul}}\n",
+		"bad duration":                base + "watch: {interval: 5 minutes}\n",
+		"duration as number":          base + "watch: {interval: 300}\n",
+		"jitter out of range":         base + "watch: {jitter: 1.5}\n",
+		"two on_change actions":       base + "on_change: {signal: HUP, restart: true}\n",
+		"restart false":               base + "on_change: {restart: false}\n",
+		"bad signal":                  base + "on_change: {signal: KILL}\n",
+		"on_change scalar":            base + "on_change: restart\n",
+		"http token_url":              base + "tokens:\n  t:\n    token_url: http://auth.example/t\n    client_id: vault://a#i\n    client_secret: vault://a#s\n    file: /t\n",
+		"reserved token param":        base + tok + "    params: {grant_type: password}\n",
+		"server without listen":       base + "server: {allow_remote: true}\n",
+		"keep_env duplicate":          base + "keep_env: [A, A]\n",
+		"empty secrets list in file":  base + "files:\n  - path: /a\n    format: dotenv\n    secrets: []\n",
+		"file path names a directory": base + "files:\n  - path: out/\n    secret: A\n",
+	}
+	for name, src := range bad {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if err := validateSchema(t, sch, []byte(src)); err == nil {
+				t.Errorf("schema accepts it")
+			}
+			if _, err := Parse([]byte(src), "keyward.yaml"); err == nil {
+				t.Errorf("Parse accepts it")
+			}
+		})
+	}
+}

@@ -1,0 +1,618 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/keyward/keyward/providers"
+)
+
+var (
+	envNameRe      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	instanceNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	tokenNameRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+// reservedSchemes cannot name an instance: Parse reads them as the
+// compatibility spellings (arn:aws:…, gcp:secretmanager:…, sm://…).
+var reservedSchemes = []string{"arn", "gcp", "sm"}
+
+// signals are the names on_change.signal accepts (without SIG). KILL and
+// STOP are left out: they cannot be handled, use restart instead.
+var signals = []string{"HUP", "INT", "QUIT", "TERM", "USR1", "USR2", "WINCH", "ALRM", "CONT", "TSTP", "TTIN", "TTOU"}
+
+// templateFuncs are the functions render provides to templates; parsing
+// needs their names only.
+var templateFuncs = template.FuncMap{
+	"secret": func(string) (string, error) { return "", nil },
+	"base64": func(any) (string, error) { return "", nil },
+	"json":   func(any) (string, error) { return "", nil },
+}
+
+// reservedTokenParams are set by keyward itself from other keys.
+var reservedTokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "audience", "resource"}
+
+// Validate checks the config without I/O and reports every problem at
+// once as an *Error: names and references, that every secret used by env,
+// files and templates (by literal name) is declared, that each file has the
+// fields its format needs, file modes, durations, token endpoints, the
+// on_change action and the server address. Parse calls it; call it again
+// after changing a Config in code. It does not modify c.
+func (c *Config) Validate() error {
+	v := &validator{c: c, kinds: map[string]string{}}
+	for _, k := range providers.BuiltinKinds {
+		v.kinds[k] = k
+	}
+	for name, p := range c.Providers {
+		v.kinds[name] = p.Kind
+	}
+	if c.Version != 1 && !c.broken["version"] {
+		v.add("version", 1, "version must be 1")
+	}
+	v.providers()
+	v.secrets()
+	v.env()
+	v.files()
+	v.tokens()
+	v.watch()
+	v.onChange()
+	v.server()
+	return v.err(c.Path)
+}
+
+type validator struct {
+	problems
+	c     *Config
+	kinds map[string]string // scheme -> kind
+}
+
+// add reports a problem about the value at path, on its line (or def when
+// the config was not read from a file). Problems about a path the decoder
+// already reported are dropped.
+func (v *validator) add(path string, def int, format string, args ...any) {
+	if v.c.broken[path] {
+		return
+	}
+	v.problems.add(v.c.lineOf(path, def), path, format, args...)
+}
+
+// lineOf returns the line of path or of its closest recorded parent.
+func (c *Config) lineOf(path string, def int) int {
+	for p := path; p != ""; {
+		if l, ok := c.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return def
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func (v *validator) providers() {
+	for _, name := range sortedKeys(v.c.Providers) {
+		p := v.c.Providers[name]
+		path := join("providers", name)
+		switch {
+		case !instanceNameRe.MatchString(name):
+			v.add(path, p.Line, "invalid instance name (it is the reference scheme: lower-case letters, digits, '-' or '_', starting with a letter)")
+		case slices.Contains(reservedSchemes, name):
+			v.add(path, p.Line, "instance name %q is reserved for a compatibility reference spelling", name)
+		}
+		switch {
+		case p.Kind == "":
+			v.add(path, p.Line, "kind is required (one of %s)", strings.Join(providers.BuiltinKinds, ", "))
+		case !providers.KnownKind(p.Kind):
+			v.add(join(path, "kind"), p.Line, "unknown provider kind %q (want one of %s)", p.Kind, strings.Join(providers.BuiltinKinds, ", "))
+		case slices.Contains(providers.BuiltinKinds, name) && p.Kind != name:
+			v.add(join(path, "kind"), p.Line, "instance %q replaces the builtin provider of that name and must have kind %q", name, name)
+		}
+	}
+}
+
+// checkRef checks that ref names a known instance and, when the instance's
+// kind is compiled in, that its options and shape are ones the kind accepts.
+func (v *validator) checkRef(path string, def int, ref providers.Ref) {
+	if ref.Scheme == "" {
+		v.add(path, def, "reference is required")
+		return
+	}
+	kind, ok := v.kinds[ref.Scheme]
+	if !ok {
+		v.add(path, def, "unknown provider %q (declare it under providers: or use one of %s)", ref.Scheme, strings.Join(sortedKeys(v.kinds), ", "))
+		return
+	}
+	k, ok := providers.LookupKind(kind)
+	if !ok {
+		return
+	}
+	for _, p := range sortedKeys(ref.Params) {
+		if !slices.Contains(k.Params, p) {
+			allowed := "none"
+			if len(k.Params) > 0 {
+				allowed = strings.Join(k.Params, ", ")
+			}
+			v.add(path, def, "unknown option %q for provider kind %s (allowed: %s)", p, kind, allowed)
+		}
+	}
+	if k.CheckRef != nil {
+		if err := k.CheckRef(ref); err != nil {
+			v.add(path, def, "%v", err)
+		}
+	}
+}
+
+func (v *validator) secrets() {
+	for _, name := range sortedKeys(v.c.Secrets) {
+		s := v.c.Secrets[name]
+		path := join("secrets", name)
+		if !envNameRe.MatchString(name) {
+			v.add(path, s.Line, "invalid secret name (letters, digits and '_', not starting with a digit)")
+		}
+		v.checkRef(path, s.Line, s.Ref)
+	}
+}
+
+// hasSecret reports whether name is declared under secrets:, including a
+// secret whose reference was already reported as malformed.
+func (c *Config) hasSecret(name string) bool {
+	_, ok := c.Secrets[name]
+	return ok || c.broken[join("secrets", name)]
+}
+
+func (v *validator) needSecret(path string, def int, name string) {
+	switch {
+	case name == "":
+		v.add(path, def, "secret name must not be empty")
+	case !v.c.hasSecret(name):
+		v.add(path, def, "unknown secret %q (not declared under secrets:)", name)
+	}
+}
+
+func (v *validator) env() {
+	for _, name := range sortedKeys(v.c.Env) {
+		path := join("env", name)
+		if !envNameRe.MatchString(name) {
+			v.add(path, 0, "invalid environment variable name")
+		}
+		v.needSecret(path, 0, v.c.Env[name])
+	}
+	seen := map[string]bool{}
+	for i, name := range v.c.KeepEnv {
+		path := index("keep_env", i)
+		switch {
+		case !envNameRe.MatchString(name):
+			v.add(path, 0, "invalid environment variable name")
+		case seen[name]:
+			v.add(path, 0, "%s listed twice", name)
+		}
+		seen[name] = true
+	}
+}
+
+// outputs tracks the files keyward writes, to catch two writers of one path.
+type outputs map[string]string
+
+func (v *validator) claim(out outputs, file, path string, def int) {
+	if file == "" {
+		return
+	}
+	clean := filepath.Clean(file)
+	if first, dup := out[clean]; dup {
+		v.add(path, def, "%s is also written by %s", clean, first)
+		return
+	}
+	out[clean] = path
+}
+
+func (v *validator) files() {
+	out := outputs{}
+	for i, f := range v.c.Files {
+		path := index("files", i)
+		at := func(key string) string { return join(path, key) }
+		if f.Path == "" {
+			v.add(at("path"), f.Line, "path is required")
+		}
+		v.claim(out, f.Path, at("path"), f.Line)
+
+		var want, forbid []string
+		switch f.Format {
+		case FormatRaw:
+			want, forbid = []string{"secret"}, []string{"secrets", "template", "template_file"}
+		case FormatDotenv, FormatJSON, FormatYAML:
+			want, forbid = []string{"secrets"}, []string{"secret", "template", "template_file"}
+		case FormatTemplate:
+			forbid = []string{"secret", "secrets"}
+			switch {
+			case f.Template == "" && f.TemplateFile == "":
+				v.add(path, f.Line, "format template needs template or template_file")
+			case f.Template != "" && f.TemplateFile != "":
+				v.add(at("template_file"), f.Line, "give template or template_file, not both")
+			}
+		case "":
+			if v.c.broken[at("secret")] || v.c.broken[at("secrets")] || v.c.broken[at("template")] || v.c.broken[at("template_file")] || v.c.broken[at("format")] {
+				break
+			}
+			v.add(path, f.Line, "needs secret (raw), secrets (dotenv, json, yaml) or template/template_file (template)")
+		default:
+			v.add(at("format"), f.Line, "unknown format %q (want raw, dotenv, json, yaml or template)", f.Format)
+		}
+		set := map[string]bool{
+			"secret":        f.Secret != "",
+			"secrets":       f.Secrets != nil,
+			"template":      f.Template != "",
+			"template_file": f.TemplateFile != "",
+		}
+		for _, k := range want {
+			if !set[k] && !v.c.broken[at(k)] {
+				v.add(path, f.Line, "format %s needs %s", f.Format, k)
+			}
+		}
+		for _, k := range forbid {
+			if set[k] {
+				v.add(at(k), f.Line, "format %s does not take %s", f.Format, k)
+			}
+		}
+
+		if f.Secret != "" {
+			v.needSecret(at("secret"), f.Line, f.Secret)
+		}
+		if f.Secrets != nil && len(f.Secrets) == 0 {
+			v.add(at("secrets"), f.Line, "must list at least one secret")
+		}
+		seen := map[string]bool{}
+		for j, name := range f.Secrets {
+			sp := index(at("secrets"), j)
+			v.needSecret(sp, f.Line, name)
+			if seen[name] {
+				v.add(sp, f.Line, "secret %q listed twice", name)
+			}
+			seen[name] = true
+		}
+		if f.Template != "" {
+			v.template(at("template"), f)
+		}
+
+		switch perm := f.Mode.Perm(); {
+		case f.Mode&^os.ModePerm != 0:
+			v.add(at("mode"), f.Line, "mode %s: setuid, setgid and sticky bits are not allowed", modeString(f.Mode))
+		case perm&0o111 != 0:
+			v.add(at("mode"), f.Line, "mode %s: a secret file must not be executable", modeString(f.Mode))
+		case perm&0o022 != 0:
+			v.add(at("mode"), f.Line, "mode %s: a secret file must not be writable by group or others", modeString(f.Mode))
+		}
+		if f.Owner != nil && *f.Owner < 0 {
+			v.add(at("owner"), f.Line, "must be a uid (0 or more)")
+		}
+		if f.Group != nil && *f.Group < 0 {
+			v.add(at("group"), f.Line, "must be a gid (0 or more)")
+		}
+	}
+	for _, name := range sortedKeys(v.c.Tokens) {
+		t := v.c.Tokens[name]
+		v.claim(out, t.File, join(join("tokens", name), "file"), t.Line)
+	}
+}
+
+// modeString formats m as the octal string a config would use.
+func modeString(m os.FileMode) string {
+	u := uint32(m.Perm())
+	if m&os.ModeSetuid != 0 {
+		u |= 0o4000
+	}
+	if m&os.ModeSetgid != 0 {
+		u |= 0o2000
+	}
+	if m&os.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return fmt.Sprintf("%04o", u)
+}
+
+var (
+	templateErrRe   = regexp.MustCompile(`^template: [^:]*:(\d+):\s*(.*)$`)
+	templateStartRe = regexp.MustCompile(`\btemplate:(\d+)\b`)
+)
+
+// template parses an inline template and checks the names it passes to
+// secret as literals.
+func (v *validator) template(path string, f File) {
+	first := f.templateLine
+	if first == 0 {
+		first = f.Line
+	}
+	lineAt := func(l int) int {
+		if first == 0 {
+			return 0
+		}
+		return first + l - 1
+	}
+	t, err := template.New("template").Funcs(templateFuncs).Option("missingkey=error").Parse(f.Template)
+	if err != nil {
+		msg := err.Error()
+		line := first
+		if m := templateErrRe.FindStringSubmatch(msg); m != nil {
+			l, _ := strconv.Atoi(m[1])
+			line, msg = lineAt(l), m[2]
+		}
+		// "unclosed action started at template:N": the start is the place to look.
+		if m := templateStartRe.FindStringSubmatchIndex(msg); m != nil {
+			l, _ := strconv.Atoi(msg[m[2]:m[3]])
+			line = lineAt(l)
+			msg = msg[:m[0]] + fmt.Sprintf("line %d", line) + msg[m[1]:]
+		}
+		if !v.c.broken[path] {
+			v.problems.add(line, path, "invalid template: %s", msg)
+		}
+		return
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil || tt.Root == nil {
+			continue
+		}
+		walkSecretNames(tt.Root, func(name string, pos parse.Pos) {
+			if !v.c.hasSecret(name) && !v.c.broken[path] {
+				l := strings.Count(f.Template[:min(int(pos), len(f.Template))], "\n") + 1
+				v.problems.add(lineAt(l), path, "unknown secret %q (not declared under secrets:)", name)
+			}
+		})
+	}
+}
+
+// walkSecretNames calls fn for every literal name given to secret in the
+// tree: {{ secret "NAME" }} and {{ "NAME" | secret }}.
+func walkSecretNames(n parse.Node, fn func(string, parse.Pos)) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walkSecretNames(c, fn)
+		}
+	case *parse.ActionNode:
+		walkSecretNames(n.Pipe, fn)
+	case *parse.IfNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.RangeNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.WithNode:
+		walkBranch(&n.BranchNode, fn)
+	case *parse.TemplateNode:
+		walkSecretNames(n.Pipe, fn)
+	case *parse.ChainNode:
+		walkSecretNames(n.Node, fn)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for i, cmd := range n.Cmds {
+			if isIdent(cmd, "secret") && len(cmd.Args) == 1 && i > 0 {
+				prev := n.Cmds[i-1]
+				if len(prev.Args) == 1 {
+					if s, ok := prev.Args[0].(*parse.StringNode); ok {
+						fn(s.Text, s.Pos)
+					}
+				}
+			}
+			walkSecretNames(cmd, fn)
+		}
+	case *parse.CommandNode:
+		if isIdent(n, "secret") && len(n.Args) >= 2 {
+			if s, ok := n.Args[1].(*parse.StringNode); ok {
+				fn(s.Text, s.Pos)
+			}
+		}
+		for _, a := range n.Args {
+			walkSecretNames(a, fn)
+		}
+	}
+}
+
+func walkBranch(b *parse.BranchNode, fn func(string, parse.Pos)) {
+	walkSecretNames(b.Pipe, fn)
+	walkSecretNames(b.List, fn)
+	if b.ElseList != nil {
+		walkSecretNames(b.ElseList, fn)
+	}
+}
+
+func isIdent(cmd *parse.CommandNode, name string) bool {
+	if len(cmd.Args) == 0 {
+		return false
+	}
+	id, ok := cmd.Args[0].(*parse.IdentifierNode)
+	return ok && id.Ident == name
+}
+
+func (v *validator) tokens() {
+	for _, name := range sortedKeys(v.c.Tokens) {
+		t := v.c.Tokens[name]
+		path := join("tokens", name)
+		at := func(key string) string { return join(path, key) }
+		if !tokenNameRe.MatchString(name) {
+			v.add(path, t.Line, "invalid token name (letters, digits, '.', '_' or '-', starting with a letter or digit)")
+		}
+		v.tokenURL(at("token_url"), t)
+		if t.ClientID.Scheme == "" {
+			v.add(at("client_id"), t.Line, "client_id is required (a reference)")
+		} else {
+			v.checkRef(at("client_id"), t.Line, t.ClientID)
+		}
+		if t.ClientSecret.Scheme == "" {
+			v.add(at("client_secret"), t.Line, "client_secret is required (a reference)")
+		} else {
+			v.checkRef(at("client_secret"), t.Line, t.ClientSecret)
+		}
+		for i, s := range t.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
+				v.add(index(at("scopes"), i), t.Line, "a scope must be non-empty and contain no space, '\"' or '\\'")
+			}
+		}
+		for _, k := range sortedKeys(t.Params) {
+			switch {
+			case k == "":
+				v.add(at("params"), t.Line, "empty parameter name")
+			case slices.Contains(reservedTokenParams, k):
+				v.add(join(at("params"), k), t.Line, "parameter %q is set by keyward (use the token's own keys)", k)
+			}
+		}
+		switch t.AuthStyle {
+		case AuthBasic, AuthPost:
+		default:
+			v.add(at("auth"), t.Line, "unknown auth %q (want basic or post)", t.AuthStyle)
+		}
+		if t.RefreshBefore < 0 {
+			v.add(at("refresh_before"), t.Line, "must not be negative")
+		}
+		if t.DefaultLifetime < 0 {
+			v.add(at("default_lifetime"), t.Line, "must not be negative")
+		} else if t.DefaultLifetime > 0 && t.DefaultLifetime <= t.RefreshBefore {
+			v.add(at("default_lifetime"), t.Line, "must be longer than refresh_before (%s)", t.RefreshBefore)
+		}
+		switch {
+		case t.File == "" && t.FileFormat != "":
+			v.add(at("file_format"), t.Line, "file_format needs file")
+		case t.File != "" && t.FileFormat != TokenFileRaw && t.FileFormat != TokenFileJSON:
+			v.add(at("file_format"), t.Line, "unknown file_format %q (want raw or json)", t.FileFormat)
+		}
+		if t.File == "" && v.c.Server == nil && !v.c.broken[at("file")] {
+			v.add(path, t.Line, "token goes nowhere: set file or configure server")
+		}
+	}
+}
+
+// tokenURL checks the endpoint without echoing it: it may carry credentials.
+func (v *validator) tokenURL(path string, t Token) {
+	if t.TokenURL == "" {
+		v.add(path, t.Line, "token_url is required")
+		return
+	}
+	u, err := url.Parse(t.TokenURL)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		v.add(path, t.Line, "must be an absolute https URL")
+		return
+	}
+	switch {
+	case u.User != nil:
+		v.add(path, t.Line, "must not contain credentials (user:password@); client_id and client_secret are references")
+	case u.Fragment != "":
+		v.add(path, t.Line, "must not have a #fragment")
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		v.add(path, t.Line, "must use https (http is allowed only for a loopback host)")
+	default:
+		v.add(path, t.Line, "must be an https URL")
+	}
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func (v *validator) watch() {
+	w := v.c.Watch
+	if w == nil {
+		return
+	}
+	if w.Interval <= 0 {
+		v.add("watch.interval", w.Line, "must be positive")
+	}
+	if w.Jitter < 0 || w.Jitter > 1 {
+		v.add("watch.jitter", w.Line, "must be between 0 and 1")
+	}
+}
+
+// normalizeSignal returns the signal name in the form OnChange.Signal
+// uses ("SIGHUP" and "HUP" give "HUP") and whether it is one on_change
+// accepts.
+func normalizeSignal(name string) (string, bool) {
+	s := strings.TrimPrefix(name, "SIG")
+	return s, slices.Contains(signals, s)
+}
+
+func (v *validator) onChange() {
+	oc := v.c.OnChange
+	if oc == nil {
+		return
+	}
+	n := 0
+	if oc.Signal != "" {
+		n++
+		if _, ok := normalizeSignal(oc.Signal); !ok {
+			v.add("on_change.signal", oc.Line, "unknown signal %q (want one of %s)", oc.Signal, strings.Join(signals, ", "))
+		}
+	}
+	if oc.Restart {
+		n++
+	}
+	if oc.Command != nil {
+		n++
+		if len(oc.Command) == 0 || oc.Command[0] == "" {
+			v.add("on_change.command", oc.Line, "must name a program: [PROGRAM, ARGS…]")
+		}
+	}
+	if oc.None {
+		n++
+	}
+	if n != 1 && !v.c.broken["on_change"] {
+		v.add("on_change", oc.Line, "set exactly one of signal, restart: true, command or none")
+	}
+}
+
+func (v *validator) server() {
+	s := v.c.Server
+	if s == nil {
+		return
+	}
+	const path = "server.listen"
+	if s.Listen == "" {
+		v.add(path, s.Line, "listen is required (\"127.0.0.1:PORT\" or \"unix:/path/to.sock\")")
+		return
+	}
+	if p, ok := strings.CutPrefix(s.Listen, "unix:"); ok {
+		if p == "" {
+			v.add(path, s.Line, "unix: needs a socket path")
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		v.add(path, s.Line, "must be HOST:PORT or unix:/path/to.sock")
+		return
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		v.add(path, s.Line, "invalid port %q", port)
+		return
+	}
+	if !isLoopback(host) && !s.AllowRemote {
+		v.add(path, s.Line, "listening on a non-loopback address exposes tokens to the network; set allow_remote: true to do so")
+	}
+}

@@ -1,0 +1,440 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// Format is the encoding of a rendered file.
+type Format string
+
+// The formats a File can be rendered in.
+const (
+	// FormatRaw writes one secret's bytes exactly (binary safe).
+	FormatRaw Format = "raw"
+	// FormatDotenv writes NAME=value lines sorted by name. A value of only
+	// [A-Za-z0-9_./:@%+,=-] is unquoted; one without ' and \ is
+	// single-quoted; any other is double-quoted with \\ \" \$ \` escaped
+	// and newlines kept as newlines. bash `set -a; . FILE` reads back every
+	// value exactly, godotenv and python-dotenv all but rare corner cases,
+	// docker run --env-file only the unquoted ones (it takes quotes
+	// literally and cannot hold a newline). Keys must be valid environment
+	// names ([A-Za-z_][A-Za-z0-9_]*); a value with a NUL byte is an error.
+	FormatDotenv Format = "dotenv"
+	// FormatJSON writes one JSON object of string values, keys sorted.
+	FormatJSON Format = "json"
+	// FormatYAML writes one YAML mapping of string values, keys sorted.
+	FormatYAML Format = "yaml"
+	// FormatTemplate executes a Go text/template whose only access to the
+	// secrets is the secret function.
+	FormatTemplate Format = "template"
+)
+
+// File describes one file to render. The CLI fills it from the config's
+// files: entries.
+type File struct {
+	// Path is the absolute target path.
+	Path string
+	// Format selects the encoding.
+	Format Format
+	// Secrets are, for dotenv, json and yaml, the secret names used as keys.
+	// A name whose Resolved has Fields (a whole structured secret) contributes
+	// each field as its own top-level key instead.
+	Secrets []string
+	// Secret is, for raw, the one secret whose bytes are written.
+	Secret string
+	// Template is the template text (format template); or TemplateFile:
+	Template string
+	// TemplateFile is the absolute path of a template file, read by Build.
+	TemplateFile string
+	// Mode is the file's permission bits; 0 means 0600. Only the bits in
+	// 0777 are allowed.
+	Mode os.FileMode
+	// UID and GID are the owner and group given to the file (with fchown on
+	// the temp file, before the rename) when the process runs as root; -1
+	// leaves that one as the process creates it.
+	UID, GID int
+	// AtomicDir makes the file part of its directory's atomic group: all
+	// files of one Write with AtomicDir set that share a directory D are
+	// swapped together through the kubelet's layout (D/NAME -> ..data/NAME,
+	// D/..data -> ..TIMESTAMP.RANDOM, a 0700 directory swapped by one
+	// rename), so a reader never sees a new a with an old b. Files of the
+	// current ..data that a Write does not render are carried over. All
+	// files of a group must ask for the same owner.
+	AtomicDir bool
+	// AllowSymlink lets a target that is a symlink be replaced; the link
+	// itself is replaced, the file it points to is never written.
+	AllowSymlink bool
+}
+
+// Options returns the WriteFile options that f asks for.
+func (f File) Options() Options {
+	return Options{Mode: f.Mode, UID: f.UID, GID: f.GID, AllowSymlink: f.AllowSymlink}
+}
+
+// SecretNames returns the secret names f's content depends on, for
+// validating a config and for re-rendering only the files a rotated secret
+// affects. For a template these are the names passed as string literals to
+// secret (reading TemplateFile when set); a name computed at run time cannot
+// be known in advance. The error is a template read or parse error.
+func (f File) SecretNames() ([]string, error) {
+	switch f.Format {
+	case FormatRaw:
+		if f.Secret == "" {
+			return nil, nil
+		}
+		return []string{f.Secret}, nil
+	case FormatTemplate:
+		text, err := f.templateText()
+		if err != nil {
+			return nil, err
+		}
+		t, err := parseTemplate(text, nil)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		seen := map[string]bool{}
+		for _, u := range templateSecretUses(t) {
+			if !seen[u.name] {
+				seen[u.name] = true
+				names = append(names, u.name)
+			}
+		}
+		return names, nil
+	default:
+		return append([]string(nil), f.Secrets...), nil
+	}
+}
+
+// Result lists the target paths of one Write by outcome, each in the order of
+// the files given.
+type Result struct {
+	// Changed are the paths whose content, mode or owner was (re)written.
+	Changed []string
+	// Unchanged are the paths that already held exactly the wanted content,
+	// mode and owner and were not touched.
+	Unchanged []string
+}
+
+// FileError is the failure of one file of a Build or Write. Err names
+// secrets, keys, template lines or the failing operation; never a value. A
+// failure of a whole AtomicDir group has the group's directory as Path and
+// "atomic_dir" as Format.
+type FileError struct {
+	Path   string
+	Format Format
+	Err    error
+}
+
+// Error returns "PATH (FORMAT): reason".
+func (e *FileError) Error() string {
+	return fmt.Sprintf("%s (%s): %v", e.Path, e.Format, e.Err)
+}
+
+// Unwrap returns the underlying cause.
+func (e *FileError) Unwrap() error { return e.Err }
+
+// Error lists every file that failed in one Build or Write. Its message is a
+// single line: "render /a (dotenv): reason" for one file, "render: 2 files
+// failed: /a (dotenv): reason; /b (template): reason" for several.
+type Error struct {
+	Failures []*FileError
+}
+
+// Error returns the one-line list described at Error.
+func (e *Error) Error() string {
+	if len(e.Failures) == 1 {
+		return "render " + e.Failures[0].Error()
+	}
+	parts := make([]string, len(e.Failures))
+	for i, f := range e.Failures {
+		parts[i] = f.Error()
+	}
+	return fmt.Sprintf("render: %d files failed: %s", len(parts), strings.Join(parts, "; "))
+}
+
+// Unwrap returns the failures so that errors.Is and errors.As see them.
+func (e *Error) Unwrap() []error {
+	out := make([]error, len(e.Failures))
+	for i, f := range e.Failures {
+		out[i] = f
+	}
+	return out
+}
+
+// Build returns the content of every file, in order. It reads template files
+// but writes nothing. If any file fails, it returns nil and an *Error that
+// lists every failing file.
+func Build(files []File, secrets map[string]providers.Resolved) ([][]byte, error) {
+	out := make([][]byte, len(files))
+	var fails []*FileError
+	seen := map[string]bool{}
+	for i, f := range files {
+		var b []byte
+		err := validateFile(f, seen)
+		if err == nil {
+			b, err = build(f, secrets)
+		}
+		if err != nil {
+			fails = append(fails, &FileError{Path: f.Path, Format: f.Format, Err: err})
+			continue
+		}
+		out[i] = b
+	}
+	if len(fails) > 0 {
+		return nil, &Error{Failures: fails}
+	}
+	return out, nil
+}
+
+func build(f File, secrets map[string]providers.Resolved) ([]byte, error) {
+	switch f.Format {
+	case FormatRaw:
+		return buildRaw(f.Secret, secrets)
+	case FormatDotenv:
+		return buildDotenv(f.Secrets, secrets)
+	case FormatJSON:
+		return buildJSON(f.Secrets, secrets)
+	case FormatYAML:
+		return buildYAML(f.Secrets, secrets)
+	case FormatTemplate:
+		text, err := f.templateText()
+		if err != nil {
+			return nil, err
+		}
+		return buildTemplate(text, secrets)
+	}
+	return nil, fmt.Errorf("unknown format %q", f.Format)
+}
+
+func (f File) templateText() (string, error) {
+	if f.TemplateFile == "" {
+		return f.Template, nil
+	}
+	b, err := os.ReadFile(f.TemplateFile)
+	if err != nil {
+		return "", fmt.Errorf("read template %s: %w", f.TemplateFile, cause(err))
+	}
+	return string(b), nil
+}
+
+// validateFile checks the parts of f that do not depend on the file system
+// or the secrets; seen collects cleaned paths to catch duplicates.
+func validateFile(f File, seen map[string]bool) error {
+	if !filepath.IsAbs(f.Path) {
+		return errors.New("path is not absolute")
+	}
+	p := filepath.Clean(f.Path)
+	if base := filepath.Base(p); base == "/" || base == "." {
+		return errors.New("path names no file")
+	}
+	if seen[p] {
+		return errors.New("path appears more than once")
+	}
+	seen[p] = true
+	if err := checkMode(f.Mode); err != nil {
+		return err
+	}
+	if f.AtomicDir && strings.HasPrefix(filepath.Base(p), "..") {
+		return errors.New(`atomic_dir file name must not start with ".."`)
+	}
+	switch f.Format {
+	case FormatRaw:
+		if f.Secret == "" || len(f.Secrets) > 0 || f.Template != "" || f.TemplateFile != "" {
+			return errors.New("raw takes exactly one secret (secret:) and nothing else")
+		}
+	case FormatDotenv, FormatJSON, FormatYAML:
+		if f.Secret != "" || f.Template != "" || f.TemplateFile != "" {
+			return fmt.Errorf("%s takes a list of secrets (secrets:) and nothing else", f.Format)
+		}
+	case FormatTemplate:
+		if (f.Template == "") == (f.TemplateFile == "") {
+			return errors.New("template takes exactly one of template: and template_file:")
+		}
+		if f.TemplateFile != "" && !filepath.IsAbs(f.TemplateFile) {
+			return errors.New("template_file is not an absolute path")
+		}
+		if f.Secret != "" || len(f.Secrets) > 0 {
+			return errors.New("template reaches secrets with {{ secret \"NAME\" }}, not secret: or secrets:")
+		}
+	default:
+		return fmt.Errorf("unknown format %q", f.Format)
+	}
+	return nil
+}
+
+// Write writes contents[i] to files[i], in two phases so that a failure
+// changes nothing: first every target is checked (not a directory, not a
+// symlink unless allowed, parent creatable) and, if all pass, every changed
+// file is staged (a fully written and fsynced temp file, or a new timestamped
+// directory for an AtomicDir group); only when all are staged are they
+// renamed into place. If a check or a stage fails, the temp files are
+// removed, no target is modified and the *Error lists every failure found.
+// A failure in the final renames (which do not allocate space) is returned
+// with the Result of what was already replaced.
+//
+// Files whose content, mode and owner already match are not touched and are
+// reported in Result.Unchanged.
+func Write(files []File, contents [][]byte) (Result, error) {
+	if len(files) != len(contents) {
+		return Result{}, fmt.Errorf("render: %d files but %d contents", len(files), len(contents))
+	}
+	var fails []*FileError
+	fail := func(f File, err error) {
+		fails = append(fails, &FileError{Path: f.Path, Format: f.Format, Err: err})
+	}
+
+	// Phase 0: validate and check every target; nothing is written.
+	seen := map[string]bool{}
+	groups := map[string]*atomicGroup{}
+	var groupOrder []*atomicGroup
+	var order []stager
+	for i, f := range files {
+		if err := validateFile(f, seen); err != nil {
+			fail(f, err)
+			continue
+		}
+		p := filepath.Clean(f.Path)
+		if f.AtomicDir {
+			dir := filepath.Dir(p)
+			g, ok := groups[dir]
+			if !ok {
+				g = &atomicGroup{dir: dir}
+				groups[dir] = g
+				groupOrder = append(groupOrder, g)
+				order = append(order, g)
+				if err := g.checkDir(); err != nil {
+					fail(f, err)
+					continue
+				}
+			}
+			if err := g.checkMember(filepath.Base(p), f.AllowSymlink); err != nil {
+				fail(f, err)
+				continue
+			}
+			g.items = append(g.items, groupItem{file: f, name: filepath.Base(p), data: contents[i]})
+			continue
+		}
+		if err := checkTarget(p, f.AllowSymlink); err != nil {
+			fail(f, err)
+			continue
+		}
+		order = append(order, &singleFile{file: f, path: p, data: contents[i]})
+	}
+	for _, g := range groupOrder {
+		if len(g.items) == 0 {
+			continue
+		}
+		if err := g.checkOwners(); err != nil {
+			fail(g.items[0].file, err)
+		}
+	}
+	if len(fails) > 0 {
+		return Result{}, &Error{Failures: fails}
+	}
+
+	// Phase 1: stage every changed file; undo all on the first failure.
+	staged := make([]stager, 0, len(order))
+	for _, s := range order {
+		if err := s.stage(); err != nil {
+			for _, d := range staged {
+				d.abort()
+			}
+			s.abort()
+			f, cerr := s.failure(err)
+			fail(f, cerr)
+			return Result{}, &Error{Failures: fails}
+		}
+		staged = append(staged, s)
+	}
+
+	// Phase 2: rename into place.
+	changed := map[string]bool{}
+	for i, s := range staged {
+		if err := s.commit(changed); err != nil {
+			for _, d := range staged[i:] {
+				d.abort()
+			}
+			f, cerr := s.failure(err)
+			fail(f, cerr)
+			return result(files, changed, false), &Error{Failures: fails}
+		}
+	}
+	return result(files, changed, true), nil
+}
+
+// result lists the changed paths and, when the Write completed, the others
+// as unchanged.
+func result(files []File, changed map[string]bool, complete bool) Result {
+	var res Result
+	for _, f := range files {
+		switch {
+		case changed[filepath.Clean(f.Path)]:
+			res.Changed = append(res.Changed, f.Path)
+		case complete:
+			res.Unchanged = append(res.Unchanged, f.Path)
+		}
+	}
+	return res
+}
+
+// Render builds every file's content and, if all succeed, writes them: Build
+// then Write, with their all-or-nothing guarantees.
+func Render(files []File, secrets map[string]providers.Resolved) (Result, error) {
+	contents, err := Build(files, secrets)
+	if err != nil {
+		return Result{}, err
+	}
+	return Write(files, contents)
+}
+
+// stager is one unit of Write: a single file or an atomic directory group.
+type stager interface {
+	// stage writes everything that can fail for lack of space or
+	// permission, without modifying any target.
+	stage() error
+	// commit puts the staged content in place and records the changed paths.
+	commit(changed map[string]bool) error
+	// abort removes whatever stage created. Safe to call more than once.
+	abort()
+	// failure attributes err to a file for the *Error.
+	failure(err error) (File, error)
+}
+
+type singleFile struct {
+	file File
+	path string
+	data []byte
+	st   *staged
+}
+
+func (s *singleFile) stage() error {
+	st, err := stageFile(s.path, s.data, s.file.Options())
+	s.st = st
+	return err
+}
+
+func (s *singleFile) commit(changed map[string]bool) error {
+	if !s.st.changed {
+		return nil
+	}
+	if err := s.st.commit(); err != nil {
+		return err
+	}
+	changed[s.path] = true
+	return nil
+}
+
+func (s *singleFile) abort() {
+	if s.st != nil {
+		s.st.abort()
+	}
+}
+
+func (s *singleFile) failure(err error) (File, error) { return s.file, cause(err) }

@@ -1,0 +1,272 @@
+package render
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// tmplName is the name templates are parsed under; it only appears in
+// text/template's messages, which are rewritten to "line N: ...".
+const tmplName = "t"
+
+// missingSecretError is returned by the secret template function.
+type missingSecretError struct{ name string }
+
+func (e *missingSecretError) Error() string { return fmt.Sprintf("secret %q not resolved", e.name) }
+
+// templateFuncs are the helpers a template may call:
+//
+//	secret "NAME"  the secret's value as a string; an error naming NAME if it
+//	               was not resolved
+//	base64 S       standard base64 (with padding) of S
+//	json S         S as a JSON string literal, quotes included
+//
+// The values are reachable only through secret: the template's dot is an
+// empty map, so no value can show up in an error about dot.
+func templateFuncs(secrets map[string]providers.Resolved) template.FuncMap {
+	return template.FuncMap{
+		"secret": func(name string) (string, error) {
+			r, ok := secrets[name]
+			if !ok {
+				return "", &missingSecretError{name: name}
+			}
+			return r.Value.Reveal(), nil
+		},
+		"base64": func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"json": func(s string) string {
+			var b bytes.Buffer
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(s) // a string always encodes
+			return strings.TrimSuffix(b.String(), "\n")
+		},
+	}
+}
+
+// parseTemplate parses text with the helper functions (secrets may be nil
+// when only the parse tree is wanted). Errors read "line N: ...".
+func parseTemplate(text string, secrets map[string]providers.Resolved) (*template.Template, error) {
+	t, err := template.New(tmplName).Option("missingkey=error").Funcs(templateFuncs(secrets)).Parse(text)
+	if err != nil {
+		return nil, errors.New(templateMessage(err.Error()))
+	}
+	return t, nil
+}
+
+// templateErrRE splits text/template's "template: t:LINE[:COL]: rest".
+var templateErrRE = regexp.MustCompile(`^template: ` + tmplName + `:(\d+)(?::\d+)?: (.*)$`)
+
+// templateMessage rewrites a text/template message to "line N: rest",
+// dropping the internal template name and the `executing "t" at` noise.
+func templateMessage(msg string) string {
+	m := templateErrRE.FindStringSubmatch(msg)
+	if m == nil {
+		return strings.TrimPrefix(msg, "template: ")
+	}
+	rest := strings.TrimPrefix(m[2], `executing "`+tmplName+`" `)
+	return "line " + m[1] + ": " + rest
+}
+
+// secretUse is one `secret "NAME"` call with a literal name.
+type secretUse struct {
+	name string
+	line int
+}
+
+// templateSecretUses lists the secret calls with a literal name in every
+// template that t defines, in source order.
+func templateSecretUses(t *template.Template) []secretUse {
+	var uses []secretUse
+	for _, tt := range t.Templates() {
+		if tt.Tree == nil || tt.Root == nil {
+			continue
+		}
+		var walk func(n parse.Node)
+		walk = func(n parse.Node) {
+			switch n := n.(type) {
+			case *parse.ListNode:
+				if n == nil {
+					return
+				}
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			case *parse.ActionNode:
+				walk(n.Pipe)
+			case *parse.IfNode:
+				walk(n.Pipe)
+				walk(n.List)
+				walk(n.ElseList)
+			case *parse.RangeNode:
+				walk(n.Pipe)
+				walk(n.List)
+				walk(n.ElseList)
+			case *parse.WithNode:
+				walk(n.Pipe)
+				walk(n.List)
+				walk(n.ElseList)
+			case *parse.TemplateNode:
+				walk(n.Pipe)
+			case *parse.PipeNode:
+				if n == nil {
+					return
+				}
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			case *parse.ChainNode:
+				walk(n.Node)
+			case *parse.CommandNode:
+				if len(n.Args) >= 2 {
+					if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "secret" {
+						if s, ok := n.Args[1].(*parse.StringNode); ok {
+							uses = append(uses, secretUse{name: s.Text, line: nodeLine(tt.Tree, n)})
+						}
+					}
+				}
+				for _, a := range n.Args {
+					walk(a)
+				}
+			}
+		}
+		walk(tt.Root)
+	}
+	return uses
+}
+
+func nodeLine(tree *parse.Tree, n parse.Node) int {
+	loc, _ := tree.ErrorContext(n) // "t:LINE:COL"
+	parts := strings.Split(loc, ":")
+	if len(parts) >= 3 {
+		if l, err := strconv.Atoi(parts[len(parts)-2]); err == nil {
+			return l
+		}
+	}
+	return 0
+}
+
+// leakyExecErrors are text/template execution messages that print a
+// runtime value (%v of the operand), which may be derived from a secret.
+var leakyExecErrors = []string{
+	"can't use ", "can't iterate over", "range over", "non-comparable", "error calling call",
+}
+
+// buildTemplate executes the template. Every secret "NAME" with a literal
+// name that is not resolved is reported at once, with its line, before
+// executing. An execution error keeps its line and node; its reason is
+// withheld when it could carry secret data.
+func buildTemplate(text string, secrets map[string]providers.Resolved) ([]byte, error) {
+	t, err := parseTemplate(text, secrets)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	reported := map[string]bool{}
+	for _, u := range templateSecretUses(t) {
+		if _, ok := secrets[u.name]; !ok && !reported[u.name] {
+			reported[u.name] = true
+			missing = append(missing, fmt.Sprintf("line %d: secret %q not resolved", u.line, u.name))
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errors.New(strings.Join(missing, ", "))
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, map[string]any{}); err != nil {
+		return nil, execError(err, secrets)
+	}
+	return b.Bytes(), nil
+}
+
+// execError turns a text/template execution error into a message that can
+// never contain secret data: a missing secret is named; a reason that
+// prints a runtime value, or that contains any secret value (or its base64
+// or JSON form), is withheld and only its line and node remain.
+func execError(err error, secrets map[string]providers.Resolved) error {
+	msg := templateMessage(err.Error())
+	var ms *missingSecretError
+	if errors.As(err, &ms) {
+		// Every literal name was checked before executing, so this one was
+		// computed: name it only if it cannot be (part of) a value.
+		line, _, _ := strings.Cut(msg, ": ")
+		if containsSecret(ms.name, secrets) || insideSecret(ms.name, secrets) {
+			return fmt.Errorf("%s: computed secret name not resolved (name withheld: it overlaps a secret value)", line)
+		}
+		return fmt.Errorf("%s: %w", line, ms)
+	}
+	if strings.Contains(msg, `map has no entry for key "`) {
+		line, _, _ := strings.Cut(msg, ": ")
+		return fmt.Errorf("%s: the template's dot holds nothing; write {{ secret \"NAME\" }} to use a secret", line)
+	}
+	leaky := false
+	for _, l := range leakyExecErrors {
+		leaky = leaky || strings.Contains(msg, l)
+	}
+	leaky = leaky || containsSecret(msg, secrets)
+	if leaky {
+		// Keep "line N: at <node>" (template source), drop the reason.
+		head := msg
+		if i := strings.Index(msg, ">: "); i >= 0 {
+			head = msg[:i+1]
+		} else {
+			head, _, _ = strings.Cut(msg, ": ")
+		}
+		if containsSecret(head, secrets) {
+			head, _, _ = strings.Cut(msg, ": ")
+		}
+		return errors.New(head + ": execution failed (reason withheld: it may contain secret data)")
+	}
+	return errors.New(msg)
+}
+
+// insideSecret reports whether s is part of any resolved value.
+func insideSecret(s string, secrets map[string]providers.Resolved) bool {
+	for _, r := range secrets {
+		if strings.Contains(r.Value.Reveal(), s) {
+			return true
+		}
+		for _, f := range r.Fields {
+			if strings.Contains(f.Reveal(), s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// containsSecret reports whether s contains any resolved value, or its
+// base64 or JSON-quoted form.
+func containsSecret(s string, secrets map[string]providers.Resolved) bool {
+	has := func(v providers.Value) bool {
+		if v.Len() == 0 {
+			return false
+		}
+		raw := v.Reveal()
+		q, _ := json.Marshal(raw)
+		return strings.Contains(s, raw) ||
+			strings.Contains(s, base64.StdEncoding.EncodeToString(v.Bytes())) ||
+			strings.Contains(s, strings.Trim(string(q), `"`)) ||
+			strings.Contains(s, strconv.Quote(raw))
+	}
+	for _, r := range secrets {
+		if has(r.Value) {
+			return true
+		}
+		for _, f := range r.Fields {
+			if has(f) {
+				return true
+			}
+		}
+	}
+	return false
+}
