@@ -1,7 +1,10 @@
 # keyward — build, test, benchmark.
 #
 #   make build   static binary in bin/keyward
-#   make test    everything CI runs: gofmt, go vet, staticcheck, go test -race
+#   make test    everything CI runs: gofmt, go vet, staticcheck, then every
+#                test under the race detector, including the integration
+#                suites against real servers (built once into .cache/)
+#   make unit    only the tests that need no server (go test ./...)
 #   make bench   exec-path latency (hyperfine) and Go micro-benchmarks
 #
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
@@ -15,14 +18,22 @@ GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test lint unit bench fuzz clean
+SERVERS   = $(sort $(wildcard test/servers/*.sh))
+
+.PHONY: all build test lint unit servers integration bench fuzz clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
 
-test: lint unit
+test: lint servers
+	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 30m ./...
+
+# servers builds or installs every real server the integration tests use
+# (cached in .cache/ by version; a cached server costs nothing).
+servers:
+	@for s in $(SERVERS); do bash "$$s" >/dev/null || { echo "test server script $$s failed"; exit 1; }; done
 
 lint:
 	@out="$$(gofmt -l $(GOFILES))"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

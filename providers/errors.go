@@ -14,3 +14,6 @@ var (
 	// ErrInvalidReference: a reference is malformed or names an unknown scheme or option.
 	ErrInvalidReference = errors.New("invalid reference")
 )
+
+// ErrLeaseNotRenewable: a lease cannot be extended further; fetch the secret again.
+var ErrLeaseNotRenewable = errors.New("lease not renewable")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,45 @@ type Secret struct {
 	Value   Value
 	Data    map[string]any
 	Version string
+	// Lease is set for secrets that expire (dynamic secrets); nil otherwise.
+	Lease *Lease
+}
+
+// String implements fmt.Stringer without revealing Value or Data:
+// "Secret(REDACTED, version V)".
+func (s Secret) String() string {
+	if s.Version == "" {
+		return "Secret(" + Redacted + ")"
+	}
+	return "Secret(" + Redacted + ", version " + s.Version + ")"
+}
+
+// GoString implements fmt.GoStringer like String.
+func (s Secret) GoString() string { return s.String() }
+
+// Format implements fmt.Formatter so that every verb prints String: Data
+// holds plain strings that fmt would otherwise print.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		_, _ = fmt.Fprintf(f, "%q", s.String())
+		return
+	}
+	_, _ = f.Write([]byte(s.String()))
+}
+
+// LogValue implements slog.LogValuer: the version, never the content.
+func (s Secret) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("value", Redacted), slog.String("version", s.Version))
+}
+
+// MarshalJSON implements json.Marshaler: Value and Data are "REDACTED".
+func (s Secret) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{"value": Redacted, "data": Redacted, "version": s.Version})
+}
+
+// MarshalYAML implements yaml.Marshaler for gopkg.in/yaml.v3 like MarshalJSON.
+func (s Secret) MarshalYAML() (any, error) {
+	return map[string]string{"value": Redacted, "data": Redacted, "version": s.Version}, nil
 }
 
 // ErrNotObject is returned when a #field is asked of a secret that is not a
@@ -88,7 +128,7 @@ func (s Secret) Whole() (Value, map[string]Value, error) {
 	if err != nil {
 		return Value{}, nil, errors.New("cannot encode secret as JSON")
 	}
-	return Value{b: b}, fields, nil
+	return wrap(b), fields, nil
 }
 
 func lookup(m map[string]any, field, full string) (any, error) {
@@ -138,29 +178,29 @@ func toValue(v any) (Value, error) {
 	case nil:
 		return Value{}, nil
 	case string:
-		return Value{b: []byte(x)}, nil
+		return wrap([]byte(x)), nil
 	case []byte:
-		return Value{b: x}, nil
+		return wrap(x), nil
 	case Value:
 		return x, nil
 	case json.Number:
-		return Value{b: []byte(x.String())}, nil
+		return wrap([]byte(x.String())), nil
 	case bool:
-		return Value{b: []byte(strconv.FormatBool(x))}, nil
+		return wrap([]byte(strconv.FormatBool(x))), nil
 	case int:
-		return Value{b: []byte(strconv.Itoa(x))}, nil
+		return wrap([]byte(strconv.Itoa(x))), nil
 	case int64:
-		return Value{b: []byte(strconv.FormatInt(x, 10))}, nil
+		return wrap([]byte(strconv.FormatInt(x, 10))), nil
 	case uint64:
-		return Value{b: []byte(strconv.FormatUint(x, 10))}, nil
+		return wrap([]byte(strconv.FormatUint(x, 10))), nil
 	case float64:
-		return Value{b: []byte(strconv.FormatFloat(x, 'f', -1, 64))}, nil
+		return wrap([]byte(strconv.FormatFloat(x, 'f', -1, 64))), nil
 	default:
 		b, err := json.Marshal(plain(x))
 		if err != nil {
 			return Value{}, fmt.Errorf("cannot encode field of type %T", v)
 		}
-		return Value{b: b}, nil
+		return wrap(b), nil
 	}
 }
 
@@ -169,7 +209,7 @@ func toValue(v any) (Value, error) {
 func plain(v any) any {
 	switch x := v.(type) {
 	case Value:
-		return string(x.b)
+		return string(x.bytes())
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {

@@ -1,0 +1,48 @@
+package providers
+
+import (
+	"context"
+	"time"
+)
+
+// Optional provider capabilities. The rotation engine (rotate/) finds them
+// by type assertion on a Provider; a provider implements only those its
+// store supports. Like Fetch, each is safe for concurrent use.
+
+// VersionProber is a provider that can learn a secret's current version
+// more cheaply than reading it (Vault KV v2 metadata, AWS DescribeSecret,
+// GCP GetSecretVersion of "latest"). The version string is comparable with
+// Secret.Version of a Fetch of the same ref; when it differs, the secret
+// changed and is fetched again. Errors follow Fetch's rules.
+type VersionProber interface {
+	ProbeVersion(ctx context.Context, ref Ref) (string, error)
+}
+
+// Watcher is a provider whose store can push changes (Kubernetes watch,
+// fsnotify). Watch blocks until ctx is done or the watch fails for good,
+// calling changed (never concurrently with itself) with each ref whose
+// secret may have changed; the caller then fetches it again. refs are
+// whole-secret refs (no Field). Watch returns ctx.Err() after cancellation
+// and releases everything it started before returning.
+type Watcher interface {
+	Watch(ctx context.Context, refs []Ref, changed func(Ref)) error
+}
+
+// Lease describes a secret that expires (Vault dynamic secrets): it must be
+// renewed or fetched again before Obtained+Duration.
+type Lease struct {
+	ID        string
+	Duration  time.Duration
+	Renewable bool
+	Obtained  time.Time
+}
+
+// Expires is when the lease runs out.
+func (l Lease) Expires() time.Time { return l.Obtained.Add(l.Duration) }
+
+// LeaseRenewer is a provider that can extend a Lease. Renew returns the
+// renewed lease; an error wrapping ErrLeaseNotRenewable (or any error once
+// the lease has expired) tells the caller to Fetch a fresh secret instead.
+type LeaseRenewer interface {
+	Renew(ctx context.Context, ref Ref, lease Lease) (Lease, error)
+}
