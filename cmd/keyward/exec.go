@@ -121,6 +121,9 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			stop()
 			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
 
+			if err := harden.ChildCoreLimit(); err != nil {
+				g.logger.Warn("could not restore the core limit for the child", "err", err)
+			}
 			if !supervise && os.Getpid() != 1 {
 				err := child.Exec(args, childEnv)
 				if code, ok := child.ExitCode(err); ok {
