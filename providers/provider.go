@@ -65,6 +65,15 @@ type Instance struct {
 	Logger *slog.Logger
 }
 
+// describe names the instance for messages: "provider vault", or
+// "provider vault-eu (kind vault)" when the name is not the kind.
+func (in Instance) describe() string {
+	if in.Name == in.Kind {
+		return "provider " + in.Name
+	}
+	return "provider " + in.Name + " (kind " + in.Kind + ")"
+}
+
 // BuiltinKinds are the provider kinds keyward knows, whether or not this
 // build contains them. Each has a default instance named after it.
 var BuiltinKinds = []string{"vault", "awssm", "gcpsm", "k8s", "file"}
@@ -176,7 +185,7 @@ func (s *Set) CheckRef(ref Ref) error {
 	}
 	k, ok := LookupKind(in.Kind)
 	if !ok {
-		return fmt.Errorf("%s: provider %s (kind %s) is not available in this build: %w", ref.String(), in.Name, in.Kind, ErrUnavailable)
+		return fmt.Errorf("%s: %s is not available in this build: %w", ref.String(), in.describe(), ErrUnavailable)
 	}
 	for p := range ref.Params {
 		if !slices.Contains(k.Params, p) {
@@ -208,7 +217,7 @@ func (s *Set) Provider(scheme string) (Provider, error) {
 	}
 	k, ok := LookupKind(in.Kind)
 	if !ok {
-		return nil, fmt.Errorf("provider %s (kind %s) is not available in this build: %w", in.Name, in.Kind, ErrUnavailable)
+		return nil, fmt.Errorf("%s is not available in this build: %w", in.describe(), ErrUnavailable)
 	}
 	p, err := k.New(in)
 	if err != nil {

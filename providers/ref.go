@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -91,9 +92,20 @@ func (r Ref) String() string {
 	return b.String()
 }
 
+// escapePath percent-escapes what Parse would otherwise read as syntax or
+// reject: '%', '#', '?', control characters, and a trailing space.
 func escapePath(s string) string {
-	r := strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F")
-	return r.Replace(s)
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%' || c == '#' || c == '?' || c < 0x20 || c == 0x7f || c == ' ' && i == len(s)-1:
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func encodeParams(p map[string]string) string {
@@ -419,6 +431,10 @@ func parseBankVaults(s string, start int) (Ref, error) {
 			s2 := s[:vpos-1]
 			r, err := parseBody(s2, "vault", start)
 			if err != nil {
+				var pe *ParseError
+				if errors.As(err, &pe) {
+					pe.Ref = s // name the whole reference, not the part before the version
+				}
 				return Ref{}, err
 			}
 			r.Raw = s

@@ -21,6 +21,10 @@ import (
 //
 // Data values may be string, []byte, Value, bool, json.Number, float64,
 // int, nil, []any or map[string]any (nested).
+//
+// fmt, slog, encoding/json and yaml.v3 print a Secret as REDACTED (with its
+// Version), but fmt cannot call those methods on a Secret held in an
+// unexported struct field, and would print Data's strings there.
 type Secret struct {
 	Value   Value
 	Data    map[string]any
@@ -67,7 +71,8 @@ func (s Secret) MarshalYAML() (any, error) {
 }
 
 // ErrNotObject is returned when a #field is asked of a secret that is not a
-// JSON/YAML object (or of a field that is not an object, for a.b paths).
+// JSON/YAML object. (An a.b field whose a is not an object wraps
+// ErrNotFound: "a.b" might have been meant as one key.)
 var ErrNotObject = errors.New("secret is not an object with fields")
 
 // structured returns the secret's top-level object, parsing Value as JSON
@@ -105,16 +110,18 @@ func (s Secret) Field(field string) (Value, error) {
 	return toValue(v)
 }
 
-// Whole returns the secret's payload and, when it is an object of fields,
-// each top-level field as its own Value (for rendering a whole Secret as a
+// Whole returns the secret's payload and, when it is an object of fields
+// (Data, or a Value that is a JSON object, as Field reads it), each
+// top-level field as its own Value (for rendering a whole Secret as a
 // dotenv/json/yaml map). For a structured-only secret (Data set, Value
 // empty), the payload is the JSON encoding of Data.
 func (s Secret) Whole() (Value, map[string]Value, error) {
-	if s.Data == nil {
+	m, ok := s.structured()
+	if !ok {
 		return s.Value, nil, nil
 	}
-	fields := make(map[string]Value, len(s.Data))
-	for k, v := range s.Data {
+	fields := make(map[string]Value, len(m))
+	for k, v := range m {
 		fv, err := toValue(v)
 		if err != nil {
 			return Value{}, nil, fmt.Errorf("field %q: %w", k, err)
@@ -124,7 +131,7 @@ func (s Secret) Whole() (Value, map[string]Value, error) {
 	if s.Value.Len() > 0 {
 		return s.Value, fields, nil
 	}
-	b, err := json.Marshal(plain(s.Data))
+	b, err := json.Marshal(plain(m))
 	if err != nil {
 		return Value{}, nil, errors.New("cannot encode secret as JSON")
 	}

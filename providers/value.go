@@ -18,37 +18,61 @@ const Redacted = "REDACTED"
 // A Value is immutable by convention: callers must not modify the slice that
 // Bytes returns. The zero Value is empty.
 type Value struct {
-	b []byte
+	// p points at an interface holding the []byte. fmt cannot call Format
+	// on a Value that is an unexported field of another struct and prints
+	// such a field by reflection: a []byte or *[]byte would show its
+	// bytes there (as numbers, or in a %!s(*[]uint8=&[…]) bad-verb note),
+	// a pointer to an interface only its address.
+	p *any
+	// Values are not comparable with ==; use Equal.
+	_ [0]func()
+}
+
+// wrap returns a Value holding b itself (not a copy).
+func wrap(b []byte) Value {
+	if b == nil {
+		return Value{}
+	}
+	var box any = b
+	return Value{p: &box}
+}
+
+func (v Value) bytes() []byte {
+	if v.p == nil {
+		return nil
+	}
+	b, _ := (*v.p).([]byte)
+	return b
 }
 
 // NewValue returns a Value holding a copy of b.
 func NewValue(b []byte) Value {
-	return Value{b: append([]byte(nil), b...)}
+	return wrap(append([]byte(nil), b...))
 }
 
 // StringValue returns a Value holding s.
 func StringValue(s string) Value {
-	return Value{b: []byte(s)}
+	return wrap([]byte(s))
 }
 
 // Bytes returns the secret bytes. The caller must not modify them.
-func (v Value) Bytes() []byte { return v.b }
+func (v Value) Bytes() []byte { return v.bytes() }
 
 // Reveal returns the secret as a string. Use it only where the value is
 // deliberately handed on (a file, the child's environment, stdout of `get`).
-func (v Value) Reveal() string { return string(v.b) }
+func (v Value) Reveal() string { return string(v.bytes()) }
 
 // Len is the length of the secret in bytes.
-func (v Value) Len() int { return len(v.b) }
+func (v Value) Len() int { return len(v.bytes()) }
 
 // Equal reports whether v and o hold the same bytes.
-func (v Value) Equal(o Value) bool { return string(v.b) == string(o.b) }
+func (v Value) Equal(o Value) bool { return string(v.bytes()) == string(o.bytes()) }
 
 // Fingerprint is a short, non-reversible identifier of the content
 // ("sha256:" and the first 12 hex digits of its SHA-256), for `check` output
 // and change detection in logs. It is never the value.
 func (v Value) Fingerprint() string {
-	sum := sha256.Sum256(v.b)
+	sum := sha256.Sum256(v.bytes())
 	return "sha256:" + hex.EncodeToString(sum[:6])
 }
 

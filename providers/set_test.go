@@ -1,0 +1,470 @@
+package providers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// fakeKind is registered once for this test binary. Each test hands its
+// own fake to the kind through the instance's Decode, as a real kind gets
+// its options.
+const fakeKind = "fake-kind"
+
+func init() {
+	providers.Register(providers.Kind{
+		Name:   fakeKind,
+		Params: []string{"version"},
+		CheckRef: func(r providers.Ref) error {
+			if r.Path == "invalid" {
+				return fmt.Errorf("path %q is not allowed: %w", r.Path, providers.ErrInvalidReference)
+			}
+			return nil
+		},
+		New: func(in providers.Instance) (providers.Provider, error) {
+			var f *fake
+			if err := in.Decode(&f); err != nil {
+				return nil, err
+			}
+			f.news.Add(1)
+			if f.newErr != nil {
+				return nil, f.newErr
+			}
+			if f.batch {
+				return &batchFake{f}, nil
+			}
+			return f, nil
+		},
+	})
+	providers.Register(providers.Kind{
+		Name: "fake-noparams",
+		New:  func(providers.Instance) (providers.Provider, error) { return &fake{}, nil },
+	})
+}
+
+// fake is a Provider whose Fetch is a function field; it counts calls.
+type fake struct {
+	fetch    func(ctx context.Context, ref providers.Ref) (providers.Secret, error)
+	newErr   error
+	closeErr error
+	batch    bool
+
+	news    atomic.Int32
+	closes  atomic.Int32
+	batches atomic.Int32
+
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+var _ providers.Provider = (*fake)(nil)
+
+func (f *fake) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[ref.Key()]++
+	f.mu.Unlock()
+	if ref.Field != "" {
+		return providers.Secret{}, errors.New("Fetch got a field")
+	}
+	if f.fetch == nil {
+		return providers.Secret{Value: providers.StringValue("value-of-" + ref.Path)}, nil
+	}
+	return f.fetch(ctx, ref)
+}
+
+func (f *fake) Close() error {
+	f.closes.Add(1)
+	return f.closeErr
+}
+
+func (f *fake) totalCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		n += c
+	}
+	return n
+}
+
+type batchFake struct{ *fake }
+
+func (b *batchFake) FetchBatch(ctx context.Context, refs []providers.Ref) ([]providers.Secret, []error) {
+	b.batches.Add(1)
+	secs := make([]providers.Secret, len(refs))
+	errs := make([]error, len(refs))
+	for i, r := range refs {
+		secs[i], errs[i] = b.Fetch(ctx, r)
+	}
+	return secs, errs
+}
+
+// newSet returns a Set with one instance of fakeKind per entry of fakes.
+func newSet(t *testing.T, fakes map[string]*fake) *providers.Set {
+	t.Helper()
+	var declared []providers.Instance
+	for name, f := range fakes {
+		declared = append(declared, providers.Instance{
+			Name: name,
+			Kind: fakeKind,
+			Decode: func(into any) error {
+				*into.(**fake) = f
+				return nil
+			},
+		})
+	}
+	return providers.NewSet(providers.Instance{BaseDir: t.TempDir()}, declared)
+}
+
+func mustParse(t *testing.T, refs map[string]string) map[string]providers.Ref {
+	t.Helper()
+	out := make(map[string]providers.Ref, len(refs))
+	for name, s := range refs {
+		r, err := providers.Parse(s)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", s, err)
+		}
+		out[name] = r
+	}
+	return out
+}
+
+func TestSetInstances(t *testing.T) {
+	t.Parallel()
+	s := newSet(t, map[string]*fake{"vault-eu": {}})
+	want := append(slices.Clone(providers.BuiltinKinds), "vault-eu")
+	slices.Sort(want)
+	if got := s.Schemes(); !slices.Equal(got, want) {
+		t.Errorf("Schemes = %v, want %v", got, want)
+	}
+	if !s.Known("vault") || !s.Known("vault-eu") || s.Known("nope") {
+		t.Error("Known")
+	}
+	if s.KindOf("vault-eu") != fakeKind || s.KindOf("k8s") != "k8s" || s.KindOf("nope") != "" {
+		t.Error("KindOf")
+	}
+	if !providers.KnownKind("vault") || !providers.KnownKind(fakeKind) || providers.KnownKind("nope") {
+		t.Error("KnownKind")
+	}
+}
+
+func TestSetCheckRef(t *testing.T) {
+	t.Parallel()
+	if _, ok := providers.LookupKind("vault"); ok {
+		t.Fatal("the vault kind is registered in this test binary; the not-available cases need a builtin kind that is not")
+	}
+	f := &fake{}
+	s := newSet(t, map[string]*fake{"fk": f})
+	declared := providers.NewSet(providers.Instance{}, []providers.Instance{{Name: "vault-eu", Kind: "vault"}, {Name: "np", Kind: "fake-noparams"}})
+	tests := []struct {
+		set      *providers.Set
+		ref      string
+		sentinel error
+		msg      string
+	}{
+		{s, "fk://db#password", nil, ""},
+		{s, "fk://db?version=2#password", nil, ""},
+		{s, "nope://x", providers.ErrInvalidReference, `nope://x: unknown provider "nope" (known: [awssm file fk gcpsm k8s vault])`},
+		{s, "vault://secret/x#k", providers.ErrUnavailable, "vault://secret/x#k: provider vault is not available in this build"},
+		{declared, "vault-eu://secret/x", providers.ErrUnavailable, "provider vault-eu (kind vault) is not available in this build"},
+		{s, "fk://db?colour=red", providers.ErrInvalidReference, `unknown option "colour" for provider kind fake-kind (allowed: [version])`},
+		{declared, "np://x?version=1", providers.ErrInvalidReference, `unknown option "version" for provider kind fake-noparams (allowed: none)`},
+		{s, "fk://invalid", providers.ErrInvalidReference, `fk://invalid: path "invalid" is not allowed`},
+	}
+	for _, tt := range tests {
+		r := mustParse(t, map[string]string{"r": tt.ref})["r"]
+		err := tt.set.CheckRef(r)
+		if tt.sentinel == nil {
+			if err != nil {
+				t.Errorf("CheckRef(%s): %v", tt.ref, err)
+			}
+			continue
+		}
+		if !errors.Is(err, tt.sentinel) {
+			t.Errorf("CheckRef(%s) = %v, want an error wrapping %v", tt.ref, err, tt.sentinel)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("CheckRef(%s) = %q, want it to contain %q", tt.ref, err, tt.msg)
+		}
+	}
+	if n := f.news.Load(); n != 0 {
+		t.Errorf("CheckRef built the provider %d times", n)
+	}
+}
+
+// TestSetLazy: nothing is built until a reference to it is resolved.
+func TestSetLazy(t *testing.T) {
+	t.Parallel()
+	used, unused := &fake{}, &fake{}
+	s := newSet(t, map[string]*fake{"used": used, "unused": unused})
+	if _, err := s.Resolve(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if used.news.Load()+unused.news.Load() != 0 {
+		t.Fatal("Resolve of nothing built a provider")
+	}
+	if _, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "used://a", "B": "used://b"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"C": "used://c"})); err != nil {
+		t.Fatal(err)
+	}
+	if n := used.news.Load(); n != 1 {
+		t.Errorf("used provider built %d times, want 1", n)
+	}
+	if n := unused.news.Load(); n != 0 {
+		t.Errorf("unused provider built %d times, want 0", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if used.closes.Load() != 1 || unused.closes.Load() != 0 {
+		t.Errorf("closes: used %d, unused %d", used.closes.Load(), unused.closes.Load())
+	}
+	if err := s.Close(); err != nil || used.closes.Load() != 1 {
+		t.Errorf("second Close: %v, used closed %d times", err, used.closes.Load())
+	}
+}
+
+func TestSetDedup(t *testing.T) {
+	t.Parallel()
+	data := map[string]any{}
+	refs := map[string]string{"WHOLE": "fk://db"}
+	for i := range 10 {
+		data[fmt.Sprintf("f%d", i)] = fmt.Sprintf("v%d", i)
+		refs[fmt.Sprintf("F%d", i)] = fmt.Sprintf("fk://db#f%d", i)
+	}
+	refs["PINNED"] = "fk://db?version=2#f0"
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		return providers.Secret{Data: data, Version: "v-" + ref.Params["version"]}, nil
+	}}
+	s := newSet(t, map[string]*fake{"fk": f})
+	got, err := s.Resolve(t.Context(), mustParse(t, refs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.totalCalls(); n != 2 {
+		t.Errorf("%d fetches for ten fields and the whole of one secret plus one pinned version, want 2 (%v)", n, f.calls)
+	}
+	for i := range 10 {
+		if v := got[fmt.Sprintf("F%d", i)].Value.Reveal(); v != fmt.Sprintf("v%d", i) {
+			t.Errorf("F%d = %q", i, v)
+		}
+	}
+	whole := got["WHOLE"]
+	if len(whole.Fields) != 10 || whole.Fields["f3"].Reveal() != "v3" || whole.Version != "v-" {
+		t.Errorf("WHOLE: %d fields, version %q", len(whole.Fields), whole.Version)
+	}
+	if got["PINNED"].Version != "v-2" {
+		t.Errorf("PINNED version %q", got["PINNED"].Version)
+	}
+}
+
+func TestSetBatch(t *testing.T) {
+	t.Parallel()
+	f := &fake{batch: true}
+	s := newSet(t, map[string]*fake{"fk": f})
+	got, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "fk://a", "B": "fk://b", "C": "fk://c", "A2": "fk://a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.batches.Load(); n != 1 {
+		t.Errorf("%d FetchBatch calls, want 1", n)
+	}
+	if n := f.totalCalls(); n != 3 {
+		t.Errorf("%d secrets fetched in the batch, want 3", n)
+	}
+	if got["A2"].Value.Reveal() != "value-of-a" || got["C"].Value.Reveal() != "value-of-c" {
+		t.Error("batch results misassigned")
+	}
+}
+
+// TestSetConcurrencyBound: at most Concurrency fetches are in flight per
+// provider; synctest.Wait shows the pool full and everyone else waiting.
+func TestSetConcurrencyBound(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ concurrency, want int }{{3, 3}, {1, 1}, {0, 8}} {
+		t.Run(fmt.Sprint(tt.concurrency), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				release := make(chan struct{})
+				var inflight, peak atomic.Int32
+				f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+					n := inflight.Add(1)
+					for {
+						p := peak.Load()
+						if n <= p || peak.CompareAndSwap(p, n) {
+							break
+						}
+					}
+					defer inflight.Add(-1)
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return providers.Secret{}, ctx.Err()
+					}
+					return providers.Secret{Value: providers.StringValue(ref.Path)}, nil
+				}}
+				other := &fake{}
+				s := newSet(t, map[string]*fake{"fk": f, "other": other})
+				s.Concurrency = tt.concurrency
+				refs := map[string]string{"OTHER": "other://x"}
+				for i := range 20 {
+					refs[fmt.Sprintf("S%d", i)] = fmt.Sprintf("fk://s%d", i)
+				}
+				done := make(chan error)
+				go func() {
+					_, err := s.Resolve(t.Context(), mustParse(t, refs))
+					done <- err
+				}()
+				synctest.Wait()
+				if n := inflight.Load(); n != int32(tt.want) {
+					t.Errorf("%d fetches in flight with everyone blocked, want %d", n, tt.want)
+				}
+				if other.totalCalls() != 1 {
+					t.Errorf("another provider's fetch waited for this provider's pool")
+				}
+				close(release)
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if p := peak.Load(); p != int32(tt.want) {
+					t.Errorf("peak %d fetches in flight, want %d", p, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// TestSetFetchTimeout: a fetch that never answers ends after FetchTimeout.
+func TestSetFetchTimeout(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+			<-ctx.Done()
+			return providers.Secret{}, fmt.Errorf("fetch %s: %w", ref.Path, ctx.Err())
+		}}
+		s := newSet(t, map[string]*fake{"fk": f})
+		start := time.Now()
+		_, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "fk://slow"}))
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Resolve = %v, want DeadlineExceeded", err)
+		}
+		if d := time.Since(start); d != providers.FetchTimeout {
+			t.Errorf("gave up after %v, want %v", d, providers.FetchTimeout)
+		}
+	})
+}
+
+func TestSetCancelledContext(t *testing.T) {
+	t.Parallel()
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		if err := ctx.Err(); err != nil {
+			return providers.Secret{}, err
+		}
+		return providers.Secret{Value: providers.StringValue("x")}, nil
+	}}
+	s := newSet(t, map[string]*fake{"fk": f})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := s.Resolve(ctx, mustParse(t, map[string]string{"A": "fk://a", "B": "fk://b"}))
+	var re *providers.ResolveError
+	if !errors.As(err, &re) || len(re.Failures) != 2 || !errors.Is(err, context.Canceled) {
+		t.Errorf("Resolve with a cancelled context = %v", err)
+	}
+}
+
+func TestResolveError(t *testing.T) {
+	t.Parallel()
+	if _, ok := providers.LookupKind("vault"); ok {
+		t.Fatal("the vault kind is registered in this test binary")
+	}
+	const secret = "hunter2-top-secret"
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		switch ref.Path {
+		case "missing":
+			return providers.Secret{}, fmt.Errorf("secret %s: %w", ref.Path, providers.ErrNotFound)
+		case "denied":
+			return providers.Secret{}, fmt.Errorf("secret %s: %w", ref.Path, providers.ErrPermissionDenied)
+		}
+		return providers.Secret{Data: map[string]any{"password": secret, "user": "u"}}, nil
+	}}
+	broken := &fake{newErr: errors.New("no credentials in the environment")}
+	s := newSet(t, map[string]*fake{"fk": f, "broken": broken})
+	refs := mustParse(t, map[string]string{
+		"A_MISSING": "fk://missing",
+		"B_DENIED":  "fk://denied#password",
+		"C_SCHEME":  "nope://x",
+		"D_FIELD":   "fk://db#nosuch",
+		"E_OK":      "fk://db#password",
+		"F_UNAVAIL": "vault://secret/x#k",
+		"G_PARAM":   "fk://db?colour=red#password",
+		"H_NEW":     "broken://x",
+	})
+	got, err := s.Resolve(t.Context(), refs)
+	if got != nil {
+		t.Errorf("Resolve returned values despite failures: %d", len(got))
+	}
+	var re *providers.ResolveError
+	if !errors.As(err, &re) {
+		t.Fatalf("Resolve = %v, want a *ResolveError", err)
+	}
+	var names []string
+	for _, f := range re.Failures {
+		names = append(names, f.Name)
+	}
+	if want := []string{"A_MISSING", "B_DENIED", "C_SCHEME", "D_FIELD", "F_UNAVAIL", "G_PARAM", "H_NEW"}; !slices.Equal(names, want) {
+		t.Errorf("failures %v, want %v", names, want)
+	}
+	for _, sentinel := range []error{providers.ErrNotFound, providers.ErrPermissionDenied, providers.ErrInvalidReference, providers.ErrUnavailable} {
+		if !errors.Is(err, sentinel) {
+			t.Errorf("errors.Is(err, %v) is false", sentinel)
+		}
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "resolving 7 references failed: ") {
+		t.Errorf("message = %q", msg)
+	}
+	for _, part := range []string{"A_MISSING (fk://missing): secret missing: not found", "B_DENIED (fk://denied#password)", `field "nosuch" not found (keys: password, user)`, "H_NEW (broken://x): provider broken: no credentials in the environment"} {
+		if !strings.Contains(msg, part) {
+			t.Errorf("message lacks %q: %s", part, msg)
+		}
+	}
+	if strings.Contains(msg, "hunter2") || strings.Contains(msg, "E_OK") {
+		t.Errorf("message holds a value or a resolved name: %s", msg)
+	}
+
+	_, err = s.Resolve(t.Context(), mustParse(t, map[string]string{"ONE": "fk://missing"}))
+	if err == nil || err.Error() != "resolving ONE (fk://missing): secret missing: not found" {
+		t.Errorf("single failure = %v", err)
+	}
+}
+
+func TestSetClose(t *testing.T) {
+	t.Parallel()
+	a, b := &fake{}, &fake{closeErr: errors.New("boom")}
+	s := newSet(t, map[string]*fake{"a": a, "b": b})
+	if _, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "a://x", "B": "b://x"})); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Close()
+	if err == nil || err.Error() != "closing provider b: boom" {
+		t.Errorf("Close = %v", err)
+	}
+	if a.closes.Load() != 1 || b.closes.Load() != 1 {
+		t.Errorf("closes: a %d, b %d", a.closes.Load(), b.closes.Load())
+	}
+}
