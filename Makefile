@@ -5,7 +5,8 @@
 #                test under the race detector, including the integration
 #                suites against real servers (built once into .cache/)
 #   make unit    only the tests that need no server (go test ./...)
-#   make bench   exec-path latency (hyperfine) and Go micro-benchmarks
+#   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, and
+#                the AWS provider's render benchmark against moto
 #
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
 
@@ -47,6 +48,7 @@ unit:
 bench: build
 	@bash test/bench/exec.sh $(BIN)
 	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/... ./render/...
+	@$(GO) test -tags integration -run='^$$' -bench=. -benchmem -count=1 ./providers/aws/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./providers/

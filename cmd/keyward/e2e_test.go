@@ -162,10 +162,12 @@ func TestBadInput(t *testing.T) {
 		want   []string // substrings of the error line
 	}{
 		{
-			name:   "malformed reference",
-			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "keyward.yaml", "file:dev.yaml#db.user", "file:dev.yaml#") },
-			code:   78,
-			want:   []string{"keyward.yaml", "DB_USER", "position"},
+			name: "malformed reference",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", "file:dev.yaml#db.user", "file:dev.yaml#")
+			},
+			code: 78,
+			want: []string{"keyward.yaml", "DB_USER", "position"},
 		},
 		{
 			name:   "unknown config key",
@@ -174,16 +176,20 @@ func TestBadInput(t *testing.T) {
 			want:   []string{"keyward.yaml", "enviroment"},
 		},
 		{
-			name:   "unknown reference option",
-			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "keyward.yaml", "file:tls.crt", "file:tls.crt?colour=blue") },
-			code:   78,
-			want:   []string{"colour", "TLS_CERT"},
+			name: "unknown reference option",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", "file:tls.crt", "file:tls.crt?colour=blue")
+			},
+			code: 78,
+			want: []string{"colour", "TLS_CERT"},
 		},
 		{
-			name:   "provider not in this build",
-			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "keyward.yaml", "file:tls.crt", "vault://secret/tls#crt") },
-			code:   78,
-			want:   []string{"vault", "not available"},
+			name: "unknown provider",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", "file:tls.crt", "vaultt://secret/tls#crt")
+			},
+			code: 78,
+			want: []string{"TLS_CERT", "vaultt"},
 		},
 		{
 			name:   "malformed secrets file",
@@ -192,16 +198,20 @@ func TestBadInput(t *testing.T) {
 			want:   []string{"dev.yaml", "line"},
 		},
 		{
-			name:   "malformed template",
-			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "keyward.yaml", `{{ secret "PARTNER_ID" }}`, `{{ secret "PARTNER_ID" }`) },
-			code:   78,
-			want:   []string{"keyward.yaml", "template"},
+			name: "malformed template",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", `{{ secret "PARTNER_ID" }}`, `{{ secret "PARTNER_ID" }`)
+			},
+			code: 78,
+			want: []string{"keyward.yaml", "template"},
 		},
 		{
-			name:   "missing key",
-			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "keyward.yaml", "#partner.client_id", "#partner.client_secret") },
-			code:   1,
-			want:   []string{"PARTNER_ID", "client_secret", "not found"},
+			name: "missing key",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", "#partner.client_id", "#partner.client_secret")
+			},
+			code: 1,
+			want: []string{"PARTNER_ID", "client_secret", "not found"},
 		},
 		{
 			name:   "missing secrets file",
@@ -221,12 +231,14 @@ func TestBadInput(t *testing.T) {
 			want: []string{"partner.ini", "symlink"},
 		},
 		{
-			name:   "NUL byte for env",
-			break_: func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value"}`) },
-			args:   []string{"exec", "--", "true"},
-			env:    []string{"NUL_VALUE=file:nul.json#v"},
-			code:   1,
-			want:   []string{"NUL_VALUE", "NUL"},
+			name: "NUL byte for env",
+			break_: func(t *testing.T, dir string) {
+				writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value"}`)
+			},
+			args: []string{"exec", "--", "true"},
+			env:  []string{"NUL_VALUE=file:nul.json#v"},
+			code: 1,
+			want: []string{"NUL_VALUE", "NUL"},
 		},
 		{
 			name:   "unknown flag",
@@ -318,7 +330,7 @@ func TestUnwritableTargets(t *testing.T) {
 		{"full disk", "size=64k", true, "no space left on device"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir, before := fixture(t)
+			dir, _ := fixture(t)
 			mnt := filepath.Join(dir, "mnt")
 			must(t, os.Mkdir(mnt, 0o700))
 			// Render once onto a writable mount, so there is something to lose.
@@ -330,7 +342,7 @@ func TestUnwritableTargets(t *testing.T) {
 			if r := keyward(t, dir, nil, "render", "--once", "-c", "keyward.yaml"); r.code != 0 {
 				t.Fatalf("render onto tmpfs: %s", r.stderr)
 			}
-			before = snapshot(t, mnt)
+			before := snapshot(t, mnt)
 			replaceIn(t, dir, "dev.yaml", "hunter2-db-password", "hunter2-db-password-rotated-and-longer")
 			if c.fill {
 				f, err := os.Create(filepath.Join(mnt, "filler"))

@@ -1,0 +1,193 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/smithy-go"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// APIError is an error answer of AWS Secrets Manager about one secret. Its
+// message names the operation, the secret and the AWS error code; it never
+// holds a secret value (the provider only reads, so no request it sends
+// carries one for the service to echo).
+//
+// It unwraps to the providers sentinel its code maps to, if any, and to
+// the SDK's error, so errors.Is(err, providers.ErrNotFound) and
+// errors.As(err, **types.ResourceNotFoundException) both work.
+type APIError struct {
+	// Op is the API operation: GetSecretValue, BatchGetSecretValue or DescribeSecret.
+	Op string
+	// Secret names the secret (its id as referenced, and version selectors).
+	Secret string
+	// Code is the AWS error code, such as ResourceNotFoundException.
+	Code string
+	// Message is the service's message, cleaned of control characters
+	// and shortened.
+	Message string
+	// Attempts is how many attempts were made when retries ran out; 0
+	// when the error was not retried.
+	Attempts int
+
+	sentinel error
+	err      error
+}
+
+// Error reads "OP SECRET: CODE[ after N attempts][ (message)][: sentinel]".
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Op)
+	b.WriteString(" ")
+	b.WriteString(e.Secret)
+	b.WriteString(": ")
+	b.WriteString(e.Code)
+	if e.Attempts > 0 {
+		fmt.Fprintf(&b, " after %d attempts", e.Attempts)
+	}
+	if e.Message != "" {
+		b.WriteString(" (")
+		b.WriteString(e.Message)
+		b.WriteString(")")
+	}
+	if e.sentinel != nil {
+		b.WriteString(": ")
+		b.WriteString(e.sentinel.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the providers sentinel (if the code maps to one) and the
+// SDK's error.
+func (e *APIError) Unwrap() []error {
+	var out []error
+	if e.sentinel != nil {
+		out = append(out, e.sentinel)
+	}
+	if e.err != nil {
+		out = append(out, e.err)
+	}
+	return out
+}
+
+// Throttled reports whether the error is AWS throttling (retries ran out).
+func (e *APIError) Throttled() bool {
+	_, ok := retry.DefaultThrottleErrorCodes[e.Code]
+	return ok
+}
+
+// sentinelOf maps an AWS error code to a providers sentinel, or nil.
+func sentinelOf(code string) error {
+	switch code {
+	case "ResourceNotFoundException":
+		return providers.ErrNotFound
+	case "AccessDeniedException", "AccessDenied",
+		// KMS refused to decrypt the secret with the caller's credentials.
+		"DecryptionFailure",
+		// The credentials themselves are refused.
+		"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
+		"ExpiredToken", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature":
+		return providers.ErrPermissionDenied
+	}
+	return nil
+}
+
+// apiError describes err, returned by op for the secret what. Service
+// errors become *APIError; others (network, credentials, cancellation)
+// are wrapped as they are.
+func apiError(op, what string, err error) error {
+	if ctxErr := contextError(err); ctxErr != nil {
+		return fmt.Errorf("%s %s: %w", op, what, ctxErr)
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("%s %s: %w", op, what, err)
+	}
+	e := &APIError{
+		Op:       op,
+		Secret:   what,
+		Code:     ae.ErrorCode(),
+		Message:  cleanMessage(ae.ErrorMessage()),
+		sentinel: sentinelOf(ae.ErrorCode()),
+		err:      err,
+	}
+	var me *retry.MaxAttemptsError
+	if errors.As(err, &me) {
+		e.Attempts = me.Attempt
+	}
+	return e
+}
+
+// entryError describes one failed entry of a BatchGetSecretValue answer.
+func entryError(what string, code, message *string) error {
+	c, m := "UnknownError", ""
+	if code != nil && *code != "" {
+		c = *code
+	}
+	if message != nil {
+		m = *message
+	}
+	return &APIError{
+		Op:       "BatchGetSecretValue",
+		Secret:   what,
+		Code:     c,
+		Message:  cleanMessage(m),
+		sentinel: sentinelOf(c),
+		err:      &smithy.GenericAPIError{Code: c, Message: m},
+	}
+}
+
+// contextError returns the context error err carries, if any: the SDK
+// wraps a cancelled or expired context in its own error types.
+func contextError(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return context.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// isCode reports whether err is an AWS error with one of codes.
+func isCode(err error, codes ...string) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	for _, c := range codes {
+		if ae.ErrorCode() == c {
+			return true
+		}
+	}
+	return false
+}
+
+// maxMessage bounds the service message kept in an APIError.
+const maxMessage = 300
+
+// cleanMessage drops control characters from a service message and
+// shortens it.
+func cleanMessage(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.TrimSpace(s))
+	if len(s) > maxMessage {
+		cut := maxMessage
+		for cut > 0 && !utf8Start(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
