@@ -1,0 +1,394 @@
+// Package gcp implements the "gcpsm" provider kind: secrets read from
+// Google Cloud Secret Manager with the official client library and
+// Application Default Credentials (GKE workload identity, a service
+// account key named by GOOGLE_APPLICATION_CREDENTIALS, gcloud's user
+// credentials, or the metadata server).
+//
+// A reference names a secret and optionally a version: gcpsm://PROJECT/SECRET,
+// gcpsm://SECRET (the instance's project), gcpsm://projects/P/secrets/S,
+// gcpsm://projects/P/secrets/S/versions/V, ?version=N|latest|ALIAS, plus the
+// berglas (sm://P/S#V) and secrets-init (gcp:secretmanager:projects/P/…)
+// spellings. A #field selects a key of a JSON payload. Every payload's CRC32C
+// is checked against the one the service reports.
+//
+// Importing the package registers the kind with providers.Register.
+package gcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	secretmanager "cloud.google.com/go/secretmanager/apiv1"
+	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// KindName is the name of the provider kind and of its default instance.
+const KindName = "gcpsm"
+
+func init() {
+	providers.Register(providers.Kind{
+		Name:     KindName,
+		Params:   []string{ParamVersion},
+		CheckRef: CheckRef,
+		New:      newInstance,
+	})
+}
+
+// Errors beside the providers sentinels. They are wrapped with the version's
+// name; test with errors.Is.
+var (
+	// ErrVersionDisabled: the version exists but is disabled, so it
+	// cannot be read until it is enabled again.
+	ErrVersionDisabled = errors.New("secret version is disabled")
+	// ErrVersionDestroyed: the version's payload was destroyed. It also
+	// matches providers.ErrNotFound.
+	ErrVersionDestroyed = fmt.Errorf("secret version is destroyed: %w", providers.ErrNotFound)
+	// ErrChecksumMismatch: the payload does not match the CRC32C the
+	// service sent with it; it was corrupted on the way and is dropped.
+	ErrChecksumMismatch = errors.New("payload does not match its CRC32C checksum")
+)
+
+// Options are an instance's configuration keys (beside kind).
+type Options struct {
+	// Project is the project of references that name none
+	// (gcpsm://SECRET). Default: $GOOGLE_CLOUD_PROJECT, then
+	// $CLOUDSDK_CORE_PROJECT.
+	Project string `yaml:"project"`
+	// Endpoint overrides the service address, as HOST:PORT (a private
+	// service connect endpoint, or a local test server).
+	Endpoint string `yaml:"endpoint"`
+	// Insecure talks plaintext gRPC without credentials. It is only
+	// accepted with a loopback Endpoint, for local test servers.
+	Insecure bool `yaml:"insecure"`
+}
+
+// secretClient is the part of the Secret Manager client the provider uses;
+// unit tests fake it.
+type secretClient interface {
+	AccessSecretVersion(context.Context, *secretmanagerpb.AccessSecretVersionRequest, ...gax.CallOption) (*secretmanagerpb.AccessSecretVersionResponse, error)
+	GetSecretVersion(context.Context, *secretmanagerpb.GetSecretVersionRequest, ...gax.CallOption) (*secretmanagerpb.SecretVersion, error)
+	Close() error
+}
+
+var (
+	_ providers.Provider      = (*Provider)(nil)
+	_ providers.VersionProber = (*Provider)(nil)
+	_ secretClient            = (*secretmanager.Client)(nil)
+)
+
+// retryBackoff paces retries of transient errors (UNAVAILABLE,
+// RESOURCE_EXHAUSTED): capped exponential with full jitter, until the
+// caller's context ends.
+var retryBackoff = gax.Backoff{Initial: 250 * time.Millisecond, Max: 8 * time.Second, Multiplier: 2}
+
+// Provider reads secrets from Secret Manager. Its client is created on the
+// first Fetch or ProbeVersion, so an unused Provider needs no credentials
+// and makes no connection. It starts no goroutines of its own and is safe
+// for concurrent use.
+type Provider struct {
+	project string
+	logger  *slog.Logger
+	dial    func(ctx context.Context) (secretClient, error)
+	backoff gax.Backoff
+
+	mu     sync.Mutex
+	client secretClient
+	closed bool
+}
+
+// New returns a Provider configured by o; logger may be nil. It validates
+// o but contacts nothing.
+func New(o Options, logger *slog.Logger) (*Provider, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	clientOpts, err := o.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{project: o.Project, logger: logger, backoff: retryBackoff}
+	p.dial = func(ctx context.Context) (secretClient, error) {
+		c, err := secretmanager.NewClient(ctx, clientOpts...)
+		if err != nil {
+			return nil, err
+		}
+		logger.Debug("gcpsm client created", "endpoint", endpointName(o.Endpoint), "insecure", o.Insecure)
+		return c, nil
+	}
+	return p, nil
+}
+
+func endpointName(e string) string {
+	if e == "" {
+		return "default"
+	}
+	return e
+}
+
+// clientOptions turns o into client options. The client library's own
+// logger is silenced: at debug level (GOOGLE_SDK_GO_LOGGING_LEVEL) it would
+// log response payloads, which are secrets.
+func (o Options) clientOptions() ([]option.ClientOption, error) {
+	opts := []option.ClientOption{option.WithLogger(slog.New(slog.DiscardHandler))}
+	if o.Endpoint != "" {
+		if strings.Contains(o.Endpoint, "://") || strings.Contains(o.Endpoint, "/") {
+			return nil, fmt.Errorf("endpoint %q: want HOST:PORT, without a scheme or path", o.Endpoint)
+		}
+		if _, _, err := net.SplitHostPort(o.Endpoint); err != nil {
+			return nil, fmt.Errorf("endpoint %q: want HOST:PORT", o.Endpoint)
+		}
+		opts = append(opts, option.WithEndpoint(o.Endpoint))
+	}
+	if o.Insecure {
+		if !isLoopback(o.Endpoint) {
+			return nil, fmt.Errorf("insecure is only allowed with a loopback endpoint (127.0.0.1:PORT, [::1]:PORT or localhost:PORT), got %q", o.Endpoint)
+		}
+		opts = append(opts,
+			option.WithoutAuthentication(),
+			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+	}
+	return opts, nil
+}
+
+// isLoopback reports whether HOST:PORT names a loopback address.
+func isLoopback(endpoint string) bool {
+	host, _, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newInstance(in providers.Instance) (providers.Provider, error) {
+	var o Options
+	if in.Decode != nil {
+		if err := in.Decode(&o); err != nil {
+			return nil, fmt.Errorf("gcpsm provider options: %w", err)
+		}
+	}
+	if o.Project == "" && in.Getenv != nil {
+		for _, k := range []string{"GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"} {
+			if v := in.Getenv(k); v != "" {
+				o.Project = v
+				break
+			}
+		}
+	}
+	logger := in.Logger
+	if logger != nil {
+		logger = logger.With("provider", in.Name)
+	}
+	return New(o, logger)
+}
+
+// target resolves ref to the version it names, with the default project
+// filled in.
+func (p *Provider) target(ref providers.Ref) (target, error) {
+	t, err := parseTarget(ref)
+	if err != nil {
+		return t, err
+	}
+	if t.Project == "" {
+		if p.project == "" {
+			return t, fmt.Errorf("secret %q names no project and the instance has none: write gcpsm://PROJECT/%s, or set the instance's project option or GOOGLE_CLOUD_PROJECT: %w", t.Secret, t.Secret, providers.ErrInvalidReference)
+		}
+		t.Project = p.project
+	}
+	return t, nil
+}
+
+// clientFor returns the client, creating it on first use. Creation does
+// not inherit ctx's cancellation: the client outlives this call.
+func (p *Provider) clientFor(ctx context.Context) (secretClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, errors.New("gcpsm provider is closed")
+	}
+	if p.client == nil {
+		c, err := p.dial(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("creating Secret Manager client: %w", err)
+		}
+		p.client = c
+	}
+	return p.client, nil
+}
+
+func (p *Provider) callOptions() []gax.CallOption {
+	bo := p.backoff
+	return []gax.CallOption{gax.WithRetry(func() gax.Retryer {
+		return gax.OnCodes([]codes.Code{codes.Unavailable, codes.ResourceExhausted}, bo)
+	})}
+}
+
+// Fetch reads the version ref names (latest by default) with
+// AccessSecretVersion and returns its payload as Value (Data is nil: a
+// #field is taken from a JSON object payload) and the version's resolved
+// resource name, projects/NUMBER/secrets/SECRET/versions/N, as Version.
+//
+// The payload's CRC32C must match the checksum sent with it, else the
+// error wraps ErrChecksumMismatch and no value is returned. Transient
+// errors (UNAVAILABLE, RESOURCE_EXHAUSTED) are retried with capped
+// exponential backoff and full jitter until ctx ends. Errors name the
+// version and the gRPC code and wrap providers.ErrNotFound (NOT_FOUND, or
+// a destroyed version: ErrVersionDestroyed), providers.ErrPermissionDenied
+// (PERMISSION_DENIED, UNAUTHENTICATED), ErrVersionDisabled,
+// providers.ErrInvalidReference, or ctx's error.
+func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+	t, err := p.target(ref)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	name := t.Name()
+	if err := ctx.Err(); err != nil {
+		return providers.Secret{}, fmt.Errorf("access %s: %w", name, err)
+	}
+	c, err := p.clientFor(ctx)
+	if err != nil {
+		return providers.Secret{}, fmt.Errorf("access %s: %w", name, err)
+	}
+	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name}, p.callOptions()...)
+	if err != nil {
+		return providers.Secret{}, callError(ctx, "access", name, err)
+	}
+	data := resp.GetPayload().GetData()
+	if want := resp.GetPayload().DataCrc32C; want != nil {
+		if got := int64(crc32.Checksum(data, castagnoli)); got != *want {
+			clear(data)
+			return providers.Secret{}, fmt.Errorf("access %s: %w", name, ErrChecksumMismatch)
+		}
+	} else {
+		p.logger.Debug("gcpsm payload came without a CRC32C checksum; not verified", "version", resp.GetName())
+	}
+	version := resp.GetName()
+	if version == "" {
+		version = name
+	}
+	return providers.Secret{Value: providers.NewValue(data), Version: version}, nil
+}
+
+// castagnoli is the CRC32C table Secret Manager's checksums use.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ProbeVersion asks GetSecretVersion which version ref resolves to
+// (latest, an alias, or the pinned number), without reading the payload.
+// It returns the same resolved name a Fetch reports as Secret.Version, so
+// a changed result means "latest" moved. A version that is disabled or
+// destroyed is an error (ErrVersionDisabled, ErrVersionDestroyed), as a
+// Fetch of it would be; other errors are as for Fetch.
+func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string, error) {
+	t, err := p.target(ref)
+	if err != nil {
+		return "", err
+	}
+	name := t.Name()
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("get %s: %w", name, err)
+	}
+	c, err := p.clientFor(ctx)
+	if err != nil {
+		return "", fmt.Errorf("get %s: %w", name, err)
+	}
+	v, err := c.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: name}, p.callOptions()...)
+	if err != nil {
+		return "", callError(ctx, "get", name, err)
+	}
+	switch v.GetState() {
+	case secretmanagerpb.SecretVersion_ENABLED:
+	case secretmanagerpb.SecretVersion_DISABLED:
+		return "", fmt.Errorf("get %s: %s: %w", name, v.GetName(), ErrVersionDisabled)
+	case secretmanagerpb.SecretVersion_DESTROYED:
+		return "", fmt.Errorf("get %s: %s: %w", name, v.GetName(), ErrVersionDestroyed)
+	default:
+		return "", fmt.Errorf("get %s: %s is in state %s", name, v.GetName(), v.GetState())
+	}
+	if v.GetName() == "" {
+		return name, nil
+	}
+	return v.GetName(), nil
+}
+
+// Close closes the client if one was created. Later calls fail.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.client == nil {
+		return nil
+	}
+	err := p.client.Close()
+	p.client = nil
+	if err != nil {
+		return fmt.Errorf("closing Secret Manager client: %w", err)
+	}
+	return nil
+}
+
+// maxStatusMessage bounds how much of a server's message an error repeats.
+const maxStatusMessage = 200
+
+// callError turns a failed call on the version name into an error that
+// names it and the gRPC code and wraps the matching sentinel. Secret
+// Manager's messages name resources, never payloads; they are included
+// (shortened) where they say more than the code.
+func callError(ctx context.Context, op, name string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%s %s: %w", op, name, ctxErr)
+	}
+	st, _ := status.FromError(err)
+	code, msg := st.Code(), st.Message()
+	if len(msg) > maxStatusMessage {
+		msg = msg[:maxStatusMessage] + "…"
+	}
+	switch code {
+	case codes.NotFound:
+		return fmt.Errorf("%s %s: secret or version %w (gRPC NotFound)", op, name, providers.ErrNotFound)
+	case codes.PermissionDenied:
+		perm := "secretmanager.versions.access"
+		if op == "get" {
+			perm = "secretmanager.versions.get"
+		}
+		return fmt.Errorf("%s %s: %w (gRPC PermissionDenied): the credentials in use lack %s on it (role roles/secretmanager.secretAccessor grants it), or the secret does not exist",
+			op, name, providers.ErrPermissionDenied, perm)
+	case codes.Unauthenticated:
+		return fmt.Errorf("%s %s: %w (gRPC Unauthenticated): the credentials were refused; check Application Default Credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS)",
+			op, name, providers.ErrPermissionDenied)
+	case codes.FailedPrecondition:
+		switch {
+		case strings.Contains(msg, "DISABLED"):
+			return fmt.Errorf("%s %s: %w (gRPC FailedPrecondition: %s)", op, name, ErrVersionDisabled, msg)
+		case strings.Contains(msg, "DESTROYED"):
+			return fmt.Errorf("%s %s: %w (gRPC FailedPrecondition: %s)", op, name, ErrVersionDestroyed, msg)
+		}
+	case codes.InvalidArgument:
+		return fmt.Errorf("%s %s: %w (gRPC InvalidArgument: %s)", op, name, providers.ErrInvalidReference, msg)
+	case codes.Canceled:
+		return fmt.Errorf("%s %s: %w (gRPC Canceled)", op, name, context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s %s: %w (gRPC DeadlineExceeded)", op, name, context.DeadlineExceeded)
+	}
+	if msg == "" {
+		return fmt.Errorf("%s %s: gRPC %s", op, name, code)
+	}
+	return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, msg)
+}

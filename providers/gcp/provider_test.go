@@ -1,0 +1,436 @@
+package gcp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"hash/crc32"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/providers/providertest"
+)
+
+// fakeClient is a secretClient made of function fields.
+type fakeClient struct {
+	access func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error)
+	get    func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error)
+
+	mu     sync.Mutex
+	names  []string
+	closes int
+}
+
+var _ secretClient = (*fakeClient)(nil)
+
+func (f *fakeClient) AccessSecretVersion(ctx context.Context, req *secretmanagerpb.AccessSecretVersionRequest, _ ...gax.CallOption) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+	f.record(req.GetName())
+	return f.access(ctx, req)
+}
+
+func (f *fakeClient) GetSecretVersion(ctx context.Context, req *secretmanagerpb.GetSecretVersionRequest, _ ...gax.CallOption) (*secretmanagerpb.SecretVersion, error) {
+	f.record(req.GetName())
+	return f.get(ctx, req)
+}
+
+func (f *fakeClient) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closes++
+	return nil
+}
+
+func (f *fakeClient) record(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.names = append(f.names, name)
+}
+
+// unitProvider returns a Provider whose client is fc, and counts dials.
+func unitProvider(t *testing.T, o Options, fc *fakeClient) (*Provider, *int) {
+	t.Helper()
+	p, err := New(o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dials := new(int)
+	p.dial = func(context.Context) (secretClient, error) {
+		*dials++
+		return fc, nil
+	}
+	return p, dials
+}
+
+const secretValue = "s3cr3t-value-never-printed"
+
+func payload(data string) *secretmanagerpb.AccessSecretVersionResponse {
+	crc := int64(crc32.Checksum([]byte(data), castagnoli))
+	return &secretmanagerpb.AccessSecretVersionResponse{
+		Name:    "projects/100/secrets/db/versions/4",
+		Payload: &secretmanagerpb.SecretPayload{Data: []byte(data), DataCrc32C: &crc},
+	}
+}
+
+func ref(t *testing.T, s string) providers.Ref {
+	t.Helper()
+	r, err := providers.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestFetch(t *testing.T) {
+	t.Parallel()
+	fc := &fakeClient{access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+		return payload(`{"user":"app","password":"` + secretValue + `"}`), nil
+	}}
+	p, dials := unitProvider(t, Options{Project: "default-proj"}, fc)
+	if *dials != 0 {
+		t.Fatalf("New dialled")
+	}
+	for _, tt := range []struct{ ref, name string }{
+		{"gcpsm://my-project/db", "projects/my-project/secrets/db/versions/latest"},
+		{"gcpsm://db?version=4", "projects/default-proj/secrets/db/versions/4"},
+		{"sm://other-proj/db#prod", "projects/other-proj/secrets/db/versions/prod"},
+	} {
+		sec, err := p.Fetch(t.Context(), ref(t, tt.ref).Whole())
+		if err != nil {
+			t.Fatalf("Fetch(%s): %v", tt.ref, err)
+		}
+		if sec.Version != "projects/100/secrets/db/versions/4" {
+			t.Errorf("Version = %q", sec.Version)
+		}
+		if v, err := sec.Field("password"); err != nil || v.Reveal() != secretValue {
+			t.Errorf("Field(password) = %d bytes, %v", v.Len(), err)
+		}
+		if got := fc.names[len(fc.names)-1]; got != tt.name {
+			t.Errorf("Fetch(%s) asked for %s, want %s", tt.ref, got, tt.name)
+		}
+	}
+	if *dials != 1 {
+		t.Errorf("%d dials for three fetches, want 1", *dials)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fc.closes != 1 {
+		t.Errorf("client closed %d times", fc.closes)
+	}
+	if _, err := p.Fetch(t.Context(), ref(t, "gcpsm://my-project/db")); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("Fetch after Close = %v, want a closed error", err)
+	}
+}
+
+func TestCloseUnusedDoesNotDial(t *testing.T) {
+	t.Parallel()
+	p, dials := unitProvider(t, Options{}, &fakeClient{})
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if *dials != 0 {
+		t.Errorf("Close dialled")
+	}
+}
+
+func TestDialErrorIsRetriedNextTime(t *testing.T) {
+	t.Parallel()
+	p, err := New(Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &fakeClient{access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+		return payload(secretValue), nil
+	}}
+	calls := 0
+	p.dial = func(context.Context) (secretClient, error) {
+		calls++
+		if calls == 1 {
+			return nil, errors.New("credentials: could not find default credentials")
+		}
+		return fc, nil
+	}
+	r := ref(t, "gcpsm://my-project/db")
+	_, err = p.Fetch(t.Context(), r)
+	if err == nil || !strings.Contains(err.Error(), "could not find default credentials") || !strings.Contains(err.Error(), "projects/my-project/secrets/db/versions/latest") {
+		t.Fatalf("first Fetch = %v, want the dial error naming the secret", err)
+	}
+	if _, err := p.Fetch(t.Context(), r); err != nil {
+		t.Fatalf("second Fetch: %v", err)
+	}
+}
+
+func TestNoProject(t *testing.T) {
+	t.Parallel()
+	p, dials := unitProvider(t, Options{}, &fakeClient{})
+	_, err := p.Fetch(t.Context(), ref(t, "gcpsm://db"))
+	if !errors.Is(err, providers.ErrInvalidReference) || !strings.Contains(err.Error(), "names no project") {
+		t.Errorf("Fetch = %v, want a no-project error", err)
+	}
+	if *dials != 0 {
+		t.Errorf("dialled for an invalid reference")
+	}
+}
+
+func TestFetchChecksum(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		resp    func() *secretmanagerpb.AccessSecretVersionResponse
+		wantErr error
+	}{
+		{"match", func() *secretmanagerpb.AccessSecretVersionResponse { return payload(secretValue) }, nil},
+		{"mismatch", func() *secretmanagerpb.AccessSecretVersionResponse {
+			r := payload(secretValue)
+			r.Payload.DataCrc32C = proto.Int64(*r.Payload.DataCrc32C + 1)
+			return r
+		}, ErrChecksumMismatch},
+		{"flipped bit", func() *secretmanagerpb.AccessSecretVersionResponse {
+			r := payload(secretValue)
+			r.Payload.Data[3] ^= 1
+			return r
+		}, ErrChecksumMismatch},
+		{"empty payload", func() *secretmanagerpb.AccessSecretVersionResponse { return payload("") }, nil},
+		{"no checksum sent", func() *secretmanagerpb.AccessSecretVersionResponse {
+			r := payload(secretValue)
+			r.Payload.DataCrc32C = nil
+			return r
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			resp := tt.resp()
+			data := resp.Payload.Data
+			fc := &fakeClient{access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+				return resp, nil
+			}}
+			p, _ := unitProvider(t, Options{}, fc)
+			sec, err := p.Fetch(t.Context(), ref(t, "gcpsm://my-project/db"))
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Fetch: %v", err)
+				}
+				if !bytes.Equal(sec.Value.Bytes(), data) {
+					t.Errorf("Fetch returned other bytes")
+				}
+				return
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Fetch = %v, want %v", err, tt.wantErr)
+			}
+			if sec.Value.Len() != 0 {
+				t.Errorf("Fetch returned a value with the error")
+			}
+			if !strings.Contains(err.Error(), "projects/my-project/secrets/db/versions/latest") {
+				t.Errorf("error %q does not name the secret", err)
+			}
+			providertest.AssertRedacted(t, err.Error(), []byte(secretValue))
+		})
+	}
+}
+
+// TestCallErrors maps each gRPC answer to the error Fetch and ProbeVersion
+// return: the sentinel, the secret's name and the code in the message.
+func TestCallErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		err    error
+		is     []error
+		isNot  []error
+		phrase []string
+	}{
+		{"not found", status.Error(codes.NotFound, "Secret [projects/100/secrets/db] not found or has no versions."),
+			[]error{providers.ErrNotFound}, []error{providers.ErrPermissionDenied}, []string{"gRPC NotFound"}},
+		{"permission denied", status.Error(codes.PermissionDenied, "Permission 'secretmanager.versions.access' denied for resource 'projects/my-project/secrets/db/versions/latest' (or it may not exist)."),
+			[]error{providers.ErrPermissionDenied}, []error{providers.ErrNotFound}, []string{"gRPC PermissionDenied", "roles/secretmanager.secretAccessor"}},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "Request had invalid authentication credentials."),
+			[]error{providers.ErrPermissionDenied}, nil, []string{"gRPC Unauthenticated", "Application Default Credentials"}},
+		{"disabled", status.Error(codes.FailedPrecondition, "Secret Version [projects/100/secrets/db/versions/4] is in DISABLED state."),
+			[]error{ErrVersionDisabled}, []error{providers.ErrNotFound, providers.ErrPermissionDenied}, []string{"gRPC FailedPrecondition", "versions/4", "disabled"}},
+		{"destroyed", status.Error(codes.FailedPrecondition, "Secret Version [projects/100/secrets/db/versions/4] is in DESTROYED state."),
+			[]error{ErrVersionDestroyed, providers.ErrNotFound}, []error{ErrVersionDisabled}, []string{"gRPC FailedPrecondition", "destroyed"}},
+		{"other precondition", status.Error(codes.FailedPrecondition, "something else"),
+			nil, []error{ErrVersionDisabled, ErrVersionDestroyed, providers.ErrNotFound}, []string{"gRPC FailedPrecondition", "something else"}},
+		{"invalid argument", status.Error(codes.InvalidArgument, "bad name"),
+			[]error{providers.ErrInvalidReference}, nil, []string{"gRPC InvalidArgument", "bad name"}},
+		{"internal", status.Error(codes.Internal, strings.Repeat("x", 500)),
+			nil, []error{providers.ErrNotFound, providers.ErrPermissionDenied}, []string{"gRPC Internal", "…"}},
+		{"not a status", errors.New("connection reset"),
+			nil, []error{providers.ErrNotFound}, []string{"gRPC Unknown", "connection reset"}},
+		{"deadline from server", status.Error(codes.DeadlineExceeded, "deadline"),
+			[]error{context.DeadlineExceeded}, nil, []string{"gRPC DeadlineExceeded"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fc := &fakeClient{
+				access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+					return nil, tt.err
+				},
+				get: func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+					return nil, tt.err
+				},
+			}
+			p, _ := unitProvider(t, Options{}, fc)
+			r := ref(t, "gcpsm://my-project/db")
+			_, ferr := p.Fetch(t.Context(), r)
+			_, perr := p.ProbeVersion(t.Context(), r)
+			for _, err := range []error{ferr, perr} {
+				if err == nil {
+					t.Fatal("no error")
+				}
+				for _, want := range tt.is {
+					if !errors.Is(err, want) {
+						t.Errorf("%q does not wrap %q", err, want)
+					}
+				}
+				for _, not := range tt.isNot {
+					if errors.Is(err, not) {
+						t.Errorf("%q wraps %q", err, not)
+					}
+				}
+				for _, ph := range append(tt.phrase, "projects/my-project/secrets/db/versions/latest") {
+					if !strings.Contains(err.Error(), ph) {
+						t.Errorf("%q does not mention %q", err, ph)
+					}
+				}
+				if len(err.Error()) > 600 {
+					t.Errorf("error is %d bytes long", len(err.Error()))
+				}
+			}
+		})
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	t.Parallel()
+	fc := &fakeClient{access: func(ctx context.Context, _ *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}}
+	p, dials := unitProvider(t, Options{}, fc)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := p.Fetch(ctx, ref(t, "gcpsm://my-project/db")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Fetch = %v, want context.Canceled", err)
+	}
+	if _, err := p.ProbeVersion(ctx, ref(t, "gcpsm://my-project/db")); !errors.Is(err, context.Canceled) {
+		t.Errorf("ProbeVersion = %v, want context.Canceled", err)
+	}
+	if *dials != 0 {
+		t.Errorf("dialled with a cancelled context")
+	}
+}
+
+func TestProbeVersionStates(t *testing.T) {
+	t.Parallel()
+	const resolved = "projects/100/secrets/db/versions/9"
+	tests := []struct {
+		state   secretmanagerpb.SecretVersion_State
+		wantErr error
+	}{
+		{secretmanagerpb.SecretVersion_ENABLED, nil},
+		{secretmanagerpb.SecretVersion_DISABLED, ErrVersionDisabled},
+		{secretmanagerpb.SecretVersion_DESTROYED, ErrVersionDestroyed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.state.String(), func(t *testing.T) {
+			t.Parallel()
+			fc := &fakeClient{get: func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+				return &secretmanagerpb.SecretVersion{Name: resolved, State: tt.state}, nil
+			}}
+			p, _ := unitProvider(t, Options{}, fc)
+			got, err := p.ProbeVersion(t.Context(), ref(t, "gcpsm://my-project/db"))
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("ProbeVersion = %q, %v; want error %v", got, err, tt.wantErr)
+			}
+			if err == nil && got != resolved {
+				t.Errorf("ProbeVersion = %q, want %q", got, resolved)
+			}
+			if err != nil && !strings.Contains(err.Error(), resolved) {
+				t.Errorf("error %q does not name the resolved version", err)
+			}
+			if fc.names[0] != "projects/my-project/secrets/db/versions/latest" {
+				t.Errorf("asked for %s", fc.names[0])
+			}
+		})
+	}
+}
+
+func TestOptions(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		o       Options
+		wantErr string
+	}{
+		{Options{}, ""},
+		{Options{Project: "p", Endpoint: "secretmanager.example.internal:443"}, ""},
+		{Options{Endpoint: "127.0.0.1:9000", Insecure: true}, ""},
+		{Options{Endpoint: "[::1]:9000", Insecure: true}, ""},
+		{Options{Endpoint: "localhost:9000", Insecure: true}, ""},
+		{Options{Insecure: true}, "loopback"},
+		{Options{Endpoint: "10.0.0.1:9000", Insecure: true}, "loopback"},
+		{Options{Endpoint: "secretmanager.example.internal:443", Insecure: true}, "loopback"},
+		{Options{Endpoint: "https://secretmanager.example.internal"}, "HOST:PORT"},
+		{Options{Endpoint: "secretmanager.example.internal"}, "HOST:PORT"},
+	}
+	for _, tt := range tests {
+		_, err := New(tt.o, nil)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("New(%+v): %v", tt.o, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("New(%+v) = %v, want an error mentioning %q", tt.o, err, tt.wantErr)
+		}
+	}
+}
+
+// TestNewInstance checks the kind's factory: options decoded strictly, the
+// default project from the environment, nothing dialled.
+func TestNewInstance(t *testing.T) {
+	t.Parallel()
+	k, ok := providers.LookupKind(KindName)
+	if !ok {
+		t.Fatal("kind not registered")
+	}
+	env := map[string]string{"GOOGLE_CLOUD_PROJECT": "env-project", "CLOUDSDK_CORE_PROJECT": "gcloud-project"}
+	tests := []struct {
+		name    string
+		decode  func(any) error
+		env     map[string]string
+		project string
+	}{
+		{"env", nil, env, "env-project"},
+		{"gcloud env", nil, map[string]string{"CLOUDSDK_CORE_PROJECT": "gcloud-project"}, "gcloud-project"},
+		{"option wins", func(v any) error { v.(*Options).Project = "opt-project"; return nil }, env, "opt-project"},
+		{"none", nil, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p, err := k.New(providers.Instance{Name: "gcpsm", Kind: KindName, Decode: tt.decode,
+				Getenv: func(k string) string { return tt.env[k] }, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			if got := p.(*Provider).project; got != tt.project {
+				t.Errorf("project = %q, want %q", got, tt.project)
+			}
+		})
+	}
+	_, err := k.New(providers.Instance{Name: "gcpsm", Kind: KindName, Decode: func(any) error { return errors.New(`line 3: unknown key "projcet"`) }})
+	if err == nil || !strings.Contains(err.Error(), "projcet") {
+		t.Errorf("New with a bad option = %v", err)
+	}
+}
