@@ -93,6 +93,8 @@ type Config struct {
 	OnChange *OnChange
 	// Server is the local token endpoint; nil when not configured.
 	Server *Server
+	// CI tunes keyward ci; nil when the config has no ci: section.
+	CI *CI
 
 	lines  map[string]int  // key path ("files[0].mode") -> line
 	broken map[string]bool // key paths already reported by the decoder
@@ -135,6 +137,9 @@ type File struct {
 	AtomicDir bool
 	// AllowSymlink allows the target to be a symlink (replaced, not followed).
 	AllowSymlink bool
+	// OnChange is the action after this file was re-rendered by a
+	// rotation, overriding the top-level on_change; nil when not given.
+	OnChange *OnChange
 	// Line is the line of the entry.
 	Line int
 
@@ -183,7 +188,8 @@ type Watch struct {
 	Line int
 }
 
-// OnChange is the on_change: section; exactly one action is set.
+// OnChange is an on_change: section (top-level, or of one file); exactly
+// one action is set.
 type OnChange struct {
 	// Signal is the signal sent to the child, without the SIG prefix
 	// ("HUP"; Parse turns "SIGHUP" into "HUP"). KILL and STOP are refused:
@@ -195,6 +201,13 @@ type OnChange struct {
 	Command []string
 	// None does nothing beyond re-rendering.
 	None bool
+	// Timeout bounds the action: for Restart, how long the child has after
+	// its stop signal before SIGKILL; for Command, how long the command may
+	// run before it is stopped. 0 leaves the command's default.
+	Timeout time.Duration
+	// Splay is, for Restart, the upper bound of a random delay before the
+	// restart, so that replicas do not all restart at once. 0 for none.
+	Splay time.Duration
 	// Line is the line of the section.
 	Line int
 }
@@ -295,7 +308,7 @@ func parseYAML(data []byte, d *decoder) (*yaml.Node, bool) {
 	return doc.Content[0], true
 }
 
-var topKeys = []string{"version", "providers", "secrets", "env", "keep_env", "files", "tokens", "watch", "on_change", "server"}
+var topKeys = []string{"version", "providers", "secrets", "env", "keep_env", "files", "tokens", "watch", "on_change", "server", "ci"}
 
 // decode fills c from the root node; it returns false when the document
 // is not a mapping at all.
@@ -341,10 +354,13 @@ func (c *Config) decode(d *decoder, root *yaml.Node) bool {
 		c.decodeWatch(d, n)
 	}
 	if n := section("on_change"); n != nil {
-		c.decodeOnChange(d, n)
+		c.OnChange = decodeOnChange(d, n, "on_change")
 	}
 	if n := section("server"); n != nil {
 		c.decodeServer(d, n)
+	}
+	if n := section("ci"); n != nil {
+		c.decodeCI(d, n)
 	}
 	return true
 }
@@ -418,7 +434,7 @@ func (c *Config) decodeSecrets(d *decoder, n *yaml.Node) {
 	}
 }
 
-var fileKeys = []string{"path", "format", "secrets", "secret", "template", "template_file", "mode", "owner", "group", "atomic_dir", "allow_symlink"}
+var fileKeys = []string{"path", "format", "secrets", "secret", "template", "template_file", "mode", "owner", "group", "atomic_dir", "allow_symlink", "on_change"}
 
 var modeRe = regexp.MustCompile(`^(0o)?[0-7]{3,4}$`)
 
@@ -469,6 +485,10 @@ func (c *Config) decodeFiles(d *decoder, n *yaml.Node) {
 					f.AtomicDir, _ = d.boolean(v, kp)
 				case "allow_symlink":
 					f.AllowSymlink, _ = d.boolean(v, kp)
+				case "on_change":
+					if !isNull(v) {
+						f.OnChange = decodeOnChange(d, v, kp)
+					}
 				}
 			}
 		}
@@ -602,31 +622,38 @@ func (c *Config) decodeWatch(d *decoder, n *yaml.Node) {
 	c.Watch = w
 }
 
-func (c *Config) decodeOnChange(d *decoder, n *yaml.Node) {
+// decodeOnChange decodes an on_change: section found at key path path.
+func decodeOnChange(d *decoder, n *yaml.Node, path string) *OnChange {
 	n = deref(n)
 	oc := &OnChange{Line: n.Line}
-	c.OnChange = oc
 	if n.Kind == yaml.ScalarNode {
 		if n.ShortTag() == "!!str" && n.Value == "none" {
 			oc.None = true
-			return
+			return oc
 		}
-		d.fail(n, "on_change", "must be none or one of {signal: NAME}, {restart: true}, {command: [ARGV…]}, {none: true}")
-		return
+		d.fail(n, path, "must be none or one of {signal: NAME}, {restart: true}, {command: [ARGV…]}, {none: true}")
+		return oc
 	}
-	keys, _ := d.object(n, "on_change", "signal", "restart", "command", "none")
+	keys, _ := d.object(n, path, "signal", "restart", "command", "none", "timeout", "splay")
 	if v, ok := keys["signal"]; ok {
-		oc.Signal, _ = d.str(v, "on_change.signal")
+		oc.Signal, _ = d.str(v, join(path, "signal"))
 	}
 	if v, ok := keys["restart"]; ok {
-		oc.Restart, _ = d.boolean(v, "on_change.restart")
+		oc.Restart, _ = d.boolean(v, join(path, "restart"))
 	}
 	if v, ok := keys["command"]; ok {
-		oc.Command, _ = d.strList(v, "on_change.command")
+		oc.Command, _ = d.strList(v, join(path, "command"))
 	}
 	if v, ok := keys["none"]; ok {
-		oc.None, _ = d.boolean(v, "on_change.none")
+		oc.None, _ = d.boolean(v, join(path, "none"))
 	}
+	if v, ok := keys["timeout"]; ok {
+		oc.Timeout, _ = d.duration(v, join(path, "timeout"))
+	}
+	if v, ok := keys["splay"]; ok {
+		oc.Splay, _ = d.duration(v, join(path, "splay"))
+	}
+	return oc
 }
 
 func (c *Config) decodeServer(d *decoder, n *yaml.Node) {
@@ -662,6 +689,13 @@ func (c *Config) setDefaults() {
 	if c.OnChange != nil {
 		if s, ok := normalizeSignal(c.OnChange.Signal); ok {
 			c.OnChange.Signal = s
+		}
+	}
+	for i := range c.Files {
+		if oc := c.Files[i].OnChange; oc != nil {
+			if s, ok := normalizeSignal(oc.Signal); ok {
+				oc.Signal = s
+			}
 		}
 	}
 	if c.Server != nil {

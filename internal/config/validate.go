@@ -68,6 +68,7 @@ func (c *Config) Validate() error {
 	v.watch()
 	v.onChange()
 	v.server()
+	v.ci()
 	return v.err(c.Path)
 }
 
@@ -559,15 +560,23 @@ func normalizeSignal(name string) (string, bool) {
 }
 
 func (v *validator) onChange() {
-	oc := v.c.OnChange
-	if oc == nil {
-		return
+	if v.c.OnChange != nil {
+		v.checkOnChange("on_change", v.c.OnChange)
 	}
+	for i, f := range v.c.Files {
+		if f.OnChange != nil {
+			v.checkOnChange(join(index("files", i), "on_change"), f.OnChange)
+		}
+	}
+}
+
+// checkOnChange checks one on_change section found at key path path.
+func (v *validator) checkOnChange(path string, oc *OnChange) {
 	n := 0
 	if oc.Signal != "" {
 		n++
 		if _, ok := normalizeSignal(oc.Signal); !ok {
-			v.add("on_change.signal", oc.Line, "unknown signal %q (want one of %s)", oc.Signal, strings.Join(signals, ", "))
+			v.add(join(path, "signal"), oc.Line, "unknown signal %q (want one of %s)", oc.Signal, strings.Join(signals, ", "))
 		}
 	}
 	if oc.Restart {
@@ -576,14 +585,26 @@ func (v *validator) onChange() {
 	if oc.Command != nil {
 		n++
 		if len(oc.Command) == 0 || oc.Command[0] == "" {
-			v.add("on_change.command", oc.Line, "must name a program: [PROGRAM, ARGS…]")
+			v.add(join(path, "command"), oc.Line, "must name a program: [PROGRAM, ARGS…]")
 		}
 	}
 	if oc.None {
 		n++
 	}
-	if n != 1 && !v.c.broken["on_change"] {
-		v.add("on_change", oc.Line, "set exactly one of signal, restart: true, command or none")
+	if n != 1 && !v.c.broken[path] {
+		v.add(path, oc.Line, "set exactly one of signal, restart: true, command or none")
+	}
+	switch {
+	case oc.Timeout < 0:
+		v.add(join(path, "timeout"), oc.Line, "must not be negative")
+	case oc.Timeout > 0 && !oc.Restart && oc.Command == nil:
+		v.add(join(path, "timeout"), oc.Line, "timeout applies to restart or command only")
+	}
+	switch {
+	case oc.Splay < 0:
+		v.add(join(path, "splay"), oc.Line, "must not be negative")
+	case oc.Splay > 0 && !oc.Restart:
+		v.add(join(path, "splay"), oc.Line, "splay applies to restart only")
 	}
 }
 

@@ -664,8 +664,10 @@ func AssertRedacted(t testing.TB, text string, values ...[]byte) {
 	t.Helper()
 	for i, v := range values {
 		if where := leak(text, v); where != "" {
-			t.Errorf("a secret value (#%d, %s) appears %s in %q",
-				i, providers.NewValue(v).Fingerprint(), where, redactAll(text, values))
+			// The text itself is not printed: it holds the value in some
+			// encoding, and a test failure message must not leak it either.
+			t.Errorf("a secret value (#%d, %s) appears %s in a text of %d bytes",
+				i, providers.NewValue(v).Fingerprint(), where, len(text))
 		}
 	}
 }
@@ -694,18 +696,4 @@ func leak(text string, v []byte) string {
 		}
 	}
 	return ""
-}
-
-// redactAll masks every value in text so a failure message does not
-// itself print the leaked secret.
-func redactAll(text string, values [][]byte) string {
-	for _, v := range values {
-		if len(v) > 0 {
-			text = strings.ReplaceAll(text, string(v), providers.Redacted)
-		}
-		for i := 0; i+window <= len(v); i++ {
-			text = strings.ReplaceAll(text, string(v[i:i+window]), providers.Redacted)
-		}
-	}
-	return text
 }
