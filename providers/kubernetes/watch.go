@@ -1,0 +1,364 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// Backoff of a watch stream that keeps failing.
+const (
+	watchBackoffBase = 100 * time.Millisecond
+	watchBackoffCap  = 5 * time.Second
+	// A watch that lasted this long ended normally (the API server's
+	// timeout); it is resumed at once rather than after a backoff.
+	watchHealthy = 30 * time.Second
+)
+
+// observed is what a stream knows of one Secret: whether it exists and,
+// if so, its resourceVersion.
+type observed struct {
+	present bool
+	rv      string
+}
+
+// stream is one list+watch: a namespace and a field selector, and the
+// names of the referenced Secrets it covers.
+type stream struct {
+	ns       string
+	name     string // the one Secret of a WatchSecret stream; "" for WatchNamespace
+	selector string // field selector; "" for the whole namespace
+	names    map[string]bool
+}
+
+// Watch implements providers.Watcher. It watches the Secrets refs name
+// (grouping the references to one Secret) and calls changed, never
+// concurrently, with each reference whose Secret was modified, deleted or
+// created, until ctx is done; then it stops every watch and returns
+// ctx.Err().
+//
+// With the default WatchSecret scope it runs one list+watch per Secret,
+// restricted with the field selector metadata.name=NAME, so RBAC can
+// limit get, list and watch with resourceNames; WatchNamespace runs one
+// per namespace. Each stream lists first (a Secret whose resourceVersion
+// differs from what Fetch last returned is reported, closing the gap
+// between the caller's Fetch and the watch), then watches from the list's
+// resourceVersion with bookmarks. A watch that ends (API server timeout
+// or restart, network failure) resumes from the last resourceVersion
+// seen; when the API server answers 410 Gone the stream lists again and
+// reports only the Secrets whose resourceVersion or existence differs
+// from what it knew, so no change is lost and unchanged Secrets are not
+// reported. Changes coalesce: a burst of updates to one Secret while
+// changed runs is reported once more, not once per update.
+//
+// Watch returns an error, after stopping the other streams, when the
+// first list or watch of a stream is refused for good (RBAC denial wraps
+// providers.ErrPermissionDenied and names verb, resource and namespace;
+// rejected credentials likewise) or a reference is malformed. Later
+// failures are retried with backoff and logged, not returned.
+func (p *Provider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
+	targets := map[string][]providers.Ref{} // ns/name -> refs
+	seen := map[string]bool{}
+	var streams []*stream
+	byNS := map[string]*stream{}
+	for _, r := range refs {
+		ns, name, err := SplitRef(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.String(), err)
+		}
+		if seen[r.Key()] {
+			continue
+		}
+		seen[r.Key()] = true
+		key := ns + "/" + name
+		if _, dup := targets[key]; !dup {
+			if p.opts.WatchScope == WatchNamespace {
+				s := byNS[ns]
+				if s == nil {
+					s = &stream{ns: ns, names: map[string]bool{}}
+					byNS[ns] = s
+					streams = append(streams, s)
+				}
+				s.names[name] = true
+			} else {
+				streams = append(streams, &stream{
+					ns: ns, name: name,
+					selector: fields.OneTermEqualSelector("metadata.name", name).String(),
+					names:    map[string]bool{name: true},
+				})
+			}
+		}
+		targets[key] = append(targets[key], r.Whole())
+	}
+	if len(streams) == 0 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	api, err := p.client()
+	if err != nil {
+		return err
+	}
+
+	n := &notifier{dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
+	sctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, len(streams))
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Go(func() {
+			if err := p.runStream(sctx, api, s, n); err != nil && sctx.Err() == nil {
+				errc <- err
+			}
+		})
+	}
+	stop := func() {
+		cancel()
+		wg.Wait()
+	}
+	p.logger.Debug("kubernetes watch started", "secrets", len(targets), "streams", len(streams), "scope", p.scope())
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			return ctx.Err()
+		case err := <-errc:
+			stop()
+			return err
+		case <-n.wake:
+			for _, key := range n.take() {
+				for _, r := range targets[key] {
+					changed(r)
+				}
+			}
+		}
+	}
+}
+
+func (p *Provider) scope() string {
+	if p.opts.WatchScope == "" {
+		return WatchSecret
+	}
+	return p.opts.WatchScope
+}
+
+// notifier collects the Secrets (ns/name) reported by the streams until
+// Watch's loop takes them: a size-1 wake channel and a set, so streams
+// never block on a slow changed callback and bursts coalesce.
+type notifier struct {
+	mu    sync.Mutex
+	dirty map[string]bool
+	wake  chan struct{}
+}
+
+func (n *notifier) mark(key string) {
+	n.mu.Lock()
+	n.dirty[key] = true
+	n.mu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) take() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.dirty))
+	for k := range n.dirty {
+		out = append(out, k)
+	}
+	clear(n.dirty)
+	sort.Strings(out)
+	return out
+}
+
+// streamState is what one stream goroutine knows; it is not shared.
+type streamState struct {
+	p     *Provider
+	s     *stream
+	n     *notifier
+	known map[string]observed
+}
+
+// observe records what the API server says of a Secret of the stream and
+// reports it when it differs from what was known. The first sighting is
+// compared with what Fetch last returned, if anything.
+func (st *streamState) observe(name string, o observed) {
+	if !st.s.names[name] {
+		return
+	}
+	key := st.s.ns + "/" + name
+	prev, ok := st.known[name]
+	if !ok {
+		prev, ok = st.p.lastFetched(key)
+	}
+	st.known[name] = o
+	if ok && prev != o {
+		st.n.mark(key)
+	}
+}
+
+// reconcile applies a full listing: every Secret of the stream is either
+// in it (present, with its resourceVersion) or gone.
+func (st *streamState) reconcile(list *corev1.SecretList) {
+	listed := map[string]bool{}
+	for i := range list.Items {
+		it := &list.Items[i]
+		listed[it.Name] = true
+		st.observe(it.Name, observed{present: true, rv: it.ResourceVersion})
+	}
+	names := make([]string, 0, len(st.s.names))
+	for name := range st.s.names {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if !listed[name] {
+			st.observe(name, observed{})
+		}
+	}
+}
+
+// runStream lists and watches one stream until ctx is done (it returns
+// nil then) or its first list or watch is refused for good.
+func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *notifier) error {
+	st := &streamState{p: p, s: s, n: n, known: map[string]observed{}}
+	b := newBackoff(watchBackoffBase, watchBackoffCap)
+	log := p.logger.With("namespace", s.ns)
+	if s.name != "" {
+		log = log.With("secret", s.name)
+	}
+	var (
+		established bool // a watch of this stream has been opened once
+		failing     bool // the last attempt failed (logged once per run)
+		needList    = true
+		rv          string
+	)
+	// retry handles a failed call: it returns the error that ends the
+	// stream, or nil after backing off.
+	retry := func(verb string, err error) error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !established && permanent(err) {
+			return apiError(ctx, verb, s.ns, s.name, err)
+		}
+		if !failing {
+			log.Warn("kubernetes watch interrupted; retrying with backoff", "verb", verb, "error", err)
+			failing = true
+		} else {
+			log.Debug("kubernetes watch still failing", "verb", verb, "error", err)
+		}
+		_ = p.sleep(ctx, b.next(retryAfter(err)))
+		return nil
+	}
+	for ctx.Err() == nil {
+		if needList {
+			list, err := api.List(ctx, s.ns, metav1.ListOptions{FieldSelector: s.selector})
+			if err != nil {
+				if e := retry("list", err); e != nil {
+					return e
+				}
+				continue
+			}
+			st.reconcile(list)
+			rv = list.ResourceVersion
+			needList = false
+		}
+		w, err := api.Watch(ctx, s.ns, metav1.ListOptions{
+			FieldSelector:       s.selector,
+			ResourceVersion:     rv,
+			AllowWatchBookmarks: true,
+		})
+		if err != nil {
+			if expired(err) {
+				log.Debug("kubernetes watch expired; listing again", "resourceVersion", rv)
+				needList = true
+				_ = p.sleep(ctx, b.next(0))
+				continue
+			}
+			if e := retry("watch", err); e != nil {
+				return e
+			}
+			continue
+		}
+		if failing {
+			log.Info("kubernetes watch resumed")
+			failing = false
+		}
+		established = true
+		start := time.Now()
+		var end error
+		rv, end = st.consume(ctx, w, rv, b)
+		w.Stop()
+		switch {
+		case ctx.Err() != nil:
+		case expired(end):
+			log.Debug("kubernetes watch expired; listing again", "resourceVersion", rv)
+			needList = true
+		case end != nil:
+			_ = retry("watch", end)
+		case time.Since(start) < watchHealthy:
+			// Closed early without an error: back off so that a
+			// server closing watches at once is not hammered.
+			_ = p.sleep(ctx, b.next(0))
+		}
+	}
+	return nil
+}
+
+// consume handles the events of one watch until it closes, ctx is done
+// or the server sends an error. It returns the last resourceVersion seen
+// and the error event, if any.
+func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string, b *backoff) (string, error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return rv, nil
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return rv, nil
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified, watch.Deleted:
+				sec, ok := ev.Object.(*corev1.Secret)
+				if !ok {
+					continue
+				}
+				if ev.Type == watch.Deleted {
+					st.observe(sec.Name, observed{})
+				} else {
+					st.observe(sec.Name, observed{present: true, rv: sec.ResourceVersion})
+				}
+				if sec.ResourceVersion != "" {
+					rv = sec.ResourceVersion
+				}
+				b.reset()
+			case watch.Bookmark:
+				if m, err := meta.Accessor(ev.Object); err == nil && m.GetResourceVersion() != "" {
+					rv = m.GetResourceVersion()
+				}
+				b.reset()
+			case watch.Error:
+				return rv, apierrors.FromObject(ev.Object)
+			}
+		}
+	}
+}
+
+// expired reports whether err says the resourceVersion is too old to
+// watch from (410 Gone / Expired): the stream must list again.
+func expired(err error) bool {
+	return err != nil && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err))
+}
