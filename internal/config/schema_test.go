@@ -162,3 +162,37 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		})
 	}
 }
+
+// TestSchemaProviderOptions checks the per-kind provider options: each
+// kind's documented keys validate, and a misspelt one is flagged by the
+// schema just as the provider itself rejects it when `keyward check` builds
+// the instance.
+func TestSchemaProviderOptions(t *testing.T) {
+	t.Parallel()
+	sch := compileSchema(t)
+	good := []string{
+		"{kind: vault, address: https://v:8200, namespace: ns, tls: {ca_cert: ca.pem}, auth: {method: approle, role_id_file: r, secret_id_file: s}}",
+		"{kind: awssm, region: eu-west-1, profile: p, role_arn: 'arn:aws:iam::1:role/r', endpoint: 'http://127.0.0.1:5000'}",
+		"{kind: gcpsm, project: p, endpoint: '127.0.0.1:9', insecure: true}",
+		"{kind: k8s, kubeconfig: kc, context: c, watch_scope: namespace}",
+		"{kind: file}",
+	}
+	bad := []string{
+		"{kind: vault, adress: https://v:8200}",
+		"{kind: vault, auth: {method: userpass}}",
+		"{kind: awssm, regio: eu-west-1}",
+		"{kind: gcpsm, projekt: p}",
+		"{kind: k8s, watch_scope: cluster}",
+		"{kind: file, root: /etc}",
+	}
+	for _, p := range good {
+		if err := validateSchema(t, sch, []byte("version: 1\nproviders:\n  x: "+p+"\n")); err != nil {
+			t.Errorf("schema rejects %s: %v", p, err)
+		}
+	}
+	for _, p := range bad {
+		if err := validateSchema(t, sch, []byte("version: 1\nproviders:\n  x: "+p+"\n")); err == nil {
+			t.Errorf("schema accepts %s", p)
+		}
+	}
+}
