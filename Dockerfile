@@ -18,7 +18,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath \
+# TAGS leaves providers out, e.g. --build-arg TAGS="no_vault no_gcpsm no_k8s".
+ARG TAGS=""
+RUN CGO_ENABLED=0 go build -trimpath -tags "${TAGS}" \
       -ldflags "-s -w -X github.com/keyward/keyward/internal/version.Version=${VERSION}" \
       -o /out/keyward ./cmd/keyward
 

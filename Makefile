@@ -15,6 +15,8 @@ VERSION  ?= dev
 BIN      ?= bin/keyward
 PKG      := github.com/keyward/keyward
 LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
+# TAGS leaves providers out of the binary, e.g. TAGS="no_vault no_gcpsm no_k8s".
+TAGS     ?=
 GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
 export CGO_ENABLED ?= 1
@@ -26,7 +28,7 @@ SERVERS   = $(sort $(wildcard test/servers/*.sh))
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
 
 test: lint servers
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 30m ./...

@@ -10,7 +10,7 @@ var (
 	// ErrPermissionDenied: the store refused access with the credentials in use.
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnavailable: the provider kind is known but not compiled into this build.
-	ErrUnavailable = errors.New("provider not available")
+	ErrUnavailable = errors.New("not compiled in")
 	// ErrInvalidReference: a reference is malformed or names an unknown scheme or option.
 	ErrInvalidReference = errors.New("invalid reference")
 )

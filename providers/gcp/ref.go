@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/keyward/keyward/providers"
 )
@@ -18,11 +19,22 @@ const DefaultVersion = "latest"
 var (
 	// A project ID (6-30 characters, optionally domain-scoped as
 	// "example.com:proj") or a project number.
-	projectRe = regexp.MustCompile(`^(([a-z0-9][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)$`)
-	secretRe  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	projectRe = lazyRegexp(`^(([a-z0-9][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)$`)
+	secretRe  = lazyRegexp(`^[A-Za-z0-9_-]{1,255}$`)
 	// A version: latest, a number, or an alias (starts with a letter).
-	versionRe = regexp.MustCompile(`^(latest|[1-9][0-9]{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62})$`)
+	versionRe = lazyRegexp(`^(latest|[1-9][0-9]{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62})$`)
 )
+
+// lazyRegexp compiles expr on first use rather than at program start:
+// counted repetitions compile to large programs, and keyward's start-up
+// time is paid by every process it wraps.
+func lazyRegexp(expr string) interface{ MatchString(string) bool } {
+	return lazyRe(sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) }))
+}
+
+type lazyRe func() *regexp.Regexp
+
+func (l lazyRe) MatchString(s string) bool { return l().MatchString(s) }
 
 // target is the secret version a reference names.
 type target struct {
