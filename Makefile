@@ -47,10 +47,15 @@ lint:
 unit:
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 ./...
 
-bench: build
+bench: build servers
 	@bash test/bench/exec.sh $(BIN)
-	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/... ./render/...
+	@bash test/bench/agent.sh $(BIN)
+	@bash test/bench/mask.sh $(BIN)
+	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/ ./providers/file/ ./providers/gcp/... ./render/... ./internal/mask/... ./internal/scan/...
 	@$(GO) test -tags integration -run='^$$' -bench=. -benchmem -count=1 ./providers/aws/
+	@$(GO) test -tags integration -run='^$$' -bench=Resolve1000 -count=1 ./providers/vault/
+	@$(GO) test -tags integration -run='^$$' -bench=Propagation -benchtime=100x -count=1 ./providers/kubernetes/
+	@$(GO) test -tags integration -run='^$$' -bench=QuietWatch -benchtime=1x -count=1 ./providers/kubernetes/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./providers/

@@ -255,13 +255,13 @@ func validateFile(f File, seen map[string]bool) error {
 		}
 	case FormatTemplate:
 		if (f.Template == "") == (f.TemplateFile == "") {
-			return errors.New("template takes exactly one of template: and template_file:")
+			return errors.New("template takes exactly one of the keys template and template_file")
 		}
 		if f.TemplateFile != "" && !filepath.IsAbs(f.TemplateFile) {
 			return errors.New("template_file is not an absolute path")
 		}
 		if f.Secret != "" || len(f.Secrets) > 0 {
-			return errors.New("template reaches secrets with {{ secret \"NAME\" }}, not secret: or secrets:")
+			return errors.New("template reaches secrets with {{ secret \"NAME\" }}, not through the keys secret or secrets")
 		}
 	default:
 		return fmt.Errorf("unknown format %q", f.Format)

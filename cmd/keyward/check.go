@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/render"
 )
 
@@ -56,6 +57,11 @@ With --offline it only validates: config syntax, references and options, templat
 			}
 			if _, err := render.Build(renderFiles(cfg), res); err != nil {
 				return err
+			}
+			for _, sec := range maskSecrets(res) {
+				if n := len(sec.Value); n > 0 && n < mask.DefaultMinLength {
+					g.logger.Warn("value shorter than the masking threshold: exec --mask and scan neither hide nor find it", "secret", sec.Name, "length", n, "threshold", mask.DefaultMinLength)
+				}
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tPROVIDER\tVERSION\tLENGTH\tFINGERPRINT")

@@ -192,6 +192,14 @@ func TestBadInput(t *testing.T) {
 			want: []string{"TLS_CERT", "vaultt"},
 		},
 		{
+			name: "bad provider option",
+			break_: func(t *testing.T, dir string) {
+				replaceIn(t, dir, "keyward.yaml", "secrets:\n", "providers:\n  dev: {kind: file, colour: blue}\nsecrets:\n")
+			},
+			code: 78,
+			want: []string{"dev", "colour"},
+		},
+		{
 			name:   "malformed secrets file",
 			break_: func(t *testing.T, dir string) { replaceIn(t, dir, "dev.yaml", "  user: app\n", "  user: [app\n") },
 			code:   1,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -22,6 +24,8 @@ const envRefPrefix = "env:"
 func newExecCmd(g *globals) *cobra.Command {
 	var supervise bool
 	var stopTimeout time.Duration
+	var maskOutput, noMask bool
+	var maskIdle time.Duration
 	cmd := &cobra.Command{
 		Use:   "exec [-c FILE] -- COMMAND [ARG...]",
 		Short: "Run a command with secrets in its environment and files",
@@ -40,6 +44,17 @@ replaces itself with COMMAND (execve), so it costs nothing after start. With
 parent instead: it passes the terminal through, forwards INT TERM HUP QUIT USR1
 USR2 WINCH, reaps orphaned zombies when PID 1, and exits with the child's code
 (128+N when the child was killed by signal N).
+
+When the config has a watch: or on_change: section, exec always stays as the
+parent and keeps the secrets fresh like keyward agent -c FILE -- COMMAND:
+rotated files are re-rendered and on_change runs (default: restart the child
+with a fresh environment when a secret of its env changed).
+
+With --mask (the default when CI is set; --no-mask turns it off) the child's
+stdout and stderr pass through keyward, which replaces every secret value, its
+base64, hex and URL-encoded forms and each line of a multi-line value with ***,
+also when split across writes; values shorter than 6 bytes are not masked.
+--mask implies --supervise; the child's output is then a pipe, not the terminal.
 
 Exit status: the command's own; 127 command not found, 126 not executable,
 1 a secret could not be fetched, 78 the config or a reference is invalid.`,
@@ -66,7 +81,14 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				return err
 			}
 			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
-				g.logger.Warn("watch and on_change are not acted on by keyward exec in this version; secrets are resolved once at start")
+				// Rotation: supervise the child through the engine (agent.go).
+				w := watchRun{args: args, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
+				if maskOutput && !noMask {
+					w.output = func(v map[string]providers.Resolved) (io.Writer, io.Writer, func()) {
+						return maskedOutput(g, v, 0, maskIdle)
+					}
+				}
+				return runWatched(cmd.Context(), g, cfg, w)
 			}
 			if err := harden.DisableCoreDumps(); err != nil {
 				g.logger.Warn("could not disable core dumps", "err", err)
@@ -119,6 +141,11 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				g.logger.Warn("closing providers", "err", err)
 			}
 			stop()
+			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
+			if maskOutput && !noMask {
+				supervise = true // the child's output must pass through keyward
+				stdout, stderr, flushMask = maskedOutput(g, res, 0, maskIdle)
+			}
 			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
 
 			if err := harden.ChildCoreLimit(); err != nil {
@@ -135,11 +162,12 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				Args:        args,
 				Env:         childEnv,
 				Stdin:       g.stdin,
-				Stdout:      g.stdout,
-				Stderr:      g.stderr,
+				Stdout:      stdout,
+				Stderr:      stderr,
 				StopTimeout: stopTimeout,
 				Logger:      g.logger,
 			})
+			flushMask()
 			if err != nil {
 				if c, ok := child.ExitCode(err); ok {
 					return &exitError{code: c, err: err}
@@ -151,6 +179,9 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay as the parent process: forward signals, reap zombies, mirror the exit code (automatic as PID 1)")
+	cmd.Flags().BoolVar(&maskOutput, "mask", maskByDefault(g.env.getenv), "replace secret values in the child's stdout and stderr with *** (default true when CI is set; implies --supervise)")
+	cmd.Flags().BoolVar(&noMask, "no-mask", false, "do not mask the child's output, also when CI is set")
+	cmd.Flags().DurationVar(&maskIdle, "mask-idle", mask.DefaultIdle, "with --mask: how long output that may be the beginning of a secret is held back when nothing follows")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "with --supervise: how long the child has to exit after SIGTERM before SIGKILL")
 	return cmd
 }

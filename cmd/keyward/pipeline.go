@@ -66,6 +66,18 @@ func newSession(g *globals, cfg *config.Config) (*session, error) {
 // problems are configuration errors (exit 78), all reported at once.
 func (s *session) check(refs map[string]providers.Ref) error {
 	var msgs []string
+	// Build the declared instances now: their options are configuration,
+	// and a provider's New checks them without contacting the store.
+	if s.cfg != nil {
+		for _, name := range sortedKeys(s.cfg.Providers) {
+			if _, ok := providers.LookupKind(s.cfg.Providers[name].Kind); !ok {
+				continue // reported below for the references that use it
+			}
+			if _, err := s.set.Provider(name); err != nil {
+				msgs = append(msgs, err.Error())
+			}
+		}
+	}
 	for _, name := range sortedKeys(refs) {
 		if err := s.set.CheckRef(refs[name]); err != nil {
 			msgs = append(msgs, name+": "+err.Error())
@@ -77,7 +89,7 @@ func (s *session) check(refs map[string]providers.Ref) error {
 	case 1:
 		return configError(errors.New(s.where() + msgs[0]))
 	}
-	return configError(fmt.Errorf("%s%d references are invalid: %s", s.where(), len(msgs), joinSemi(msgs)))
+	return configError(fmt.Errorf("%s%d problems: %s", s.where(), len(msgs), joinSemi(msgs)))
 }
 
 func (s *session) where() string {

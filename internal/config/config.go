@@ -184,6 +184,10 @@ type Watch struct {
 	// Jitter is the fraction (0..1) by which each interval is randomly
 	// shortened or lengthened (default DefaultWatchJitter).
 	Jitter float64
+	// Debounce is the quiet time after a change notification (a watched
+	// file written) before the secret is fetched and rendered, so that a
+	// burst of changes is applied once; 0 means the engine's default.
+	Debounce time.Duration
 	// Line is the line of the section.
 	Line int
 }
@@ -612,12 +616,15 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 
 func (c *Config) decodeWatch(d *decoder, n *yaml.Node) {
 	w := &Watch{Interval: DefaultWatchInterval, Jitter: DefaultWatchJitter, Line: deref(n).Line}
-	keys, _ := d.object(n, "watch", "interval", "jitter")
+	keys, _ := d.object(n, "watch", "interval", "jitter", "debounce")
 	if v, ok := keys["interval"]; ok {
 		w.Interval, _ = d.duration(v, "watch.interval")
 	}
 	if v, ok := keys["jitter"]; ok {
 		w.Jitter, _ = d.number(v, "watch.jitter")
+	}
+	if v, ok := keys["debounce"]; ok {
+		w.Debounce, _ = d.duration(v, "watch.debounce")
 	}
 	c.Watch = w
 }

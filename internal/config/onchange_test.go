@@ -122,3 +122,32 @@ func TestOnChangeSchemaAgrees(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchDebounce(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte("version: 1\nwatch: {debounce: 250ms}\n"), "keyward.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Watch.Debounce != 250*time.Millisecond || c.Watch.Interval != DefaultWatchInterval {
+		t.Fatalf("watch = %+v", c.Watch)
+	}
+	for src, w := range map[string]want{
+		"version: 1\nwatch: {debounce: -1s}\n": {2, "watch.debounce: must be between 0 and 1m"},
+		"version: 1\nwatch: {debounce: 2m}\n":  {2, "watch.debounce: must be between 0 and 1m"},
+		"version: 1\nwatch: {debounce: 5}\n":   {2, "watch.debounce: must be a duration string"},
+	} {
+		_, err := Parse([]byte(src), "keyward.yaml")
+		if err == nil {
+			t.Fatalf("%q accepted", src)
+		}
+		checkProblems(t, err, []want{w})
+	}
+	sch := compileSchema(t)
+	if err := validateSchema(t, sch, []byte("version: 1\nwatch: {interval: 1m, debounce: 100ms}\n")); err != nil {
+		t.Fatalf("schema rejects watch.debounce: %v", err)
+	}
+	if err := validateSchema(t, sch, []byte("version: 1\nwatch: {debounce: soon}\n")); err == nil {
+		t.Fatal("schema accepts a malformed debounce")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/template"
 	"text/template/parse"
+	"time"
 
 	"github.com/keyward/keyward/providers"
 )
@@ -548,6 +549,9 @@ func (v *validator) watch() {
 	}
 	if w.Jitter < 0 || w.Jitter > 1 {
 		v.add("watch.jitter", w.Line, "must be between 0 and 1")
+	}
+	if w.Debounce < 0 || w.Debounce > time.Minute {
+		v.add("watch.debounce", w.Line, "must be between 0 and 1m")
 	}
 }
 

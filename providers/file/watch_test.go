@@ -132,7 +132,7 @@ func TestWatchReplacements(t *testing.T) {
 			other := filepath.Join(dir, "other.yaml")
 			wWrite(t, path, "a: 1\n")
 			wWrite(t, other, "x: 1\n")
-			ch := wWatching(t, New(dir), wRef("secrets.yaml"), wRef("other.yaml"))
+			ch := wWatching(t, New(dir), wRef("other.yaml"), wRef("secrets.yaml"))
 			wWrite(t, filepath.Join(dir, "unrelated.yaml"), "u: 1\n")
 			c.change(t, dir, path)
 			wExpect(t, ch, "secrets.yaml")

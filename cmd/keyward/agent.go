@@ -1,0 +1,451 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/internal/child"
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+	"github.com/keyward/keyward/rotate"
+)
+
+// Defaults of the agent's flags.
+const (
+	defaultInitTimeout     = time.Minute
+	defaultShutdownTimeout = 15 * time.Second
+)
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var w watchRun
+	cmd := &cobra.Command{
+		Use:   "agent -c FILE [-- COMMAND [ARG...]]",
+		Short: "Render secrets and keep them fresh until SIGTERM (sidecar, daemon)",
+		Long: `agent resolves every secret of the config and renders its files (retrying until
+--init-timeout), then keeps them fresh until it receives SIGTERM or SIGINT: it
+watches the secrets that can be watched (file), renews leases, polls the others
+(watch.interval, default 30s with a cheap version probe, 5m without), re-renders
+only the files a rotation affects, and runs the on_change actions.
+
+Failures keep the previous files and values; the failing secret is retried with
+backoff and logged at most once a minute. With a server: section, /healthz,
+/readyz (first render done, no lease expired) and /metrics are served.
+
+With -- COMMAND the agent also runs the workload as its child, like
+keyward exec with a watch: the child gets the config's env, the signals keyward
+receives, on_change signals and restarts (a restart gives it a fresh
+environment), and keyward exits with its code. Without a command, on_change may
+only run commands (signal and restart need a child).
+
+Exit status: 0 after SIGTERM, 1 a secret could not be fetched in time or a
+runtime failure, 78 the config is invalid; with a command, the command's.`,
+		Example: `  # sidecar: render into a shared volume and keep it fresh
+  keyward agent -c /etc/keyward/keyward.yaml
+
+  # daemon around a workload that reloads on SIGHUP
+  keyward agent -c keyward.yaml -- nginx -g 'daemon off;'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if n := cmd.ArgsLenAtDash(); n > 0 || n < 0 && len(args) > 0 {
+				return usageError("agent takes no arguments before --: keyward agent -c FILE [-- COMMAND [ARG...]]")
+			}
+			cfg, err := loadConfig(g, true)
+			if err != nil {
+				return err
+			}
+			if err := unsupported(cfg, "agent"); err != nil {
+				return err
+			}
+			w.args = args
+			w.retryInit = true
+			w.stdout, w.stderr = g.stdout, g.stderr
+			return runWatched(cmd.Context(), g, cfg, w)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().DurationVar(&w.initTimeout, "init-timeout", defaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
+	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", rotate.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
+	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM (in-flight fetches, on_change commands, the server)")
+	return cmd
+}
+
+// watchRun is one run of the rotation engine: keyward agent, or keyward
+// exec when the config has watch or on_change.
+type watchRun struct {
+	args            []string // the child's command; empty for none
+	retryInit       bool     // retry the first fetch until initTimeout (agent)
+	initTimeout     time.Duration
+	stopTimeout     time.Duration
+	shutdownTimeout time.Duration
+	stdout, stderr  io.Writer
+	// output, when set, replaces the child's stdout and stderr once the
+	// first values are known (exec --mask); flush runs after the child's
+	// last exit.
+	output func(values map[string]providers.Resolved) (stdout, stderr io.Writer, flush func())
+}
+
+// runWatched renders cfg's files, keeps them fresh with the rotation
+// engine and, when w.args is set, supervises the child. It returns
+// *childExit with the child's code when there is a child, nil after
+// SIGTERM/SIGINT when there is none.
+func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchRun) error {
+	hasChild := len(w.args) > 0
+	top, err := actionOf(cfg.OnChange, cfg.Path, "on_change")
+	if err != nil {
+		return err
+	}
+	files := renderFiles(cfg)
+	rfiles := make([]rotate.File, len(files))
+	for i, f := range files {
+		rfiles[i].File = f
+		rfiles[i].OnChange, err = actionOf(cfg.Files[i].OnChange, cfg.Path, fmt.Sprintf("files[%d].on_change", i))
+		if err != nil {
+			return err
+		}
+	}
+	if !hasChild {
+		for i, a := range append([]*rotate.Action{top}, fileActions(rfiles)...) {
+			if a != nil && (a.Kind == rotate.ActionSignal || a.Kind == rotate.ActionRestart) {
+				where := "on_change"
+				if i > 0 {
+					where = fmt.Sprintf("files[%d].on_change", i-1)
+				}
+				return configError(fmt.Errorf("%s: %s: %s needs a child process: run the workload with keyward agent -c FILE -- COMMAND, or keyward exec", cfg.Path, where, a.Kind))
+			}
+		}
+		if len(cfg.Env) > 0 {
+			g.logger.Warn("env: is ignored without a command: it is the environment of a child (keyward agent -c FILE -- COMMAND)")
+		}
+	}
+	if err := harden.DisableCoreDumps(); err != nil {
+		g.logger.Warn("could not disable core dumps", "err", err)
+	}
+
+	s, err := newSession(g, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.set.Close()
+	environ := g.env.environ()
+	refs := configRefs(cfg)
+	envRefs := map[string]providers.Ref{}
+	if hasChild {
+		if envRefs, err = config.FromEnv(environ, s.set.Known); err != nil {
+			return configError(err)
+		}
+		for name, r := range envRefs {
+			refs[envRefPrefix+name] = r
+		}
+	}
+	if err := s.check(refs); err != nil {
+		return err
+	}
+	var envSecrets []string
+	if hasChild {
+		seen := map[string]bool{}
+		for _, secret := range cfg.Env {
+			seen[secret] = true
+		}
+		for name := range envRefs {
+			seen[envRefPrefix+name] = true
+		}
+		for n := range seen {
+			envSecrets = append(envSecrets, n)
+		}
+		sort.Strings(envSecrets)
+	}
+
+	// ctx bounds the engine and the server. SIGTERM and SIGINT end the
+	// agent (sigCtx) until a child runs; then the supervisor forwards them
+	// to the child instead, and keyward ends when the child does.
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	sigCtx, stopSignals := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
+	defer stopSignals()
+
+	var reg prometheus.Registerer = prometheus.NewRegistry()
+	var srv *server.Server
+	if cfg.Server != nil {
+		srv = server.New(server.Options{Listen: cfg.Server.Listen, Logger: g.logger})
+		if err := srv.Listen(); err != nil {
+			return err
+		}
+		reg = srv.Registry()
+	}
+	metrics := rotate.NewMetrics(reg)
+
+	var eng *rotate.Engine
+	childEnv := func() ([]string, error) {
+		vals := eng.Values()
+		replaced := make(map[string]providers.Value, len(envRefs))
+		for name := range envRefs {
+			replaced[name] = vals[envRefPrefix+name].Value
+		}
+		added := make(map[string]providers.Value, len(cfg.Env))
+		for v, secret := range cfg.Env {
+			added[v] = vals[secret].Value
+		}
+		return render.Env(environ, replaced, added, cfg.KeepEnv)
+	}
+	// The supervisor is built after the first render (its output may
+	// depend on the values); the engine acts on it only once it runs.
+	var engChild rotate.Child
+	later := &laterChild{}
+	if hasChild {
+		engChild = later
+	}
+	// on_change commands get keyward's environment without its own
+	// credentials, and keyward's stdout and stderr.
+	cmdEnv, err := render.Env(environ, nil, nil, cfg.KeepEnv)
+	if err != nil {
+		return err
+	}
+	opts := rotate.Options{
+		Providers:  s.set,
+		Secrets:    refs,
+		Files:      rfiles,
+		EnvSecrets: envSecrets,
+		OnChange:   top,
+		Child:      engChild,
+		RunCommand: rotate.ChildCommandRunner(cmdEnv, w.stdout, w.stderr, g.logger),
+		Jitter:     config.DefaultWatchJitter,
+		Logger:     g.logger,
+		Metrics:    metrics,
+	}
+	if cfg.Watch != nil {
+		opts.Interval, opts.Jitter, opts.Debounce = cfg.Watch.Interval, cfg.Watch.Jitter, cfg.Watch.Debounce
+	}
+	if eng, err = rotate.New(opts); err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	serveErr := make(chan error, 1)
+	if srv != nil {
+		srv.AddReadyCheck("secrets", eng.Ready)
+		wg.Go(func() { serveErr <- srv.Serve(ctx) })
+	}
+
+	if err := initEngine(sigCtx, g, eng, w); err != nil {
+		return err
+	}
+
+	var sup *rotate.Supervisor
+	flush := func() {}
+	if hasChild {
+		stdout, stderr := w.stdout, w.stderr
+		if w.output != nil {
+			stdout, stderr, flush = w.output(eng.Values())
+		}
+		sup = rotate.NewSupervisor(rotate.SupervisorOptions{
+			Args:        w.args,
+			Env:         childEnv,
+			Stdin:       g.stdin,
+			Stdout:      stdout,
+			Stderr:      stderr,
+			StopTimeout: w.stopTimeout,
+			Logger:      g.logger,
+		})
+		later.set(sup)
+	}
+
+	engErr := make(chan error, 1)
+	wg.Go(func() { engErr <- eng.Run(ctx) })
+
+	if !hasChild {
+		select {
+		case <-sigCtx.Done():
+			g.logger.Info("shutting down")
+		case err := <-engErr:
+			cancel()
+			return fmt.Errorf("rotation engine: %w", err)
+		case err := <-serveErr:
+			cancel()
+			return err
+		}
+		cancel()
+		return waitShutdown(&wg, w.shutdownTimeout)
+	}
+
+	stopSignals()
+	if err := harden.ChildCoreLimit(); err != nil {
+		g.logger.Warn("could not restore the core limit for the child", "err", err)
+	}
+	supCtx, cancelSup := context.WithCancel(parent)
+	defer cancelSup()
+	supDone := make(chan struct{})
+	var code int
+	var runErr error
+	go func() {
+		defer close(supDone)
+		code, runErr = sup.Run(supCtx)
+	}()
+	select {
+	case <-supDone:
+	case err := <-engErr:
+		// The engine only ends with its context; stop the child with it.
+		g.logger.Error("rotation engine stopped; stopping the child", "err", err)
+		cancelSup()
+		<-supDone
+	case err := <-serveErr:
+		g.logger.Error("server stopped; stopping the child", "err", err)
+		cancelSup()
+		<-supDone
+	}
+	cancel()
+	flush()
+	if err := waitShutdown(&wg, w.shutdownTimeout); err != nil {
+		g.logger.Warn("shutdown", "err", err)
+	}
+	if runErr != nil {
+		if c, ok := child.ExitCode(runErr); ok {
+			return &exitError{code: c, err: runErr}
+		}
+		return runErr
+	}
+	return &childExit{code: code}
+}
+
+// initEngine runs the first fetch and render: once (exec), or retried with
+// backoff until w.initTimeout (agent). A configuration problem (an invalid
+// reference, a provider not in this build, a file that cannot be rendered)
+// is not retried.
+func initEngine(ctx context.Context, g *globals, eng *rotate.Engine, w watchRun) error {
+	if !w.retryInit {
+		return eng.Init(ctx)
+	}
+	if w.initTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, w.initTimeout)
+		defer cancel()
+	}
+	bo := &backoff.Backoff{Base: 500 * time.Millisecond, Max: 30 * time.Second}
+	every := backoff.Every{Interval: 30 * time.Second}
+	var last error
+	err := backoff.Retry(ctx, bo, func(ctx context.Context) error {
+		err := eng.Init(ctx)
+		var re *render.Error
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, providers.ErrInvalidReference), errors.Is(err, providers.ErrUnavailable), errors.As(err, &re):
+			return backoff.Permanent(err)
+		}
+		if ctx.Err() == nil {
+			last = err
+			if ok, _ := every.Allow(); ok {
+				g.logger.Warn("initial fetch failed; retrying", "err", err)
+			}
+		}
+		return err
+	})
+	if err != nil && ctx.Err() != nil && last != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("initial render not done within --init-timeout %v: %w", w.initTimeout, last)
+		}
+		return fmt.Errorf("initial render interrupted: %w", last)
+	}
+	return err
+}
+
+// waitShutdown waits for wg, at most timeout.
+func waitShutdown(wg *sync.WaitGroup, timeout time.Duration) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("shutdown did not finish within %v", timeout)
+	}
+}
+
+// laterChild is the engine's Child until the supervisor exists.
+type laterChild struct {
+	mu  sync.Mutex
+	sup *rotate.Supervisor
+}
+
+func (l *laterChild) set(s *rotate.Supervisor) {
+	l.mu.Lock()
+	l.sup = s
+	l.mu.Unlock()
+}
+
+func (l *laterChild) get() (*rotate.Supervisor, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sup == nil {
+		return nil, errors.New("the child is not started yet")
+	}
+	return l.sup, nil
+}
+
+// Signal implements rotate.Child.
+func (l *laterChild) Signal(sig os.Signal) error {
+	s, err := l.get()
+	if err != nil {
+		return err
+	}
+	return s.Signal(sig)
+}
+
+// Restart implements rotate.Child.
+func (l *laterChild) Restart(ctx context.Context, stopTimeout time.Duration) error {
+	s, err := l.get()
+	if err != nil {
+		return err
+	}
+	return s.Restart(ctx, stopTimeout)
+}
+
+// actionOf converts one config on_change section; nil stays nil.
+func actionOf(oc *config.OnChange, path, where string) (*rotate.Action, error) {
+	if oc == nil {
+		return nil, nil
+	}
+	a := &rotate.Action{Timeout: oc.Timeout, Splay: oc.Splay}
+	switch {
+	case oc.Signal != "":
+		sig := unix.SignalNum("SIG" + oc.Signal)
+		if sig == 0 {
+			return nil, configError(fmt.Errorf("%s: %s.signal: unknown signal %q", path, where, oc.Signal))
+		}
+		a.Kind, a.Signal = rotate.ActionSignal, sig
+	case oc.Restart:
+		a.Kind = rotate.ActionRestart
+	case len(oc.Command) > 0:
+		a.Kind, a.Command = rotate.ActionCommand, oc.Command
+	default:
+		a.Kind = rotate.ActionNone
+	}
+	return a, nil
+}
+
+func fileActions(files []rotate.File) []*rotate.Action {
+	out := make([]*rotate.Action, len(files))
+	for i, f := range files {
+		out[i] = f.OnChange
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/ci"
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+)
+
+func newCICmd(g *globals) *cobra.Command {
+	var system, dotenv string
+	cmd := &cobra.Command{
+		Use:   "ci -c FILE",
+		Short: "Hand the config's secrets to the CI job: log masks, job variables, files",
+		Long: `ci resolves every secret of the config and hands them to the CI system it
+runs under, then exits. Nothing is written unless every reference resolves.
+
+The variables handed on are the config's env: entries (VARIABLE: secret), or,
+when the config has no env: section, every secret under its own name.
+
+GitHub Actions (GITHUB_ACTIONS=true): first, before anything else, an
+::add-mask:: command on stdout for every value and for every line of a
+multi-line value, so the runner replaces them (and their encodings) with ***
+in the job's log. Then the config's files are rendered, the variables are
+appended to $GITHUB_ENV (later steps see them), and the secrets listed under
+ci: outputs: to $GITHUB_OUTPUT (steps.ID.outputs.NAME), each as
+NAME<<DELIMITER with a fresh random delimiter that does not occur in the
+value, so no value can define another variable. A dotenv file is written too
+when --dotenv or ci: dotenv: asks for one.
+
+GitLab CI (GITLAB_CI=true) and anything else: the config's files and a 0600
+dotenv file with the variables (--dotenv, else ci: dotenv:, else keyward.env
+in the temporary directory). GitLab does not know these values, so its log
+does not mask them: run the job's commands through keyward exec --mask.
+
+Exit status: 0 done, 1 a secret could not be fetched or written, 2 usage,
+78 the config is invalid.`,
+		Example: `  # GitHub Actions step
+  keyward ci -c .github/keyward.yaml
+
+  # GitLab CI job: write the dotenv file, then run commands with masked output
+  keyward ci -c keyward.yaml --dotenv "$CI_BUILDS_DIR/keyward.env"
+  keyward exec --mask -c keyward.yaml -- make deploy`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sys, err := ci.ParseSystem(system)
+			if err != nil {
+				return usageError("--system: %v", err)
+			}
+			cfg, err := loadConfig(g, true)
+			if err != nil {
+				return err
+			}
+			if err := unsupported(cfg, "ci"); err != nil {
+				return err
+			}
+			if sys == "" {
+				sys = ci.Detect(g.env.getenv)
+			}
+			if err := harden.DisableCoreDumps(); err != nil {
+				g.logger.Warn("could not disable core dumps", "err", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := newSession(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.set.Close()
+			res, err := s.resolve(ctx, configRefs(cfg))
+			if err != nil {
+				return err
+			}
+			return materialize(g, cfg, sys, dotenv, res)
+		},
+	}
+	cmd.Flags().StringVar(&system, "system", "auto", "CI system: auto (detect), github, gitlab or generic")
+	cmd.Flags().StringVar(&dotenv, "dotenv", "", "dotenv file to write (default: ci: dotenv: of the config, else keyward.env in the temporary directory; under GitHub Actions only when given)")
+	return cmd
+}
+
+// materialize hands res to the CI system sys. Everything that can fail
+// without writing is checked before the first write.
+func materialize(g *globals, cfg *config.Config, sys ci.System, dotenvFlag string, res map[string]providers.Resolved) error {
+	vars := ciVars(cfg, res)
+	var outputs []ci.Var
+	dotenvPath := dotenvFlag
+	if cfg.CI != nil {
+		for _, name := range cfg.CI.Outputs {
+			outputs = append(outputs, ci.Var{Name: name, Value: res[name].Value})
+		}
+		if dotenvPath == "" {
+			dotenvPath = cfg.CI.Dotenv
+		}
+	}
+	if dotenvPath == "" && sys != ci.GitHub {
+		dotenvPath = filepath.Join(os.TempDir(), "keyward.env")
+	}
+	if dotenvPath != "" {
+		abs, err := filepath.Abs(dotenvPath)
+		if err != nil {
+			return usageError("--dotenv: %v", err)
+		}
+		dotenvPath = abs
+	}
+
+	var envPath, outPath string
+	var envData, outData []byte
+	if sys == ci.GitHub {
+		envPath, outPath = g.env.getenv("GITHUB_ENV"), g.env.getenv("GITHUB_OUTPUT")
+		if envPath == "" && len(vars) > 0 {
+			return fmt.Errorf("GitHub Actions: GITHUB_ENV is not set, so the job's variables cannot be handed on (is this a runner step?)")
+		}
+		if outPath == "" && len(outputs) > 0 {
+			return fmt.Errorf("GitHub Actions: GITHUB_OUTPUT is not set, so ci: outputs: cannot be written")
+		}
+		var err error
+		if envData, err = ci.FormatGitHubFile(vars, rand.Reader); err != nil {
+			return fmt.Errorf("$GITHUB_ENV: %w", err)
+		}
+		if outData, err = ci.FormatGitHubFile(outputs, rand.Reader); err != nil {
+			return fmt.Errorf("$GITHUB_OUTPUT: %w", err)
+		}
+		// Masks first: nothing the job prints from here on shows a value.
+		if err := ci.WriteMasks(g.stdout, maskValues(res), mask.DefaultMinLength); err != nil {
+			return fmt.Errorf("writing ::add-mask:: commands: %w", err)
+		}
+	}
+
+	if len(cfg.Files) > 0 {
+		result, err := render.Render(renderFiles(cfg), res)
+		if err != nil {
+			return err
+		}
+		g.logger.Debug("rendered", "files", len(cfg.Files), "changed", len(result.Changed))
+	}
+	if sys == ci.GitHub {
+		if err := ci.AppendFile(envPath, envData); err != nil {
+			return fmt.Errorf("$GITHUB_ENV: %w", err)
+		}
+		if err := ci.AppendFile(outPath, outData); err != nil {
+			return fmt.Errorf("$GITHUB_OUTPUT: %w", err)
+		}
+	}
+	if dotenvPath != "" {
+		if err := ci.WriteDotenv(dotenvPath, vars); err != nil {
+			return err
+		}
+	}
+
+	switch sys {
+	case ci.GitHub:
+		g.logger.Info("secrets handed to GitHub Actions", "masked", len(res), "env", len(vars), "outputs", len(outputs), "files", len(cfg.Files))
+	default:
+		if len(outputs) > 0 {
+			g.logger.Warn("ci: outputs: is for GitHub Actions only; the outputs are in the dotenv file", "system", sys)
+		}
+		name := "GitLab CI"
+		if sys == ci.Generic {
+			name = "This CI system"
+		}
+		fmt.Fprintf(g.stderr, "keyward: wrote %d variables to %s (mode 0600) and %d files.\n"+
+			"%s does not mask these values in job logs: run job commands through\n"+
+			"  keyward exec --mask -c %s -- COMMAND\n"+
+			"or load the file with: set -a; . %s; set +a\n", len(vars), dotenvPath, len(cfg.Files), name, cfg.Path, dotenvPath)
+	}
+	return nil
+}
+
+// ciVars returns the variables keyward ci hands on: the config's env:
+// entries, or every secret under its own name when there are none.
+func ciVars(cfg *config.Config, res map[string]providers.Resolved) []ci.Var {
+	var out []ci.Var
+	if len(cfg.Env) > 0 {
+		for _, name := range sortedKeys(cfg.Env) {
+			out = append(out, ci.Var{Name: name, Value: res[cfg.Env[name]].Value})
+		}
+		return out
+	}
+	for _, name := range sortedKeys(res) {
+		out = append(out, ci.Var{Name: name, Value: res[name].Value})
+	}
+	return out
+}
+
+// maskSecrets returns every value of res to mask or scan for: each
+// secret's value and, for a whole structured secret, each of its fields.
+func maskSecrets(res map[string]providers.Resolved) []mask.Secret {
+	var out []mask.Secret
+	for _, name := range sortedKeys(res) {
+		r := res[name]
+		out = append(out, mask.Secret{Name: name, Value: r.Value.Bytes()})
+		for _, f := range sortedKeys(r.Fields) {
+			out = append(out, mask.Secret{Name: name + "#" + f, Value: r.Fields[f].Bytes()})
+		}
+	}
+	return out
+}
+
+// maskValues returns the values of maskSecrets.
+func maskValues(res map[string]providers.Resolved) []providers.Value {
+	var out []providers.Value
+	for _, name := range sortedKeys(res) {
+		r := res[name]
+		out = append(out, r.Value)
+		for _, f := range sortedKeys(r.Fields) {
+			out = append(out, r.Fields[f])
+		}
+	}
+	return out
+}
+
+// maskByDefault reports whether exec masks the child's output without
+// --mask: when CI is set (to anything but "", "0" or "false"), as every CI
+// system sets it.
+func maskByDefault(getenv func(string) string) bool {
+	switch getenv("CI") {
+	case "", "0", "false":
+		return false
+	}
+	return true
+}
+
+// maskedOutput returns writers that mask the values of res in what is
+// written to g.stdout and g.stderr, and a function that writes out what
+// they hold back; call it once the child's output is copied.
+func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idle time.Duration) (stdout, stderr io.Writer, flush func()) {
+	if minLen <= 0 {
+		minLen = mask.DefaultMinLength
+	}
+	minLen = max(minLen, mask.MinPatternLength)
+	set := mask.NewSet(maskSecrets(res), minLen)
+	if skipped := set.Skipped(); len(skipped) > 0 {
+		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", minLen)
+	}
+	m := mask.New(set, mask.Options{Idle: idle})
+	out, errw := m.Writer(g.stdout), m.Writer(g.stderr)
+	return out, errw, func() {
+		_ = out.Close()
+		_ = errw.Close()
+	}
+}

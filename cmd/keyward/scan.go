@@ -1,0 +1,162 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/internal/scan"
+)
+
+func newScanCmd(g *globals) *cobra.Command {
+	var maxSize string
+	var minLen int
+	cmd := &cobra.Command{
+		Use:   "scan [-c FILE] PATH...",
+		Short: "Search files for secret values before they are published",
+		Long: `scan resolves the config's secrets (and, as exec does, every environment
+variable whose whole value is a reference) and searches the files and
+directories given, recursively, for any of the values: raw, base64 (standard
+or URL alphabet, at any alignment), hex, URL-encoded or JSON-escaped, and each
+line of a multi-line value. Values shorter than --min-length are not searched
+for.
+
+For each occurrence it prints the file, the line (not for binary files), the
+secret's name, the form and the byte offset; never the value. Symlinks below
+a PATH are not followed, so the scan stays inside the trees given; devices,
+FIFOs and sockets are skipped, and so are files larger than --max-size (with a
+warning).
+
+Exit status: 0 nothing found, 1 a value was found, a secret could not be
+fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
+		Example: `  # before uploading build artifacts
+  keyward scan -c keyward.yaml dist/ build/logs/
+
+  # without a config: the references in the environment
+  DB_PASSWORD=vault://secret/db#password keyward scan ./out`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError("scan needs at least one PATH: keyward scan [-c FILE] PATH...")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			limit, err := parseSize(maxSize)
+			if err != nil {
+				return usageError("--max-size: %v", err)
+			}
+			if minLen < mask.MinPatternLength {
+				return usageError("--min-length must be at least %d", mask.MinPatternLength)
+			}
+			cfg, err := loadConfig(g, false)
+			if err != nil {
+				return err
+			}
+			if err := harden.DisableCoreDumps(); err != nil {
+				g.logger.Warn("could not disable core dumps", "err", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := newSession(g, cfg)
+			if err != nil {
+				return err
+			}
+			defer s.set.Close()
+			envRefs, err := config.FromEnv(g.env.environ(), s.set.Known)
+			if err != nil {
+				return configError(err)
+			}
+			refs := configRefs(cfg)
+			for name, r := range envRefs {
+				refs[envRefPrefix+name] = r
+			}
+			if len(refs) == 0 {
+				return usageError("nothing to scan for: give a config with secrets (-c FILE) or references in the environment")
+			}
+			res, err := s.resolve(ctx, refs)
+			if err != nil {
+				return err
+			}
+			set := mask.NewSet(maskSecrets(res), minLen)
+			if skipped := set.Skipped(); len(skipped) > 0 {
+				g.logger.Warn("values too short to search for", "secrets", skipped, "min_length", minLen)
+			}
+			if set.Matcher().Empty() {
+				return errors.New("nothing to scan for: every value is shorter than --min-length")
+			}
+			start := time.Now()
+			rep, err := scan.Scan(ctx, set, args, scan.Options{MaxSize: limit, Logger: g.logger})
+			if err != nil {
+				return err
+			}
+			return scanReport(g, rep, time.Since(start))
+		},
+	}
+	cmd.Flags().StringVar(&maxSize, "max-size", "256MiB", "skip files larger than this (B, KiB, MiB, GiB; 0 for no limit)")
+	cmd.Flags().IntVar(&minLen, "min-length", mask.DefaultMinLength, "do not search for values shorter than this many bytes")
+	return cmd
+}
+
+// scanReport prints rep's hits on stdout and its problems as warnings, and
+// returns the error that sets the exit status.
+func scanReport(g *globals, rep *scan.Report, took time.Duration) error {
+	secrets, files := map[string]bool{}, map[string]bool{}
+	for _, h := range rep.Hits {
+		secrets[h.Secret], files[h.Path] = true, true
+		if h.Line > 0 {
+			fmt.Fprintf(g.stdout, "%s:%d: %s (%s, offset %d)\n", h.Path, h.Line, h.Secret, h.Kind, h.Offset)
+		} else {
+			fmt.Fprintf(g.stdout, "%s: %s (%s, offset %d)\n", h.Path, h.Secret, h.Kind, h.Offset)
+		}
+	}
+	for _, s := range rep.Skipped {
+		if strings.Contains(s.Reason, "size limit") {
+			g.logger.Warn("not scanned", "path", s.Path, "reason", s.Reason)
+		}
+	}
+	for _, e := range rep.Errors {
+		g.logger.Error("cannot scan", "path", e.Path, "err", e.Err)
+	}
+	g.logger.Info("scanned", "files", rep.Files, "bytes", rep.Bytes, "skipped", len(rep.Skipped), "took", took.Round(time.Millisecond),
+		"MBps", fmt.Sprintf("%.0f", float64(rep.Bytes)/1e6/max(took.Seconds(), 1e-9)))
+	var msgs []string
+	if n := len(rep.Hits) + rep.Dropped; n > 0 {
+		msgs = append(msgs, fmt.Sprintf("found %d occurrences of %d secrets in %d files", n, len(secrets), len(files)))
+	}
+	if len(rep.Errors) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d paths could not be scanned (first: %v)", len(rep.Errors), rep.Errors[0]))
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// parseSize parses "123", "64KiB", "256MiB", "1GiB" (also K, M, G, KB, MB,
+// GB as powers of 1024); 0 means no limit (returned as -1).
+func parseSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "KMGiBkmgb")
+	unit := strings.ToLower(s[len(num):])
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("invalid size unit in %q", s)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n * mult, nil
+}

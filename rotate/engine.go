@@ -1,0 +1,1218 @@
+package rotate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/template"
+	"text/template/parse"
+	"time"
+
+	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+)
+
+// Defaults for Options.
+const (
+	// DefaultProbeInterval is the polling interval of a secret whose
+	// provider has a cheap version probe.
+	DefaultProbeInterval = 30 * time.Second
+	// DefaultPollInterval is the polling interval of a secret whose
+	// provider has none (a full read each time).
+	DefaultPollInterval = 5 * time.Minute
+	// DefaultDebounce is the quiet time after a watch event before the
+	// secrets it concerns are fetched.
+	DefaultDebounce = 40 * time.Millisecond
+	// DefaultMaxDelay bounds the debounce of a continuous stream of events.
+	DefaultMaxDelay = time.Second
+	// DefaultLogEvery is how often a persisting failure is logged.
+	DefaultLogEvery = time.Minute
+	// DefaultConcurrency bounds the provider calls in flight per instance.
+	DefaultConcurrency = 8
+
+	// leaseFraction is the share of a lease's duration after which it is
+	// renewed (or the secret fetched again).
+	leaseFraction = 2.0 / 3
+	// minRecheck is the shortest time between two scheduled looks at one
+	// secret, a guard against a provider handing out leases already spent.
+	minRecheck = time.Second
+	// retryBase and retryMax bound the backoff of a failing secret.
+	retryBase = time.Second
+	retryMax  = 5 * time.Minute
+)
+
+// ProviderSet gives the engine the provider instance for a reference's
+// scheme. *providers.Set implements it.
+type ProviderSet interface {
+	// Provider returns the instance named scheme, building it on first use.
+	Provider(scheme string) (providers.Provider, error)
+	// CheckRef validates ref without I/O.
+	CheckRef(ref providers.Ref) error
+}
+
+// File is one file the engine renders, with its own on_change action.
+type File struct {
+	render.File
+	// OnChange is the action after a rotation rewrote this file; nil
+	// means Options.OnChange, and none when that is nil too.
+	OnChange *Action
+}
+
+// Options configure an Engine.
+type Options struct {
+	// Providers gives the provider instances. Required.
+	Providers ProviderSet
+	// Secrets maps each secret name to its reference. Required.
+	Secrets map[string]providers.Ref
+	// Files are rendered by Init and re-rendered when a secret they use
+	// changes.
+	Files []File
+	// EnvSecrets are the secret names the child gets through its
+	// environment: a change of one of them needs Options.OnChange, or a
+	// restart when that is nil.
+	EnvSecrets []string
+	// OnChange is the top-level on_change action; nil means restart for
+	// a change in EnvSecrets and none for files.
+	OnChange *Action
+	// Child is the workload that signal and restart actions act on; nil
+	// when there is none (the actions then fail and are counted).
+	Child Child
+	// RunCommand runs command actions; nil uses ChildCommandRunner with
+	// keyward's environment and standard output and error.
+	RunCommand CommandRunner
+
+	// Interval is the polling interval; 0 uses DefaultProbeInterval or
+	// DefaultPollInterval depending on the provider.
+	Interval time.Duration
+	// Jitter is the fraction (0..1) by which each interval is varied at
+	// random, and by which a lease renewal is brought forward.
+	Jitter float64
+	// Debounce is the quiet time after a watch event before fetching;
+	// 0 uses DefaultDebounce.
+	Debounce time.Duration
+	// MaxDelay bounds the debounce of a continuous stream of watch
+	// events; 0 uses DefaultMaxDelay.
+	MaxDelay time.Duration
+	// LogEvery is how often a persisting failure is logged again; 0 uses
+	// DefaultLogEvery.
+	LogEvery time.Duration
+	// Concurrency bounds provider calls in flight per instance; 0 uses
+	// DefaultConcurrency.
+	Concurrency int
+
+	// Logger receives the engine's lines; nil discards them. No line
+	// carries a value.
+	Logger *slog.Logger
+	// Metrics records the engine's metrics; nil records none.
+	Metrics *Metrics
+	// Rand returns numbers in [0, 1) for jitter and splay; nil uses
+	// math/rand/v2. Tests set it.
+	Rand func() float64
+}
+
+// Engine keeps a configuration's secrets fresh. Create it with New, call
+// Init once successfully, then Run. Values and Ready are safe to call from
+// any goroutine at any time.
+type Engine struct {
+	opts     Options
+	log      *slog.Logger
+	rand     func() float64
+	fileDeps []map[string]bool // per file: the names it uses; nil: all
+	env      map[string]bool
+
+	// Loop state, owned by Init and then by Run's goroutine.
+	sources map[string]*source
+	order   []*source // sorted by key
+	sems    map[string]chan struct{}
+	pending map[string]bool // names changed, not yet handed to the applier
+	since   time.Time       // when the oldest pending change was found
+	running bool
+
+	mu       sync.RWMutex // guards the fields below
+	values   map[string]providers.Resolved
+	rendered bool
+	leases   map[string]leaseState // by source key
+
+	wmu    sync.Mutex // guards wdirty
+	wdirty map[string]bool
+	wch    chan struct{}
+
+	amu      sync.Mutex // guards apending
+	apending map[string]bool
+	ach      chan struct{}
+	failed   map[int]bool // files whose last render failed; applier-owned
+}
+
+type leaseState struct {
+	names   []string
+	expires time.Time
+}
+
+// op is what a check of a source does.
+type op int
+
+const (
+	opFetch op = iota
+	opProbe
+	opRenew
+)
+
+func (o op) String() string {
+	switch o {
+	case opProbe:
+		return "probe"
+	case opRenew:
+		return "renew"
+	}
+	return "fetch"
+}
+
+// source is one whole secret (a providers.Ref.Key) and the names using it.
+type source struct {
+	key     string
+	ref     providers.Ref // whole
+	names   []string      // sorted
+	prov    providers.Provider
+	prober  providers.VersionProber
+	renewer providers.LeaseRenewer
+
+	secret providers.Secret // last good
+	lease  *providers.Lease // of the last good value
+
+	next       time.Time // when to look again (zero while busy)
+	busy       bool      // a check is in flight
+	dirty      bool      // a watch event awaits the debounce
+	watchCheck bool      // a check for a watch event is in flight or queued
+	again      bool      // check again (for a watch event) when busy ends
+
+	failing  error
+	failures int
+	bo       backoff.Backoff
+	logEvery backoff.Every
+}
+
+// New validates opts and returns an Engine. It does no I/O except reading
+// template files to learn which secrets they use.
+func New(opts Options) (*Engine, error) {
+	if opts.Providers == nil {
+		return nil, errors.New("rotate: Options.Providers is required")
+	}
+	if opts.Jitter < 0 || opts.Jitter > 1 {
+		return nil, fmt.Errorf("rotate: jitter %v is not between 0 and 1", opts.Jitter)
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.MaxDelay <= 0 {
+		opts.MaxDelay = DefaultMaxDelay
+	}
+	if opts.LogEvery <= 0 {
+		opts.LogEvery = DefaultLogEvery
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	e := &Engine{
+		opts:     opts,
+		log:      opts.Logger,
+		rand:     opts.Rand,
+		env:      map[string]bool{},
+		pending:  map[string]bool{},
+		values:   map[string]providers.Resolved{},
+		leases:   map[string]leaseState{},
+		wdirty:   map[string]bool{},
+		wch:      make(chan struct{}, 1),
+		apending: map[string]bool{},
+		ach:      make(chan struct{}, 1),
+		failed:   map[int]bool{},
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.rand == nil {
+		e.rand = rand.Float64
+	}
+	if e.opts.RunCommand == nil {
+		e.opts.RunCommand = ChildCommandRunner(nil, os.Stdout, os.Stderr, e.log)
+	}
+	for _, n := range opts.EnvSecrets {
+		if _, ok := opts.Secrets[n]; !ok {
+			return nil, fmt.Errorf("rotate: env secret %q is not among the secrets", n)
+		}
+		e.env[n] = true
+	}
+	for _, f := range opts.Files {
+		deps, err := fileDeps(f.File)
+		if err != nil {
+			return nil, fmt.Errorf("rotate: file %s: %w", f.Path, err)
+		}
+		for n := range deps {
+			if _, ok := opts.Secrets[n]; !ok {
+				return nil, fmt.Errorf("rotate: file %s uses secret %q, which is not among the secrets", f.Path, n)
+			}
+		}
+		e.fileDeps = append(e.fileDeps, deps)
+	}
+	if len(e.env) > 0 && opts.OnChange != nil && opts.OnChange.Kind != ActionRestart {
+		e.log.Warn("a rotated secret reaches the child's environment only by a restart; with this on_change the child keeps the values it started with",
+			"on_change", opts.OnChange.String(), "env_secrets", sortedNames(e.env))
+	}
+	if m := opts.Metrics; m != nil {
+		m.setReadyFunc(func() bool { return e.Ready() == nil })
+	}
+	return e, nil
+}
+
+// fileDeps returns the secret names f's content depends on, or nil when
+// that cannot be known (a template that computes a name passed to secret).
+func fileDeps(f render.File) (map[string]bool, error) {
+	names, err := f.SecretNames()
+	if err != nil {
+		return nil, err
+	}
+	if f.Format == render.FormatTemplate {
+		text := f.Template
+		if f.TemplateFile != "" {
+			b, err := os.ReadFile(f.TemplateFile)
+			if err != nil {
+				return nil, fmt.Errorf("read template: %w", err)
+			}
+			text = string(b)
+		}
+		if dynamicSecretNames(text) {
+			return nil, nil
+		}
+	}
+	deps := make(map[string]bool, len(names))
+	for _, n := range names {
+		deps[n] = true
+	}
+	return deps, nil
+}
+
+// dynamicSecretNames reports whether a template calls secret with anything
+// but one string literal argument ({{ secret .x }}, {{ "A" | secret }}),
+// so that the names it uses cannot be listed in advance. A template that
+// does not parse is reported dynamic; rendering it reports the error.
+func dynamicSecretNames(text string) bool {
+	stub := func(string) string { return "" }
+	t, err := template.New("t").Funcs(template.FuncMap{"secret": stub, "base64": stub, "json": stub}).Parse(text)
+	if err != nil {
+		return true
+	}
+	dynamic := false
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.ChainNode:
+			walk(n.Node)
+		case *parse.CommandNode:
+			for i, a := range n.Args {
+				if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
+					if i != 0 || len(n.Args) != 2 {
+						dynamic = true
+					} else if _, ok := n.Args[1].(*parse.StringNode); !ok {
+						dynamic = true
+					}
+				}
+				walk(a)
+			}
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Root)
+		}
+	}
+	return dynamic
+}
+
+// Values returns a copy of the current (last good) value of every secret
+// name. It is empty before Init succeeds.
+func (e *Engine) Values() map[string]providers.Resolved {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return maps.Clone(e.values)
+}
+
+// Ready returns nil when the first render is done and no secret's lease
+// has expired without being replaced; otherwise an error saying which
+// (by secret name).
+func (e *Engine) Ready() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if !e.rendered {
+		return errors.New("first render not done")
+	}
+	now := time.Now()
+	var expired []string
+	for _, l := range e.leases {
+		if !now.Before(l.expires) {
+			expired = append(expired, l.names...)
+		}
+	}
+	if len(expired) > 0 {
+		sort.Strings(expired)
+		return fmt.Errorf("lease expired without replacement: %s", strings.Join(expired, ", "))
+	}
+	return nil
+}
+
+// Init fetches every secret at once (deduplicated by whole secret,
+// concurrently, a BatchFetcher's batch where the provider has one) and, if
+// all resolve, renders every file. It is all-or-nothing: on failure
+// nothing is written and the error is a *providers.ResolveError listing
+// every failing name, or a *render.Error. Init may be called again after
+// a failure (to retry), but not after Run started.
+func (e *Engine) Init(ctx context.Context) error {
+	if e.running {
+		return errors.New("rotate: Init after Run")
+	}
+	sources := map[string]*source{}
+	var failures []providers.Failure
+	for _, name := range sortedKeys(e.opts.Secrets) {
+		ref := e.opts.Secrets[name]
+		if err := e.opts.Providers.CheckRef(ref); err != nil {
+			failures = append(failures, providers.Failure{Name: name, Ref: ref, Err: err})
+			continue
+		}
+		k := ref.Key()
+		s, ok := sources[k]
+		if !ok {
+			s = &source{key: k, ref: ref.Whole()}
+			s.bo = backoff.Backoff{Base: retryBase, Max: retryMax, Rand: e.rand}
+			s.logEvery = backoff.Every{Interval: e.opts.LogEvery}
+			sources[k] = s
+		}
+		s.names = append(s.names, name)
+	}
+	byScheme := map[string][]*source{}
+	for _, s := range sources {
+		byScheme[s.ref.Scheme] = append(byScheme[s.ref.Scheme], s)
+	}
+	errs := map[*source]error{}
+	secrets := map[*source]providers.Secret{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sems := map[string]chan struct{}{}
+	for scheme, ss := range byScheme {
+		sort.Slice(ss, func(a, b int) bool { return ss[a].key < ss[b].key })
+		p, err := e.opts.Providers.Provider(scheme)
+		if err != nil {
+			for _, s := range ss {
+				errs[s] = err
+			}
+			continue
+		}
+		sem := make(chan struct{}, e.opts.Concurrency)
+		sems[scheme] = sem
+		for _, s := range ss {
+			s.prov = p
+			s.prober, _ = p.(providers.VersionProber)
+			s.renewer, _ = p.(providers.LeaseRenewer)
+		}
+		if bf, ok := p.(providers.BatchFetcher); ok && len(ss) > 1 {
+			wg.Go(func() {
+				refs := make([]providers.Ref, len(ss))
+				for i, s := range ss {
+					refs[i] = s.ref
+				}
+				cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
+				defer cancel()
+				start := time.Now()
+				got, gotErrs := bf.FetchBatch(cctx, refs)
+				d := time.Since(start)
+				mu.Lock()
+				defer mu.Unlock()
+				for i, s := range ss {
+					e.opts.Metrics.request(scheme, "fetch", gotErrs[i], d)
+					if gotErrs[i] != nil {
+						errs[s] = gotErrs[i]
+					} else {
+						secrets[s] = got[i]
+					}
+				}
+			})
+			continue
+		}
+		for _, s := range ss {
+			wg.Go(func() {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					mu.Lock()
+					errs[s] = ctx.Err()
+					mu.Unlock()
+					return
+				}
+				defer func() { <-sem }()
+				cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
+				defer cancel()
+				start := time.Now()
+				sec, err := p.Fetch(cctx, s.ref)
+				e.opts.Metrics.request(scheme, "fetch", err, time.Since(start))
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs[s] = err
+				} else {
+					secrets[s] = sec
+				}
+			})
+		}
+	}
+	wg.Wait()
+
+	now := time.Now()
+	values := map[string]providers.Resolved{}
+	for _, s := range sources {
+		err := errs[s]
+		if err == nil {
+			var vals map[string]providers.Resolved
+			vals, err = e.resolveNames(s, secrets[s])
+			maps.Copy(values, vals)
+		}
+		if err != nil {
+			for _, n := range s.names {
+				failures = append(failures, providers.Failure{Name: n, Ref: e.opts.Secrets[n], Err: err})
+			}
+			e.opts.Metrics.failure(s.names)
+		}
+	}
+	if len(failures) > 0 {
+		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })
+		return &providers.ResolveError{Failures: failures}
+	}
+	files := make([]render.File, len(e.opts.Files))
+	for i, f := range e.opts.Files {
+		files[i] = f.File
+	}
+	res, err := render.Render(files, values)
+	e.opts.Metrics.render(err, len(res.Changed))
+	if err != nil {
+		return err
+	}
+	e.sources, e.sems = sources, sems
+	e.order = e.order[:0]
+	for _, s := range sources {
+		s.secret = secrets[s]
+		s.lease = leaseOf(secrets[s], now)
+		e.opts.Metrics.success(s.names, now)
+		e.opts.Metrics.lease(s.names, s.lease)
+		e.scheduleNext(s, now)
+		e.order = append(e.order, s)
+	}
+	sort.Slice(e.order, func(a, b int) bool { return e.order[a].key < e.order[b].key })
+	e.mu.Lock()
+	e.values = values
+	e.rendered = true
+	e.mu.Unlock()
+	e.publishLeases()
+	e.log.Info("initial render done", "secrets", len(values), "files", len(files), "changed", len(res.Changed), "unchanged", len(res.Unchanged))
+	return nil
+}
+
+// leaseOf returns a copy of sec's lease with Obtained set (now when the
+// provider left it zero), or nil.
+func leaseOf(sec providers.Secret, now time.Time) *providers.Lease {
+	if sec.Lease == nil {
+		return nil
+	}
+	l := *sec.Lease
+	if l.Obtained.IsZero() {
+		l.Obtained = now
+	}
+	return &l
+}
+
+// resolveNames picks each name's value of s out of sec.
+func (e *Engine) resolveNames(s *source, sec providers.Secret) (map[string]providers.Resolved, error) {
+	out := make(map[string]providers.Resolved, len(s.names))
+	for _, n := range s.names {
+		ref := e.opts.Secrets[n]
+		r := providers.Resolved{Ref: ref, Version: sec.Version}
+		var err error
+		if ref.Field != "" {
+			r.Value, err = sec.Field(ref.Field)
+		} else {
+			r.Value, r.Fields, err = sec.Whole()
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[n] = r
+	}
+	return out, nil
+}
+
+// sameValue reports whether two resolutions of a name hold the same bytes.
+func sameValue(a, b providers.Resolved) bool {
+	if !a.Value.Equal(b.Value) || len(a.Fields) != len(b.Fields) {
+		return false
+	}
+	for k, v := range a.Fields {
+		w, ok := b.Fields[k]
+		if !ok || !v.Equal(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// interval is how long after a successful look s is looked at again.
+func (e *Engine) interval(s *source) time.Duration {
+	switch {
+	case e.opts.Interval > 0:
+		return e.opts.Interval
+	case s.prober != nil:
+		return DefaultProbeInterval
+	}
+	return DefaultPollInterval
+}
+
+// scheduleNext sets when a healthy s is looked at again: at about 2/3 of
+// its lease, else after the polling interval, both with jitter.
+func (e *Engine) scheduleNext(s *source, now time.Time) {
+	if l := s.lease; l != nil && l.Duration > 0 {
+		frac := leaseFraction * (1 - e.opts.Jitter*e.rand())
+		s.next = l.Obtained.Add(time.Duration(frac * float64(l.Duration)))
+		s.next = later(s.next, now.Add(minRecheck))
+		return
+	}
+	j := 1 + e.opts.Jitter*(2*e.rand()-1)
+	s.next = now.Add(time.Duration(j * float64(e.interval(s))))
+}
+
+// earliest returns the earlier of a and b, ignoring a zero time.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// opFor chooses how to look at s now.
+func (e *Engine) opFor(s *source, now time.Time) op {
+	switch l := s.lease; {
+	case l != nil && l.Renewable && s.renewer != nil && now.Before(l.Expires()):
+		return opRenew
+	case l != nil:
+		return opFetch
+	case s.prober != nil && s.secret.Version != "":
+		return opProbe
+	}
+	return opFetch
+}
+
+// publishLeases copies the sources' lease expiries for Ready.
+func (e *Engine) publishLeases() {
+	leases := map[string]leaseState{}
+	for _, s := range e.order {
+		if s.lease != nil && s.lease.Duration > 0 {
+			leases[s.key] = leaseState{names: s.names, expires: s.lease.Expires()}
+		}
+	}
+	e.mu.Lock()
+	e.leases = leases
+	e.mu.Unlock()
+}
+
+// checkInput is what a check goroutine needs: a copy, so that it never
+// touches loop-owned state.
+type checkInput struct {
+	src     *source
+	op      op
+	watch   bool
+	ref     providers.Ref
+	prov    providers.Provider
+	prober  providers.VersionProber
+	renewer providers.LeaseRenewer
+	version string
+	lease   *providers.Lease
+	sem     chan struct{}
+}
+
+type checkResult struct {
+	in      checkInput
+	secret  providers.Secret
+	fetched bool
+	renewed *providers.Lease
+	err     error
+}
+
+// check runs one look at a source, off the loop goroutine.
+func (e *Engine) check(ctx context.Context, in checkInput) checkResult {
+	res := checkResult{in: in}
+	select {
+	case in.sem <- struct{}{}:
+	case <-ctx.Done():
+		res.err = ctx.Err()
+		return res
+	}
+	defer func() { <-in.sem }()
+	scheme := in.ref.Scheme
+	call := func(o op, fn func(ctx context.Context) error) error {
+		cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
+		defer cancel()
+		start := time.Now()
+		err := fn(cctx)
+		e.opts.Metrics.request(scheme, o.String(), err, time.Since(start))
+		return err
+	}
+	switch in.op {
+	case opRenew:
+		var l providers.Lease
+		err := call(opRenew, func(ctx context.Context) (err error) {
+			l, err = in.renewer.Renew(ctx, in.ref, *in.lease)
+			return err
+		})
+		if err == nil {
+			res.renewed = &l
+			return res
+		}
+		if !errors.Is(err, providers.ErrLeaseNotRenewable) && time.Now().Before(in.lease.Expires()) {
+			res.err = err
+			return res
+		}
+		e.log.Debug("lease not renewed; fetching the secret again", "ref", in.ref.String(), "err", err)
+	case opProbe:
+		var v string
+		err := call(opProbe, func(ctx context.Context) (err error) {
+			v, err = in.prober.ProbeVersion(ctx, in.ref)
+			return err
+		})
+		if err != nil {
+			res.err = err
+			return res
+		}
+		if v == in.version {
+			return res
+		}
+	}
+	res.err = call(opFetch, func(ctx context.Context) (err error) {
+		res.secret, err = in.prov.Fetch(ctx, in.ref)
+		return err
+	})
+	res.fetched = res.err == nil
+	return res
+}
+
+// Run keeps the secrets fresh until ctx is done, then returns ctx.Err()
+// once every goroutine it started (watches, checks, the applier, an
+// on_change command) has exited. Init must have succeeded first.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.sources == nil || e.running {
+		return errors.New("rotate: Run needs one successful Init and may be called once")
+	}
+	e.running = true
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	results := make(chan checkResult)
+	wg.Go(func() { e.applyLoop(ctx) })
+	e.startWatches(ctx, &wg)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var flushAt, firstEvent time.Time
+	for {
+		now := time.Now()
+		if !flushAt.IsZero() && !now.Before(flushAt) {
+			flushAt = time.Time{}
+			for _, s := range e.order {
+				if !s.dirty {
+					continue
+				}
+				s.dirty, s.watchCheck = false, true
+				if s.busy {
+					s.again = true
+				} else {
+					e.launch(ctx, &wg, results, s, opFetch, true)
+				}
+			}
+		}
+		for _, s := range e.order {
+			if !s.busy && !now.Before(s.next) {
+				e.launch(ctx, &wg, results, s, e.opFor(s, now), false)
+			}
+		}
+		e.handOff(now)
+
+		wake := flushAt
+		if len(e.pending) > 0 {
+			// handOff waits for checks of watch events, but not forever.
+			wake = earliest(wake, e.since.Add(e.opts.MaxDelay))
+		}
+		for _, s := range e.order {
+			if !s.busy {
+				wake = earliest(wake, s.next)
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if !wake.IsZero() {
+			timer.Reset(max(wake.Sub(now), 0))
+		}
+
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-e.wch:
+			e.wmu.Lock()
+			keys := e.wdirty
+			e.wdirty = map[string]bool{}
+			e.wmu.Unlock()
+			now := time.Now()
+			marked := false
+			for k := range keys {
+				if s, ok := e.sources[k]; ok {
+					s.dirty, marked = true, true
+				}
+			}
+			if marked {
+				if flushAt.IsZero() {
+					firstEvent = now
+				}
+				flushAt = now.Add(e.opts.Debounce)
+				if limit := firstEvent.Add(e.opts.MaxDelay); flushAt.After(limit) {
+					flushAt = limit
+				}
+			}
+		case r := <-results:
+			e.handle(ctx, &wg, results, r, time.Now())
+		case <-timer.C:
+		}
+	}
+}
+
+// launch starts a check of s in its own goroutine.
+func (e *Engine) launch(ctx context.Context, wg *sync.WaitGroup, results chan<- checkResult, s *source, o op, watch bool) {
+	s.busy = true
+	in := checkInput{
+		src: s, op: o, watch: watch, ref: s.ref, prov: s.prov, prober: s.prober, renewer: s.renewer,
+		version: s.secret.Version, lease: s.lease, sem: e.sems[s.ref.Scheme],
+	}
+	wg.Go(func() {
+		r := e.check(ctx, in)
+		select {
+		case results <- r:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// handle applies a check's result to its source, on the loop goroutine.
+func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, results chan<- checkResult, r checkResult, now time.Time) {
+	s := r.in.src
+	s.busy = false
+	switch {
+	case r.err != nil:
+		e.fail(s, r.in.op, r.err, now)
+	case r.fetched:
+		vals, err := e.resolveNames(s, r.secret)
+		if err != nil {
+			e.fail(s, opFetch, err, now)
+			break
+		}
+		e.succeed(s, r.in.op, now)
+		var changed []string
+		e.mu.Lock()
+		for _, n := range s.names {
+			if old, ok := e.values[n]; !ok || !sameValue(old, vals[n]) {
+				changed = append(changed, n)
+				e.values[n] = vals[n]
+			}
+		}
+		e.mu.Unlock()
+		s.secret = r.secret
+		s.lease = leaseOf(r.secret, now)
+		e.opts.Metrics.lease(s.names, s.lease)
+		if len(changed) > 0 {
+			if len(e.pending) == 0 {
+				e.since = now
+			}
+			for _, n := range changed {
+				e.pending[n] = true
+				e.opts.Metrics.changed(n)
+			}
+			e.log.Info("secret changed", "secrets", changed, "provider", s.ref.Scheme, "version", r.secret.Version)
+		} else {
+			e.log.Debug("secret unchanged", "secrets", s.names, "provider", s.ref.Scheme)
+		}
+		e.scheduleNext(s, now)
+	case r.renewed != nil:
+		e.succeed(s, opRenew, now)
+		l := *r.renewed
+		if l.Obtained.IsZero() {
+			l.Obtained = now
+		}
+		s.lease = &l
+		e.opts.Metrics.lease(s.names, s.lease)
+		e.log.Debug("lease renewed", "secrets", s.names, "ttl", l.Duration)
+		e.scheduleNext(s, now)
+	default: // a probe found the version unchanged
+		e.succeed(s, opProbe, now)
+		e.scheduleNext(s, now)
+	}
+	e.publishLeases()
+	if r.in.watch {
+		s.watchCheck = false
+	}
+	if s.again {
+		s.again, s.watchCheck = false, true
+		e.launch(ctx, wg, results, s, opFetch, true)
+	}
+}
+
+// succeed records a successful look at s.
+func (e *Engine) succeed(s *source, o op, now time.Time) {
+	if s.failing != nil {
+		e.log.Info("secret recovered", "secrets", s.names, "provider", s.ref.Scheme, "op", o.String(), "failed_attempts", s.failures)
+	}
+	s.failing, s.failures = nil, 0
+	s.bo.Reset()
+	s.logEvery.Reset()
+	e.opts.Metrics.success(s.names, now)
+}
+
+// fail records a failed look at s, keeps its last good value and
+// schedules a retry with backoff.
+func (e *Engine) fail(s *source, o op, err error, now time.Time) {
+	s.failing = err
+	s.failures++
+	e.opts.Metrics.failure(s.names)
+	delay := s.bo.NextAfter(backoff.RetryAfter(err))
+	s.next = now.Add(delay)
+	if l := s.lease; l != nil && now.Before(l.Expires()) && s.next.After(l.Expires()) {
+		s.next = l.Expires()
+	}
+	if ok, suppressed := s.logEvery.Allow(); ok {
+		e.log.Warn("secret check failed; keeping the last good value",
+			"secrets", s.names, "ref", s.ref.String(), "op", o.String(), "err", err,
+			"attempt", s.failures, "retry_in", delay.Round(time.Millisecond), "suppressed", suppressed)
+	}
+}
+
+// handOff passes the pending changes to the applier, unless checks for
+// watch events are still under way (their results join the same apply) and
+// the oldest change waited less than MaxDelay (a source that never stops
+// changing must not hold the others back).
+func (e *Engine) handOff(now time.Time) {
+	if len(e.pending) == 0 {
+		return
+	}
+	if now.Sub(e.since) < e.opts.MaxDelay {
+		for _, s := range e.order {
+			if s.dirty || s.watchCheck {
+				return
+			}
+		}
+	}
+	e.amu.Lock()
+	for n := range e.pending {
+		e.apending[n] = true
+	}
+	e.amu.Unlock()
+	clear(e.pending)
+	select {
+	case e.ach <- struct{}{}:
+	default:
+	}
+}
+
+// startWatches runs the native watch of every provider that has one.
+func (e *Engine) startWatches(ctx context.Context, wg *sync.WaitGroup) {
+	byScheme := map[string][]providers.Ref{}
+	watchers := map[string]providers.Watcher{}
+	for _, s := range e.order {
+		if w, ok := s.prov.(providers.Watcher); ok {
+			watchers[s.ref.Scheme] = w
+			byScheme[s.ref.Scheme] = append(byScheme[s.ref.Scheme], s.ref)
+		}
+	}
+	for scheme, w := range watchers {
+		refs := byScheme[scheme]
+		wg.Go(func() { e.watch(ctx, scheme, w, refs) })
+	}
+}
+
+// notify is the Watcher callback: it marks the ref's source for a check
+// after the debounce.
+func (e *Engine) notify(r providers.Ref) {
+	e.wmu.Lock()
+	e.wdirty[r.Key()] = true
+	e.wmu.Unlock()
+	select {
+	case e.wch <- struct{}{}:
+	default:
+	}
+}
+
+// watch runs one provider's Watch, restarting it with backoff when it
+// fails; polling goes on meanwhile.
+func (e *Engine) watch(ctx context.Context, scheme string, w providers.Watcher, refs []providers.Ref) {
+	bo := backoff.Backoff{Base: time.Second, Max: time.Minute, Rand: e.rand}
+	every := backoff.Every{Interval: e.opts.LogEvery}
+	for {
+		start := time.Now()
+		err := w.Watch(ctx, refs, e.notify)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("watch ended")
+		}
+		if time.Since(start) > time.Minute {
+			bo.Reset()
+		}
+		e.opts.Metrics.watchError()
+		d := bo.Next()
+		if ok, n := every.Allow(); ok {
+			e.log.Warn("watch failed; polling goes on, retrying the watch", "provider", scheme, "err", err, "retry_in", d.Round(time.Millisecond), "suppressed", n)
+		}
+		if backoff.Wait(ctx, d) != nil {
+			return
+		}
+	}
+}
+
+// applyLoop renders and acts on the changes handed off by the loop, one
+// apply at a time; changes arriving meanwhile are coalesced into the next.
+func (e *Engine) applyLoop(ctx context.Context) {
+	bo := backoff.Backoff{Base: retryBase, Max: retryMax, Rand: e.rand}
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.ach:
+		case <-retryC:
+			retryC = nil
+		}
+		e.amu.Lock()
+		names := sortedKeys(e.apending)
+		clear(e.apending)
+		e.amu.Unlock()
+		if len(names) == 0 && len(e.failed) == 0 {
+			continue
+		}
+		e.apply(ctx, names)
+		if len(e.failed) == 0 {
+			bo.Reset()
+			continue
+		}
+		d := bo.Next()
+		if retry == nil {
+			retry = time.NewTimer(d)
+		} else {
+			retry.Reset(d)
+		}
+		retryC = retry.C
+	}
+}
+
+// apply re-renders the files that use a changed name (and those whose
+// last render failed) and runs the on_change actions of the files that
+// were rewritten and, when an env secret changed, of the environment.
+func (e *Engine) apply(ctx context.Context, changed []string) {
+	set := map[string]bool{}
+	for _, n := range changed {
+		set[n] = true
+	}
+	var subset []render.File
+	var idx []int
+	for i, f := range e.opts.Files {
+		if e.failed[i] || e.affects(i, set) {
+			subset = append(subset, f.File)
+			idx = append(idx, i)
+		}
+	}
+	var rewritten []int
+	if len(subset) > 0 {
+		res, err := render.Render(subset, e.Values())
+		e.opts.Metrics.render(err, len(res.Changed))
+		done := map[string]bool{}
+		for _, p := range res.Changed {
+			done[p] = true
+		}
+		for k, f := range subset {
+			if done[f.Path] {
+				rewritten = append(rewritten, idx[k])
+			}
+			if err != nil && !done[f.Path] {
+				e.failed[idx[k]] = true
+			} else {
+				delete(e.failed, idx[k])
+			}
+		}
+		if err != nil {
+			e.log.Error("render after rotation failed; the previous files stay in place and the render is retried", "err", err)
+		} else {
+			e.log.Info("rendered after rotation", "secrets", changed, "files", len(subset), "rewritten", len(res.Changed))
+		}
+	}
+	var p plan
+	for _, i := range rewritten {
+		p.add(e.fileAction(i))
+	}
+	for _, n := range changed {
+		if e.env[n] {
+			p.add(e.envAction())
+			break
+		}
+	}
+	e.run(ctx, p)
+}
+
+// affects reports whether file i uses a name in changed.
+func (e *Engine) affects(i int, changed map[string]bool) bool {
+	deps := e.fileDeps[i]
+	if deps == nil {
+		return len(changed) > 0
+	}
+	for n := range changed {
+		if deps[n] {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) fileAction(i int) Action {
+	if a := e.opts.Files[i].OnChange; a != nil {
+		return *a
+	}
+	if e.opts.OnChange != nil {
+		return *e.opts.OnChange
+	}
+	return Action{Kind: ActionNone}
+}
+
+func (e *Engine) envAction() Action {
+	if e.opts.OnChange != nil {
+		return *e.opts.OnChange
+	}
+	return Action{Kind: ActionRestart}
+}
+
+// run performs a plan: a restart (which makes signals moot: the new child
+// reads the new files), else each signal; then each command.
+func (e *Engine) run(ctx context.Context, p plan) {
+	if p.empty() {
+		return
+	}
+	switch {
+	case p.restart != nil:
+		err := e.restart(ctx, *p.restart)
+		e.opts.Metrics.action(ActionRestart.String(), err)
+		if err != nil {
+			e.log.Error("on_change restart failed", "err", err)
+		} else {
+			e.log.Info("on_change: restarted the child")
+		}
+	default:
+		for _, sig := range p.signals {
+			err := errNoChild
+			if e.opts.Child != nil {
+				err = e.opts.Child.Signal(sig)
+			}
+			a := Action{Kind: ActionSignal, Signal: sig}
+			e.opts.Metrics.action(ActionSignal.String(), err)
+			if err != nil {
+				e.log.Error("on_change signal failed", "action", a.String(), "err", err)
+			} else {
+				e.log.Info("on_change: signalled the child", "action", a.String())
+			}
+		}
+	}
+	for _, c := range p.commands {
+		err := e.opts.RunCommand(ctx, c.Command, c.Timeout)
+		e.opts.Metrics.action(ActionCommand.String(), err)
+		if err != nil {
+			e.log.Error("on_change command failed", "action", c.String(), "err", err)
+		} else {
+			e.log.Info("on_change: command done", "action", c.String())
+		}
+	}
+}
+
+func (e *Engine) restart(ctx context.Context, a Action) error {
+	if e.opts.Child == nil {
+		return errNoChild
+	}
+	if a.Splay > 0 {
+		d := time.Duration(e.rand() * float64(a.Splay))
+		e.log.Info("on_change: restarting the child after a random splay", "splay", d.Round(time.Millisecond))
+		if err := backoff.Wait(ctx, d); err != nil {
+			return err
+		}
+	}
+	return e.opts.Child.Restart(ctx, a.Timeout)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedNames(m map[string]bool) []string { return sortedKeys(m) }
