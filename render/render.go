@@ -72,6 +72,10 @@ type File struct {
 	AllowSymlink bool
 }
 
+// ErrDynamicNames is returned by SecretNames for a template whose secret
+// names are computed when it runs, so that they cannot be listed in advance.
+var ErrDynamicNames = errors.New("template computes secret names")
+
 // Options returns the WriteFile options that f asks for.
 func (f File) Options() Options {
 	return Options{Mode: f.Mode, UID: f.UID, GID: f.GID, AllowSymlink: f.AllowSymlink}
@@ -80,8 +84,12 @@ func (f File) Options() Options {
 // SecretNames returns the secret names f's content depends on, for
 // validating a config and for re-rendering only the files a rotated secret
 // affects. For a template these are the names passed as string literals to
-// secret (reading TemplateFile when set); a name computed at run time cannot
-// be known in advance. The error is a template read or parse error.
+// secret (reading TemplateFile when set). The error is a template read or
+// parse error, or ErrDynamicNames.
+//
+// A template that computes the name it passes to secret ({{ secret .x }},
+// {{ "A" | secret }}) may use any secret: SecretNames then returns
+// ErrDynamicNames.
 func (f File) SecretNames() ([]string, error) {
 	switch f.Format {
 	case FormatRaw:
@@ -101,6 +109,9 @@ func (f File) SecretNames() ([]string, error) {
 		var names []string
 		seen := map[string]bool{}
 		for _, u := range templateSecretUses(t) {
+			if u.dynamic {
+				return nil, ErrDynamicNames
+			}
 			if !seen[u.name] {
 				seen[u.name] = true
 				names = append(names, u.name)

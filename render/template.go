@@ -77,14 +77,17 @@ func templateMessage(msg string) string {
 	return "line " + m[1] + ": " + rest
 }
 
-// secretUse is one `secret "NAME"` call with a literal name.
+// secretUse is one `secret` call: with a literal name, or dynamic when the
+// name is computed at execution.
 type secretUse struct {
-	name string
-	line int
+	name    string
+	line    int
+	dynamic bool
 }
 
-// templateSecretUses lists the secret calls with a literal name in every
-// template that t defines, in source order.
+// templateSecretUses lists the secret calls in every template that t
+// defines, in source order: those with one literal name, and as dynamic
+// those whose name is computed ({{ secret .x }}, {{ "A" | secret }}).
 func templateSecretUses(t *template.Template) []secretUse {
 	var uses []secretUse
 	for _, tt := range t.Templates() {
@@ -127,14 +130,14 @@ func templateSecretUses(t *template.Template) []secretUse {
 			case *parse.ChainNode:
 				walk(n.Node)
 			case *parse.CommandNode:
-				if len(n.Args) >= 2 {
-					if id, ok := n.Args[0].(*parse.IdentifierNode); ok && id.Ident == "secret" {
-						if s, ok := n.Args[1].(*parse.StringNode); ok {
-							uses = append(uses, secretUse{name: s.Text, line: nodeLine(tt.Tree, n)})
+				for i, a := range n.Args {
+					if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
+						use := secretUse{line: nodeLine(tt.Tree, n), dynamic: true}
+						if s, ok := n.Args[min(1, len(n.Args)-1)].(*parse.StringNode); ok && i == 0 && len(n.Args) == 2 {
+							use.name, use.dynamic = s.Text, false
 						}
+						uses = append(uses, use)
 					}
-				}
-				for _, a := range n.Args {
 					walk(a)
 				}
 			}
@@ -173,6 +176,9 @@ func buildTemplate(text string, secrets map[string]providers.Resolved) ([]byte, 
 	var missing []string
 	reported := map[string]bool{}
 	for _, u := range templateSecretUses(t) {
+		if u.dynamic {
+			continue // checked when the template runs
+		}
 		if _, ok := secrets[u.name]; !ok && !reported[u.name] {
 			reported[u.name] = true
 			missing = append(missing, fmt.Sprintf("line %d: secret %q not resolved", u.line, u.name))

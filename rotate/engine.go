@@ -11,8 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/template"
-	"text/template/parse"
 	"time"
 
 	"github.com/keyward/keyward/internal/backoff"
@@ -275,92 +273,17 @@ func New(opts Options) (*Engine, error) {
 // that cannot be known (a template that computes a name passed to secret).
 func fileDeps(f render.File) (map[string]bool, error) {
 	names, err := f.SecretNames()
+	if errors.Is(err, render.ErrDynamicNames) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
-	}
-	if f.Format == render.FormatTemplate {
-		text := f.Template
-		if f.TemplateFile != "" {
-			b, err := os.ReadFile(f.TemplateFile)
-			if err != nil {
-				return nil, fmt.Errorf("read template: %w", err)
-			}
-			text = string(b)
-		}
-		if dynamicSecretNames(text) {
-			return nil, nil
-		}
 	}
 	deps := make(map[string]bool, len(names))
 	for _, n := range names {
 		deps[n] = true
 	}
 	return deps, nil
-}
-
-// dynamicSecretNames reports whether a template calls secret with anything
-// but one string literal argument ({{ secret .x }}, {{ "A" | secret }}),
-// so that the names it uses cannot be listed in advance. A template that
-// does not parse is reported dynamic; rendering it reports the error.
-func dynamicSecretNames(text string) bool {
-	stub := func(string) string { return "" }
-	t, err := template.New("t").Funcs(template.FuncMap{"secret": stub, "base64": stub, "json": stub}).Parse(text)
-	if err != nil {
-		return true
-	}
-	dynamic := false
-	var walk func(n parse.Node)
-	walk = func(n parse.Node) {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			if n != nil {
-				for _, c := range n.Nodes {
-					walk(c)
-				}
-			}
-		case *parse.ActionNode:
-			walk(n.Pipe)
-		case *parse.IfNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.RangeNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.WithNode:
-			walk(n.Pipe)
-			walk(n.List)
-			walk(n.ElseList)
-		case *parse.TemplateNode:
-			walk(n.Pipe)
-		case *parse.PipeNode:
-			if n != nil {
-				for _, c := range n.Cmds {
-					walk(c)
-				}
-			}
-		case *parse.ChainNode:
-			walk(n.Node)
-		case *parse.CommandNode:
-			for i, a := range n.Args {
-				if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
-					if i != 0 || len(n.Args) != 2 {
-						dynamic = true
-					} else if _, ok := n.Args[1].(*parse.StringNode); !ok {
-						dynamic = true
-					}
-				}
-				walk(a)
-			}
-		}
-	}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			walk(tt.Root)
-		}
-	}
-	return dynamic
 }
 
 // Values returns a copy of the current (last good) value of every secret

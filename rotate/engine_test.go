@@ -640,12 +640,18 @@ func TestDynamicTemplateDependsOnAll(t *testing.T) {
 		`{{ "A" | secret }}`:                           true,
 		`{{ secret (printf "%s" "A") }}`:               true,
 		`{{ with $x := "A" }}{{ secret $x }}{{ end }}`: true,
-		`{{ secret "A" `:                               true,
 	}
-	for text, want := range cases {
-		if got := dynamicSecretNames(text); got != want {
-			t.Errorf("dynamicSecretNames(%q) = %v, want %v", text, got, want)
+	for text, dynamic := range cases {
+		deps, err := fileDeps(render.File{Path: "/x", Format: render.FormatTemplate, Template: text})
+		if err != nil {
+			t.Errorf("fileDeps(%q): %v", text, err)
 		}
+		if got := deps == nil; got != dynamic {
+			t.Errorf("fileDeps(%q) = %v, want dynamic %v", text, deps, dynamic)
+		}
+	}
+	if _, err := fileDeps(render.File{Path: "/x", Format: render.FormatTemplate, Template: `{{ secret "A" `}); err == nil {
+		t.Errorf("fileDeps of a template that does not parse: no error")
 	}
 }
 
