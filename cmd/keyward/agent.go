@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +49,14 @@ only the files a rotation affects, and runs the on_change actions.
 
 Failures keep the previous files and values; the failing secret is retried with
 backoff and logged at most once a minute. With a server: section, /healthz,
-/readyz (first render done, no lease expired) and /metrics are served.
+/readyz (first render done, no lease or token expired) and /metrics are served.
+
+tokens: are obtained before the child starts and refreshed at about 2/3 of
+their lifetime into their files and onto the server's GET /v1/tokens/NAME
+(POST /v1/tokens/NAME/refresh forces a refresh). The child also gets
+KEYWARD_TOKEN_<NAME> (the token at its start: env does not follow refreshes),
+KEYWARD_TOKEN_ENDPOINT and, on a TCP listener, KEYWARD_TOKEN_GUARD_FILE (the
+0600 file with the value the X-Keyward-Token header must carry).
 
 With -- COMMAND the agent also runs the workload as its child, like
 keyward exec with a watch: the child gets the config's env, the signals keyward
@@ -65,9 +77,6 @@ runtime failure, 78 the config is invalid; with a command, the command's.`,
 			}
 			cfg, err := loadConfig(g, true)
 			if err != nil {
-				return err
-			}
-			if err := unsupported(cfg, "agent"); err != nil {
 				return err
 			}
 			w.args = args
@@ -187,6 +196,18 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		reg = srv.Registry()
 	}
 	metrics := rotate.NewMetrics(reg)
+	tokens, err := newTokens(g, cfg, s, reg, nil)
+	if err != nil {
+		return err
+	}
+	var tokenEnv map[string]providers.Value
+	if tokens != nil && srv != nil {
+		var cleanup func()
+		if tokenEnv, cleanup, err = serveTokens(g, tokens, srv); err != nil {
+			return err
+		}
+		defer cleanup()
+	}
 
 	var eng *rotate.Engine
 	childEnv := func() ([]string, error) {
@@ -199,6 +220,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		for v, secret := range cfg.Env {
 			added[v] = vals[secret].Value
 		}
+		tokenChildEnv(tokens, tokenEnv, added)
 		return render.Env(environ, replaced, added, cfg.KeepEnv)
 	}
 	// The supervisor is built after the first render (its output may
@@ -243,6 +265,17 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 
 	if err := initEngine(sigCtx, g, eng, w); err != nil {
 		return err
+	}
+	tokenTimeout := defaultInitTimeout
+	if w.retryInit {
+		tokenTimeout = w.initTimeout
+	}
+	if err := initTokens(sigCtx, tokens, tokenTimeout); err != nil {
+		return err
+	}
+	if tokens != nil {
+		// Run only ends with ctx.
+		wg.Go(func() { _ = tokens.Run(ctx) })
 	}
 
 	var sup *rotate.Supervisor
@@ -448,4 +481,142 @@ func fileActions(files []rotate.File) []*rotate.Action {
 		out[i] = f.OnChange
 	}
 	return out
+}
+
+// --- OAuth2 tokens (config tokens:) ---
+
+// Environment of the child when the config has tokens.
+const (
+	// envTokenPrefix + NAME (upper-cased, other characters as '_') holds
+	// each access token as it was when the child started: env cannot
+	// follow a refresh, the token file and the endpoint do.
+	envTokenPrefix = "KEYWARD_TOKEN_"
+	// envTokenEndpoint is the endpoint's base: http://HOST:PORT, or
+	// unix:/path for a unix socket.
+	envTokenEndpoint = "KEYWARD_TOKEN_ENDPOINT"
+	// envTokenGuardFile names the 0600 file holding the per-start random
+	// value the X-Keyward-Token header must carry on a TCP listener. In
+	// keyward's own environment it chooses that file's path.
+	envTokenGuardFile = "KEYWARD_TOKEN_GUARD_FILE"
+)
+
+// tokenSpecs converts the config's tokens, sorted by name.
+func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.TokenSpec {
+	var out []rotate.TokenSpec
+	for _, name := range sortedKeys(cfg.Tokens) {
+		t := cfg.Tokens[name]
+		if only != nil && !only(t) {
+			continue
+		}
+		out = append(out, rotate.TokenSpec{
+			Name: name, TokenURL: t.TokenURL, ClientID: t.ClientID, ClientSecret: t.ClientSecret,
+			Scopes: t.Scopes, Audience: t.Audience, Resource: t.Resource, Params: t.Params,
+			AuthPost: t.AuthStyle == config.AuthPost, RefreshBefore: t.RefreshBefore,
+			DefaultLifetime: t.DefaultLifetime, File: t.File, FileFormat: t.FileFormat,
+		})
+	}
+	return out
+}
+
+// newTokens builds the token loop for cfg's tokens (nil when there are
+// none); an invalid client reference is a configuration error.
+func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool) (*rotate.Tokens, error) {
+	specs := tokenSpecs(cfg, only)
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	var m *rotate.TokenMetrics
+	if reg != nil {
+		m = rotate.NewTokenMetrics(reg)
+	}
+	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m})
+	if err != nil {
+		return nil, configError(fmt.Errorf("%s: %w", cfg.Path, err))
+	}
+	return tk, nil
+}
+
+// initTokens gets every token once, retrying transient failures for at
+// most timeout (0: until ctx ends).
+func initTokens(ctx context.Context, tk *rotate.Tokens, timeout time.Duration) error {
+	if tk == nil {
+		return nil
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	if err := tk.Init(ctx); err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	return nil
+}
+
+// tokenEnvName is the child's variable for token name.
+func tokenEnvName(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return envTokenPrefix + string(b)
+}
+
+// tokenChildEnv adds each current token, and how to reach the endpoint,
+// to added.
+func tokenChildEnv(tk *rotate.Tokens, endpoint map[string]providers.Value, added map[string]providers.Value) {
+	if tk == nil {
+		return
+	}
+	for _, name := range tk.Names() {
+		if tok, ok := tk.Get(name); ok {
+			added[tokenEnvName(name)] = tok.AccessToken
+		}
+	}
+	maps.Copy(added, endpoint)
+}
+
+// serveTokens registers the token endpoint on srv. On a unix socket (0600)
+// no header is needed; on TCP a random guard value is written to a 0600
+// file ($KEYWARD_TOKEN_GUARD_FILE, else /run/keyward/endpoint-token as
+// root, else $XDG_RUNTIME_DIR/keyward/endpoint-token, else
+// $TMPDIR/keyward-UID/endpoint-token) and required in the X-Keyward-Token
+// header. It returns the child's variables naming the endpoint and a
+// cleanup that removes the guard file.
+func serveTokens(g *globals, tk *rotate.Tokens, srv *server.Server) (map[string]providers.Value, func(), error) {
+	srv.AddReadyCheck("tokens", tk.Ready)
+	addr := srv.Addr()
+	if strings.HasPrefix(srv.Addr(), "/") {
+		tk.Register(srv, "")
+		g.logger.Info("serving tokens", "socket", addr)
+		return map[string]providers.Value{envTokenEndpoint: providers.StringValue("unix:" + addr)}, func() {}, nil
+	}
+	raw := make([]byte, 32)
+	if _, err := cryptorand.Read(raw); err != nil {
+		return nil, nil, fmt.Errorf("token endpoint guard: %w", err)
+	}
+	guard := hex.EncodeToString(raw)
+	path := g.env.getenv(envTokenGuardFile)
+	if path == "" {
+		switch {
+		case os.Geteuid() == 0:
+			path = "/run/keyward/endpoint-token"
+		case g.env.getenv("XDG_RUNTIME_DIR") != "":
+			path = filepath.Join(g.env.getenv("XDG_RUNTIME_DIR"), "keyward", "endpoint-token")
+		default:
+			path = filepath.Join(os.TempDir(), fmt.Sprintf("keyward-%d", os.Geteuid()), "endpoint-token")
+		}
+	}
+	if _, err := render.WriteFile(path, []byte(guard+"\n"), render.Options{UID: -1, GID: -1}); err != nil {
+		return nil, nil, fmt.Errorf("token endpoint guard file: %w", err)
+	}
+	tk.Register(srv, guard)
+	g.logger.Info("serving tokens", "addr", addr, "guard_file", path, "header", rotate.TokenGuardHeader)
+	env := map[string]providers.Value{
+		envTokenEndpoint:  providers.StringValue("http://" + addr),
+		envTokenGuardFile: providers.StringValue(path),
+	}
+	return env, func() { _ = os.Remove(path) }, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
+	"github.com/keyward/keyward/rotate"
 )
 
 // envRefPrefix namespaces references found in the environment, so they
@@ -50,6 +51,12 @@ parent and keeps the secrets fresh like keyward agent -c FILE -- COMMAND:
 rotated files are re-rendered and on_change runs (default: restart the child
 with a fresh environment when a secret of its env changed).
 
+The config's tokens: are obtained before COMMAND starts, written to their
+files, and given to it as KEYWARD_TOKEN_<NAME>. An environment variable cannot
+be refreshed: without watch: or on_change: nothing refreshes the tokens at all
+(keyward is gone); with them, the files and the server's /v1/tokens/NAME are
+kept fresh, but the child's KEYWARD_TOKEN_<NAME> stays the token of its start.
+
 With --mask (the default when CI is set; --no-mask turns it off) the child's
 stdout and stderr pass through keyward, which replaces every secret value, its
 base64, hex and URL-encoded forms and each line of a multi-line value with ***,
@@ -75,9 +82,6 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(g, false)
 			if err != nil {
-				return err
-			}
-			if err := unsupported(cfg, "exec"); err != nil {
 				return err
 			}
 			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
@@ -121,6 +125,21 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				}
 				g.logger.Debug("rendered", "files", len(cfg.Files), "changed", len(result.Changed))
 			}
+			// Without watch: or on_change:, keyward execs the command and is
+			// gone: tokens are fetched once, into their files and the
+			// child's KEYWARD_TOKEN_<NAME>, and not refreshed.
+			var tokens *rotate.Tokens
+			if cfg != nil {
+				if tokens, err = newTokens(g, cfg, s, nil, nil); err != nil {
+					return err
+				}
+				if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
+					return err
+				}
+				if tokens != nil {
+					g.logger.Info("tokens are fetched once and not refreshed by keyward exec without watch: or on_change:; use keyward agent -c FILE -- COMMAND to keep them fresh")
+				}
+			}
 			replaced := make(map[string]providers.Value, len(envRefs))
 			for name := range envRefs {
 				replaced[name] = res[envRefPrefix+name].Value
@@ -131,6 +150,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				for v, secret := range cfg.Env {
 					added[v] = res[secret].Value
 				}
+				tokenChildEnv(tokens, nil, added)
 				keep = cfg.KeepEnv
 			}
 			childEnv, err := render.Env(environ, replaced, added, keep)

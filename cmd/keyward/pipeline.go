@@ -154,14 +154,15 @@ func renderFiles(cfg *config.Config) []render.File {
 	return out
 }
 
-// unsupported reports config sections this version of keyward parses but
-// cannot act on in the given command, as a configuration error.
+// unsupported reports config sections that the given command parses but
+// cannot act on, as a configuration error: tokens are kept fresh by agent
+// and exec, and fetched once by render, but keyward ci has no use for them.
 func unsupported(cfg *config.Config, command string) error {
 	if cfg == nil {
 		return nil
 	}
-	if len(cfg.Tokens) > 0 {
-		return configError(fmt.Errorf("%s: tokens: the OAuth2 token refresh loop is not part of this keyward version; remove the tokens section to use %s", cfg.Path, command))
+	if len(cfg.Tokens) > 0 && command == "ci" {
+		return configError(fmt.Errorf("%s: tokens: OAuth2 tokens are not materialized by keyward ci; remove the tokens section, or run the job under keyward exec", cfg.Path))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/render"
 )
@@ -23,6 +24,8 @@ the Kubernetes init container mode.
 Nothing is written unless every reference resolves and every file can be
 built. Files are written atomically with mode 0600 (or the configured mode),
 never through a symlink, and a file whose content did not change is left alone.
+Each token of tokens: that has a file: is obtained once and written (run
+keyward agent as a sidecar to keep it fresh).
 Exit status: 0 rendered, 1 a secret could not be fetched or a file could not be
 written (the previous files stay intact), 78 the config is invalid.`,
 		Example: `  # init container: render into an in-memory volume, then exit
@@ -34,9 +37,6 @@ written (the previous files stay intact), 78 the config is invalid.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(g, true)
 			if err != nil {
-				return err
-			}
-			if err := unsupported(cfg, "render"); err != nil {
 				return err
 			}
 			if err := harden.DisableCoreDumps(); err != nil {
@@ -57,7 +57,18 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged))
+			// Tokens with a file are fetched once and written (an init
+			// container has no one to refresh them: run keyward agent as a
+			// sidecar for that).
+			withFile := func(t config.Token) bool { return t.File != "" }
+			tokens, err := newTokens(g, cfg, s, nil, withFile)
+			if err != nil {
+				return err
+			}
+			if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
+				return err
+			}
+			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged), "tokens", len(tokenSpecs(cfg, withFile)))
 			return nil
 		},
 	}

@@ -1,0 +1,718 @@
+package rotate
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+)
+
+// Token defaults.
+const (
+	// DefaultTokenLifetime is assumed, with a warning, when the token
+	// response has no expires_in, the token is no JWT with exp, and the
+	// entry configures no default lifetime.
+	DefaultTokenLifetime = 5 * time.Minute
+	// DefaultRefreshWindow is how often POST /v1/tokens/NAME/refresh may
+	// cause an exchange per token; a request within the window gets the
+	// token of the last forced refresh.
+	DefaultRefreshWindow = 2 * time.Second
+	// DefaultExchangeTimeout bounds one token exchange, client secret
+	// lookup included.
+	DefaultExchangeTimeout = 30 * time.Second
+
+	// tokenFraction is the share of a token's lifetime after which it is
+	// refreshed, varied by ±tokenJitter of the lifetime.
+	tokenFraction = 2.0 / 3
+	tokenJitter   = 0.05
+	// minTokenRecheck is the shortest wait before a scheduled exchange.
+	minTokenRecheck = 500 * time.Millisecond
+	// tokenRetryBase and tokenRetryMax bound the backoff of a failing
+	// exchange (further bounded by a quarter of the token's lifetime).
+	tokenRetryBase = 250 * time.Millisecond
+	tokenRetryMax  = time.Minute
+)
+
+// Token file formats (TokenSpec.FileFormat): the raw token, or JSON with
+// access_token, token_type and expires_at (RFC 3339).
+const (
+	TokenFileRaw  = "raw"
+	TokenFileJSON = "json"
+)
+
+// TokenSpec is one OAuth2 client-credentials token to keep fresh (one entry
+// of the config's tokens:).
+type TokenSpec struct {
+	// Name is the entry's name; it appears in logs, errors, metrics and
+	// the endpoint's path.
+	Name string
+	// TokenURL is the authorization server's token endpoint.
+	TokenURL string
+	// ClientID and ClientSecret are references, fetched from their
+	// providers at every exchange (so a rotated secret is used at the next
+	// one).
+	ClientID, ClientSecret providers.Ref
+	// Scopes, Audience, Resource and Params go into the token request.
+	Scopes             []string
+	Audience, Resource string
+	Params             map[string]string
+	// AuthPost sends the client credentials in the request body instead
+	// of HTTP Basic authentication.
+	AuthPost bool
+	// RefreshBefore is the latest a token is refreshed before it expires,
+	// when that fits in the token's lifetime.
+	RefreshBefore time.Duration
+	// DefaultLifetime is assumed when the response has no expires_in and
+	// the token is no JWT with exp; 0 means DefaultTokenLifetime.
+	DefaultLifetime time.Duration
+	// File is where the token is written (atomically, 0600); "" for none.
+	File string
+	// FileFormat is TokenFileRaw or TokenFileJSON.
+	FileFormat string
+}
+
+// Token is an access token as served to the workload. AccessToken is a
+// providers.Value, so printing or logging a Token never shows it.
+type Token struct {
+	// AccessToken is the token itself (redacted when printed).
+	AccessToken providers.Value
+	// TokenType is the response's token_type ("Bearer" when absent).
+	TokenType string
+	// ExpiresAt is when the token expires: from expires_in, the JWT exp
+	// claim or the default lifetime, in that order.
+	ExpiresAt time.Time
+	// Issued is when keyward sent the request that obtained it.
+	Issued time.Time
+}
+
+// TokenOptions configure a Tokens.
+type TokenOptions struct {
+	// Providers gives the provider instances of the client references.
+	Providers ProviderSet
+	// Tokens are the tokens to keep fresh; names must be unique.
+	Tokens []TokenSpec
+	// HTTPClient makes the token requests; nil uses a client with
+	// DefaultExchangeTimeout.
+	HTTPClient *http.Client
+	// RefreshWindow rate-limits forced refreshes; 0 uses
+	// DefaultRefreshWindow.
+	RefreshWindow time.Duration
+	// Logger receives the loop's lines; nil discards them. No line
+	// carries a token or a client secret.
+	Logger *slog.Logger
+	// Metrics records token metrics; nil records none.
+	Metrics *TokenMetrics
+	// Rand returns numbers in [0, 1) for jitter; nil uses math/rand/v2.
+	Rand func() float64
+}
+
+// Tokens keeps OAuth2 client-credentials tokens fresh: Init gets each one
+// once, Run refreshes them before they expire, and Get, Refresh, Ready and
+// Handler serve them. All methods are safe for concurrent use.
+type Tokens struct {
+	opts   TokenOptions
+	log    *slog.Logger
+	client *http.Client
+	rand   func() float64
+	randMu sync.Mutex
+	byName map[string]*tokenState
+	order  []*tokenState
+}
+
+type tokenState struct {
+	spec    TokenSpec
+	wake    chan struct{} // size 1: a forced refresh changed the schedule
+	logFail backoff.Every
+
+	mu         sync.Mutex
+	cur        *Token
+	lastForced time.Time
+	inflight   *exchangeCall
+	expiredLog bool
+}
+
+type exchangeCall struct {
+	done chan struct{}
+	tok  *Token
+	err  error
+}
+
+// NewTokens checks opts and returns a Tokens. It does no I/O.
+func NewTokens(opts TokenOptions) (*Tokens, error) {
+	if opts.Providers == nil && len(opts.Tokens) > 0 {
+		return nil, errors.New("tokens: no providers")
+	}
+	t := &Tokens{opts: opts, log: opts.Logger, client: opts.HTTPClient, rand: opts.Rand, byName: map[string]*tokenState{}}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if t.client == nil {
+		t.client = &http.Client{Timeout: DefaultExchangeTimeout}
+	}
+	if t.rand == nil {
+		t.rand = rand.Float64
+	}
+	if t.opts.RefreshWindow <= 0 {
+		t.opts.RefreshWindow = DefaultRefreshWindow
+	}
+	for _, s := range opts.Tokens {
+		if s.Name == "" || t.byName[s.Name] != nil {
+			return nil, fmt.Errorf("tokens: empty or duplicate name %q", s.Name)
+		}
+		if s.TokenURL == "" {
+			return nil, fmt.Errorf("token %s: no token_url", s.Name)
+		}
+		for _, r := range []providers.Ref{s.ClientID, s.ClientSecret} {
+			if err := opts.Providers.CheckRef(r); err != nil {
+				return nil, fmt.Errorf("token %s: %w", s.Name, err)
+			}
+		}
+		if s.FileFormat == "" {
+			s.FileFormat = TokenFileRaw
+		}
+		if s.FileFormat != TokenFileRaw && s.FileFormat != TokenFileJSON {
+			return nil, fmt.Errorf("token %s: unknown file format %q", s.Name, s.FileFormat)
+		}
+		st := &tokenState{spec: s, wake: make(chan struct{}, 1), logFail: backoff.Every{Interval: DefaultLogEvery}}
+		t.byName[s.Name] = st
+		t.order = append(t.order, st)
+	}
+	return t, nil
+}
+
+// Names returns the token names in configuration order.
+func (t *Tokens) Names() []string {
+	out := make([]string, len(t.order))
+	for i, st := range t.order {
+		out[i] = st.spec.Name
+	}
+	return out
+}
+
+// Init gets every token once (retrying transient failures until ctx is
+// done) and writes its file. It returns an error naming every token that
+// could not be obtained; a rejected request (a 4xx other than 429) is not
+// retried.
+func (t *Tokens) Init(ctx context.Context) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, st := range t.order {
+		wg.Go(func() {
+			b := &backoff.Backoff{Base: tokenRetryBase, Max: 5 * time.Second}
+			err := backoff.Retry(ctx, b, func(ctx context.Context) error {
+				_, err := t.exchange(ctx, st, false)
+				if err != nil && !retryable(err) {
+					return backoff.Permanent(err)
+				}
+				if err != nil {
+					t.logFailure(st, err)
+				}
+				return err
+			})
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Run refreshes every token before it expires until ctx is done, then
+// returns nil once all its goroutines have exited. Call it after Init.
+func (t *Tokens) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, st := range t.order {
+		wg.Go(func() { t.loop(ctx, st) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// loop is one token's refresh loop.
+func (t *Tokens) loop(ctx context.Context, st *tokenState) {
+	b := &backoff.Backoff{Base: tokenRetryBase, Max: tokenRetryMax}
+	var retryAt time.Time
+	for {
+		now := time.Now()
+		at := retryAt
+		if at.IsZero() {
+			at = t.refreshAt(st, now)
+		}
+		timer := time.NewTimer(at.Sub(now))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-st.wake:
+			timer.Stop()
+			retryAt = time.Time{}
+			b.Reset()
+			continue
+		case <-timer.C:
+		}
+		_, err := t.exchange(ctx, st, false)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			retryAt = time.Time{}
+			b.Reset()
+			continue
+		}
+		t.logFailure(st, err)
+		// Retry sooner for short-lived tokens: at most a quarter of the
+		// lifetime of the last good one.
+		b.Max = tokenRetryMax
+		if cur := st.current(); cur != nil {
+			b.Max = min(tokenRetryMax, max(time.Second, cur.ExpiresAt.Sub(cur.Issued)/4))
+		}
+		d := b.NextAfter(backoff.RetryAfter(err))
+		retryAt = time.Now().Add(max(d, minTokenRecheck/5))
+	}
+}
+
+// refreshAt is when st's current token should be replaced: at about 2/3
+// of its lifetime (±5% of the lifetime at random), and no later than
+// RefreshBefore before it expires when that still leaves half the lifetime.
+func (t *Tokens) refreshAt(st *tokenState, now time.Time) time.Time {
+	cur := st.current()
+	if cur == nil {
+		return now
+	}
+	life := cur.ExpiresAt.Sub(cur.Issued)
+	t.randMu.Lock()
+	r := t.rand()
+	t.randMu.Unlock()
+	frac := tokenFraction + tokenJitter*(2*r-1)
+	at := cur.Issued.Add(time.Duration(frac * float64(life)))
+	if rb := st.spec.RefreshBefore; rb > 0 && rb <= life/2 {
+		at = earliest(at, cur.ExpiresAt.Add(-rb))
+	}
+	return later(at, now.Add(minTokenRecheck))
+}
+
+func (st *tokenState) current() *Token {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.cur
+}
+
+// exchange obtains a new token for st, joining an exchange already in
+// flight. A forced exchange (the refresh endpoint) is rate-limited: within
+// RefreshWindow of the last forced one, the current token is returned.
+func (t *Tokens) exchange(ctx context.Context, st *tokenState, forced bool) (*Token, error) {
+	st.mu.Lock()
+	if c := st.inflight; c != nil {
+		st.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.tok, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	now := time.Now()
+	if forced {
+		if st.cur != nil && now.Sub(st.lastForced) < t.opts.RefreshWindow && now.Before(st.cur.ExpiresAt) {
+			cur := st.cur
+			st.mu.Unlock()
+			t.opts.Metrics.refresh(st.spec.Name, "rate_limited")
+			return cur, nil
+		}
+		st.lastForced = now
+	}
+	c := &exchangeCall{done: make(chan struct{})}
+	st.inflight = c
+	st.mu.Unlock()
+
+	// The exchange outlives a caller that goes away (its result serves
+	// the others), but not the timeout.
+	xctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultExchangeTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if !forced {
+			cancel()
+		}
+	})
+	c.tok, c.err = t.doExchange(xctx, st)
+	stop()
+	cancel()
+
+	st.mu.Lock()
+	if c.err == nil {
+		st.cur = c.tok
+		st.expiredLog = false
+	}
+	st.inflight = nil
+	st.mu.Unlock()
+	close(c.done)
+	if c.err == nil {
+		if forced {
+			select {
+			case st.wake <- struct{}{}:
+			default:
+			}
+		}
+		st.logFail.Reset()
+	}
+	return c.tok, c.err
+}
+
+// doExchange runs the client-credentials grant, re-fetching the client
+// credentials once when the server answers invalid_client, writes the
+// file, and records metrics.
+func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error) {
+	name := st.spec.Name
+	start := time.Now()
+	tok, err := t.grant(ctx, st)
+	if isOAuthError(err, "invalid_client") {
+		t.log.Warn("token: client authentication failed, fetching the client secret again", "token", name)
+		t.opts.Metrics.refresh(name, resultWord(err))
+		tok, err = t.grant(ctx, st)
+	}
+	t.opts.Metrics.latency(name, time.Since(start))
+	if err == nil {
+		err = t.writeFile(st, tok)
+	}
+	t.opts.Metrics.refresh(name, resultWord(err))
+	if err != nil {
+		return nil, err
+	}
+	t.opts.Metrics.expiry(name, tok.ExpiresAt)
+	t.log.Debug("token refreshed", "token", name, "expires_in", tok.ExpiresAt.Sub(tok.Issued).Round(time.Millisecond))
+	return tok, nil
+}
+
+// grant fetches the client credentials and makes one token request.
+func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
+	s := st.spec
+	id, err := t.fetchRef(ctx, s.ClientID)
+	if err != nil {
+		return nil, &TokenError{Token: s.Name, Op: "fetch client_id", Err: err}
+	}
+	secret, err := t.fetchRef(ctx, s.ClientSecret)
+	if err != nil {
+		return nil, &TokenError{Token: s.Name, Op: "fetch client_secret", Err: err}
+	}
+	cfg := clientcredentials.Config{
+		ClientID:     id.Reveal(),
+		ClientSecret: secret.Reveal(),
+		TokenURL:     s.TokenURL,
+		Scopes:       s.Scopes,
+		AuthStyle:    oauth2.AuthStyleInHeader,
+	}
+	if s.AuthPost {
+		cfg.AuthStyle = oauth2.AuthStyleInParams
+	}
+	if len(s.Params) > 0 || s.Audience != "" || s.Resource != "" {
+		cfg.EndpointParams = map[string][]string{}
+		for k, v := range s.Params {
+			cfg.EndpointParams[k] = []string{v}
+		}
+		if s.Audience != "" {
+			cfg.EndpointParams["audience"] = []string{s.Audience}
+		}
+		if s.Resource != "" {
+			cfg.EndpointParams["resource"] = []string{s.Resource}
+		}
+	}
+	issued := time.Now()
+	ot, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, t.client))
+	if err != nil {
+		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: sanitize(err)}
+	}
+	tok := &Token{AccessToken: providers.StringValue(ot.AccessToken), TokenType: ot.Type(), Issued: issued}
+	switch {
+	case !ot.Expiry.IsZero():
+		tok.ExpiresAt = ot.Expiry
+	default:
+		if exp, ok := jwtExpiry(ot.AccessToken); ok {
+			tok.ExpiresAt = exp
+		} else {
+			life := s.DefaultLifetime
+			if life <= 0 {
+				life = DefaultTokenLifetime
+			}
+			t.log.Warn("token response has no expires_in and the token carries no exp claim; assuming a lifetime", "token", s.Name, "lifetime", life)
+			tok.ExpiresAt = issued.Add(life)
+		}
+	}
+	if !tok.ExpiresAt.After(issued) {
+		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: errors.New("the server issued a token that has already expired")}
+	}
+	return tok, nil
+}
+
+func (t *Tokens) fetchRef(ctx context.Context, ref providers.Ref) (providers.Value, error) {
+	p, err := t.opts.Providers.Provider(ref.Scheme)
+	if err != nil {
+		return providers.Value{}, err
+	}
+	whole := ref
+	whole.Field = ""
+	sec, err := p.Fetch(ctx, whole)
+	if err != nil {
+		return providers.Value{}, err
+	}
+	if ref.Field != "" {
+		return sec.Field(ref.Field)
+	}
+	v, _, err := sec.Whole()
+	return v, err
+}
+
+// jwtExpiry reads the exp claim of a JWT without verifying it.
+func jwtExpiry(tok string) (time.Time, bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp *json.Number `json:"exp"`
+	}
+	if json.Unmarshal(b, &claims) != nil || claims.Exp == nil {
+		return time.Time{}, false
+	}
+	f, err := claims.Exp.Float64()
+	if err != nil || f <= 0 {
+		return time.Time{}, false
+	}
+	sec := int64(f)
+	return time.Unix(sec, int64((f-float64(sec))*1e9)), true
+}
+
+// tokenFileJSON is the JSON file format.
+type tokenFileJSON struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// encode returns the token in the file format.
+func (tok *Token) encode(format string) []byte {
+	if format == TokenFileJSON {
+		b, _ := json.Marshal(tokenFileJSON{AccessToken: tok.AccessToken.Reveal(), TokenType: tok.TokenType, ExpiresAt: tok.ExpiresAt.UTC()})
+		return append(b, '\n')
+	}
+	return tok.AccessToken.Bytes()
+}
+
+func (t *Tokens) writeFile(st *tokenState, tok *Token) error {
+	if st.spec.File == "" {
+		return nil
+	}
+	if _, err := render.WriteFile(st.spec.File, tok.encode(st.spec.FileFormat), render.Options{UID: -1, GID: -1}); err != nil {
+		return &TokenError{Token: st.spec.Name, Op: "write file", Err: err}
+	}
+	return nil
+}
+
+func (t *Tokens) logFailure(st *tokenState, err error) {
+	if ok, n := st.logFail.Allow(); ok {
+		args := []any{"token", st.spec.Name, "err", err}
+		if n > 0 {
+			args = append(args, "suppressed", n)
+		}
+		if cur := st.current(); cur != nil && time.Now().Before(cur.ExpiresAt) {
+			args = append(args, "serving_last_good_until", cur.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		t.log.Warn("token refresh failed", args...)
+	}
+}
+
+// Get returns the named token while it is valid. It reports false for an
+// unknown name, before the first token, and once the last token expired.
+func (t *Tokens) Get(name string) (Token, bool) {
+	st := t.byName[name]
+	if st == nil {
+		return Token{}, false
+	}
+	cur := st.current()
+	if cur == nil || !time.Now().Before(cur.ExpiresAt) {
+		return Token{}, false
+	}
+	return *cur, true
+}
+
+// Refresh obtains a new token for name now (for a workload that got a
+// 401), coalescing concurrent callers into one exchange; within the refresh
+// window of the previous forced refresh it returns that refresh's token
+// instead. The exchange continues for the other callers when ctx ends.
+func (t *Tokens) Refresh(ctx context.Context, name string) (Token, error) {
+	st := t.byName[name]
+	if st == nil {
+		return Token{}, fmt.Errorf("token %s: %w", name, ErrUnknownToken)
+	}
+	tok, err := t.exchange(ctx, st, true)
+	if err != nil {
+		return Token{}, err
+	}
+	return *tok, nil
+}
+
+// Ready returns nil while every token has a valid token, and an error
+// naming the tokens that never had one or whose last one expired without
+// replacement. The message carries no token.
+func (t *Tokens) Ready() error {
+	var bad []string
+	now := time.Now()
+	for _, st := range t.order {
+		cur := st.current()
+		switch {
+		case cur == nil:
+			bad = append(bad, st.spec.Name+" not obtained yet")
+		case !now.Before(cur.ExpiresAt):
+			bad = append(bad, st.spec.Name+" expired")
+		}
+	}
+	if bad == nil {
+		return nil
+	}
+	return errors.New("tokens: " + strings.Join(bad, ", "))
+}
+
+// ErrUnknownToken is returned for a name that is no configured token.
+var ErrUnknownToken = errors.New("no such token")
+
+// TokenError is a failure to obtain a token. Its message names the token,
+// the step, and for a refusal by the server the HTTP status and the OAuth
+// error code and description; never a token or a client secret.
+type TokenError struct {
+	// Token is the entry's name.
+	Token string
+	// Op is the step that failed ("fetch client_secret", "exchange", …).
+	Op string
+	// Err is the cause.
+	Err error
+}
+
+// Error returns "token NAME: OP: CAUSE".
+func (e *TokenError) Error() string { return "token " + e.Token + ": " + e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *TokenError) Unwrap() error { return e.Err }
+
+// OAuthError is the authorization server's refusal of a token request.
+type OAuthError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Code and Description are the OAuth error and error_description.
+	Code, Description string
+	// Wait is the server's Retry-After, 0 when none.
+	Wait time.Duration
+}
+
+// Error returns "status N[: CODE[: DESCRIPTION]]".
+func (e *OAuthError) Error() string {
+	s := fmt.Sprintf("status %d", e.Status)
+	if e.Code != "" {
+		s += ": " + e.Code
+	}
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	return s
+}
+
+// RetryAfter is the server's Retry-After (backoff.RetryAfterError).
+func (e *OAuthError) RetryAfter() time.Duration { return e.Wait }
+
+// sanitize turns x/oauth2's errors, whose message may quote the response
+// body, into OAuthError (status, code and description only).
+func sanitize(err error) error {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		return err
+	}
+	oe := &OAuthError{Code: re.ErrorCode, Description: limit(re.ErrorDescription, 200)}
+	if re.Response != nil {
+		oe.Status = re.Response.StatusCode
+		if ra, ok := backoff.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()); ok {
+			oe.Wait = ra
+		}
+	}
+	if oe.Status >= 200 && oe.Status < 300 && oe.Code == "" {
+		oe.Code = "invalid_response"
+		oe.Description = "the token response could not be read"
+	}
+	return oe
+}
+
+func limit(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func isOAuthError(err error, code string) bool {
+	var oe *OAuthError
+	return errors.As(err, &oe) && oe.Code == code
+}
+
+// retryable reports whether a failed exchange may succeed if tried again
+// unchanged: throttling, server errors and network failures.
+func retryable(err error) bool {
+	var oe *OAuthError
+	if errors.As(err, &oe) {
+		return oe.Status == http.StatusTooManyRequests || oe.Status >= 500 || oe.Status == 0 ||
+			(oe.Status >= 200 && oe.Status < 300)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var te *TokenError
+	if errors.As(err, &te) && te.Op != "exchange" {
+		// A provider failure fetching the client credentials or a
+		// file write: retried like the engine retries its secrets.
+		return !errors.Is(err, providers.ErrNotFound) && !errors.Is(err, providers.ErrPermissionDenied)
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// resultWord is the refreshes metric's result label of err.
+func resultWord(err error) string {
+	var oe *OAuthError
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &oe) && oe.Status == http.StatusTooManyRequests:
+		return "throttled"
+	case errors.As(err, &oe) && oe.Code == "invalid_client":
+		return "invalid_client"
+	case errors.As(err, &oe) && oe.Status >= 500:
+		return "server_error"
+	case errors.As(err, &oe) && oe.Status >= 400:
+		return "rejected"
+	}
+	var te *TokenError
+	if errors.As(err, &te) && te.Op != "exchange" {
+		return "client_credentials_error"
+	}
+	return "error"
+}
