@@ -86,6 +86,11 @@ type Options struct {
 	// RunCommand runs command actions; nil uses ChildCommandRunner with
 	// keyward's environment and standard output and error.
 	RunCommand CommandRunner
+	// BeforeApply, when set, is called with every current value after a
+	// rotation and before its files are written or its action runs (the
+	// output masker learns new values before the child can see them). It
+	// runs on the engine's apply goroutine and must not block.
+	BeforeApply func(values map[string]providers.Resolved)
 
 	// Interval is the polling interval; 0 uses DefaultProbeInterval or
 	// DefaultPollInterval depending on the provider.
@@ -994,6 +999,9 @@ func (e *Engine) applyLoop(ctx context.Context) {
 // last render failed) and runs the on_change actions of the files that
 // were rewritten and, when an env secret changed, of the environment.
 func (e *Engine) apply(ctx context.Context, changed []string) {
+	if e.opts.BeforeApply != nil && len(changed) > 0 {
+		e.opts.BeforeApply(e.Values())
+	}
 	set := map[string]bool{}
 	for _, n := range changed {
 		set[n] = true

@@ -104,7 +104,7 @@ type watchRun struct {
 	// output, when set, replaces the child's stdout and stderr once the
 	// first values are known (exec --mask); flush runs after the child's
 	// last exit.
-	output func(values map[string]providers.Resolved) (stdout, stderr io.Writer, flush func())
+	output func(values map[string]providers.Resolved) (stdout, stderr io.Writer, flush func(), update func(map[string]providers.Resolved))
 }
 
 // runWatched renders cfg's files, keeps them fresh with the rotation
@@ -236,7 +236,15 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if err != nil {
 		return err
 	}
+	// maskUpdate, set below when the child's output is masked, learns each
+	// rotation's values before the files are written.
+	var maskUpdate func(map[string]providers.Resolved)
 	opts := rotate.Options{
+		BeforeApply: func(v map[string]providers.Resolved) {
+			if maskUpdate != nil {
+				maskUpdate(v)
+			}
+		},
 		Providers:  s.set,
 		Secrets:    refs,
 		Files:      rfiles,
@@ -283,7 +291,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if hasChild {
 		stdout, stderr := w.stdout, w.stderr
 		if w.output != nil {
-			stdout, stderr, flush = w.output(eng.Values())
+			stdout, stderr, flush, maskUpdate = w.output(eng.Values())
 		}
 		sup = rotate.NewSupervisor(rotate.SupervisorOptions{
 			Args:        w.args,

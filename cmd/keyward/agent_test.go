@@ -516,3 +516,40 @@ func TestAgentUsageAndConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestExecMaskLearnsRotatedValues: with --mask and a watch, a value that
+// rotates in is masked before the child can read it from its file, and the
+// value it replaced stays masked.
+func TestExecMaskLearnsRotatedValues(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "db.json")
+	writeFile(t, secrets, `{"password": "first-password-value"}`)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB_PASSWORD: file:db.json#password
+files:
+  - {path: out/pw, format: raw, secret: DB_PASSWORD}
+watch: {interval: 1h, debounce: 100ms}
+on_change: {signal: HUP}
+server: {listen: "unix:kw.sock"}
+`)
+	child := `trap 'echo "now $(cat out/pw) was first-password-value"' HUP; echo ready; while :; do sleep 1 & wait $!; done`
+	a := startAgent(t, dir, nil, "exec", "--mask", "-c", "keyward.yaml", "--", "sh", "-c", child)
+	if l := a.nextLine(); l != "ready" {
+		t.Fatalf("child said %q", l)
+	}
+	a.waitWatching(1)
+	atomicWrite(t, secrets, `{"password": "second-password-value"}`)
+	l := a.nextLine()
+	if strings.Contains(l, "password-value") {
+		t.Fatalf("a rotated or rotated-out value reached the output unmasked (%d bytes)", len(l))
+	}
+	if l != "now *** was ***" {
+		t.Fatalf("child said %q, want both values masked", l)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-a.exited
+}

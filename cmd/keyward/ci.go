@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -235,21 +237,46 @@ func maskByDefault(getenv func(string) string) bool {
 }
 
 // maskedOutput returns writers that mask the values of res in what is
-// written to g.stdout and g.stderr, and a function that writes out what
-// they hold back; call it once the child's output is copied.
-func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idle time.Duration) (stdout, stderr io.Writer, flush func()) {
+// written to g.stdout and g.stderr, a function that writes out what they
+// hold back (call it once the child's output is copied), and a function that
+// adds rotated values to the mask: values that rotated out stay masked, since
+// a child may still print them.
+func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idle time.Duration) (stdout, stderr io.Writer, flush func(), update func(map[string]providers.Resolved)) {
 	if minLen <= 0 {
 		minLen = mask.DefaultMinLength
 	}
 	minLen = max(minLen, mask.MinPatternLength)
-	set := mask.NewSet(maskSecrets(res), minLen)
+	all := maskSecrets(res)
+	set := mask.NewSet(all, minLen)
 	if skipped := set.Skipped(); len(skipped) > 0 {
 		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", minLen)
 	}
 	m := mask.New(set, mask.Options{Idle: idle})
 	out, errw := m.Writer(g.stdout), m.Writer(g.stderr)
-	return out, errw, func() {
+	flush = func() {
 		_ = out.Close()
 		_ = errw.Close()
 	}
+	var mu sync.Mutex
+	current := map[string][]byte{}
+	for _, sec := range all {
+		current[sec.Name] = sec.Value
+	}
+	update = func(values map[string]providers.Resolved) {
+		mu.Lock()
+		defer mu.Unlock()
+		grew := false
+		for _, sec := range maskSecrets(values) {
+			if old, ok := current[sec.Name]; ok && bytes.Equal(old, sec.Value) {
+				continue
+			}
+			current[sec.Name] = sec.Value
+			all = append(all, sec) // the rotated-out value stays in all
+			grew = true
+		}
+		if grew {
+			m.Update(mask.NewSet(all, minLen))
+		}
+	}
+	return out, errw, flush, update
 }

@@ -88,7 +88,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				// Rotation: supervise the child through the engine (agent.go).
 				w := watchRun{args: args, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
 				if maskOutput && !noMask {
-					w.output = func(v map[string]providers.Resolved) (io.Writer, io.Writer, func()) {
+					w.output = func(v map[string]providers.Resolved) (io.Writer, io.Writer, func(), func(map[string]providers.Resolved)) {
 						return maskedOutput(g, v, 0, maskIdle)
 					}
 				}
@@ -164,7 +164,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
 			if maskOutput && !noMask {
 				supervise = true // the child's output must pass through keyward
-				stdout, stderr, flushMask = maskedOutput(g, res, 0, maskIdle)
+				stdout, stderr, flushMask, _ = maskedOutput(g, res, 0, maskIdle)
 			}
 			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
 
