@@ -57,6 +57,7 @@ bench: build servers
 	@$(GO) test -tags integration -run='^$$' -bench=Resolve1000 -count=1 ./providers/vault/
 	@$(GO) test -tags integration -run='^$$' -bench=Propagation -benchtime=100x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=QuietWatch -benchtime=1x -count=1 ./providers/kubernetes/
+	@$(GO) test -tags integration -run='^$$' -bench=Admission -benchtime=1000x -count=1 ./internal/webhook/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./providers/

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keyward/keyward/internal/webhook"
+)
+
+func newWebhookCmd(g *globals) *cobra.Command {
+	var (
+		listen, certFile, keyFile, tlsSecret, namespace, service, webhookConfig string
+		image, pullPolicy, secretsPath, kubeconfig                              string
+		certIPs                                                                 []net.IP
+	)
+	cmd := &cobra.Command{
+		Use:   "webhook",
+		Short: "Run the Kubernetes mutating admission webhook that injects keyward into pods",
+		Long: `webhook serves admission.k8s.io/v1 AdmissionReviews on POST /mutate over TLS
+and injects keyward into pods annotated keyward.io/inject: "true": an in-memory
+secrets volume, a "keyward render --once" init container configured from the
+ConfigMap named by keyward.io/config, a native "keyward agent" sidecar with
+keyward.io/agent: "true", or the "keyward exec" wrapper with keyward.io/mode: exec.
+Pods of its own namespace are never changed. See charts/keyward.
+
+TLS: with --tls-cert-file and --tls-key-file (cert-manager) the pair is read
+from files and reloaded when they change; otherwise --tls-secret names a Secret
+in --namespace where the first replica stores a generated CA and certificate for
+the Service's DNS names, and the caBundle of --webhook-config is set to that CA.`,
+		Example: `  keyward webhook --namespace keyward --service keyward-webhook \
+    --tls-secret keyward-webhook-tls --webhook-config keyward \
+    --image REGISTRY/keyward:v0.1.0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (certFile == "") != (keyFile == "") {
+				return usageError("--tls-cert-file and --tls-key-file go together")
+			}
+			if certFile == "" && tlsSecret == "" {
+				return usageError("webhook needs --tls-cert-file and --tls-key-file, or --tls-secret")
+			}
+			if namespace == "" {
+				return usageError("webhook needs --namespace (env POD_NAMESPACE): its own namespace is never injected")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rc, err := kubeRESTConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			// One ConfigMap GET per admission: client-go's default of 5
+			// requests/s would queue a burst of pod creations (a rollout)
+			// behind its rate limiter.
+			rc.QPS, rc.Burst = 200, 400
+			kube, err := webhook.NewKube(rc)
+			if err != nil {
+				return err
+			}
+			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+			if certFile != "" {
+				fc, err := webhook.NewFileCertificate(certFile, keyFile)
+				if err != nil {
+					return err
+				}
+				getCert = fc.GetCertificate
+			} else {
+				dns := []string{service, service + "." + namespace, service + "." + namespace + ".svc", service + "." + namespace + ".svc.cluster.local"}
+				cert, err := kube.Bootstrap(ctx, webhook.SelfSigned{
+					Namespace: namespace, SecretName: tlsSecret, DNSNames: dns, IPs: certIPs, WebhookConfig: webhookConfig,
+				}, g.logger)
+				if err != nil {
+					return err
+				}
+				getCert = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }
+			}
+			m := webhook.NewMutator(webhook.Options{
+				Image: image, PullPolicy: corev1.PullPolicy(pullPolicy), SecretsPath: secretsPath, Namespace: namespace,
+			}, kube)
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+			g.logger.Info("webhook serving", "addr", ln.Addr().String(), "namespace", namespace)
+			return webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", ":8443", "HTTPS listen address")
+	f.StringVar(&certFile, "tls-cert-file", "", "serving certificate (PEM), e.g. from cert-manager; reloaded on change")
+	f.StringVar(&keyFile, "tls-key-file", "", "serving key (PEM)")
+	f.StringVar(&tlsSecret, "tls-secret", "", "Secret in --namespace that stores the generated certificate")
+	f.StringVar(&namespace, "namespace", g.env.getenv("POD_NAMESPACE"), "the webhook's own namespace, never injected (env POD_NAMESPACE)")
+	f.StringVar(&service, "service", "keyward-webhook", "the webhook's Service name, for the generated certificate's DNS names")
+	f.StringVar(&webhookConfig, "webhook-config", "", "MutatingWebhookConfiguration whose caBundle is set to the generated CA")
+	f.IPSliceVar(&certIPs, "cert-ip", nil, "extra IP addresses in the generated certificate")
+	f.StringVar(&image, "image", webhook.DefaultImage, "image of the injected keyward containers")
+	f.StringVar(&pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of the injected containers")
+	f.StringVar(&secretsPath, "secrets-path", webhook.DefaultSecretsPath, "default mount path of the secrets volume in the app containers")
+	f.StringVar(&kubeconfig, "kubeconfig", g.env.getenv("KUBECONFIG"), "kubeconfig when not in a cluster (env KUBECONFIG)")
+	cmd.AddCommand(newInstallBinaryCmd(g))
+	return cmd
+}
+
+// newInstallBinaryCmd is what the exec mode's init container runs: the
+// image has no shell or cp, so keyward copies itself.
+func newInstallBinaryCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:    "install-binary DEST",
+		Short:  "Copy this keyward binary to DEST (mode 0555), for keyward.io/mode: exec",
+		Args:   cobra.ExactArgs(1),
+		Hidden: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("install binary: %w", err)
+			}
+			return copyBinary(self, args[0])
+		},
+	}
+}
+
+func copyBinary(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("install binary: %w", err)
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), ".keyward-*")
+	if err != nil {
+		return fmt.Errorf("install binary: %w", err)
+	}
+	defer os.Remove(out.Name())
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("install binary: %w", err)
+	}
+	if err := out.Chmod(0o555); err != nil {
+		out.Close()
+		return fmt.Errorf("install binary: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("install binary: %w", err)
+	}
+	if err := os.Rename(out.Name(), dst); err != nil {
+		return fmt.Errorf("install binary: %w", err)
+	}
+	return nil
+}
+
+// kubeRESTConfig is the in-cluster config, else the kubeconfig.
+func kubeRESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes config: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes config %s: %w", kubeconfig, err)
+	}
+	return rc, nil
+}
