@@ -6,17 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/ci"
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
@@ -72,16 +69,11 @@ Exit status: 0 done, 1 a secret could not be fetched or written, 2 usage,
 			if sys == "" {
 				sys = ci.Detect(g.env.getenv)
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			s, err := newSession(g, cfg)
+			ctx, s, done, err := start(cmd, g, cfg)
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
+			defer done()
 			res, err := s.resolve(ctx, configRefs(cfg))
 			if err != nil {
 				return err

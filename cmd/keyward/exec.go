@@ -3,8 +3,6 @@ package main
 import (
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,17 +92,11 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				}
 				return runWatched(cmd.Context(), g, cfg, w)
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-
-			s, err := newSession(g, cfg)
+			ctx, s, done, err := start(cmd, g, cfg)
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
+			defer done()
 			environ := g.env.environ()
 			envRefs, err := config.FromEnv(environ, s.set.Known)
 			if err != nil {
@@ -157,10 +149,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			if err != nil {
 				return err
 			}
-			if err := s.set.Close(); err != nil {
-				g.logger.Warn("closing providers", "err", err)
-			}
-			stop()
+			done()
 			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
 			if maskOutput && !noMask {
 				supervise = true // the child's output must pass through keyward

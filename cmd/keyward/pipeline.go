@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 
@@ -21,6 +27,29 @@ type session struct {
 	g   *globals
 	cfg *config.Config // nil in zero-config mode
 	set *providers.Set
+}
+
+// start is the common start of a command that fetches secrets: core dumps
+// off while secrets are held, a context that SIGINT and SIGTERM cancel, and
+// the session for cfg. done (safe to call more than once) stops the signal
+// handling and closes the providers.
+func start(cmd *cobra.Command, g *globals, cfg *config.Config) (ctx context.Context, s *session, done func(), err error) {
+	if err := harden.DisableCoreDumps(); err != nil {
+		g.logger.Warn("could not disable core dumps", "err", err)
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	s, err = newSession(g, cfg)
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	done = sync.OnceFunc(func() {
+		stop()
+		if err := s.set.Close(); err != nil {
+			g.logger.Warn("closing providers", "err", err)
+		}
+	})
+	return ctx, s, done, nil
 }
 
 // loadConfig reads g.config. required says whether a missing -c is a usage error.

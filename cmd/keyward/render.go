@@ -1,15 +1,9 @@
 package main
 
 import (
-	"os"
-	"syscall"
-
-	"os/signal"
-
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/render"
 )
 
@@ -39,16 +33,11 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			s, err := newSession(g, cfg)
+			ctx, s, done, err := start(cmd, g, cfg)
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
+			defer done()
 			res, err := s.resolve(ctx, configRefs(cfg))
 			if err != nil {
 				return err

@@ -3,17 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/scan"
 )
@@ -62,16 +58,11 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			s, err := newSession(g, cfg)
+			ctx, s, done, err := start(cmd, g, cfg)
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
+			defer done()
 			envRefs, err := config.FromEnv(g.env.environ(), s.set.Known)
 			if err != nil {
 				return configError(err)
