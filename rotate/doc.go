@@ -17,11 +17,12 @@
 //     of its TTL, with jitter, through providers.LeaseRenewer, and fetched
 //     anew when renewal is refused (providers.ErrLeaseNotRenewable) or the
 //     lease is not renewable;
-//   - every other secret, and every watched one as a safety net, is polled
-//     at Options.Interval ± jitter (default 30 s when the provider has a
-//     cheap version probe, 5 min when not), with providers.VersionProber
-//     where available so that a full read happens only when the version
-//     moved.
+//   - every other secret is polled at Options.Interval ± jitter (default
+//     30 s when the provider has a cheap version probe, 5 min when not),
+//     with providers.VersionProber where available so that a full read
+//     happens only when the version moved. A watched secret is polled only
+//     as a slow safety net (max(10 × Interval, 10 min)) while its watch
+//     runs, and at Interval while the watch is down.
 //
 // A change is the value of a configured secret name differing from the
 // last one (whatever the version says). Changes found together are applied

@@ -45,6 +45,20 @@ const (
 	// retryBase and retryMax bound the backoff of a failing secret.
 	retryBase = time.Second
 	retryMax  = 5 * time.Minute
+
+	// A secret whose provider's native watch is running is polled only as
+	// a safety net, against an event the watch missed (a bug, a dropped
+	// inotify event, a store that lost a change): every
+	// max(safetyFactor × its polling interval, minSafetyInterval) ±
+	// jitter. With the defaults that is 10 min for a provider with a
+	// version probe (Kubernetes) and 50 min for one without (files). Ten
+	// times the interval keeps the cost of watched secrets a tenth of
+	// polling them; the 10 min floor keeps a short Interval, chosen for
+	// the secrets that are polled, from making the safety net busy. While
+	// the watch is down (between a failure and its restart) the provider's
+	// secrets are polled at the normal interval.
+	safetyFactor      = 10
+	minSafetyInterval = 10 * time.Minute
 )
 
 // ProviderSet gives the engine the provider instance for a reference's
@@ -93,7 +107,9 @@ type Options struct {
 	BeforeApply func(values map[string]providers.Resolved)
 
 	// Interval is the polling interval; 0 uses DefaultProbeInterval or
-	// DefaultPollInterval depending on the provider.
+	// DefaultPollInterval depending on the provider. A secret whose
+	// provider's watch is running is polled only every max(10 × this,
+	// 10 min), as a safety net.
 	Interval time.Duration
 	// Jitter is the fraction (0..1) by which each interval is varied at
 	// random, and by which a lease renewal is brought forward.
@@ -138,15 +154,17 @@ type Engine struct {
 	pending map[string]bool // names changed, not yet handed to the applier
 	since   time.Time       // when the oldest pending change was found
 	running bool
+	up      map[string]bool // schemes whose Watch runs, as the loop last saw
 
 	mu       sync.RWMutex // guards the fields below
 	values   map[string]providers.Resolved
 	rendered bool
 	leases   map[string]leaseState // by source key
 
-	wmu    sync.Mutex // guards wdirty
-	wdirty map[string]bool
-	wch    chan struct{}
+	wmu    sync.Mutex      // guards wdirty and wup
+	wdirty map[string]bool // source keys a watch reported
+	wup    map[string]bool // schemes whose Watch is running
+	wch    chan struct{}   // a watch reported a change or went up or down
 
 	amu      sync.Mutex // guards apending
 	apending map[string]bool
@@ -191,6 +209,7 @@ type source struct {
 	lease  *providers.Lease // of the last good value
 
 	next       time.Time // when to look again (zero while busy)
+	looked     time.Time // the last successful look
 	busy       bool      // a check is in flight
 	dirty      bool      // a watch event awaits the debounce
 	watchCheck bool      // a check for a watch event is in flight or queued
@@ -231,7 +250,9 @@ func New(opts Options) (*Engine, error) {
 		pending:  map[string]bool{},
 		values:   map[string]providers.Resolved{},
 		leases:   map[string]leaseState{},
+		up:       map[string]bool{},
 		wdirty:   map[string]bool{},
+		wup:      map[string]bool{},
 		wch:      make(chan struct{}, 1),
 		apending: map[string]bool{},
 		ach:      make(chan struct{}, 1),
@@ -523,20 +544,28 @@ func sameValue(a, b providers.Resolved) bool {
 	return true
 }
 
-// interval is how long after a successful look s is looked at again.
+// interval is how long after a successful look s is looked at again:
+// the polling interval, or the safety interval while its provider's watch
+// is running.
 func (e *Engine) interval(s *source) time.Duration {
+	d := DefaultPollInterval
 	switch {
 	case e.opts.Interval > 0:
-		return e.opts.Interval
+		d = e.opts.Interval
 	case s.prober != nil:
-		return DefaultProbeInterval
+		d = DefaultProbeInterval
 	}
-	return DefaultPollInterval
+	if e.up[s.ref.Scheme] {
+		d = max(safetyFactor*d, minSafetyInterval)
+	}
+	return d
 }
 
-// scheduleNext sets when a healthy s is looked at again: at about 2/3 of
-// its lease, else after the polling interval, both with jitter.
+// scheduleNext sets when a healthy s, looked at successfully at now, is
+// looked at again: at about 2/3 of its lease, else after the interval,
+// both with jitter.
 func (e *Engine) scheduleNext(s *source, now time.Time) {
+	s.looked = now
 	if l := s.lease; l != nil && l.Duration > 0 {
 		frac := leaseFraction * (1 - e.opts.Jitter*e.rand())
 		s.next = l.Obtained.Add(time.Duration(frac * float64(l.Duration)))
@@ -739,8 +768,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.wmu.Lock()
 			keys := e.wdirty
 			e.wdirty = map[string]bool{}
+			up := maps.Clone(e.wup)
 			e.wmu.Unlock()
 			now := time.Now()
+			e.watchesUp(up)
 			marked := false
 			for k := range keys {
 				if s, ok := e.sources[k]; ok {
@@ -898,6 +929,35 @@ func (e *Engine) handOff(now time.Time) {
 	}
 }
 
+// watchesUp takes note of which providers' watches run (up, by scheme)
+// and, for each that went up or down, moves the next poll of its healthy
+// secrets without a lease to the safety or the normal interval after
+// their last look (at once when that is past).
+func (e *Engine) watchesUp(up map[string]bool) {
+	moved := map[string]bool{}
+	for sch := range up {
+		if !e.up[sch] {
+			moved[sch] = true
+		}
+	}
+	for sch := range e.up {
+		if !up[sch] {
+			moved[sch] = true
+		}
+	}
+	if len(moved) == 0 {
+		return
+	}
+	e.up = up
+	for _, s := range e.order {
+		if !moved[s.ref.Scheme] || s.busy || s.failing != nil || s.looked.IsZero() ||
+			s.lease != nil && s.lease.Duration > 0 {
+			continue // a check under way, a retry or a renewal keeps its time
+		}
+		e.scheduleNext(s, s.looked)
+	}
+}
+
 // startWatches runs the native watch of every provider that has one.
 func (e *Engine) startWatches(ctx context.Context, wg *sync.WaitGroup) {
 	byScheme := map[string][]providers.Ref{}
@@ -926,14 +986,36 @@ func (e *Engine) notify(r providers.Ref) {
 	}
 }
 
+// setWatchUp records whether scheme's Watch is running and wakes the loop
+// to adjust the polling of its secrets.
+func (e *Engine) setWatchUp(scheme string, up bool) {
+	e.wmu.Lock()
+	if up {
+		e.wup[scheme] = true
+	} else {
+		delete(e.wup, scheme)
+	}
+	e.wmu.Unlock()
+	select {
+	case e.wch <- struct{}{}:
+	default:
+	}
+}
+
 // watch runs one provider's Watch, restarting it with backoff when it
-// fails; polling goes on meanwhile.
+// fails. While Watch runs, the provider's secrets are polled only at the
+// safety interval; from its return until it is called again, at the
+// normal interval. The file and Kubernetes watchers, once restarted,
+// report what changed while they were down (the file watcher reports
+// every ref once it is set up); the polling covers the gap meanwhile.
 func (e *Engine) watch(ctx context.Context, scheme string, w providers.Watcher, refs []providers.Ref) {
 	bo := backoff.Backoff{Base: time.Second, Max: time.Minute, Rand: e.rand}
 	every := backoff.Every{Interval: e.opts.LogEvery}
 	for {
 		start := time.Now()
+		e.setWatchUp(scheme, true)
 		err := w.Watch(ctx, refs, e.notify)
+		e.setWatchUp(scheme, false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -946,7 +1028,7 @@ func (e *Engine) watch(ctx context.Context, scheme string, w providers.Watcher, 
 		e.opts.Metrics.watchError()
 		d := bo.Next()
 		if ok, n := every.Allow(); ok {
-			e.log.Warn("watch failed; polling goes on, retrying the watch", "provider", scheme, "err", err, "retry_in", d.Round(time.Millisecond), "suppressed", n)
+			e.log.Warn("watch failed; polling at the normal interval until the watch is back", "provider", scheme, "err", err, "retry_in", d.Round(time.Millisecond), "suppressed", n)
 		}
 		if backoff.Wait(ctx, d) != nil {
 			return

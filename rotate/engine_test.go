@@ -122,6 +122,9 @@ func TestDefaultIntervals(t *testing.T) {
 	}{
 		{"no probe", func(s *store) providers.Provider { return plainProvider{s} }, DefaultPollInterval, "fetch a"},
 		{"probe", func(s *store) providers.Provider { return proberProvider{plainProvider{s}} }, DefaultProbeInterval, "probe a"},
+		// While the watch runs: the safety net, max(10 × interval, 10 min).
+		{"watch", func(s *store) providers.Provider { return watcherProvider{plainProvider{s}} }, 10 * DefaultPollInterval, "fetch a"},
+		{"watch and probe", func(s *store) providers.Provider { return watchProberProvider{proberProvider{plainProvider{s}}} }, minSafetyInterval, "probe a"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -278,6 +281,109 @@ func TestWatchBurstIsOneRender(t *testing.T) {
 			t.Fatalf("a continuous stream was flushed after %v, want MaxDelay (1s)", got)
 		}
 	})
+}
+
+// TestWatchedNotPolled: while a provider's watch runs, its secrets are
+// polled only at the safety interval and a change the watch reports is
+// fetched after the debounce; while the watch is down they are polled at
+// the normal interval; once it is back, at the safety interval again.
+func TestWatchedNotPolled(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newStore()
+		st.set("a", "sv-1")
+		st.set("p", "sv-p") // polled: the watch of another provider does not slow it
+		plain := plainProvider{st}
+		p := multiSet{scheme: watcherProvider{plain}, "poll": plain}
+		r := newRig(t, st, nil, map[string]providers.Ref{"A": ref("a", ""), "P": {Scheme: "poll", Path: "p"}},
+			[]File{rawFile("a", "A", hup)}, func(o *Options) { o.Providers, o.Interval = p, 10*time.Second })
+		r.start()
+		synctest.Wait()
+		if st.running() != 1 {
+			t.Fatalf("%d watches running, want 1", st.running())
+		}
+		const safety = 10 * time.Minute // max(10 × 10s, 10 min)
+		time.Sleep(safety - time.Millisecond)
+		synctest.Wait()
+		if got, polled := st.count("fetch a"), st.count("fetch p"); got != 1 || polled != 60 {
+			t.Fatalf("fetches a=%d p=%d before the safety interval, want 1 (Init) and 60 (every 10s)", got, polled)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 2 {
+			t.Fatalf("fetches of a %d at the safety interval, want 2", got)
+		}
+
+		st.set("a", "sv-2")
+		st.trigger("a")
+		time.Sleep(DefaultDebounce)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 3 || r.read("a") != "sv-2" {
+			t.Fatalf("after a watch event: %d fetches, a = %q; want 3 and sv-2", got, r.read("a"))
+		}
+		looked := time.Now()
+
+		// The watch fails and its restarts fail too: a is polled every 10s
+		// after its last look.
+		st.breakWatch(errors.New("watch refused"))
+		synctest.Wait()
+		time.Sleep(time.Until(looked.Add(10*time.Second - time.Millisecond)))
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 3 {
+			t.Fatalf("fetches of a %d before the interval with the watch down, want 3", got)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 4 {
+			t.Fatalf("fetches of a %d at the interval with the watch down, want 4", got)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 5 {
+			t.Fatalf("fetches of a %d two intervals with the watch down, want 5", got)
+		}
+		if got := st.watchCalls(); got < 3 {
+			t.Fatalf("%d watch calls, want the watch retried", got)
+		}
+
+		// The watch is back within its backoff (at most 30s): the next
+		// poll is due 10 min after the last look, at most 10s before it.
+		st.healWatch()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if st.running() != 1 {
+			t.Fatalf("%d watches running after the heal, want 1", st.running())
+		}
+		n := st.count("fetch a")
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != n {
+			t.Fatalf("fetches of a %d with the watch back, want %d (no polling at the interval)", got, n)
+		}
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != n+1 {
+			t.Fatalf("fetches of a %d, want %d (one safety poll)", got, n+1)
+		}
+		if got := st.count("probe a"); got != 0 {
+			t.Fatalf("%d probes of a provider without a probe", got)
+		}
+	})
+}
+
+// multiSet is a ProviderSet with a provider per scheme.
+type multiSet map[string]providers.Provider
+
+func (m multiSet) Provider(sch string) (providers.Provider, error) {
+	if p, ok := m[sch]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("unknown provider %q: %w", sch, providers.ErrInvalidReference)
+}
+
+func (m multiSet) CheckRef(r providers.Ref) error {
+	_, err := m.Provider(r.Scheme)
+	return err
 }
 
 // TestWatchTwoSecretsOneApply: two secrets rotated in one burst are applied

@@ -43,13 +43,16 @@ type store struct {
 	fetchErr map[string]error
 	probeErr error
 	renewErr error
-	watchers []func(providers.Ref)
+	watchers []func(providers.Ref) // of the running watches
 	refs     [][]providers.Ref
+	watchErr error         // while set, a watch fails at once
+	kill     chan struct{} // closed to make the running watches fail
+	watches  int           // watch calls
 	delay    time.Duration // each fetch takes this long
 }
 
 func newStore() *store {
-	return &store{entries: map[string]*entry{}, calls: map[string]int{}, fetchErr: map[string]error{}}
+	return &store{entries: map[string]*entry{}, calls: map[string]int{}, fetchErr: map[string]error{}, kill: make(chan struct{})}
 }
 
 // set stores value at path as a new version.
@@ -144,14 +147,59 @@ func (s *store) renew(_ context.Context, ref providers.Ref, l providers.Lease) (
 	return l, nil
 }
 
-// watch blocks like a real Watcher, delivering trigger calls.
+// watch blocks like a real Watcher, delivering trigger calls, until ctx
+// is done or breakWatch makes it fail.
 func (s *store) watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
 	s.mu.Lock()
+	s.watches++
+	if err := s.watchErr; err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	s.watchers = append(s.watchers, changed)
 	s.refs = append(s.refs, refs)
+	kill := s.kill
 	s.mu.Unlock()
-	<-ctx.Done()
-	return ctx.Err()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-kill:
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.watchErr
+	}
+}
+
+// breakWatch makes the running watches fail with err, and every watch
+// started from now on, until healWatch.
+func (s *store) breakWatch(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchErr = err
+	s.watchers, s.refs = nil, nil
+	close(s.kill)
+	s.kill = make(chan struct{})
+}
+
+// healWatch lets the next watch run.
+func (s *store) healWatch() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchErr = nil
+}
+
+// watchCalls returns how many times watch was called.
+func (s *store) watchCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watches
+}
+
+// running returns how many watches are running.
+func (s *store) running() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.watchers)
 }
 
 // trigger reports path as changed to every watcher (from the test goroutine).
@@ -174,12 +222,16 @@ type (
 	proberProvider  struct{ plainProvider }
 	watcherProvider struct{ plainProvider }
 	renewerProvider struct{ plainProvider }
+	// watchProberProvider is like Kubernetes: a watch and a version probe.
+	watchProberProvider struct{ proberProvider }
 )
 
 var (
 	_ providers.VersionProber = proberProvider{}
 	_ providers.Watcher       = watcherProvider{}
 	_ providers.LeaseRenewer  = renewerProvider{}
+	_ providers.Watcher       = watchProberProvider{}
+	_ providers.VersionProber = watchProberProvider{}
 )
 
 func (p plainProvider) Fetch(ctx context.Context, r providers.Ref) (providers.Secret, error) {
@@ -190,6 +242,9 @@ func (p proberProvider) ProbeVersion(ctx context.Context, r providers.Ref) (stri
 	return p.s.probe(ctx, r)
 }
 func (p watcherProvider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
+	return p.s.watch(ctx, refs, changed)
+}
+func (p watchProberProvider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
 	return p.s.watch(ctx, refs, changed)
 }
 func (p renewerProvider) Renew(ctx context.Context, r providers.Ref, l providers.Lease) (providers.Lease, error) {

@@ -249,9 +249,16 @@ func (t *Tokens) Run(ctx context.Context) error {
 	return nil
 }
 
+// random is Options.Rand, made safe for the concurrent token loops.
+func (t *Tokens) random() float64 {
+	t.randMu.Lock()
+	defer t.randMu.Unlock()
+	return t.rand()
+}
+
 // loop is one token's refresh loop.
 func (t *Tokens) loop(ctx context.Context, st *tokenState) {
-	b := &backoff.Backoff{Base: tokenRetryBase, Max: tokenRetryMax}
+	b := &backoff.Backoff{Base: tokenRetryBase, Max: tokenRetryMax, Rand: t.random}
 	var retryAt time.Time
 	for {
 		now := time.Now()
@@ -301,9 +308,7 @@ func (t *Tokens) refreshAt(st *tokenState, now time.Time) time.Time {
 		return now
 	}
 	life := cur.ExpiresAt.Sub(cur.Issued)
-	t.randMu.Lock()
-	r := t.rand()
-	t.randMu.Unlock()
+	r := t.random()
 	frac := tokenFraction + tokenJitter*(2*r-1)
 	at := cur.Issued.Add(time.Duration(frac * float64(life)))
 	if rb := st.spec.RefreshBefore; rb > 0 && rb <= life/2 {
