@@ -317,21 +317,23 @@ func TestKVv1AndCompatibilityForms(t *testing.T) {
 func TestProbeVersionReal(t *testing.T) {
 	t.Parallel()
 	p := newReal(t, vaultSrv.Addr, Options{}, map[string]string{envToken: readToken})
-	ref := mustParse(t, "vault://secret/probe#k")
-	kv2Put(t, "probe", map[string]any{"k": "v1-value-aa"})
+	// A fresh name per run: the dev server outlives one -count iteration.
+	name := fmt.Sprintf("probe-%d", time.Now().UnixNano())
+	ref := mustParse(t, "vault://secret/"+name+"#k")
+	kv2Put(t, name, map[string]any{"k": "v1-value-aa"})
 	v, err := p.ProbeVersion(t.Context(), ref.Whole())
 	if err != nil || v != "1" {
 		t.Fatalf("ProbeVersion = %q, %v", v, err)
 	}
-	kv2Put(t, "probe", map[string]any{"k": "v2-value-bb"})
+	kv2Put(t, name, map[string]any{"k": "v2-value-bb"})
 	if v, err = p.ProbeVersion(t.Context(), ref.Whole()); err != nil || v != "2" {
 		t.Fatalf("ProbeVersion after a write = %q, %v", v, err)
 	}
-	_, sec := mustFetchField(t, p, "vault://secret/probe", "k")
+	_, sec := mustFetchField(t, p, "vault://secret/"+name, "k")
 	if sec.Version != v {
 		t.Errorf("Fetch Version %q != probed %q", sec.Version, v)
 	}
-	if err := admin.KVv2("secret").Delete(t.Context(), "probe"); err != nil {
+	if err := admin.KVv2("secret").Delete(t.Context(), name); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.ProbeVersion(t.Context(), ref.Whole()); !errors.Is(err, providers.ErrNotFound) || !strings.Contains(err.Error(), "deleted") {
