@@ -72,6 +72,10 @@ exec exits with the child's code (128+N when it was killed by signal N).
 
 Environment: KEYWARD_CONFIG (default for -c), KEYWARD_LOG_LEVEL, KEYWARD_LOG_FORMAT.`
 
+// optionalCommands are commands whose files a build tag can leave out; each
+// adds itself here in an init function.
+var optionalCommands []func(*globals) *cobra.Command
+
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "keyward",
@@ -108,7 +112,10 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", defaultString(g.env.getenv("KEYWARD_LOG_LEVEL"), "info"), "log level: debug, info, warn, error (env KEYWARD_LOG_LEVEL)")
 	pf.StringVar(&g.logFormat, "log-format", defaultString(g.env.getenv("KEYWARD_LOG_FORMAT"), "text"), "log format: text or json (env KEYWARD_LOG_FORMAT)")
 
-	root.AddCommand(newExecCmd(g), newAgentCmd(g), newRenderCmd(g), newCheckCmd(g), newGetCmd(g), newVersionCmd(g), newCICmd(g), newScanCmd(g), newWebhookCmd(g))
+	root.AddCommand(newExecCmd(g), newAgentCmd(g), newRenderCmd(g), newCheckCmd(g), newGetCmd(g), newVersionCmd(g), newCICmd(g), newScanCmd(g))
+	for _, newCmd := range optionalCommands {
+		root.AddCommand(newCmd(g))
+	}
 	return root
 }
 

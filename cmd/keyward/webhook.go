@@ -1,3 +1,5 @@
+//go:build !no_k8s
+
 package main
 
 import (
@@ -17,6 +19,10 @@ import (
 
 	"github.com/keyward/keyward/internal/webhook"
 )
+
+// The webhook is a Kubernetes feature: a build without the k8s provider
+// (-tags no_k8s) leaves it and client-go out.
+func init() { optionalCommands = append(optionalCommands, newWebhookCmd) }
 
 func newWebhookCmd(g *globals) *cobra.Command {
 	var (
