@@ -359,7 +359,7 @@ env:
 watch: {interval: 1h, debounce: 300ms}
 server: {listen: "unix:kw.sock"}
 `)
-	child := `trap 'exit 0' TERM; echo "start ${DATABASE_PASSWORD#pw-env-}"; while :; do sleep 1 & wait $!; done`
+	child := `trap 'exit 5' TERM; echo "start ${DATABASE_PASSWORD#pw-env-}"; while :; do sleep 1 & wait $!; done`
 	a := startAgent(t, dir, nil, "exec", "-c", "keyward.yaml", "--", "sh", "-c", child)
 	if l := a.nextLine(); l != "start 1" {
 		t.Fatalf("child said %q", l)
@@ -372,13 +372,13 @@ server: {listen: "unix:kw.sock"}
 			t.Fatalf("child said %q, want %q (one restart per burst, with the new env)", l, want)
 		}
 	}
-	// The child's own exit ends keyward with its code.
+	// SIGTERM reaches the child, whose own exit code ends keyward.
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	<-a.exited
-	if a.code != 0 {
-		t.Fatalf("exit code %d", a.code)
+	if a.code != 5 {
+		t.Fatalf("exit code %d, want the child's 5", a.code)
 	}
 }
 

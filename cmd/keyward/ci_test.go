@@ -223,6 +223,7 @@ exit 3`
 		{"CI set", []string{"CI=true"}, nil, true},
 		{"CI set, --no-mask", []string{"CI=true"}, []string{"--no-mask"}, false},
 		{"no CI", nil, nil, false},
+		{"CI=false", []string{"CI=false"}, nil, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -408,6 +408,30 @@ func TestExecWithConfig(t *testing.T) {
 	}
 }
 
+func TestExecKeepEnv(t *testing.T) {
+	t.Parallel()
+	dir, _ := fixture(t)
+	replaceIn(t, dir, "keyward.yaml", "env:\n", "keep_env: [VAULT_TOKEN]\nenv:\n")
+	for _, mode := range [][]string{nil, {"--supervise"}} {
+		args := append(append([]string{"exec", "-c", "keyward.yaml"}, mode...), "--", "sh", "-c", `[ "$VAULT_TOKEN" = s.passed-on ] && [ -z "${KEYWARD_LOG_FORMAT+x}" ] && echo ok`)
+		r := keyward(t, dir, []string{"VAULT_TOKEN=s.passed-on", "KEYWARD_LOG_FORMAT=text"}, args...)
+		if r.code != 0 || r.stdout != "ok\n" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", mode, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestExecNotExecutable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "script.sh"), "#!/bin/sh\necho hi\n") // mode 0600: not executable
+	for _, mode := range [][]string{nil, {"--supervise"}} {
+		args := append(append([]string{"exec"}, mode...), "--", "./script.sh")
+		r := keyward(t, dir, nil, args...)
+		checkFailure(t, r, 126, []string{"script.sh"})
+	}
+}
+
 func TestExecCommandNotFound(t *testing.T) {
 	t.Parallel()
 	for _, mode := range [][]string{nil, {"--supervise"}} {
