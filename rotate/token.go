@@ -119,6 +119,10 @@ type TokenOptions struct {
 	Metrics *TokenMetrics
 	// Rand returns numbers in [0, 1) for jitter; nil uses math/rand/v2.
 	Rand func() float64
+	// OnToken, when set, is called with each new access token before it is
+	// served or written anywhere (the output masker learns it first). It
+	// must not block.
+	OnToken func(name string, token providers.Value)
 }
 
 // Tokens keeps OAuth2 client-credentials tokens fresh: Init gets each one
@@ -362,6 +366,9 @@ func (t *Tokens) exchange(ctx context.Context, st *tokenState, forced bool) (*To
 	c.tok, c.err = t.doExchange(xctx, st)
 	stop()
 	cancel()
+	if c.err == nil && t.opts.OnToken != nil {
+		t.opts.OnToken(st.spec.Name, c.tok.AccessToken)
+	}
 
 	st.mu.Lock()
 	if c.err == nil {

@@ -196,7 +196,19 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		reg = srv.Registry()
 	}
 	metrics := rotate.NewMetrics(reg)
-	tokens, err := newTokens(g, cfg, s, reg, nil)
+
+	// With --mask, the child's and the on_change commands' output pass
+	// through one masker, which learns every value (secrets, rotated
+	// secrets, access tokens) before the child or a file can see it.
+	out, errOut, flush := w.stdout, w.stderr, func() {}
+	maskUpdate := func(map[string]providers.Resolved) {}
+	if w.output != nil {
+		out, errOut, flush, maskUpdate = w.output(nil)
+	}
+	onToken := func(name string, v providers.Value) {
+		maskUpdate(map[string]providers.Resolved{"token:" + name: {Value: v}})
+	}
+	tokens, err := newTokens(g, cfg, s, reg, nil, onToken)
 	if err != nil {
 		return err
 	}
@@ -236,25 +248,18 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if err != nil {
 		return err
 	}
-	// maskUpdate, set below when the child's output is masked, learns each
-	// rotation's values before the files are written.
-	var maskUpdate func(map[string]providers.Resolved)
 	opts := rotate.Options{
-		BeforeApply: func(v map[string]providers.Resolved) {
-			if maskUpdate != nil {
-				maskUpdate(v)
-			}
-		},
-		Providers:  s.set,
-		Secrets:    refs,
-		Files:      rfiles,
-		EnvSecrets: envSecrets,
-		OnChange:   top,
-		Child:      engChild,
-		RunCommand: rotate.ChildCommandRunner(cmdEnv, w.stdout, w.stderr, g.logger),
-		Jitter:     config.DefaultWatchJitter,
-		Logger:     g.logger,
-		Metrics:    metrics,
+		BeforeApply: maskUpdate,
+		Providers:   s.set,
+		Secrets:     refs,
+		Files:       rfiles,
+		EnvSecrets:  envSecrets,
+		OnChange:    top,
+		Child:       engChild,
+		RunCommand:  rotate.ChildCommandRunner(cmdEnv, out, errOut, g.logger),
+		Jitter:      config.DefaultWatchJitter,
+		Logger:      g.logger,
+		Metrics:     metrics,
 	}
 	if cfg.Watch != nil {
 		opts.Interval, opts.Jitter, opts.Debounce = cfg.Watch.Interval, cfg.Watch.Jitter, cfg.Watch.Debounce
@@ -274,6 +279,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if err := initEngine(sigCtx, g, eng, w); err != nil {
 		return err
 	}
+	maskUpdate(eng.Values())
 	tokenTimeout := defaultInitTimeout
 	if w.retryInit {
 		tokenTimeout = w.initTimeout
@@ -287,12 +293,8 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	}
 
 	var sup *rotate.Supervisor
-	flush := func() {}
 	if hasChild {
-		stdout, stderr := w.stdout, w.stderr
-		if w.output != nil {
-			stdout, stderr, flush, maskUpdate = w.output(eng.Values())
-		}
+		stdout, stderr := out, errOut
 		sup = rotate.NewSupervisor(rotate.SupervisorOptions{
 			Args:        w.args,
 			Env:         childEnv,
@@ -528,7 +530,7 @@ func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 
 // newTokens builds the token loop for cfg's tokens (nil when there are
 // none); an invalid client reference is a configuration error.
-func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool) (*rotate.Tokens, error) {
+func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool, onToken func(string, providers.Value)) (*rotate.Tokens, error) {
 	specs := tokenSpecs(cfg, only)
 	if len(specs) == 0 {
 		return nil, nil
@@ -537,7 +539,7 @@ func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Regist
 	if reg != nil {
 		m = rotate.NewTokenMetrics(reg)
 	}
-	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m})
+	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m, OnToken: onToken})
 	if err != nil {
 		return nil, configError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}

@@ -250,6 +250,7 @@ func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idl
 		_ = errw.Close()
 	}
 	var mu sync.Mutex
+	warned := len(set.Skipped())
 	current := map[string][]byte{}
 	for _, sec := range all {
 		current[sec.Name] = sec.Value
@@ -267,7 +268,12 @@ func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idl
 			grew = true
 		}
 		if grew {
-			m.Update(mask.NewSet(all, minLen))
+			set := mask.NewSet(all, minLen)
+			if skipped := set.Skipped(); len(skipped) > warned {
+				warned = len(skipped)
+				g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", minLen)
+			}
+			m.Update(set)
 		}
 	}
 	return out, errw, flush, update

@@ -2,7 +2,9 @@ package main
 
 import (
 	"io"
+	"maps"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,8 +123,15 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			// gone: tokens are fetched once, into their files and the
 			// child's KEYWARD_TOKEN_<NAME>, and not refreshed.
 			var tokens *rotate.Tokens
+			var tokenMu sync.Mutex
+			maskRes := maps.Clone(res) // what --mask hides: the secrets and the tokens
+			onToken := func(name string, v providers.Value) {
+				tokenMu.Lock()
+				defer tokenMu.Unlock()
+				maskRes["token:"+name] = providers.Resolved{Value: v}
+			}
 			if cfg != nil {
-				if tokens, err = newTokens(g, cfg, s, nil, nil); err != nil {
+				if tokens, err = newTokens(g, cfg, s, nil, nil, onToken); err != nil {
 					return err
 				}
 				if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
@@ -153,7 +162,9 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
 			if maskOutput && !noMask {
 				supervise = true // the child's output must pass through keyward
-				stdout, stderr, flushMask, _ = maskedOutput(g, res, 0, maskIdle)
+				tokenMu.Lock()
+				stdout, stderr, flushMask, _ = maskedOutput(g, maskRes, 0, maskIdle)
+				tokenMu.Unlock()
 			}
 			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
 

@@ -218,6 +218,11 @@ func TestTokensRenderExecCI(t *testing.T) {
 		t.Fatalf("exec: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 	checkNoSecret(t, r.stderr, tok)
+	// Under CI (--mask by default) the child printing its tokens shows ***.
+	r = keyward(t, dir, []string{"CI=true"}, "exec", "-c", "keyward.yaml", "--", "sh", "-c", `echo "api=$KEYWARD_TOKEN_API"; echo "jwt=$KEYWARD_TOKEN_JWT"`)
+	if r.code != 0 || r.stdout != "api=***\njwt=***\n" {
+		t.Fatalf("exec under CI printed its tokens as %d bytes with %d masks (want both masked); exit %d %s", len(r.stdout), strings.Count(r.stdout, "***"), r.code, r.stderr)
+	}
 	r = keyward(t, dir, []string{"GITHUB_ACTIONS=true"}, "ci", "-c", "keyward.yaml")
 	if r.code != 78 || !strings.Contains(r.stderr, "tokens") {
 		t.Fatalf("ci with tokens: %d %s", r.code, r.stderr)
