@@ -166,7 +166,13 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	if t.client == nil {
-		t.client = &http.Client{Timeout: DefaultExchangeTimeout}
+		t.client = &http.Client{
+			Timeout: DefaultExchangeTimeout,
+			// A redirect would re-send the client secret (in the body for
+			// auth: post, in Authorization on a same-host redirect) to where
+			// the config's https token_url check never looked: refuse them.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	if t.rand == nil {
 		t.rand = rand.Float64

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
@@ -1129,5 +1130,21 @@ func TestExamples(t *testing.T) {
 				t.Error("no awssm reference")
 			}
 		})
+	}
+}
+
+// TestCredentialProcessOutputNotShown: the SDK's credential_process errors
+// can quote the process's output (the access keys); apiError keeps none of it.
+func TestCredentialProcessOutputNotShown(t *testing.T) {
+	t.Parallel()
+	const key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	sdkErr := fmt.Errorf("failed to retrieve credentials: %w",
+		&processcreds.ProviderError{Err: fmt.Errorf(`parse failed of process output: {"SecretAccessKey": %q}`, key)})
+	err := apiError("GetSecretValue", "prod/db", sdkErr)
+	if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "SecretAccessKey") {
+		t.Fatalf("credential_process output in the error (%d bytes)", len(err.Error()))
+	}
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "credential_process") {
+		t.Fatalf("error = %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/smithy-go"
 
 	"github.com/keyward/keyward/providers"
@@ -103,6 +104,12 @@ func sentinelOf(code string) error {
 func apiError(op, what string, err error) error {
 	if ctxErr := contextError(err); ctxErr != nil {
 		return fmt.Errorf("%s %s: %w", op, what, ctxErr)
+	}
+	var pe *processcreds.ProviderError
+	if errors.As(err, &pe) {
+		// credential_process errors can quote the process's output, which
+		// holds the access keys: say what failed, never what it printed.
+		return fmt.Errorf("%s %s: getting AWS credentials from credential_process failed (its output is not shown): %w", op, what, providers.ErrPermissionDenied)
 	}
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {

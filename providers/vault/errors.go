@@ -53,11 +53,18 @@ func vaultMessage(re *api.ResponseError) string {
 		}
 	}
 	msg := strings.Join(parts, "; ")
-	if re.RawError && len(msg) > 200 {
-		msg = msg[:200] + "…"
-	}
 	if msg == "" {
 		msg = strings.ToLower(http.StatusText(re.StatusCode))
+	}
+	return msg
+}
+
+// clip shortens a message for an error line. It is applied after scrub, so
+// a credential that a cut would split is still replaced whole.
+func clip(msg string) string {
+	const limit = 300
+	if len(msg) > limit {
+		return msg[:limit] + "…"
 	}
 	return msg
 }
@@ -104,7 +111,7 @@ func (p *Provider) apiError(ctx context.Context, op, path string, err error, hin
 	if re == nil {
 		return fmt.Errorf("vault %s %s: %w", op, path, err)
 	}
-	msg := p.scrubbed(vaultMessage(re))
+	msg := clip(p.scrubbed(vaultMessage(re)))
 	switch re.StatusCode {
 	case http.StatusForbidden:
 		capability := "read"
