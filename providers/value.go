@@ -1,6 +1,8 @@
 package providers
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -104,3 +106,23 @@ func (v Value) MarshalText() ([]byte, error) { return []byte(Redacted), nil }
 
 // MarshalYAML implements yaml.Marshaler for gopkg.in/yaml.v3.
 func (v Value) MarshalYAML() (any, error) { return Redacted, nil }
+
+// versionKey keys ContentVersion; it is random per process.
+var versionKey = func() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic("providers: no randomness for version keys")
+	}
+	return k
+}()
+
+// ContentVersion is a version string for stores that have none: a keyed
+// hash of the content ("h:" and 12 hex digits). Equal content gives an equal
+// version within one process, so changes are detected; the key is random per
+// process, so the version (which is logged) cannot be used to guess a
+// low-entropy value offline the way a plain hash could.
+func ContentVersion(b []byte) string {
+	m := hmac.New(sha256.New, versionKey)
+	m.Write(b)
+	return "h:" + hex.EncodeToString(m.Sum(nil)[:6])
+}

@@ -123,7 +123,7 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 		return providers.Secret{}, readError(path, err)
 	}
 	s := providers.Secret{Value: providers.NewValue(b)}
-	s.Version = s.Value.Fingerprint()
+	s.Version = providers.ContentVersion(s.Value.Bytes())
 	format := ref.Params["format"]
 	if format == "" {
 		format = formatFromName(path)

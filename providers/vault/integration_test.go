@@ -279,7 +279,7 @@ func TestKVv1AndCompatibilityForms(t *testing.T) {
 	kv2Put(t, "compat", map[string]any{"key": "second-value-27"})
 	p := newReal(t, vaultSrv.Addr, Options{}, map[string]string{envToken: readToken})
 
-	if v, sec := mustFetchField(t, p, "vault://kv1/app", "password"); v != "kv1-value-417" || !strings.HasPrefix(sec.Version, "sha256:") {
+	if v, sec := mustFetchField(t, p, "vault://kv1/app", "password"); v != "kv1-value-417" || !strings.HasPrefix(sec.Version, "h:") {
 		t.Errorf("kv1: different value or Version %q", sec.Version)
 	}
 	if v, _ := mustFetchField(t, p, "vault://kv1/app", "n"); v != "3" {

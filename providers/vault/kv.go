@@ -342,5 +342,5 @@ func fingerprint(data map[string]any) string {
 	if err != nil {
 		return ""
 	}
-	return providers.NewValue(b).Fingerprint()
+	return providers.ContentVersion(b)
 }

@@ -303,8 +303,8 @@ func TestFetch(t *testing.T) {
 			if tt.version != "" && sec.Version != tt.version {
 				t.Errorf("Version = %q, want %q", sec.Version, tt.version)
 			}
-			if tt.version == "" && !strings.HasPrefix(sec.Version, "sha256:") {
-				t.Errorf("KV v1 Version = %q, want a fingerprint", sec.Version)
+			if tt.version == "" && !strings.HasPrefix(sec.Version, "h:") {
+				t.Errorf("KV v1 Version = %q, want a content version", sec.Version)
 			}
 			if sec.Lease != nil {
 				t.Errorf("KV secret has a lease: %+v", sec.Lease)
