@@ -63,7 +63,7 @@ func (s *suite) testResolve(t *testing.T) {
 		secrets++
 	}
 	if s.h.PutValue != nil {
-		v := s.secret(t, "resolve")
+		v := s.secret(t)
 		refs["VALUE"], want["VALUE"] = rename(s.h.PutValue(t, name(t), v)), v
 		secrets++
 	}
