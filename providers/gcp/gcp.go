@@ -357,6 +357,12 @@ func callError(ctx context.Context, op, name string, err error) error {
 	}
 	st, _ := status.FromError(err)
 	code, msg := st.Code(), st.Message()
+	if strings.Contains(msg, "per-RPC creds") || strings.Contains(msg, "credentials") && code != codes.PermissionDenied && code != codes.Unauthenticated {
+		// A failure to obtain credentials (an executable or file source
+		// that printed something unexpected) may quote what it got, which
+		// can be a token: say what failed, never what it printed.
+		return fmt.Errorf("%s %s: gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials): %w", op, name, code, providers.ErrPermissionDenied)
+	}
 	if len(msg) > maxStatusMessage {
 		msg = msg[:maxStatusMessage] + "…"
 	}

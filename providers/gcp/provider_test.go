@@ -268,6 +268,8 @@ func TestCallErrors(t *testing.T) {
 			nil, []error{providers.ErrNotFound, providers.ErrPermissionDenied}, []string{"gRPC Internal", "…"}},
 		{"not a status", errors.New("connection reset"),
 			nil, []error{providers.ErrNotFound}, []string{"gRPC Unknown", "connection reset"}},
+		{"credential source output", status.Error(codes.Unavailable, `connection error: desc = "transport: per-RPC creds failed due to error: credentials: executable output is not valid JSON: {\"id_token\": \"eyJhbGciOiJSUzI1NiJ9.tokenbody\"}"`),
+			[]error{providers.ErrPermissionDenied}, []error{providers.ErrNotFound}, []string{"gRPC Unavailable", "details not shown"}},
 		{"deadline from server", status.Error(codes.DeadlineExceeded, "deadline"),
 			[]error{context.DeadlineExceeded}, nil, []string{"gRPC DeadlineExceeded"}},
 	}
@@ -289,6 +291,9 @@ func TestCallErrors(t *testing.T) {
 			for _, err := range []error{ferr, perr} {
 				if err == nil {
 					t.Fatal("no error")
+				}
+				if strings.Contains(err.Error(), "eyJ") || strings.Contains(err.Error(), "tokenbody") {
+					t.Fatalf("a credential source's output is in the error (%d bytes)", len(err.Error()))
 				}
 				for _, want := range tt.is {
 					if !errors.Is(err, want) {
