@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/keyward/keyward/internal/backoff"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -77,26 +78,8 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-// backoff is capped exponential backoff with full jitter: the n-th delay
-// is uniform in [0, min(cap, base·2ⁿ)), or the server's Retry-After when
-// that is longer.
-type backoff struct {
-	base, cap time.Duration
-	n         int
+// newBackoff is the project's capped exponential backoff with full jitter
+// (internal/backoff), with Retry-After hints capped at a minute.
+func newBackoff(base, cap time.Duration) *backoff.Backoff {
+	return &backoff.Backoff{Base: base, Max: cap, MaxRetryAfter: time.Minute}
 }
-
-func newBackoff(base, cap time.Duration) *backoff { return &backoff{base: base, cap: cap} }
-
-// next returns the next delay; retryAfter, when positive, is a floor.
-func (b *backoff) next(retryAfter time.Duration) time.Duration {
-	limit := b.cap
-	if b.n < 30 {
-		limit = min(b.cap, b.base<<b.n)
-	}
-	b.n++
-	d := time.Duration(rand.Int64N(int64(limit) + 1))
-	return max(d, min(retryAfter, time.Minute))
-}
-
-// reset starts over after a success.
-func (b *backoff) reset() { b.n = 0 }

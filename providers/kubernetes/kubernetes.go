@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/internal/backoff"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -114,7 +116,7 @@ func newProvider(src configSource, logger *slog.Logger) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{opts: src.opts, logger: logger, sleep: sleepCtx, fetched: map[string]observed{}}
+	p := &Provider{opts: src.opts, logger: logger, sleep: backoff.Wait, fetched: map[string]observed{}}
 	p.connect = func() (secretsAPI, error) {
 		cfg, how, err := src.restConfig()
 		if err != nil {
@@ -274,7 +276,7 @@ func (p *Provider) retry(ctx context.Context, verb, ns, name string, call func()
 			return err
 		}
 		p.logger.Debug("kubernetes request failed, retrying", "verb", verb, "namespace", ns, "secret", name, "attempt", attempt, "error", err)
-		if p.sleep(ctx, b.next(retryAfter(err))) != nil {
+		if p.sleep(ctx, b.NextAfter(retryAfter(err))) != nil {
 			return err
 		}
 	}
@@ -326,18 +328,6 @@ const (
 	fetchBackoffBase = 200 * time.Millisecond
 	fetchBackoffCap  = 2 * time.Second
 )
-
-// sleepCtx waits d, or returns ctx's error when ctx is done first.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // errNoConfig is returned when neither in-cluster config nor a kubeconfig
 // can be found.

@@ -184,15 +184,15 @@ func TestBackoff(t *testing.T) {
 		if i < 4 {
 			limit = 100 * time.Millisecond << i
 		}
-		if d := b.next(0); d < 0 || d > limit {
+		if d := b.Next(); d < 0 || d > limit {
 			t.Fatalf("delay %d = %v, want within [0, %v]", i, d, limit)
 		}
 	}
-	if d := b.next(3 * time.Second); d < 3*time.Second {
+	if d := b.NextAfter(3 * time.Second); d < 3*time.Second {
 		t.Errorf("delay %v below the Retry-After of 3s", d)
 	}
-	b.reset()
-	if d := b.next(0); d > 100*time.Millisecond {
+	b.Reset()
+	if d := b.Next(); d > 100*time.Millisecond {
 		t.Errorf("after reset: %v", d)
 	}
 }

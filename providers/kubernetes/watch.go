@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/keyward/keyward/internal/backoff"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -260,7 +261,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		} else {
 			log.Debug("kubernetes watch still failing", "verb", verb, "error", err)
 		}
-		_ = p.sleep(ctx, b.next(retryAfter(err)))
+		_ = p.sleep(ctx, b.NextAfter(retryAfter(err)))
 		return nil
 	}
 	for ctx.Err() == nil {
@@ -285,7 +286,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 			if expired(err) {
 				log.Debug("kubernetes watch expired; listing again", "resourceVersion", rv)
 				needList = true
-				_ = p.sleep(ctx, b.next(0))
+				_ = p.sleep(ctx, b.Next())
 				continue
 			}
 			if e := retry("watch", err); e != nil {
@@ -312,7 +313,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		case time.Since(start) < watchHealthy:
 			// Closed early without an error: back off so that a
 			// server closing watches at once is not hammered.
-			_ = p.sleep(ctx, b.next(0))
+			_ = p.sleep(ctx, b.Next())
 		}
 	}
 	return nil
@@ -321,7 +322,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 // consume handles the events of one watch until it closes, ctx is done
 // or the server sends an error. It returns the last resourceVersion seen
 // and the error event, if any.
-func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string, b *backoff) (string, error) {
+func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string, b *backoff.Backoff) (string, error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -344,12 +345,12 @@ func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string
 				if sec.ResourceVersion != "" {
 					rv = sec.ResourceVersion
 				}
-				b.reset()
+				b.Reset()
 			case watch.Bookmark:
 				if m, err := meta.Accessor(ev.Object); err == nil && m.GetResourceVersion() != "" {
 					rv = m.GetResourceVersion()
 				}
-				b.reset()
+				b.Reset()
 			case watch.Error:
 				return rv, apierrors.FromObject(ev.Object)
 			}
