@@ -295,8 +295,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 	// A YAML 1.1 reader (PyYAML) must read the same strings.
 	py, err := exec.LookPath("python3")
 	if err != nil || exec.Command(py, "-c", "import yaml").Run() != nil {
-		t.Log("PyYAML not available; YAML 1.1 read-back not checked")
-		return
+		t.Skip("PyYAML not available: the YAML 1.1 read-back is not checked (the yaml.v3 read-back above was)")
 	}
 	path := filepath.Join(t.TempDir(), "s.yaml")
 	writeRaw(t, path, string(b))

@@ -93,12 +93,18 @@ func TestChildOutputHeldByOrphan(t *testing.T) {
 	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	start := time.Now()
 	code, err := c.Wait()
+	elapsed := time.Since(start)
 	if pid, perr := strconv.Atoi(strings.TrimSpace(buf.String())); perr == nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if code != 0 || err != nil {
 		t.Fatalf("Wait = %d, %v", code, err)
+	}
+	// Without the drain timeout Wait would last as long as the orphan (60 s).
+	if limit := ioDrainTimeout + 10*time.Second; elapsed > limit {
+		t.Errorf("Wait returned after %v, want within %v of the child's exit", elapsed, limit)
 	}
 	if buf.Len() == 0 {
 		t.Error("output before the exit was lost")
