@@ -193,8 +193,13 @@ func TestTokensAgentTCPChild(t *testing.T) {
 	if c := get(guard); c != 200 {
 		t.Fatalf("with the guard header: %d", c)
 	}
-	_ = a.cmd.Process.Signal(os.Interrupt)
+	if err := a.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
 	<-a.exited
+	if a.code != 128+2 {
+		t.Errorf("exit code %d, want 130: the child was interrupted and keyward mirrors it", a.code)
+	}
 	if _, err := os.Stat(guardFile); !os.IsNotExist(err) {
 		t.Fatalf("guard file left behind: %v", err)
 	}
