@@ -34,7 +34,8 @@ type Ref struct {
 // ParseError describes a malformed reference. Its message names the
 // reference and the 1-based byte position of the problem. When Hide is set
 // (the text came from somewhere that might hold a value, such as an
-// environment variable), the reference text is left out.
+// environment variable), the reference text is left out. Msg never quotes
+// any part of the text, so a hidden error carries none of it.
 type ParseError struct {
 	Ref  string
 	Pos  int
@@ -231,7 +232,7 @@ func Parse(s string) (Ref, error) {
 	}
 	scheme := s[:colon]
 	if !validScheme(scheme) {
-		return Ref{}, perr(s, 0, "scheme %q must be lower-case letters, digits, '-' or '_', starting with a letter", scheme)
+		return Ref{}, perr(s, 0, "scheme must be lower-case letters, digits, '-' or '_', starting with a letter")
 	}
 	switch scheme {
 	case "arn":
@@ -335,10 +336,10 @@ func parseQuery(s string, pos int, q string) (map[string]string, error) {
 			return nil, perr(s, off+len(k)+1, "invalid escape in query value")
 		}
 		if _, dup := out[dk]; dup {
-			return nil, perr(s, off, "query parameter %q given twice", dk)
+			return nil, perr(s, off, "query parameter given twice")
 		}
 		if dv == "" {
-			return nil, perr(s, off+len(k)+1, "query parameter %q has an empty value", dk)
+			return nil, perr(s, off+len(k)+1, "query parameter has an empty value")
 		}
 		out[dk] = dv
 		off += len(kv) + 1

@@ -149,7 +149,7 @@ func TestParseErrors(t *testing.T) {
 		{"", 1, "empty reference"},
 		{"vault", 1, "missing scheme"},
 		{"/etc/kw/dev.yaml", 1, "missing scheme"},
-		{"Vault://x", 1, "scheme \"Vault\" must be lower-case"},
+		{"Vault://x", 1, "scheme must be lower-case"},
 		{"1x://y", 1, "must be lower-case"},
 		{" vault://x", 1, "leading or trailing space"},
 		{"vault://x ", 10, "leading or trailing space"},
@@ -227,14 +227,32 @@ func TestParseErrors(t *testing.T) {
 
 func TestParseErrorHide(t *testing.T) {
 	t.Parallel()
-	_, err := providers.Parse("hunter2 ")
-	var pe *providers.ParseError
-	if !errors.As(err, &pe) {
-		t.Fatal(err)
-	}
-	pe.Hide = true
-	if strings.Contains(pe.Error(), "hunter2") {
-		t.Errorf("hidden ParseError quotes the input: %q", pe)
+	// Each input holds the secret-looking part "Hunter2x" where a message
+	// might quote it: scheme, path, query key and value, field, version.
+	for _, in := range []string{
+		"Hunter2x ",
+		"Hunter2x://p",
+		"vault://Hunter2x%zz",
+		"vault://x?Hunter2x=1&Hunter2x=2",
+		"vault://x?Hunter2x=",
+		"vault://x?Hunter2x",
+		"vault://x?a=Hunter2x%zz",
+		"vault://x?Hunter2x%zz=1",
+		"vault://x#Hunter2x%2",
+		"vault:p?version=Hunter2x#k#2",
+		"sm://p/Hunter2x/x",
+		"gcp:secretmanager:Hunter2x/s",
+		"arn:aws:secretsmanager:Hunter2x:1:other:x",
+	} {
+		_, err := providers.Parse(in)
+		var pe *providers.ParseError
+		if !errors.As(err, &pe) {
+			t.Fatalf("Parse(%q) = %v, want a *ParseError", in, err)
+		}
+		pe.Hide = true
+		if msg := strings.ToLower(pe.Error()); strings.Contains(msg, "hunter2x") {
+			t.Errorf("hidden ParseError of %q quotes the input: %q", in, msg)
+		}
 	}
 }
 

@@ -86,6 +86,7 @@ runtime failure, 78 the config is invalid; with a command, the command's.`,
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
+	envFileRefsFlag(cmd, &w.envFileRefs)
 	cmd.Flags().DurationVar(&w.initTimeout, "init-timeout", defaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
 	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", rotate.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
 	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM (in-flight fetches, on_change commands, the server)")
@@ -96,6 +97,7 @@ runtime failure, 78 the config is invalid; with a command, the command's.`,
 // exec when the config has watch or on_change.
 type watchRun struct {
 	args            []string // the child's command; empty for none
+	envFileRefs     bool     // resolve file: references in the child's environment (--env-file-refs)
 	retryInit       bool     // retry the first fetch until initTimeout (agent)
 	initTimeout     time.Duration
 	stopTimeout     time.Duration
@@ -153,8 +155,8 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	refs := configRefs(cfg)
 	envRefs := map[string]providers.Ref{}
 	if hasChild {
-		if envRefs, err = config.FromEnv(environ, s.set.Known); err != nil {
-			return configError(err)
+		if envRefs, err = s.envRefs(environ, w.envFileRefs); err != nil {
+			return err
 		}
 		for name, r := range envRefs {
 			refs[envRefPrefix+name] = r

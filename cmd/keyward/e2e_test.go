@@ -243,7 +243,7 @@ func TestBadInput(t *testing.T) {
 			break_: func(t *testing.T, dir string) {
 				writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value"}`)
 			},
-			args: []string{"exec", "--", "true"},
+			args: []string{"exec", "--env-file-refs", "--", "true"},
 			env:  []string{"NUL_VALUE=file:nul.json#v"},
 			code: 1,
 			want: []string{"NUL_VALUE", "NUL"},
@@ -390,7 +390,7 @@ func TestExecZeroConfig(t *testing.T) {
 		"PLAIN=not-a-reference",
 		"VAULT_TOKEN=s.agent-token",
 		"KEYWARD_LOG_LEVEL=info",
-	}, "exec", "--", "sh", "-c", `[ "$DB_PASSWORD" = hunter2-db-password ] && [ "$PLAIN" = not-a-reference ] && [ -z "${VAULT_TOKEN+x}" ] && [ -z "${KEYWARD_LOG_LEVEL+x}" ] && echo ok`)
+	}, "exec", "--env-file-refs", "--", "sh", "-c", `[ "$DB_PASSWORD" = hunter2-db-password ] && [ "$PLAIN" = not-a-reference ] && [ -z "${VAULT_TOKEN+x}" ] && [ -z "${KEYWARD_LOG_LEVEL+x}" ] && echo ok`)
 	if r.code != 0 || r.stdout != "ok\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/child"
-	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/providers"
@@ -27,14 +26,21 @@ func newExecCmd(g *globals) *cobra.Command {
 	var stopTimeout time.Duration
 	var maskOutput, noMask bool
 	var maskIdle time.Duration
+	var envFileRefs bool
 	cmd := &cobra.Command{
 		Use:   "exec [-c FILE] -- COMMAND [ARG...]",
 		Short: "Run a command with secrets in its environment and files",
 		Long: `exec resolves secrets, writes the config's files, and runs COMMAND with an
 environment in which
 
-  - every variable whose whole value is a reference (DB_PASSWORD=vault://secret/db#password)
-    holds the secret instead, with or without a config file;
+  - every variable whose whole value is a secret-store reference
+    (DB_PASSWORD=vault://secret/db#password; awssm://, gcpsm://, k8s://, the
+    config's instance names, and the ECS ARN, sm://, gcp:secretmanager: and
+    vault:MOUNT/PATH#KEY spellings) holds the secret instead, with or without
+    a config file. file: values are resolved only with --env-file-refs (or
+    env_file_refs: true), since file: URIs are ordinary values for SQLite and
+    JDBC. Any other value reaches COMMAND unchanged; one that looks like a
+    mistyped reference (vualt://) gets a warning naming the variable;
   - the config's env: entries are added;
   - keyward's own credentials (VAULT_TOKEN, KEYWARD_*) are removed unless the
     config lists them under keep_env.
@@ -66,7 +72,10 @@ also when split across writes; values shorter than 6 bytes are not masked.
 Exit status: the command's own; 127 command not found, 126 not executable,
 1 a secret could not be fetched, 78 the config or a reference is invalid.`,
 		Example: `  # no config: references in the environment are resolved
-  DB_PASSWORD=file:examples/local/dev.yaml#db.password keyward exec -- ./app --port 8080
+  DB_PASSWORD=vault://secret/payments/db#password keyward exec -- ./app --port 8080
+
+  # file: references from the environment, for local use
+  DB_PASSWORD=file:examples/local/dev.yaml#db.password keyward exec --env-file-refs -- ./app
 
   # with a config: env and files as declared
   keyward exec -c examples/local/keyward.yaml -- sh -c 'echo "user=$DB_USER"'
@@ -86,7 +95,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			}
 			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
 				// Rotation: supervise the child through the engine (agent.go).
-				w := watchRun{args: args, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
+				w := watchRun{args: args, envFileRefs: envFileRefs, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
 				if maskOutput && !noMask {
 					w.output = func(v map[string]providers.Resolved) (io.Writer, io.Writer, func(), func(map[string]providers.Resolved)) {
 						return maskedOutput(g, v, 0, maskIdle)
@@ -100,9 +109,9 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			}
 			defer done()
 			environ := g.env.environ()
-			envRefs, err := config.FromEnv(environ, s.set.Known)
+			envRefs, err := s.envRefs(environ, envFileRefs)
 			if err != nil {
-				return configError(err)
+				return err
 			}
 			refs := configRefs(cfg)
 			for name, r := range envRefs {
@@ -198,6 +207,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
+	envFileRefsFlag(cmd, &envFileRefs)
 	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay as the parent process: forward signals, reap zombies, mirror the exit code (automatic as PID 1)")
 	cmd.Flags().BoolVar(&maskOutput, "mask", maskByDefault(g.env.getenv), "replace secret values in the child's stdout and stderr with *** (default true when CI is set; implies --supervise)")
 	cmd.Flags().BoolVar(&noMask, "no-mask", false, "do not mask the child's output, also when CI is set")

@@ -91,6 +91,33 @@ func newSession(g *globals, cfg *config.Config) (*session, error) {
 	return &session{g: g, cfg: cfg, set: providers.NewSet(base, declared)}, nil
 }
 
+// envRefs finds the references in keyward's environment (config.FromEnv):
+// those of the provider set's schemes, and file: ones when fileRefs or the
+// config's env_file_refs says so. Values that look like a mistyped
+// reference are logged as warnings naming the variable; a value meant as a
+// reference that is invalid is a configuration error naming the variable.
+// Neither ever quotes the value.
+func (s *session) envRefs(environ []string, fileRefs bool) (map[string]providers.Ref, error) {
+	refs, warnings, err := config.FromEnv(environ, config.EnvOptions{
+		Schemes:  s.set.Schemes(),
+		FileRefs: fileRefs || s.cfg != nil && s.cfg.EnvFileRefs,
+		Check:    s.set.CheckRef,
+	})
+	for _, w := range warnings {
+		s.g.logger.Warn("environment variable not resolved", "variable", w.Var, "reason", w.Msg)
+	}
+	if err != nil {
+		return nil, configError(err)
+	}
+	return refs, nil
+}
+
+// envFileRefsFlag adds --env-file-refs to a command that resolves
+// references found in the environment.
+func envFileRefsFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "env-file-refs", false, "also resolve environment variables whose value is a file: reference (config key env_file_refs); off by default, as file: URIs are ordinary values for SQLite and JDBC")
+}
+
 // check validates every reference against the provider set without I/O;
 // problems are configuration errors (exit 78), all reported at once.
 func (s *session) check(refs map[string]providers.Ref) error {

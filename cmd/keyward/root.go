@@ -84,7 +84,7 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Example: `  # run a process with secrets in its environment, no config file needed
-  DB_PASSWORD=file:dev.yaml#db.password keyward exec -- ./app
+  DB_PASSWORD=vault://secret/payments/db#password keyward exec -- ./app
 
   # render the files of a config once (Kubernetes init container)
   keyward render --once -c keyward.yaml

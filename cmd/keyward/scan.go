@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/scan"
 )
@@ -17,6 +16,7 @@ import (
 func newScanCmd(g *globals) *cobra.Command {
 	var maxSize string
 	var minLen int
+	var envFileRefs bool
 	cmd := &cobra.Command{
 		Use:   "scan [-c FILE] PATH...",
 		Short: "Search files for secret values before they are published",
@@ -63,9 +63,9 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 				return err
 			}
 			defer done()
-			envRefs, err := config.FromEnv(g.env.environ(), s.set.Known)
+			envRefs, err := s.envRefs(g.env.environ(), envFileRefs)
 			if err != nil {
-				return configError(err)
+				return err
 			}
 			refs := configRefs(cfg)
 			for name, r := range envRefs {
@@ -95,6 +95,7 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 	}
 	cmd.Flags().StringVar(&maxSize, "max-size", "256MiB", "skip files larger than this (B, KiB, MiB, GiB; 0 for no limit)")
 	cmd.Flags().IntVar(&minLen, "min-length", mask.DefaultMinLength, "do not search for values shorter than this many bytes")
+	envFileRefsFlag(cmd, &envFileRefs)
 	return cmd
 }
 

@@ -54,7 +54,7 @@ func TestScan(t *testing.T) {
 	}
 
 	// Zero config: a reference in the environment is what is searched for.
-	r = keyward(t, dir, []string{"KEY=file:dev.yaml#stripe.key"}, "scan", "dist")
+	r = keyward(t, dir, []string{"KEY=file:dev.yaml#stripe.key"}, "scan", "--env-file-refs", "dist")
 	if r.code != 1 || !strings.Contains(r.stdout, "env:KEY (raw") || strings.Contains(r.stdout, "DB_PASSWORD") {
 		t.Errorf("zero config: exit %d, stdout %q", r.code, r.stdout)
 	}

@@ -80,6 +80,9 @@ type Config struct {
 	// KeepEnv lists keyward's own credential variables (VAULT_TOKEN,
 	// KEYWARD_*) that are passed on to the child instead of being removed.
 	KeepEnv []string
+	// EnvFileRefs makes file: values in keyward's environment references
+	// (config.FromEnv with EnvOptions.FileRefs), as --env-file-refs does.
+	EnvFileRefs bool
 	// Files lists the files to render, in config order.
 	Files []File
 	// Tokens holds the OAuth2 client-credentials tokens to keep fresh, by name.
@@ -312,7 +315,7 @@ func parseYAML(data []byte, d *decoder) (*yaml.Node, bool) {
 	return doc.Content[0], true
 }
 
-var topKeys = []string{"version", "providers", "secrets", "env", "keep_env", "files", "tokens", "watch", "on_change", "server", "ci"}
+var topKeys = []string{"version", "providers", "secrets", "env", "keep_env", "env_file_refs", "files", "tokens", "watch", "on_change", "server", "ci"}
 
 // decode fills c from the root node; it returns false when the document
 // is not a mapping at all.
@@ -347,6 +350,9 @@ func (c *Config) decode(d *decoder, root *yaml.Node) bool {
 	}
 	if n := section("keep_env"); n != nil {
 		c.KeepEnv, _ = d.strList(n, "keep_env")
+	}
+	if n := section("env_file_refs"); n != nil {
+		c.EnvFileRefs, _ = d.boolean(n, "env_file_refs")
 	}
 	if n := section("files"); n != nil {
 		c.decodeFiles(d, n)

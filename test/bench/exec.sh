@@ -30,8 +30,8 @@ done
 hyperfine -N --style basic --warmup 20 --runs 300 \
 	--export-json "$work/result.json" \
 	-n 'true' '/bin/true' \
-	-n 'keyward exec (execve), 50 refs' "$bin exec -- /bin/true" \
-	-n 'keyward exec --supervise, 50 refs' "$bin exec --supervise -- /bin/true" >"$work/hyperfine.txt" 2>&1 || { cat "$work/hyperfine.txt"; exit 1; }
+	-n 'keyward exec (execve), 50 refs' "$bin exec --env-file-refs -- /bin/true" \
+	-n 'keyward exec --supervise, 50 refs' "$bin exec --env-file-refs --supervise -- /bin/true" >"$work/hyperfine.txt" 2>&1 || { cat "$work/hyperfine.txt"; exit 1; }
 
 python3 - "$work/result.json" <<'PY'
 import json, sys
