@@ -17,11 +17,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# Version stamps, as `make build` sets them: --build-arg VERSION=v1.2.3
+# --build-arg COMMIT=$(git rev-parse HEAD) --build-arg DATE=<commit date, RFC 3339>.
+ARG VERSION=""
+ARG COMMIT=""
+ARG DATE=""
 # TAGS leaves providers out, e.g. --build-arg TAGS="no_vault no_gcpsm no_k8s".
 ARG TAGS=""
-RUN CGO_ENABLED=0 go build -trimpath -tags "${TAGS}" \
-      -ldflags "-s -w -X github.com/keyward/keyward/internal/version.Version=${VERSION}" \
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -tags "${TAGS}" \
+      -ldflags "-s -w -X github.com/keyward/keyward/internal/version.Version=${VERSION} -X github.com/keyward/keyward/internal/version.Commit=${COMMIT} -X github.com/keyward/keyward/internal/version.Date=${DATE}" \
       -o /out/keyward ./cmd/keyward
 
 # binary: nothing but the executable, for `COPY --from` into application images.

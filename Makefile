@@ -11,10 +11,16 @@
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
 
 GO       ?= go
-VERSION  ?= dev
 BIN      ?= bin/keyward
 PKG      := github.com/keyward/keyward
-LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
+# Version stamps (keyward version): the tag, or `git describe` past it; the
+# commit; and the commit's date, not the build's, so that two builds of one
+# commit are byte-identical (SOURCE_DATE_EPOCH overrides it).
+VERSION  ?= $(shell git describe --tags --match 'v[0-9]*' --always --dirty 2>/dev/null | sed '/^v/!s/^/v0.0.0-g/')
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+DATE     ?= $(shell [ -n "$(SOURCE_DATE_EPOCH)" ] && { date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u -r $(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ; })
+LDFLAGS  := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT) -X $(PKG)/internal/version.Date=$(DATE)
 # TAGS leaves providers out of the binary, e.g. TAGS="no_vault no_gcpsm no_k8s".
 TAGS     ?=
 GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
@@ -28,7 +34,7 @@ SERVERS   = $(sort $(wildcard test/servers/*.sh))
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
 
 test: lint servers
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./...

@@ -105,6 +105,19 @@ func LookupKind(name string) (Kind, bool) {
 	return k, ok
 }
 
+// Kinds returns the names of the registered kinds, sorted: the providers
+// compiled into this binary.
+func Kinds() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for k := range registry {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // KnownKind reports whether name is a kind keyward knows (built or not).
 func KnownKind(name string) bool {
 	_, ok := LookupKind(name)

@@ -119,14 +119,6 @@ func TestHelpShowsExamples(t *testing.T) {
 	}
 }
 
-func TestVersion(t *testing.T) {
-	t.Parallel()
-	r := keyward(t, t.TempDir(), nil, "version")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "keyward ") {
-		t.Fatalf("version: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
-	}
-}
-
 // TestReadmeQuickstart runs the README's first quickstart command as written,
 // with `go run ./cmd/keyward` standing for the built binary.
 func TestReadmeQuickstart(t *testing.T) {

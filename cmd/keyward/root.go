@@ -101,6 +101,8 @@ func newRoot(g *globals) *cobra.Command {
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = buildInfo().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
 	root.SetIn(g.stdin)

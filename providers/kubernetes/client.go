@@ -69,7 +69,7 @@ func newRESTSecrets(cfg *rest.Config) (*restSecrets, error) {
 	c.ContentType = runtime.ContentTypeProtobuf
 	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	if c.UserAgent == "" {
-		c.UserAgent = "keyward/" + version.Version
+		c.UserAgent = "keyward/" + version.Get().Version
 	}
 	// client-go's default of 5 requests per second (burst 10) would make
 	// the start of 100 per-Secret watches take 40 s; the API server's own
