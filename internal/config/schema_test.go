@@ -176,6 +176,8 @@ func TestSchemaProviderOptions(t *testing.T) {
 		"{kind: gcpsm, project: p, endpoint: '127.0.0.1:9', insecure: true}",
 		"{kind: k8s, kubeconfig: kc, context: c, watch_scope: namespace}",
 		"{kind: file}",
+		"{kind: file, max_size: 4MiB, allow_non_regular: true}",
+		"{kind: file, max_size: 65536}",
 	}
 	bad := []string{
 		"{kind: vault, adress: https://v:8200}",
@@ -184,6 +186,8 @@ func TestSchemaProviderOptions(t *testing.T) {
 		"{kind: gcpsm, projekt: p}",
 		"{kind: k8s, watch_scope: cluster}",
 		"{kind: file, root: /etc}",
+		"{kind: file, max_size: lots}",
+		"{kind: file, max_size: 0}",
 	}
 	for _, p := range good {
 		if err := validateSchema(t, sch, []byte("version: 1\nproviders:\n  x: "+p+"\n")); err != nil {

@@ -159,7 +159,7 @@ func harness(t *testing.T, l layout) providertest.Harness {
 	}
 	h := providertest.Harness{
 		Kind:        "file",
-		New:         func(*testing.T) providers.Provider { return file.New(dir) },
+		New:         func(*testing.T) providers.Provider { return file.New(dir, file.Options{}) },
 		FlatObjects: l.flat,
 		BinarySafe:  true,
 		PutValue: func(t *testing.T, name string, value []byte) providers.Ref {

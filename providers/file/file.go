@@ -11,13 +11,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -43,30 +44,93 @@ func init() {
 
 var _ providers.Provider = (*Provider)(nil)
 
+// Options are an instance's configuration keys (beside kind):
+//
+//	providers:
+//	  file: {kind: file, max_size: 4MiB, allow_non_regular: true}
+type Options struct {
+	// MaxSize is the largest file a reference may name; a larger one is
+	// an error wrapping ErrTooLarge. Zero means DefaultMaxSize.
+	MaxSize Size `yaml:"max_size"`
+	// AllowNonRegular lets references name a FIFO or a character device
+	// (a pipe from process substitution, /dev/stdin). By default only
+	// regular files are read (symlinks to them are followed): anything
+	// else could block forever or never end. MaxSize and cancellation
+	// still apply to what is allowed.
+	AllowNonRegular bool `yaml:"allow_non_regular"`
+}
+
+// DefaultMaxSize is the size limit of a file reference without a
+// max_size: 1 MiB, the most a Kubernetes Secret (often mounted as files)
+// holds, and far above what AWS and GCP allow a secret (64 KiB).
+const DefaultMaxSize = readfile.DefaultMax
+
+// Errors beside the providers sentinels; test with errors.Is.
+var (
+	// ErrTooLarge: the file is larger than the instance's max_size.
+	ErrTooLarge = readfile.ErrTooLarge
+	// ErrNotRegular: the file is a FIFO, a device or a socket, and the
+	// instance does not set allow_non_regular.
+	ErrNotRegular = readfile.ErrNotRegular
+)
+
+// Size is a number of bytes. In the config it is an integer or a string
+// with a unit: 1048576, "512KiB", "4MiB" (powers of 1024).
+type Size int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: a size must be a number of bytes or a string such as 4MiB", n.Line)}}
+	}
+	v, err := readfile.ParseSize(n.Value)
+	if err == nil && v == 0 {
+		err = fmt.Errorf("size %q must be positive", n.Value)
+	}
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*s = Size(v)
+	return nil
+}
+
+// String writes the size as the config would: "1MiB".
+func (s Size) String() string { return readfile.FormatSize(int64(s)) }
+
 // Provider reads secrets from files. It holds no open files and no
 // goroutines, and is safe for concurrent use.
 type Provider struct {
 	baseDir string
+	opts    Options
 	// readFile is the one file-system call the provider makes; tests
 	// replace it to produce errors a root test process cannot provoke.
-	readFile func(path string) ([]byte, error)
+	readFile func(ctx context.Context, path string) ([]byte, error)
 }
 
 // New returns a Provider that resolves relative reference paths against
-// baseDir (the config file's directory; "" means the working directory).
-func New(baseDir string) *Provider {
-	return &Provider{baseDir: baseDir, readFile: readRegular}
+// baseDir (the config file's directory; "" means the working directory),
+// with the limits of o (the zero Options: regular files of at most
+// DefaultMaxSize).
+func New(baseDir string, o Options) *Provider {
+	if o.MaxSize <= 0 {
+		o.MaxSize = DefaultMaxSize
+	}
+	p := &Provider{baseDir: baseDir, opts: o}
+	p.readFile = func(ctx context.Context, path string) ([]byte, error) {
+		b, _, err := readfile.Read(ctx, path, readfile.Options{Max: int64(o.MaxSize), AllowNonRegular: o.AllowNonRegular})
+		return b, err
+	}
+	return p
 }
 
 func newInstance(in providers.Instance) (providers.Provider, error) {
+	var opts Options
 	if in.Decode != nil {
-		// The kind has no options: decoding into an empty struct rejects any.
-		var opts struct{}
 		if err := in.Decode(&opts); err != nil {
 			return nil, fmt.Errorf("file provider options: %w", err)
 		}
 	}
-	return New(in.BaseDir), nil
+	return New(in.BaseDir, opts), nil
 }
 
 // CheckRef validates a file reference without I/O: its ?format= value, if
@@ -107,9 +171,16 @@ func (p *Provider) Path(ref providers.Ref) string {
 // format that does not parse is an error giving the line and column, never
 // the content.
 //
-// Errors name the path and wrap providers.ErrNotFound (no such file) or
-// providers.ErrPermissionDenied (not readable); a cancelled ctx returns
-// its error before any read.
+// Only regular files are read, unless the instance sets
+// allow_non_regular, and none larger than max_size (DefaultMaxSize by
+// default): /dev/zero or a FIFO nobody writes to must neither fill memory
+// nor hang keyward. The read honours ctx (see readfile.Read): a FIFO
+// without a writer never blocks the open, and a read waiting on a writer
+// that never writes ends when ctx does.
+//
+// Errors name the path and wrap providers.ErrNotFound (no such file),
+// providers.ErrPermissionDenied (not readable), ErrTooLarge, ErrNotRegular
+// or ctx's error; a cancelled ctx returns its error before any read.
 func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
 	path := p.Path(ref)
 	if err := ctx.Err(); err != nil {
@@ -118,9 +189,9 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 	if err := CheckRef(ref); err != nil {
 		return providers.Secret{}, err
 	}
-	b, err := p.readFile(path)
+	b, err := p.readFile(ctx, path)
 	if err != nil {
-		return providers.Secret{}, readError(path, err)
+		return providers.Secret{}, p.readError(path, err)
 	}
 	s := providers.Secret{Value: providers.NewValue(b)}
 	s.Version = providers.ContentVersion(s.Value.Bytes())
@@ -144,28 +215,12 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 func (p *Provider) Close() error { return nil }
 
 // errIsDirectory is returned for a reference that names a directory.
-var errIsDirectory = errors.New("is a directory, not a file")
-
-// readRegular reads the whole file at path, following symlinks.
-func readRegular(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.IsDir() {
-		return nil, errIsDirectory
-	}
-	return io.ReadAll(f)
-}
+var errIsDirectory = readfile.ErrIsDirectory
 
 // readError maps a read failure to the providers sentinels. It names the
-// path; the underlying errors never hold file content.
-func readError(path string, err error) error {
+// path and says how to lift a limit; the underlying errors never hold
+// file content.
+func (p *Provider) readError(path string, err error) error {
 	switch {
 	case errors.Is(err, errIsDirectory), errors.Is(err, syscall.EISDIR):
 		return fmt.Errorf("read %s: %w", path, errIsDirectory)
@@ -173,6 +228,10 @@ func readError(path string, err error) error {
 		return fmt.Errorf("read %s: %w", path, providers.ErrNotFound)
 	case errors.Is(err, fs.ErrPermission):
 		return fmt.Errorf("read %s: %w", path, providers.ErrPermissionDenied)
+	case errors.Is(err, ErrTooLarge):
+		return fmt.Errorf("read %s: %w (raise max_size of the file provider to read it)", path, err)
+	case errors.Is(err, ErrNotRegular):
+		return fmt.Errorf("read %s: %w (set allow_non_regular: true on the file provider to read it)", path, err)
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

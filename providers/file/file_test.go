@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/providers/file"
 )
@@ -142,7 +144,7 @@ func TestFetchErrors(t *testing.T) {
 		{"file:sub", nil, "read {dir}/sub: is a directory, not a file"},
 		{"file:cert.pem#key", providers.ErrNotObject, "cannot select #key: secret is not an object with fields"},
 	}
-	p := file.New(dir)
+	p := file.New(dir, file.Options{})
 	for _, tt := range tests {
 		t.Run(tt.ref, func(t *testing.T) {
 			t.Parallel()
@@ -205,7 +207,7 @@ func TestVersionIsContentHash(t *testing.T) {
 	t.Parallel()
 	content := "\x00binary\xff"
 	dir := writeFiles(t, map[string]string{"blob": content})
-	sec, err := file.New(dir).Fetch(t.Context(), providers.Ref{Scheme: "file", Path: "blob"})
+	sec, err := file.New(dir, file.Options{}).Fetch(t.Context(), providers.Ref{Scheme: "file", Path: "blob"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func TestKubeletSymlinkSwap(t *testing.T) {
 	})
 	mustSymlink(t, "..2024_01_01", filepath.Join(dir, "..data"))
 	mustSymlink(t, "..data/password", filepath.Join(dir, "password"))
-	p := file.New(dir)
+	p := file.New(dir, file.Options{})
 	ref := providers.Ref{Scheme: "file", Path: "password"}
 	old, err := p.Fetch(t.Context(), ref)
 	if err != nil {
@@ -268,7 +270,7 @@ func TestCancelledContextReadsNothing(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := file.New(t.TempDir()).Fetch(ctx, providers.Ref{Scheme: "file", Path: "missing"})
+	_, err := file.New(t.TempDir(), file.Options{}).Fetch(ctx, providers.Ref{Scheme: "file", Path: "missing"})
 	if !errors.Is(err, context.Canceled) || errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("Fetch with a cancelled context = %v, want context.Canceled before any read", err)
 	}
@@ -279,7 +281,7 @@ func TestCancelledContextReadsNothing(t *testing.T) {
 func TestRelativeToWorkingDirectory(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"dev.env": "A=from-cwd\n"})
 	t.Chdir(dir)
-	sec, err := file.New("").Fetch(t.Context(), providers.Ref{Scheme: "file", Path: "dev.env"})
+	sec, err := file.New("", file.Options{}).Fetch(t.Context(), providers.Ref{Scheme: "file", Path: "dev.env"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,12 +292,70 @@ func TestRelativeToWorkingDirectory(t *testing.T) {
 
 func TestPath(t *testing.T) {
 	t.Parallel()
-	p := file.New("/etc/kw")
+	p := file.New("/etc/kw", file.Options{})
 	for in, want := range map[string]string{
 		"dev.yaml": "/etc/kw/dev.yaml", "../x": "/etc/x", "/abs/a.json": "/abs/a.json", "a/./b": "/etc/kw/a/b",
 	} {
 		if got := p.Path(providers.Ref{Scheme: "file", Path: in}); got != want {
 			t.Errorf("Path(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestLimits: by default only regular files of at most 1 MiB are read;
+// the instance options lift either limit, and a lifted limit still holds.
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	dir := writeFiles(t, map[string]string{
+		"big":   strings.Repeat("x", file.DefaultMaxSize+1),
+		"exact": strings.Repeat("x", file.DefaultMaxSize),
+	})
+	ref := func(p string) providers.Ref { return providers.Ref{Scheme: "file", Path: p} }
+	def := file.New(dir, file.Options{})
+	if _, err := def.Fetch(t.Context(), ref("exact")); err != nil {
+		t.Errorf("a file of exactly the default limit: %v", err)
+	}
+	_, err := def.Fetch(t.Context(), ref("big"))
+	if !errors.Is(err, file.ErrTooLarge) || !strings.Contains(err.Error(), "max_size") {
+		t.Errorf("a file over the default limit: %v", err)
+	}
+	_, err = def.Fetch(t.Context(), ref("/dev/zero"))
+	if !errors.Is(err, file.ErrNotRegular) || !strings.Contains(err.Error(), "allow_non_regular") {
+		t.Errorf("/dev/zero by default: %v", err)
+	}
+
+	lifted := file.New(dir, file.Options{MaxSize: 2 << 20, AllowNonRegular: true})
+	if _, err := lifted.Fetch(t.Context(), ref("big")); err != nil {
+		t.Errorf("big with max_size 2MiB: %v", err)
+	}
+	_, err = lifted.Fetch(t.Context(), ref("/dev/zero"))
+	if !errors.Is(err, file.ErrTooLarge) || !strings.Contains(err.Error(), "2MiB") {
+		t.Errorf("/dev/zero allowed: %v, want the 2MiB limit", err)
+	}
+}
+
+// TestOptionsFromConfig: the instance options decode from YAML with sizes
+// in bytes or with a unit, and a bad size is an error naming its line.
+func TestOptionsFromConfig(t *testing.T) {
+	t.Parallel()
+	for src, want := range map[string]file.Options{
+		"max_size: 4MiB": {MaxSize: 4 << 20},
+		"max_size: 2048": {MaxSize: 2048},
+		"{max_size: 64KiB, allow_non_regular: true}": {MaxSize: 64 << 10, AllowNonRegular: true},
+	} {
+		var got file.Options
+		if err := yaml.Unmarshal([]byte(src), &got); err != nil || got != want {
+			t.Errorf("%s: got %+v, %v; want %+v", src, got, err, want)
+		}
+	}
+	for _, src := range []string{"max_size: lots", "max_size: 0", "max_size: -1", "max_size: [1]"} {
+		var got file.Options
+		err := yaml.Unmarshal([]byte(src), &got)
+		if err == nil || !strings.Contains(err.Error(), "line 1") {
+			t.Errorf("%s: got %+v, %v; want an error naming line 1", src, got, err)
+		}
+	}
+	if s := file.Size(4 << 20).String(); s != "4MiB" {
+		t.Errorf("Size.String = %q", s)
 	}
 }

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -306,8 +307,8 @@ func TestReadErrorMapping(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p := New("/")
-			p.readFile = func(string) ([]byte, error) { return nil, tt.err }
+			p := New("/", Options{})
+			p.readFile = func(context.Context, string) ([]byte, error) { return nil, tt.err }
 			_, err := p.Fetch(t.Context(), providers.Ref{Scheme: "file", Path: "/x"})
 			if !errors.Is(err, tt.sentinel) {
 				t.Errorf("Fetch error %v does not wrap %v", err, tt.sentinel)

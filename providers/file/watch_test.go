@@ -132,7 +132,7 @@ func TestWatchReplacements(t *testing.T) {
 			other := filepath.Join(dir, "other.yaml")
 			wWrite(t, path, "a: 1\n")
 			wWrite(t, other, "x: 1\n")
-			ch := wWatching(t, New(dir), wRef("other.yaml"), wRef("secrets.yaml"))
+			ch := wWatching(t, New(dir, Options{}), wRef("other.yaml"), wRef("secrets.yaml"))
 			wWrite(t, filepath.Join(dir, "unrelated.yaml"), "u: 1\n")
 			c.change(t, dir, path)
 			wExpect(t, ch, "secrets.yaml")
@@ -159,7 +159,7 @@ func TestWatchKubeletLayout(t *testing.T) {
 	wMust(t, os.Symlink("..data/password", filepath.Join(dir, "password")))
 	wMust(t, os.Symlink("..data/username", filepath.Join(dir, "username")))
 
-	p := New(dir)
+	p := New(dir, Options{})
 	ch := wWatching(t, p, wRef("password"))
 	got, err := p.Fetch(context.Background(), wRef("password"))
 	if err != nil || got.Value.Reveal() != "old" {
@@ -186,7 +186,7 @@ func TestWatchSymlinkElsewhere(t *testing.T) {
 	wWrite(t, target, "A=1\n")
 	link := filepath.Join(conf, "app.env")
 	wMust(t, os.Symlink(target, link))
-	ch := wWatching(t, New(conf), wRef(link))
+	ch := wWatching(t, New(conf, Options{}), wRef(link))
 
 	wWrite(t, target, "A=2\n")
 	wExpect(t, ch, link)
@@ -207,7 +207,7 @@ func TestWatchMissingDirectory(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	path := filepath.Join(root, "a", "b", "secret.json")
-	ch := wWatching(t, New(root), wRef(path))
+	ch := wWatching(t, New(root, Options{}), wRef(path))
 	wMust(t, os.MkdirAll(filepath.Dir(path), 0o700))
 	wExpect(t, ch, path)
 	wWrite(t, path, `{"k":"v"}`)
@@ -230,7 +230,7 @@ func TestWatchSeveralRefs(t *testing.T) {
 	for _, p := range []string{a, b, c} {
 		wWrite(t, p, "k: v\n")
 	}
-	ch := wWatching(t, New(""), wRef(a), wRef(b), wRef(c))
+	ch := wWatching(t, New("", Options{}), wRef(a), wRef(b), wRef(c))
 	wWrite(t, c, "k: 2\n")
 	wExpect(t, ch, c)
 	wWrite(t, b, "k: 2\n")
@@ -243,7 +243,7 @@ func TestWatchCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err := New(t.TempDir()).Watch(ctx, []providers.Ref{wRef("x")}, func(providers.Ref) {})
+	err := New(t.TempDir(), Options{}).Watch(ctx, []providers.Ref{wRef("x")}, func(providers.Ref) {})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Watch = %v", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -212,7 +212,7 @@ func (p *Provider) obtainToken(ctx context.Context) (token, error) {
 		}
 		if home := p.getenv("HOME"); home != "" {
 			path := filepath.Join(home, ".vault-token")
-			if t, err := readTokenFile(path); err == nil {
+			if t, err := readTokenFile(ctx, path); err == nil {
 				t.obtained = p.now()
 				return t, nil
 			} else if !errors.Is(err, fs.ErrNotExist) {
@@ -221,7 +221,7 @@ func (p *Provider) obtainToken(ctx context.Context) (token, error) {
 		}
 		return token{}, fmt.Errorf("no vault token: set %s, or configure auth for provider %s: %w", envToken, p.name, providers.ErrPermissionDenied)
 	case MethodTokenFile:
-		t, err := readTokenFile(a.TokenFile)
+		t, err := readTokenFile(ctx, a.TokenFile)
 		if err != nil {
 			return token{}, err
 		}
@@ -231,20 +231,13 @@ func (p *Provider) obtainToken(ctx context.Context) (token, error) {
 	return p.login(ctx)
 }
 
-// readTokenFile reads a token file; the token itself is never in an error.
-func readTokenFile(path string) (token, error) {
-	f, err := os.Open(path)
+// readTokenFile reads a token file (a regular file of at most 64 KiB,
+// read so that ctx can interrupt it); the token itself is never in an
+// error.
+func readTokenFile(ctx context.Context, path string) (token, error) {
+	b, fi, err := readfile.Read(ctx, path, readfile.Options{Max: 64 << 10})
 	if err != nil {
-		return token{}, fmt.Errorf("vault token file: %w", fileError(err))
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return token{}, fmt.Errorf("vault token file: %w", fileError(err))
-	}
-	b, err := readLimited(f, 64<<10)
-	if err != nil {
-		return token{}, fmt.Errorf("vault token file %s: %w", path, err)
+		return token{}, fmt.Errorf("vault token file: %w", fileError(path, err))
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
@@ -276,7 +269,7 @@ func (p *Provider) login(ctx context.Context) (token, error) {
 		if path == "" {
 			path = DefaultKubernetesTokenPath
 		}
-		jwt, err := readCredentialFile("jwt_file", path)
+		jwt, err := readCredentialFile(ctx, "jwt_file", path)
 		if err != nil {
 			return token{}, err
 		}
@@ -348,7 +341,7 @@ func (p *Provider) loginError(ctx context.Context, source string, err error, bod
 // of file, or the value a reference names.
 func (p *Provider) credential(ctx context.Context, what, value, file string) (string, error) {
 	if file != "" {
-		return readCredentialFile(what+"_file", file)
+		return readCredentialFile(ctx, what+"_file", file)
 	}
 	if !looksLikeRef(value) {
 		return value, nil
@@ -403,30 +396,14 @@ func (p *Provider) resolveRef(ctx context.Context, s string) (providers.Value, e
 	return v, err
 }
 
-// readLimited reads all of r, failing when it holds more than limit bytes.
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
-}
-
 // readCredentialFile reads a small credential file (role_id, secret_id,
-// JWT), trimmed of surrounding white space. Errors name the file, never
-// its content.
-func readCredentialFile(what, path string) (string, error) {
-	f, err := os.Open(path)
+// JWT): a regular file of at most 1 MiB, read so that ctx can interrupt
+// it, trimmed of surrounding white space. Errors name the file, never its
+// content.
+func readCredentialFile(ctx context.Context, what, path string) (string, error) {
+	b, _, err := readfile.Read(ctx, path, readfile.Options{Max: 1 << 20})
 	if err != nil {
-		return "", fmt.Errorf("vault %s: %w", what, fileError(err))
-	}
-	defer f.Close()
-	b, err := readLimited(f, 1<<20)
-	if err != nil {
-		return "", fmt.Errorf("vault %s %s: %w", what, path, err)
+		return "", fmt.Errorf("vault %s: %w", what, fileError(path, err))
 	}
 	s := string(bytes.TrimSpace(b))
 	if s == "" {
@@ -435,13 +412,14 @@ func readCredentialFile(what, path string) (string, error) {
 	return s, nil
 }
 
-// fileError keeps the *fs.PathError's path and reason.
-func fileError(err error) error {
+// fileError names path once with the reason of a failed read: an
+// *fs.PathError's own path is dropped, other errors are kept whole.
+func fileError(path string, err error) error {
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+		return fmt.Errorf("%s: %w", path, pe.Err)
 	}
-	return err
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 // renewSelf renews t with auth/token/renew-self for its original TTL.

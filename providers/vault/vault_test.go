@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -842,6 +843,40 @@ func TestTokenFileReread(t *testing.T) {
 	_, err := p.Fetch(t.Context(), ref)
 	if err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("Fetch with the token file gone = %v", err)
+	}
+}
+
+// TestCredentialFileFIFO: a token or credential file that is a FIFO with
+// no writer is refused at once; before, opening it blocked in open(2)
+// beyond the reach of the context.
+func TestCredentialFileFIFO(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range []AuthOptions{
+		{Method: MethodTokenFile, TokenFile: fifo},
+		{Method: MethodAppRole, RoleID: "r", SecretIDFile: fifo},
+		{Method: MethodJWT, JWTFile: fifo},
+	} {
+		t.Run(auth.Method, func(t *testing.T) {
+			t.Parallel()
+			p, _, _ := fakeProvider(t, kvStore(t), auth, nil)
+			done := make(chan error, 1)
+			go func() {
+				_, err := p.Fetch(t.Context(), mustParse(t, "vault://secret/app"))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), "named pipe (FIFO), not a regular file") || !strings.Contains(err.Error(), fifo) {
+					t.Errorf("Fetch with a FIFO credential file = %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Fetch with a FIFO credential file is stuck")
+			}
+		})
 	}
 }
 
