@@ -57,6 +57,7 @@ bench: build servers
 	@bash test/bench/exec.sh $(BIN)
 	@bash test/bench/agent.sh $(BIN)
 	@bash test/bench/mask.sh $(BIN)
+	@$(GO) run test/bench/buffering.go
 	@bash test/bench/tokens.sh
 	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/ ./providers/file/ ./providers/gcp/... ./render/... ./internal/mask/... ./internal/scan/...
 	@$(GO) test -tags integration -run='^$$' -bench=. -benchmem -count=1 ./providers/aws/

@@ -65,8 +65,10 @@ kept fresh, but the child's KEYWARD_TOKEN_<NAME> stays the token of its start.
 
 With --mask (the default when CI is set; --no-mask turns it off) the child's
 stdout and stderr pass through keyward, which replaces every secret value, its
-base64, hex and URL-encoded forms and each line of a multi-line value with ***,
-also when split across writes; values shorter than 6 bytes are not masked.
+base64, hex, percent-encoded, JSON- and string-escaped forms and each line of
+a multi-line value with ***, also when split across writes (after a pause of
+--mask-idle the beginning is shown but the rest is still masked); values
+shorter than 6 bytes are not masked.
 --mask implies --supervise; the child's output is then a pipe, not the terminal.
 
 Exit status: the command's own; 127 command not found, 126 not executable,

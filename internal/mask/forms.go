@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
-	"net/url"
 	"strings"
-	"unicode/utf8"
 )
 
 // DefaultMinLength is the length below which a value is neither masked nor
@@ -22,8 +19,10 @@ const (
 	KindBase64    = "base64"    // standard alphabet, padded, unpadded, or at any alignment
 	KindBase64URL = "base64url" // URL alphabet, likewise
 	KindHex       = "hex"       // lower or upper case
-	KindURL       = "url"       // percent-encoded (query or path rules, either hex case)
-	KindJSON      = "json"      // escaped as inside a JSON string
+	KindURL       = "url"       // percent-encoded (every common encoder's rules, either hex case)
+	KindJSON      = "json"      // escaped as inside a JSON string (every common encoder's rules)
+	KindQuoted    = "quoted"    // escaped as inside a Go string literal (%q, strconv.Quote)
+	KindHTML      = "html"      // HTML or XML character references
 )
 
 // A Form is one byte string under which a value can appear in output.
@@ -44,9 +43,23 @@ type Form struct {
 //     that depend on the value alone when it starts 1 or 2 bytes after a
 //     3-byte boundary (as in `base64 file` of a file that contains it);
 //   - its hex in lower and upper case;
-//   - its percent-encoding by query rules (space as +) and path rules, with
-//     upper- and lower-case hex digits;
-//   - its JSON string escaping, for a UTF-8 value that needs any.
+//   - its percent-encoding as Go (QueryEscape, PathEscape), JavaScript
+//     (encodeURIComponent, encodeURI, URLSearchParams), Python (quote,
+//     quote_plus, with or without safe=”) and Java (URLEncoder) write it,
+//     space as %20 or +, with upper- and lower-case hex digits;
+//   - its JSON string escaping as Go (json.Marshal, which escapes < > &,
+//     and log/slog), Python (json.dumps: non-ASCII as \uXXXX, surrogate
+//     pairs beyond the BMP), JavaScript, PHP (\/) and others write it, in
+//     either hex case;
+//   - its Go string literal escaping (strconv.Quote, QuoteToASCII: what
+//     %q and slog's text format print) and Python's repr();
+//   - its HTML and XML escaping;
+//   - the JSON and Go escaping of those escaped forms: a value inside a JSON
+//     document that is itself logged as a string.
+//
+// The escaped forms are computed from the value without its trailing line
+// breaks: each of those encoders escapes one character at a time, so the
+// shorter form is inside every occurrence of the longer one.
 func Forms(value []byte, minLen int) []Form {
 	minLen = max(minLen, MinPatternLength)
 	if len(value) < minLen {
@@ -64,11 +77,11 @@ func Forms(value []byte, minLen int) []Form {
 	// A value that ends with a line break (a PEM file, a key read from a
 	// file) is masked without it, so that the output keeps its line
 	// structure; every occurrence of the value contains the shorter form.
+	v := value
 	if trimmed := bytes.TrimRight(value, "\r\n"); len(trimmed) >= minLen {
-		add(KindRaw, trimmed)
-	} else {
-		add(KindRaw, value)
+		v = trimmed
 	}
+	add(KindRaw, v)
 	if bytes.ContainsAny(value, "\r\n") {
 		for _, line := range splitLines(value) {
 			add(KindLine, line)
@@ -81,27 +94,41 @@ func Forms(value []byte, minLen int) []Form {
 		{KindBase64, base64.StdEncoding, base64.RawStdEncoding},
 		{KindBase64URL, base64.URLEncoding, base64.RawURLEncoding},
 	} {
-		add(e.kind, []byte(e.pad.EncodeToString(value)))
-		add(e.kind, []byte(e.raw.EncodeToString(value)))
-		for k := 0; k < 3; k++ {
-			add(e.kind, base64Stable(e.raw, value, k))
+		for _, b := range [][]byte{value, v} {
+			add(e.kind, []byte(e.pad.EncodeToString(b)))
+			add(e.kind, []byte(e.raw.EncodeToString(b)))
+			for k := 0; k < 3; k++ {
+				add(e.kind, base64Stable(e.raw, b, k))
+			}
 		}
 	}
-	add(KindHex, []byte(hex.EncodeToString(value)))
-	add(KindHex, []byte(strings.ToUpper(hex.EncodeToString(value))))
-	s := string(value)
-	for _, esc := range []string{url.QueryEscape(s), url.PathEscape(s)} {
-		add(KindURL, []byte(esc))
-		add(KindURL, lowerPercentHex(esc))
+	add(KindHex, []byte(hex.EncodeToString(v)))
+	add(KindHex, []byte(strings.ToUpper(hex.EncodeToString(v))))
+	for _, u := range urlForms(v) {
+		add(KindURL, u)
 	}
-	if utf8.Valid(value) {
-		var b bytes.Buffer
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false)
-		if enc.Encode(s) == nil {
-			j := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-			add(KindJSON, j[1:len(j)-1])
+	// Escaped forms, and the same escaped once more (a JSON document logged
+	// as a string by slog or %q).
+	var escaped []Form
+	for _, j := range jsonForms(v) {
+		escaped = append(escaped, Form{KindJSON, j})
+	}
+	escaped = append(escaped, Form{KindQuoted, goQuoted(v, false)}, Form{KindQuoted, goQuoted(v, true)},
+		Form{KindQuoted, pyRepr(v, true)}, Form{KindQuoted, pyRepr(v, false)})
+	for _, h := range htmlForms(v) {
+		escaped = append(escaped, Form{KindHTML, h})
+	}
+	for _, f := range escaped {
+		add(f.Kind, f.Bytes)
+	}
+	for _, f := range escaped {
+		if !bytes.ContainsAny(f.Bytes, "\\\"&<>") {
+			continue
 		}
+		add(f.Kind, jsonEscape(f.Bytes, jsonGo))
+		add(f.Kind, jsonEscape(f.Bytes, jsonGoNoHTML))
+		add(f.Kind, jsonEscape(f.Bytes, jsonSlog))
+		add(f.Kind, goQuoted(f.Bytes, false))
 	}
 	return out
 }

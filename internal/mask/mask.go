@@ -20,8 +20,13 @@ import (
 const Replacement = "***"
 
 // DefaultIdle is how long a Writer holds back the possible beginning of a
-// secret at the end of the output when nothing more is written.
-const DefaultIdle = 50 * time.Millisecond
+// secret at the end of the output when nothing more is written (except
+// after a full buffer, see Writer). Programs that write one value in
+// several calls do so microseconds apart (test/bench/buffering.go measured
+// a p99.9 of 71µs); 200ms also covers a writer frozen for two whole
+// periods of a container's CPU quota (100ms each). Output is delayed only
+// when it ends in what may begin a secret's form.
+const DefaultIdle = 200 * time.Millisecond
 
 // ErrClosed is returned by Write after Close.
 var ErrClosed = errors.New("mask: writer closed")
@@ -96,13 +101,24 @@ func (m *Masker) Mask(b []byte) []byte {
 // can no longer turn into a secret and holds back the rest: the longest end
 // of the output that is the beginning of some secret's form, at most the
 // longest form less one byte. Output that ends in a newline is therefore
-// written at once unless a secret's form begins with that line; held-back
-// bytes are written out as they are after the Masker's idle time without
-// another Write, or by Flush or Close.
+// written at once unless a secret's form begins with that line.
 //
-// What a Writer cannot catch: a value written in two parts with a pause
-// longer than the idle time between them, and values shorter than the
-// Set's minimum length.
+// Held-back bytes are written out as they are by Flush or Close, and after
+// the Masker's idle time without another Write, except after a Write whose
+// length is a multiple of BlockSize: that is a block-buffered program's
+// full buffer (C stdio, Python, Go's bufio and Java write whole buffers of
+// 1, 4 or 8 KiB), which ends wherever the buffer happened to fill, and the
+// rest follows with the program's next buffer, however much later. Such a
+// beginning is held until the next Write.
+//
+// When held-back bytes had to be written out, the Writer remembers them: if
+// the next Writes complete a secret's form, the rest of it is masked. So a
+// value written in two parts with a long pause between them shows at most
+// its beginning, never whole.
+//
+// What a Writer cannot catch: values shorter than the Set's minimum
+// length, and the beginning of a value that was written out after the idle
+// time.
 //
 // A Writer is safe for concurrent use; writes to the underlying writer are
 // serialised. After an error from the underlying writer every Write fails
@@ -111,9 +127,13 @@ type Writer struct {
 	m *Masker
 	w io.Writer
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// hist is output already written out (released after the idle time)
+	// that is the beginning of a secret's form: what follows it is masked
+	// if it completes the form.
+	hist   []byte
 	tail   []byte // held back
-	work   []byte // tail + written bytes
+	work   []byte // hist + tail + written bytes
 	out    []byte
 	spans  []Span
 	timer  Timer
@@ -121,6 +141,10 @@ type Writer struct {
 	err    error
 	closed bool
 }
+
+// BlockSize is the unit of the buffers that block-buffered programs write
+// whole (see Writer).
+const BlockSize = 1024
 
 // Write masks p and writes out what can be written (see Writer). It
 // returns len(p) unless the underlying writer failed.
@@ -135,41 +159,74 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	mt := w.m.set.Load().m
 	b := p
-	if len(w.tail) > 0 {
-		w.work = append(append(w.work[:0], w.tail...), p...)
+	if len(w.hist)+len(w.tail) > 0 {
+		w.work = append(append(append(w.work[:0], w.hist...), w.tail...), p...)
 		b = w.work
 	}
+	done := len(w.hist) // b[:done] is written out already
 	w.spans = mt.Cover(b, w.spans[:0])
-	cut := len(b) - mt.Pending(b, 0)
+	begin := len(b) - mt.Pending(b, 0)
+	cut := max(begin, done)
 	// Never cut inside an occurrence: write it out masked and hold back
 	// only what follows it.
 	for moved := true; moved; {
 		moved = false
 		for _, sp := range w.spans {
 			if sp.Start < cut && cut < sp.End {
-				cut = len(b) - mt.Pending(b, sp.End)
+				begin = len(b) - mt.Pending(b, sp.End)
+				cut = begin
 				moved = true
 				break
 			}
 		}
 	}
-	if err := w.emit(b[:cut], w.spans); err != nil {
+	if err := w.emit(b, done, cut, w.spans); err != nil {
 		return 0, err
 	}
+	// What was written out and may still begin a secret (only when the
+	// beginning started in hist) stays in hist.
+	hist := b[min(begin, cut):cut]
 	w.tail = append(w.tail[:0], b[cut:]...)
+	w.hist = append(w.hist[:0], hist...)
+	if len(w.tail) > 0 && len(p) >= BlockSize && len(p)%BlockSize == 0 {
+		w.disarm() // a full buffer: the rest comes with the next one
+		return len(p), nil
+	}
 	w.arm()
 	return len(p), nil
 }
 
-// emit writes b with spans (sorted; those starting at or after len(b) are
-// ignored) replaced.
-func (w *Writer) emit(b []byte, spans []Span) error {
-	if len(b) == 0 {
+// emit writes b[from:to] with the parts covered by spans (sorted, in b's
+// offsets) replaced.
+func (w *Writer) emit(b []byte, from, to int, spans []Span) error {
+	if from >= to {
 		return nil
 	}
-	out := b
-	if len(spans) > 0 && spans[0].Start < len(b) {
-		w.out = appendMasked(w.out[:0], b, spans)
+	out := b[from:to]
+	masked := false
+	for _, sp := range spans {
+		if sp.End > from && sp.Start < to {
+			masked = true
+			break
+		}
+	}
+	if masked {
+		w.out = w.out[:0]
+		at := from
+		for _, sp := range spans {
+			if sp.End <= at {
+				continue
+			}
+			if sp.Start >= to {
+				break
+			}
+			if sp.Start > at {
+				w.out = append(w.out, b[at:sp.Start]...)
+			}
+			w.out = append(w.out, Replacement...)
+			at = min(sp.End, to)
+		}
+		w.out = append(w.out, b[at:to]...)
 		out = w.out
 	}
 	if _, err := w.w.Write(out); err != nil {
@@ -197,16 +254,21 @@ func appendMasked(dst, b []byte, spans []Span) []byte {
 // arm starts the idle timer when bytes are held back, and stops it when
 // none are. Called with w.mu held.
 func (w *Writer) arm() {
-	if w.timer != nil {
-		w.timer.Stop()
-		w.timer = nil
-	}
-	w.seq++
+	w.disarm()
 	if len(w.tail) == 0 {
 		return
 	}
 	seq := w.seq
 	w.timer = w.m.afterFunc(w.m.idle, func() { w.idleFlush(seq) })
+}
+
+// disarm stops the idle timer. Called with w.mu held.
+func (w *Writer) disarm() {
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	w.seq++
 }
 
 // idleFlush writes out the held-back bytes if no Write came since the
@@ -220,20 +282,19 @@ func (w *Writer) idleFlush(seq uint64) {
 	_ = w.flush()
 }
 
-// flush writes out the held-back bytes, masking complete occurrences.
-// Called with w.mu held.
+// flush writes out the held-back bytes, masking complete occurrences, and
+// keeps in hist what may still begin a secret. Called with w.mu held.
 func (w *Writer) flush() error {
-	if w.timer != nil {
-		w.timer.Stop()
-		w.timer = nil
-	}
-	w.seq++
+	w.disarm()
 	if len(w.tail) == 0 {
 		return nil
 	}
 	mt := w.m.set.Load().m
-	w.spans = mt.Cover(w.tail, w.spans[:0])
-	err := w.emit(w.tail, w.spans)
+	b := append(append(w.work[:0], w.hist...), w.tail...)
+	w.work = b
+	w.spans = mt.Cover(b, w.spans[:0])
+	err := w.emit(b, len(w.hist), len(b), w.spans)
+	w.hist = append(w.hist[:0], b[len(b)-mt.Pending(b, 0):]...)
 	w.tail = w.tail[:0]
 	return err
 }
@@ -261,10 +322,9 @@ func (w *Writer) Close() error {
 	var err error
 	if w.err == nil {
 		err = w.flush()
-	} else if w.timer != nil {
-		w.timer.Stop()
-		w.timer = nil
 	}
+	w.disarm()
 	w.closed = true
+	w.hist, w.tail = nil, nil
 	return err
 }

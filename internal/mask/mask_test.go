@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -54,7 +55,7 @@ func TestForms(t *testing.T) {
 	if _, ok := got["xy"]; ok {
 		t.Error("a line shorter than the minimum length is a form")
 	}
-	if got[`-----BEGIN KEY-----\r\nabcdefgh\nxy\rlast-line-here\n`] != KindJSON {
+	if got[`-----BEGIN KEY-----\r\nabcdefgh\nxy\rlast-line-here`] != KindJSON {
 		t.Error("JSON-escaped form missing")
 	}
 
@@ -226,8 +227,8 @@ func TestWriterIdleAndNewline(t *testing.T) {
 		{"ter2-db", "building…\npassword: "},
 		{"-password and more\n", "building…\npassword: *** and more\n"},
 		{"prompt> hunter2", "building…\npassword: *** and more\nprompt> "},
-		{"", "building…\npassword: *** and more\nprompt> hunter2"}, // idle: held bytes go out
-		{"-db-password\n", "building…\npassword: *** and more\nprompt> hunter2-db-password\n"},
+		{"", "building…\npassword: *** and more\nprompt> hunter2"},                    // idle: held bytes go out
+		{"-db-password\n", "building…\npassword: *** and more\nprompt> hunter2***\n"}, // but the rest is masked
 	}
 	for i, s := range steps {
 		if s.write == "" {
@@ -290,5 +291,109 @@ func TestWriterError(t *testing.T) {
 	}
 	if _, err := w.Write([]byte("y\n")); err == nil || fw.n != 1 {
 		t.Fatalf("error not sticky: err %v, %d writes", err, fw.n)
+	}
+}
+
+// TestWriterSplitAcrossPause: a value written in two parts with a pause
+// longer than the idle time between them (the held-back beginning had to be
+// written out) never comes out whole: its rest is masked.
+func TestWriterSplitAcrossPause(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(8, 9))
+	for iter := range 300 {
+		v := randBytes(r, "abcdefghijklmnopqrstuvwxyz0123456789-_", 8+r.IntN(40))
+		clock := &fakeClock{}
+		m := New(NewSet([]Secret{{Name: "V", Value: v}}, 0), Options{AfterFunc: clock.AfterFunc})
+		var out bytes.Buffer
+		w := m.Writer(&out)
+		k := 1 + r.IntN(len(v)-1)
+		fmt.Fprintf(w, "log: %s", v[:k])
+		if n := clock.fire(); n != 1 {
+			t.Fatalf("iter %d: %d idle timers, want 1", iter, n)
+		}
+		fmt.Fprintf(w, "%s end\n", v[k:])
+		w.Close()
+		want := "log: " + string(v[:k]) + "*** end\n"
+		if out.String() != want {
+			t.Fatalf("iter %d: split at %d of %d: output %q, want the beginning and *** for the rest", iter, k, len(v), out.String())
+		}
+	}
+}
+
+// TestWriterSplitPEM: a multi-line value written in two parts with a long
+// pause, cut inside a line, shows no line whole: complete lines are masked,
+// and of the line cut in two only the part before the pause is visible.
+func TestWriterSplitPEM(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(4, 4))
+	const b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for iter := range 100 {
+		var pem bytes.Buffer
+		pem.WriteString("-----BEGIN PRIVATE KEY-----\n")
+		var lines []string
+		for range 3 + r.IntN(10) {
+			l := string(randBytes(r, b64, 64))
+			lines = append(lines, l)
+			pem.WriteString(l + "\n")
+		}
+		pem.WriteString("-----END PRIVATE KEY-----\n")
+		v := pem.Bytes()
+		clock := &fakeClock{}
+		m := New(NewSet([]Secret{{Name: "KEY", Value: v}}, 0), Options{AfterFunc: clock.AfterFunc})
+		var out bytes.Buffer
+		w := m.Writer(&out)
+		k := 30 + r.IntN(len(v)-60)
+		w.Write(v[:k])
+		clock.fire()
+		w.Write(v[k:])
+		w.Close()
+		for i, l := range lines {
+			if bytes.Contains(out.Bytes(), []byte(l)) {
+				t.Fatalf("iter %d: line %d of the key survives", iter, i)
+			}
+		}
+		// The rest of the line cut in two (from a random base64 alphabet: it
+		// occurs nowhere else).
+		rest := v[k:]
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			rest = rest[:i]
+		}
+		if len(rest) >= 8 && bytes.Contains(out.Bytes(), rest) {
+			t.Fatalf("iter %d: the rest of the line cut by the pause is not masked", iter)
+		}
+	}
+}
+
+// TestWriterHoldsAtBufferBoundary: a Write of a block-buffered program's
+// full buffer (a multiple of BlockSize) that ends in the beginning of a
+// value arms no idle timer: the beginning waits for the next buffer, however
+// late, and the value is masked whole.
+func TestWriterHoldsAtBufferBoundary(t *testing.T) {
+	t.Parallel()
+	v := []byte("sk_live_4eC39HqLyjWDarjtT1zdp7dc")
+	for _, size := range []int{1024, 4096, 8192} {
+		clock := &fakeClock{}
+		m := New(NewSet([]Secret{{Name: "K", Value: v}}, 0), Options{AfterFunc: clock.AfterFunc})
+		var out bytes.Buffer
+		w := m.Writer(&out)
+		buf := append(bytes.Repeat([]byte("x"), size-10), v[:10]...)
+		w.Write(buf)
+		if n := clock.fire(); n != 0 {
+			t.Fatalf("size %d: an idle timer was armed after a full buffer", size)
+		}
+		w.Write(append(append([]byte(nil), v[10:]...), '\n'))
+		w.Close()
+		want := string(bytes.Repeat([]byte("x"), size-10)) + "***\n"
+		if out.String() != want {
+			t.Fatalf("size %d: value not masked whole across the buffer boundary", size)
+		}
+	}
+	// Any other size is interactive output: the idle timer runs.
+	clock := &fakeClock{}
+	m := New(NewSet([]Secret{{Name: "K", Value: v}}, 0), Options{AfterFunc: clock.AfterFunc})
+	w := m.Writer(io.Discard)
+	w.Write(append(bytes.Repeat([]byte("x"), 4000), v[:10]...))
+	if n := clock.fire(); n != 1 {
+		t.Fatalf("%d idle timers after a short write, want 1", n)
 	}
 }

@@ -223,3 +223,47 @@ func BenchmarkNewSet(b *testing.B) {
 		NewSet(secrets, 0)
 	}
 }
+
+// TestMaskPropertyWithPauses is TestMaskProperty with the idle timer firing
+// at random points between writes (a program pausing in the middle of a
+// value): beginnings of values come out, but no value or form of a value
+// ever comes out whole.
+func TestMaskPropertyWithPauses(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(17, 19))
+	iters := 2000
+	if testing.Short() {
+		iters = 200
+	}
+	for iter := range iters {
+		var secrets []Secret
+		for i := range 1 + r.IntN(4) {
+			secrets = append(secrets, Secret{Name: fmt.Sprintf("S%d", i), Value: randValue(r)})
+		}
+		set := NewSet(secrets, 0)
+		clock := &fakeClock{}
+		m := New(set, Options{AfterFunc: clock.AfterFunc})
+		var text []byte
+		for range 1 + r.IntN(8) {
+			text = append(text, randBytes(r, fillerAlphabet, r.IntN(40))...)
+			enc := encodings(r, secrets[r.IntN(len(secrets))].Value)
+			text = append(text, enc[r.IntN(len(enc))]...)
+		}
+		var out bytes.Buffer
+		w := m.Writer(&out)
+		for p := text; len(p) > 0; {
+			n := 1 + r.IntN(min(len(p), 1+r.IntN(64)))
+			if _, err := w.Write(p[:n]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[n:]
+			if r.IntN(3) == 0 {
+				clock.fire()
+			}
+		}
+		w.Close()
+		if msg := survivor(set, out.Bytes()); msg != "" {
+			t.Fatalf("iter %d: %s", iter, msg)
+		}
+	}
+}
