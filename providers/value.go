@@ -70,12 +70,30 @@ func (v Value) Len() int { return len(v.bytes()) }
 // Equal reports whether v and o hold the same bytes.
 func (v Value) Equal(o Value) bool { return string(v.bytes()) == string(o.bytes()) }
 
-// Fingerprint is a short, non-reversible identifier of the content
-// ("sha256:" and the first 12 hex digits of its SHA-256), for `check` output
-// and change detection in logs. It is never the value.
-func (v Value) Fingerprint() string {
-	sum := sha256.Sum256(v.bytes())
-	return "sha256:" + hex.EncodeToString(sum[:6])
+// Fingerprint identifies the content within this process: it is
+// ContentVersion of the bytes, keyed by a random per-process key. Equal
+// values give equal fingerprints in one process (for change detection and
+// test messages); fingerprints of two processes cannot be compared, nor
+// used to guess a value offline. To compare environments, use
+// KeyedFingerprint with a key the operator holds.
+func (v Value) Fingerprint() string { return ContentVersion(v.bytes()) }
+
+// MinFingerprintKeyLen is the shortest key KeyedFingerprint accepts.
+const MinFingerprintKeyLen = 16
+
+// KeyedFingerprint is a short HMAC-SHA256 of the content under key
+// ("hmac-sha256:" and the first 16 hex digits), so that environments whose
+// operators share the key can compare values without revealing them, and
+// nobody without the key can test guesses against a fingerprint (an
+// unkeyed hash of a 4-digit PIN is reversed in a few thousand tries). It
+// panics when key is shorter than MinFingerprintKeyLen.
+func (v Value) KeyedFingerprint(key []byte) string {
+	if len(key) < MinFingerprintKeyLen {
+		panic("providers: fingerprint key too short")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(v.bytes())
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // String implements fmt.Stringer and always returns "REDACTED".

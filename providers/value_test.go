@@ -2,6 +2,9 @@ package providers_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,7 +232,36 @@ func TestValueAccessors(t *testing.T) {
 	if zero.Len() != 0 || zero.Bytes() != nil || zero.Reveal() != "" || !zero.Equal(providers.StringValue("")) {
 		t.Error("zero Value is not empty")
 	}
-	if got := providers.StringValue("abc").Fingerprint(); got != "sha256:ba7816bf8f01" {
-		t.Errorf("Fingerprint = %s", got)
+}
+
+// TestFingerprints checks that no fingerprint is a function of the value
+// alone: the per-process one is keyed by a random key, the keyed one by the
+// operator's, so a short value cannot be found by hashing guesses.
+func TestFingerprints(t *testing.T) {
+	t.Parallel()
+	pin := providers.StringValue("4711")
+	unkeyed := sha256.Sum256([]byte("4711"))
+	for _, fp := range []string{pin.Fingerprint(), pin.KeyedFingerprint([]byte("0123456789abcdef"))} {
+		if strings.Contains(fp, hex.EncodeToString(unkeyed[:4])) {
+			t.Errorf("fingerprint %s is the value's unkeyed SHA-256", fp)
+		}
 	}
+	if pin.Fingerprint() != providers.StringValue("4711").Fingerprint() || pin.Fingerprint() == providers.StringValue("4712").Fingerprint() {
+		t.Error("Fingerprint does not identify the content within the process")
+	}
+	k1, k2 := []byte("0123456789abcdef"), []byte("0123456789abcdeF")
+	m := hmac.New(sha256.New, k1)
+	m.Write([]byte("4711"))
+	if want := "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:8]); pin.KeyedFingerprint(k1) != want {
+		t.Errorf("KeyedFingerprint = %s, want %s", pin.KeyedFingerprint(k1), want)
+	}
+	if pin.KeyedFingerprint(k1) == pin.KeyedFingerprint(k2) {
+		t.Error("KeyedFingerprint does not depend on the key")
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("KeyedFingerprint accepted a short key")
+		}
+	}()
+	pin.KeyedFingerprint([]byte("short"))
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,25 +13,41 @@ import (
 
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
 
 func newCheckCmd(g *globals) *cobra.Command {
 	var offline bool
+	var keyFile string
 	cmd := &cobra.Command{
 		Use:   "check -c FILE",
 		Short: "Validate a config and resolve every reference without printing values",
 		Long: `check validates a config file, resolves every reference in it and builds every
 file in memory, without writing anything and without printing a value. For each
-secret it prints its name, provider, version, length and a short SHA-256
-fingerprint, so two environments can be compared without revealing secrets.
+secret it prints its name, provider, version and length.
+
+With a fingerprint key (--fingerprint-key-file FILE, or the key itself in
+KEYWARD_FINGERPRINT_KEY; at least 16 bytes, a trailing newline is ignored) it
+also prints a short HMAC-SHA256 of each value under that key, so environments
+whose operators share the key can be compared without revealing secrets.
+Without a key there is no fingerprint: a plain hash of a short value (a PIN, a
+port, a word) gives the value away to anyone who tries the candidates.
 
 With --offline it only validates: config syntax, references and options, templates.`,
 		Example: `  keyward check -c keyward.yaml
-  keyward check --offline -c keyward.yaml   # no provider is contacted`,
+  keyward check --offline -c keyward.yaml   # no provider is contacted
+
+  # compare two environments: run in each with the same key
+  head -c 32 /dev/urandom | base64 > fp.key
+  keyward check -c keyward.yaml --fingerprint-key-file fp.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(g, true)
+			if err != nil {
+				return err
+			}
+			fpKey, err := fingerprintKey(keyFile, g.env.getenv(fingerprintKeyEnv))
 			if err != nil {
 				return err
 			}
@@ -64,14 +82,24 @@ With --offline it only validates: config syntax, references and options, templat
 				}
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPROVIDER\tVERSION\tLENGTH\tFINGERPRINT")
+			header := "NAME\tPROVIDER\tVERSION\tLENGTH"
+			if fpKey != nil {
+				header += "\tFINGERPRINT"
+			} else {
+				g.logger.Info("no fingerprints without a key: give --fingerprint-key-file or " + fingerprintKeyEnv + " to compare values across environments")
+			}
+			fmt.Fprintln(tw, header)
 			for _, name := range sortedKeys(res) {
 				r := res[name]
 				version := r.Version
 				if version == "" {
 					version = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", name, r.Ref.Scheme, version, r.Value.Len(), r.Value.Fingerprint())
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d", name, r.Ref.Scheme, version, r.Value.Len())
+				if fpKey != nil {
+					fmt.Fprintf(tw, "\t%s", r.Value.KeyedFingerprint(fpKey))
+				}
+				fmt.Fprintln(tw)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -81,5 +109,65 @@ With --offline it only validates: config syntax, references and options, templat
 		},
 	}
 	cmd.Flags().BoolVar(&offline, "offline", false, "validate only; contact no provider")
+	cmd.Flags().StringVar(&keyFile, "fingerprint-key-file", "", "print an HMAC-SHA256 fingerprint of each value keyed by this file's content (at least 16 bytes; overrides "+fingerprintKeyEnv+")")
 	return cmd
+}
+
+// fingerprintKeyEnv holds a fingerprint key for keyward check itself.
+const fingerprintKeyEnv = "KEYWARD_FINGERPRINT_KEY"
+
+// maxFingerprintKeyFile bounds what is read of --fingerprint-key-file.
+const maxFingerprintKeyFile = 4096
+
+// fingerprintKey returns the key check fingerprints values with: the
+// content of file when given, else envKey, without one trailing newline;
+// nil when neither is set. A key shorter than
+// providers.MinFingerprintKeyLen, or a file that cannot be read, is a usage
+// error that never quotes the key.
+func fingerprintKey(file, envKey string) ([]byte, error) {
+	var key []byte
+	source := fingerprintKeyEnv
+	switch {
+	case file != "":
+		source = "--fingerprint-key-file " + file
+		b, err := readKeyFile(file)
+		if err != nil {
+			return nil, usageError("--fingerprint-key-file: %v", err)
+		}
+		key = b
+	case envKey != "":
+		key = []byte(envKey)
+	default:
+		return nil, nil
+	}
+	key = bytes.TrimSuffix(bytes.TrimSuffix(key, []byte("\n")), []byte("\r"))
+	if len(key) < providers.MinFingerprintKeyLen {
+		return nil, usageError("%s: the fingerprint key has %d bytes, want at least %d (e.g. head -c 32 /dev/urandom | base64)", source, len(key), providers.MinFingerprintKeyLen)
+	}
+	return key, nil
+}
+
+// readKeyFile reads a small regular file. It opens without blocking, so a
+// FIFO is refused rather than waited on.
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFingerprintKeyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxFingerprintKeyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFingerprintKeyFile)
+	}
+	return b, nil
 }

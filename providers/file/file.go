@@ -161,7 +161,7 @@ func (p *Provider) Path(ref providers.Ref) string {
 
 // Fetch reads the file ref names, following symlinks (Kubernetes volume
 // mounts are symlinks). The Secret's Value is the file's bytes as they are;
-// its Version is "sha256:" and the first 12 hex digits of their SHA-256;
+// its Version is their providers.ContentVersion (a keyed hash);
 // its Data is the parsed object when the file is JSON, YAML or dotenv.
 //
 // The format comes from ?format= (json, yaml, dotenv, raw), else from the
