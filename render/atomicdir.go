@@ -1,37 +1,41 @@
 package render
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The kubelet's AtomicWriter layout of a directory D whose files change
 // together:
 //
-//	D/..2025_01_02_15_04_05.RANDOM/NAME   the content, in a fresh dir per swap
-//	D/..data -> ..2025_01_02_15_04_05.RANDOM
+//	D/..2025_01_02_15_04_05.keyward-HEX/NAME   the content, in a fresh dir per swap
+//	D/..data -> ..2025_01_02_15_04_05.keyward-HEX
 //	D/NAME   -> ..data/NAME
 //
-// A swap builds a new timestamped directory, points a ..data_tmp symlink at
+// A swap builds a new snapshot directory, points a ..data_tmp symlink at
 // it and renames that over ..data (one atomic rename switches every file),
 // then removes the previous directory. A reader that opens D/a and then D/b
-// sees either both old or b new, never a new a with an old b.
+// sees either both old or b new, never a new a with an old b. keyward names
+// its snapshots ..TIMESTAMP.keyward-HEX (sweep.go) so that a sweep knows
+// them; a ..data that points to any ..NAME directory (such as the
+// kubelet's ..TIMESTAMP.DIGITS) is accepted as the current one.
+//
+// Every step goes through the descriptor of D that the Write opened (see
+// dir.go), under its exclusive lock.
 const (
 	dataLink    = "..data"
 	dataTmpLink = "..data_tmp"
-	tsLayout    = "..2006_01_02_15_04_05."
 )
 
-// testHookAtomicStep, when set (by non-parallel tests only), is called after
-// each step of an atomic directory swap.
+// testHookAtomicStep, when set (by non-parallel tests and the test helper
+// process only), is called after each step of an atomic directory swap.
 var testHookAtomicStep func(step string)
 
 func atomicStep(step string) {
@@ -40,7 +44,8 @@ func atomicStep(step string) {
 	}
 }
 
-// isTSDir reports whether name is a timestamped data directory name.
+// isTSDir reports whether name may be the target of ..data: a ..NAME
+// directory of D.
 func isTSDir(name string) bool {
 	return strings.HasPrefix(name, "..") && name != ".." && name != dataLink &&
 		name != dataTmpLink && !strings.ContainsRune(name, '/')
@@ -56,205 +61,259 @@ type groupItem struct {
 
 // atomicGroup is the AtomicDir files of one Write that share a directory.
 type atomicGroup struct {
-	dir     string
-	items   []groupItem
-	oldTS   string   // the directory ..data points to now, "" if none
-	newTS   string   // the staged directory's path, "" if none (or committed)
-	created []string // parent directories created for the group
+	ds    *dirSet
+	dir   *dirHandle
+	items []groupItem
+	oldTS string // the directory ..data points to now, "" if none
+	newTS string // the staged snapshot's name in dir, "" if none (or committed)
+	// dataTmp is set while a ..data_tmp symlink of this Write exists.
+	dataTmp bool
 }
 
-// checkDir checks the group's directory and its ..data link.
-func (g *atomicGroup) checkDir() error {
-	link := filepath.Join(g.dir, dataLink)
-	fi, err := os.Lstat(link)
-	switch {
-	case err == nil:
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			return fmt.Errorf("%s is not a symlink", link)
-		}
-		target, err := os.Readlink(link)
-		if err != nil {
-			return fmt.Errorf("%s: %w", link, cause(err))
-		}
-		if !isTSDir(target) {
-			return fmt.Errorf("%s does not point to a ..timestamp directory of %s", link, g.dir)
-		}
-		g.oldTS = target
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-	default:
-		return fmt.Errorf("%s: %w", link, cause(err))
-	}
-	return checkParent(g.dir)
+func newGroup(ds *dirSet, dir string) *atomicGroup {
+	return &atomicGroup{ds: ds, dir: ds.add(dir, true)}
 }
 
-// checkMember checks the user-visible entry D/NAME: absent, the expected
-// ..data/NAME symlink, or a regular file (replaced by the link).
-func (g *atomicGroup) checkMember(name string, allowSymlink bool) error {
-	p := filepath.Join(g.dir, name)
-	fi, err := os.Lstat(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return nil
-		}
-		return cause(err)
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if t, err := os.Readlink(p); err == nil && t == dataLink+"/"+name {
-			return nil
-		}
-	}
-	return checkExisting(fi, allowSymlink)
+// add adds a file of the group, registering what its directory must let
+// through.
+func (g *atomicGroup) add(f File, p string, data []byte) {
+	o := f.Options()
+	g.ds.need(fileNeed{path: p, uid: o.UID, gid: o.GID, mode: o.mode()})
+	g.items = append(g.items, groupItem{file: f, name: filepath.Base(p), data: data})
 }
 
-// owner returns the Options carrying the group's owner: the one owner its
-// files ask for (checkOwners ensures there is at most one) or none.
-func (g *atomicGroup) owner() Options {
-	o := Options{UID: -1, GID: -1}
+func (g *atomicGroup) check(fail func(File, error)) {
+	if len(g.items) == 0 {
+		return
+	}
+	if err := g.checkDir(); err != nil {
+		fail(g.items[0].file, err)
+		return
+	}
 	for _, it := range g.items {
-		if uid, gid, ok := it.file.Options().owner(); ok {
-			o.UID, o.GID = uid, gid
+		if err := g.checkMember(it.name, it.file.AllowSymlink); err != nil {
+			fail(it.file, err)
 		}
 	}
-	return o
+	if err := g.checkOwners(); err != nil {
+		fail(g.items[0].file, err)
+	}
 }
 
 // checkOwners refuses a group whose files ask for different owners: they
-// share the timestamped directory, which has one owner.
+// share the snapshot directory, which has one owner.
 func (g *atomicGroup) checkOwners() error {
 	type pair struct{ uid, gid int }
 	var first *pair
 	for _, it := range g.items {
-		uid, gid, ok := it.file.Options().owner()
-		if !ok {
+		uid, gid := it.file.Options().owner()
+		if uid < 0 && gid < 0 {
 			continue
 		}
 		if first == nil {
 			first = &pair{uid, gid}
 		} else if *first != (pair{uid, gid}) {
-			return fmt.Errorf("atomic_dir files in %s ask for different owners", g.dir)
+			return fmt.Errorf("atomic_dir files in %s ask for different owners", g.dir.path)
 		}
 	}
 	return nil
 }
 
+// checkDir checks the group's directory and its ..data link.
+func (g *atomicGroup) checkDir() error {
+	if g.dir.err != nil {
+		return g.dir.err
+	}
+	if g.dir.fd < 0 {
+		return nil // created by stage
+	}
+	link := filepath.Join(g.dir.path, dataLink)
+	var st unix.Stat_t
+	err := unix.Fstatat(g.dir.fd, dataLink, &st, unix.AT_SYMLINK_NOFOLLOW)
+	switch {
+	case err == nil:
+		if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+			return fmt.Errorf("%s is not a symlink", link)
+		}
+		target, err := readlinkat(g.dir.fd, dataLink)
+		if err != nil {
+			return fmt.Errorf("%s: %w", link, err)
+		}
+		if !isTSDir(target) {
+			return fmt.Errorf("%s does not point to a ..timestamp directory of %s", link, g.dir.path)
+		}
+		g.oldTS = target
+	case errors.Is(err, unix.ENOENT):
+	default:
+		return fmt.Errorf("%s: %w", link, err)
+	}
+	return nil
+}
+
+// checkMember checks the user-visible entry D/NAME: absent, the expected
+// ..data/NAME symlink, or a regular file (replaced by the link).
+func (g *atomicGroup) checkMember(name string, allowSymlink bool) error {
+	if g.dir.fd < 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	err := unix.Fstatat(g.dir.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		if t, err := readlinkat(g.dir.fd, name); err == nil && t == dataLink+"/"+name {
+			return nil
+		}
+	}
+	return checkExisting(&st, allowSymlink)
+}
+
 func (g *atomicGroup) stage() error {
+	oldFd := -1
+	if g.oldTS != "" {
+		fd, err := unix.Openat(g.dir.fd, g.oldTS, dirOpenFlags, 0)
+		if err == nil {
+			oldFd = fd
+			defer unix.Close(oldFd)
+		} else if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("open %s: %w", filepath.Join(g.dir.path, g.oldTS), err)
+		}
+	}
 	swap := false
 	for i := range g.items {
 		it := &g.items[i]
 		it.changed = true
-		if g.oldTS != "" {
-			uid, gid, chown := it.file.Options().owner()
-			same, err := sameFile(filepath.Join(g.dir, g.oldTS, it.name), it.data, it.file.Options().mode(), uid, gid, chown)
+		if oldFd >= 0 {
+			same, err := sameFileAt(oldFd, it.name, it.data, it.file.Options())
 			if err != nil {
 				return err
 			}
 			it.changed = !same
 		}
-		t, err := os.Readlink(filepath.Join(g.dir, it.name))
-		it.relink = err != nil || t != dataLink+"/"+it.name
+		it.relink = true
+		if g.dir.fd >= 0 {
+			t, err := readlinkat(g.dir.fd, it.name)
+			it.relink = err != nil || t != dataLink+"/"+it.name
+		}
 		swap = swap || it.changed
 	}
 	if !swap {
 		return nil
 	}
 
-	var dm os.FileMode
-	for _, it := range g.items {
-		dm |= dirMode(it.file.Options().mode())
-	}
-	owner := g.owner()
-	var err error
-	if g.created, err = mkdirAll(g.dir, dm, owner); err != nil {
+	if err := g.ds.ensure(g.dir); err != nil {
 		return err
 	}
-	ts, err := os.MkdirTemp(g.dir, time.Now().UTC().Format(tsLayout))
-	if err != nil {
-		return fmt.Errorf("mkdir in %s: %w", g.dir, cause(err))
+	if err := g.dir.stillThere(); err != nil {
+		return err
 	}
-	g.newTS = ts
-	if err := fixDir(ts, dm, owner); err != nil {
+	name := snapshotName(time.Now())
+	ts := filepath.Join(g.dir.path, name)
+	if err := unix.Mkdirat(g.dir.fd, name, 0o700); err != nil {
 		return fmt.Errorf("mkdir %s: %w", ts, err)
 	}
+	g.newTS = name
+	newFd, err := unix.Openat(g.dir.fd, name, dirOpenFlags, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", ts, err)
+	}
+	defer unix.Close(newFd)
+	var needs []fileNeed
 	names := map[string]bool{}
 	for _, it := range g.items {
+		o := it.file.Options()
 		names[it.name] = true
-		if err := createFile(filepath.Join(ts, it.name), it.data, it.file.Options()); err != nil {
+		needs = append(needs, fileNeed{path: filepath.Join(ts, it.name), uid: o.UID, gid: o.GID, mode: o.mode()})
+		if err := createFileAt(newFd, ts, it.name, it.data, o); err != nil {
 			return err
 		}
 	}
-	if err := g.carryOver(names); err != nil {
+	carried, err := g.carryOver(oldFd, newFd, names)
+	if err != nil {
 		return err
 	}
-	return syncDir(ts)
+	needs = append(needs, carried...)
+	if err := fixDir(newFd, needs); err != nil {
+		return fmt.Errorf("mkdir %s: %w", ts, err)
+	}
+	return syncDir(newFd, ts)
 }
 
-// carryOver links into the new directory the files of the current one that
-// this Write does not render (a re-render of only some files of the group),
-// so their D/NAME links keep working.
-func (g *atomicGroup) carryOver(names map[string]bool) error {
-	if g.oldTS == "" {
-		return nil
+// carryOver links into the new snapshot the files of the current one that
+// this Write does not render (a re-render of only some files of the
+// group), so their D/NAME links keep working. It returns what the new
+// snapshot directory must let through for them.
+func (g *atomicGroup) carryOver(oldFd, newFd int, names map[string]bool) ([]fileNeed, error) {
+	if oldFd < 0 {
+		return nil, nil
 	}
-	old := filepath.Join(g.dir, g.oldTS)
-	entries, err := os.ReadDir(old)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	old := filepath.Join(g.dir.path, g.oldTS)
+	entries, err := readNames(oldFd)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", old, cause(err))
+		return nil, fmt.Errorf("read %s: %w", old, err)
 	}
+	var needs []fileNeed
 	for _, e := range entries {
-		if names[e.Name()] || !e.Type().IsRegular() {
+		var st unix.Stat_t
+		if names[e] || unix.Fstatat(oldFd, e, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 			continue
 		}
-		src, dst := filepath.Join(old, e.Name()), filepath.Join(g.newTS, e.Name())
-		if os.Link(src, dst) == nil {
+		needs = append(needs, fileNeed{path: filepath.Join(old, e), uid: int(st.Uid), gid: int(st.Gid), mode: os.FileMode(st.Mode & 0o777)})
+		if unix.Linkat(oldFd, e, newFd, e, 0) == nil {
 			continue
 		}
-		if err := copyFile(src, dst); err != nil {
-			return fmt.Errorf("carry over %s: %w", src, err)
+		if err := copyFileAt(oldFd, newFd, filepath.Join(g.dir.path, g.newTS), e, &st); err != nil {
+			return nil, fmt.Errorf("carry over %s: %w", filepath.Join(old, e), err)
 		}
 	}
-	return nil
+	return needs, nil
 }
 
-// copyFile copies a regular file with its permission bits and owner.
-func copyFile(src, dst string) error {
-	fi, err := os.Lstat(src)
+// copyFileAt copies the regular file name (with stat st) of the directory
+// src into dst with its permission bits and owner.
+func copyFileAt(src, dst int, dstPath, name string, st *unix.Stat_t) error {
+	f, err := unix.Openat(src, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	file := os.NewFile(uintptr(f), name)
+	data, err := io.ReadAll(file)
+	file.Close()
 	if err != nil {
 		return cause(err)
 	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return cause(err)
-	}
-	o := Options{Mode: fi.Mode().Perm(), UID: -1, GID: -1}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		o.UID, o.GID = int(st.Uid), int(st.Gid)
-	}
-	return createFile(dst, data, o)
+	o := Options{Mode: os.FileMode(st.Mode & 0o777), UID: int(st.Uid), GID: int(st.Gid)}
+	return createFileAt(dst, dstPath, name, data, o)
 }
 
 func (g *atomicGroup) commit(changed map[string]bool) error {
 	swapped := false
+	dir := g.dir.path
 	if g.newTS != "" {
 		atomicStep("staged")
-		tmp := filepath.Join(g.dir, dataTmpLink)
-		if fi, err := os.Lstat(tmp); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			_ = os.Remove(tmp) // left by an interrupted swap
+		var st unix.Stat_t
+		if unix.Fstatat(g.dir.fd, dataTmpLink, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			_ = unix.Unlinkat(g.dir.fd, dataTmpLink, 0) // left by an interrupted swap
 		}
-		if err := os.Symlink(filepath.Base(g.newTS), tmp); err != nil {
-			return fmt.Errorf("symlink %s: %w", tmp, cause(err))
+		if err := unix.Symlinkat(g.newTS, g.dir.fd, dataTmpLink); err != nil {
+			return fmt.Errorf("symlink %s: %w", filepath.Join(dir, dataTmpLink), err)
 		}
+		g.dataTmp = true
 		atomicStep("data_tmp")
-		if err := os.Rename(tmp, filepath.Join(g.dir, dataLink)); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("rename %s: %w", tmp, cause(err))
+		if err := g.dir.stillThere(); err != nil {
+			return err
+		}
+		if err := unix.Renameat(g.dir.fd, dataTmpLink, g.dir.fd, dataLink); err != nil {
+			return fmt.Errorf("rename %s: %w", filepath.Join(dir, dataTmpLink), err)
 		}
 		swapped = true
-		g.newTS, g.created = "", nil // committed: abort must not remove it
+		g.newTS, g.dataTmp = "", false // committed: abort must not remove it
 		atomicStep("swapped")
-		if err := syncDir(g.dir); err != nil {
+		if err := syncDir(g.dir.fd, dir); err != nil {
 			return err
 		}
 	}
@@ -267,22 +326,21 @@ func (g *atomicGroup) commit(changed map[string]bool) error {
 			relinked = true
 		}
 		if it.changed || it.relink {
-			changed[filepath.Join(g.dir, it.name)] = true
+			changed[filepath.Join(dir, it.name)] = true
 		}
 	}
 	if relinked {
 		atomicStep("linked")
-		if err := syncDir(g.dir); err != nil {
+		if err := syncDir(g.dir.fd, dir); err != nil {
 			return err
 		}
 	}
 	if swapped && g.oldTS != "" {
-		old := filepath.Join(g.dir, g.oldTS)
-		if err := os.RemoveAll(old); err != nil {
-			return fmt.Errorf("remove %s: %w", old, cause(err))
+		if err := removeTree(g.dir.fd, g.oldTS); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("remove %s: %w", filepath.Join(dir, g.oldTS), err)
 		}
 		atomicStep("cleaned")
-		return syncDir(g.dir)
+		return syncDir(g.dir.fd, dir)
 	}
 	return nil
 }
@@ -290,36 +348,36 @@ func (g *atomicGroup) commit(changed map[string]bool) error {
 // link makes D/NAME the symlink ..data/NAME, atomically replacing whatever
 // is there (checkMember allowed it).
 func (g *atomicGroup) link(name string) error {
-	p, want := filepath.Join(g.dir, name), dataLink+"/"+name
-	err := os.Symlink(want, p)
-	if err == nil || !errors.Is(err, fs.ErrExist) {
-		if err != nil {
-			return fmt.Errorf("symlink %s: %w", p, cause(err))
-		}
+	p, want := filepath.Join(g.dir.path, name), dataLink+"/"+name
+	err := unix.Symlinkat(want, g.dir.fd, name)
+	if err == nil {
 		return nil
 	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	tmp := filepath.Join(g.dir, "."+name+".tmp-"+hex.EncodeToString(rnd[:]))
-	if err := os.Symlink(want, tmp); err != nil {
-		return fmt.Errorf("symlink %s: %w", tmp, cause(err))
+	if !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("symlink %s: %w", p, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rename onto %s: %w", p, cause(err))
+	tmp := tempName(name)
+	if err := unix.Symlinkat(want, g.dir.fd, tmp); err != nil {
+		return fmt.Errorf("symlink %s: %w", filepath.Join(g.dir.path, tmp), err)
+	}
+	if err := unix.Renameat(g.dir.fd, tmp, g.dir.fd, name); err != nil {
+		_ = unix.Unlinkat(g.dir.fd, tmp, 0)
+		return fmt.Errorf("rename onto %s: %w", p, err)
 	}
 	return nil
 }
 
 func (g *atomicGroup) abort() {
+	if g.dataTmp {
+		_ = unix.Unlinkat(g.dir.fd, dataTmpLink, 0)
+		g.dataTmp = false
+	}
 	if g.newTS != "" {
-		_ = os.RemoveAll(g.newTS)
+		_ = removeTree(g.dir.fd, g.newTS)
 		g.newTS = ""
 	}
-	removeCreated(g.created)
-	g.created = nil
 }
 
 func (g *atomicGroup) failure(err error) (File, error) {
-	return File{Path: g.dir, Format: "atomic_dir"}, err
+	return File{Path: g.dir.path, Format: "atomic_dir"}, err
 }

@@ -69,7 +69,8 @@ func statT(t *testing.T, path string) *syscall.Stat_t {
 	return &st
 }
 
-// tempNames lists the temp files WriteFile may leave in dir.
+// tempNames lists what a write may leave in dir: keyward's temp files and
+// snapshot directories, and anything else that looks like a temp file.
 func tempNames(t *testing.T, dir string) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
@@ -78,7 +79,7 @@ func tempNames(t *testing.T, dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), "..") {
+		if isTempName(e.Name()) || strings.Contains(e.Name(), ".tmp") || strings.HasPrefix(e.Name(), "..") {
 			out = append(out, e.Name())
 		}
 	}

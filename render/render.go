@@ -53,19 +53,20 @@ type File struct {
 	// TemplateFile is the absolute path of a template file, read by Build.
 	TemplateFile string
 	// Mode is the file's permission bits; 0 means 0600. Only the bits in
-	// 0777 are allowed.
+	// 0777 are allowed, and the owner must be able to read.
 	Mode os.FileMode
 	// UID and GID are the owner and group given to the file (with fchown on
-	// the temp file, before the rename) when the process runs as root; -1
-	// leaves that one as the process creates it.
+	// the temp file, before the rename); -1 leaves that one as the process
+	// creates it. One that cannot be applied is an error (see Options).
+	// Files of different owners may share a directory: the directories
+	// keyward creates let each owner reach its file.
 	UID, GID int
 	// AtomicDir makes the file part of its directory's atomic group: all
 	// files of one Write with AtomicDir set that share a directory D are
 	// swapped together through the kubelet's layout (D/NAME -> ..data/NAME,
-	// D/..data -> ..TIMESTAMP.RANDOM, a 0700 directory swapped by one
+	// D/..data -> ..TIMESTAMP.keyward-HEX, a directory swapped by one
 	// rename), so a reader never sees a new a with an old b. Files of the
-	// current ..data that a Write does not render are carried over. All
-	// files of a group must ask for the same owner.
+	// current ..data that a Write does not render are carried over.
 	AtomicDir bool
 	// AllowSymlink lets a target that is a symlink be replaced; the link
 	// itself is replaced, the file it points to is never written.
@@ -131,6 +132,10 @@ type Result struct {
 	// Unchanged are the paths that already held exactly the wanted content,
 	// mode and owner and were not touched.
 	Unchanged []string
+	// Removed are the leftovers of interrupted writes (keyward's own temp
+	// files and atomic_dir snapshots) that the Write swept from the
+	// directories it writes to.
+	Removed []string
 }
 
 // FileError is the failure of one file of a Build or Write. Err names
@@ -281,14 +286,18 @@ func validateFile(f File, seen map[string]bool) error {
 }
 
 // Write writes contents[i] to files[i], in two phases so that a failure
-// changes nothing: first every target is checked (not a directory, not a
-// symlink unless allowed, parent creatable) and, if all pass, every changed
-// file is staged (a fully written and fsynced temp file, or a new timestamped
-// directory for an AtomicDir group); only when all are staged are they
-// renamed into place. If a check or a stage fails, the temp files are
-// removed, no target is modified and the *Error lists every failure found.
-// A failure in the final renames (which do not allocate space) is returned
-// with the Result of what was already replaced.
+// changes nothing: first every target's directory is opened once (see
+// WriteFile: without following a symlink, locked, and on the first write
+// of the process swept of the leftovers of interrupted writes, which
+// Result.Removed lists) and every target checked (not a directory, not a
+// symlink unless allowed, parent creatable, reachable by its owner) and,
+// if all pass, every changed file is staged (a fully written and fsynced
+// temp file, or a new snapshot directory for an AtomicDir group); only
+// when all are staged are they renamed into place. If a check or a stage
+// fails, the temp files are removed, no target is modified and the *Error
+// lists every failure found. A failure in the final renames (which do not
+// allocate space) is returned with the Result of what was already
+// replaced.
 //
 // Files whose content, mode and owner already match are not touched and are
 // reported in Result.Unchanged.
@@ -301,10 +310,12 @@ func Write(files []File, contents [][]byte) (Result, error) {
 		fails = append(fails, &FileError{Path: f.Path, Format: f.Format, Err: err})
 	}
 
-	// Phase 0: validate and check every target; nothing is written.
+	// Phase 0: validate, open the directories, check every target;
+	// nothing is written but the sweep of leftovers.
 	seen := map[string]bool{}
+	ds := newDirSet()
+	defer ds.close()
 	groups := map[string]*atomicGroup{}
-	var groupOrder []*atomicGroup
 	var order []stager
 	for i, f := range files {
 		if err := validateFile(f, seen); err != nil {
@@ -312,42 +323,29 @@ func Write(files []File, contents [][]byte) (Result, error) {
 			continue
 		}
 		p := filepath.Clean(f.Path)
-		if f.AtomicDir {
-			dir := filepath.Dir(p)
-			g, ok := groups[dir]
-			if !ok {
-				g = &atomicGroup{dir: dir}
-				groups[dir] = g
-				groupOrder = append(groupOrder, g)
-				order = append(order, g)
-				if err := g.checkDir(); err != nil {
-					fail(f, err)
-					continue
-				}
-			}
-			if err := g.checkMember(filepath.Base(p), f.AllowSymlink); err != nil {
-				fail(f, err)
-				continue
-			}
-			g.items = append(g.items, groupItem{file: f, name: filepath.Base(p), data: contents[i]})
+		if !f.AtomicDir {
+			order = append(order, newSingle(ds, f, p, contents[i]))
 			continue
 		}
-		if err := checkTarget(p, f.AllowSymlink); err != nil {
-			fail(f, err)
-			continue
+		dir := filepath.Dir(p)
+		g, ok := groups[dir]
+		if !ok {
+			g = newGroup(ds, dir)
+			groups[dir] = g
+			order = append(order, g)
 		}
-		order = append(order, &singleFile{file: f, path: p, data: contents[i]})
-	}
-	for _, g := range groupOrder {
-		if len(g.items) == 0 {
-			continue
-		}
-		if err := g.checkOwners(); err != nil {
-			fail(g.items[0].file, err)
-		}
+		g.add(f, p, contents[i])
 	}
 	if len(fails) > 0 {
 		return Result{}, &Error{Failures: fails}
+	}
+	ds.openAll()
+	writeStep("opened", "")
+	for _, s := range order {
+		s.check(fail)
+	}
+	if len(fails) > 0 {
+		return Result{Removed: ds.removed}, &Error{Failures: fails}
 	}
 
 	// Phase 1: stage every changed file; undo all on the first failure.
@@ -358,9 +356,10 @@ func Write(files []File, contents [][]byte) (Result, error) {
 				d.abort()
 			}
 			s.abort()
+			ds.removeCreated()
 			f, cerr := s.failure(err)
 			fail(f, cerr)
-			return Result{}, &Error{Failures: fails}
+			return Result{Removed: ds.removed}, &Error{Failures: fails}
 		}
 		staged = append(staged, s)
 	}
@@ -372,12 +371,17 @@ func Write(files []File, contents [][]byte) (Result, error) {
 			for _, d := range staged[i:] {
 				d.abort()
 			}
+			ds.removeCreated()
 			f, cerr := s.failure(err)
 			fail(f, cerr)
-			return result(files, changed, false), &Error{Failures: fails}
+			res := result(files, changed, false)
+			res.Removed = ds.removed
+			return res, &Error{Failures: fails}
 		}
 	}
-	return result(files, changed, true), nil
+	res := result(files, changed, true)
+	res.Removed = ds.removed
+	return res, nil
 }
 
 // result lists the changed paths and, when the Write completed, the others
@@ -407,6 +411,9 @@ func Render(files []File, secrets map[string]providers.Resolved) (Result, error)
 
 // stager is one unit of Write: a single file or an atomic directory group.
 type stager interface {
+	// check reports, through fail, every target of the unit that cannot
+	// be written; it writes nothing.
+	check(fail func(File, error))
 	// stage writes everything that can fail for lack of space or
 	// permission, without modifying any target.
 	stage() error
@@ -417,35 +424,3 @@ type stager interface {
 	// failure attributes err to a file for the *Error.
 	failure(err error) (File, error)
 }
-
-type singleFile struct {
-	file File
-	path string
-	data []byte
-	st   *staged
-}
-
-func (s *singleFile) stage() error {
-	st, err := stageFile(s.path, s.data, s.file.Options())
-	s.st = st
-	return err
-}
-
-func (s *singleFile) commit(changed map[string]bool) error {
-	if !s.st.changed {
-		return nil
-	}
-	if err := s.st.commit(); err != nil {
-		return err
-	}
-	changed[s.path] = true
-	return nil
-}
-
-func (s *singleFile) abort() {
-	if s.st != nil {
-		s.st.abort()
-	}
-}
-
-func (s *singleFile) failure(err error) (File, error) { return s.file, cause(err) }

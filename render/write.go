@@ -2,15 +2,12 @@ package render
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +29,8 @@ const DefaultMode os.FileMode = 0o600
 // Options are the properties WriteFile gives the file it writes.
 type Options struct {
 	// Mode is the file's permission bits; 0 means DefaultMode (0600). Only
-	// the bits in 0777 are allowed. The umask never changes it.
+	// the bits in 0777 are allowed, and the owner must be able to read.
+	// The umask never changes it.
 	Mode os.FileMode
 	// UID and GID are the owner and group given to the file, and to the
 	// directories WriteFile creates for it, when the process runs as root;
@@ -44,35 +42,20 @@ type Options struct {
 	AllowSymlink bool
 }
 
+// owner returns the uid and gid to give: only when running as root, else
+// -1, -1.
+func (o Options) owner() (uid, gid int) {
+	if os.Geteuid() != 0 {
+		return -1, -1
+	}
+	return max(o.UID, -1), max(o.GID, -1)
+}
+
 func (o Options) mode() os.FileMode {
 	if o.Mode == 0 {
 		return DefaultMode
 	}
 	return o.Mode
-}
-
-// owner returns the uid and gid to give, and whether to give them at all:
-// only when running as root and at least one is set.
-func (o Options) owner() (uid, gid int, ok bool) {
-	if os.Geteuid() != 0 || (o.UID < 0 && o.GID < 0) {
-		return -1, -1, false
-	}
-	return max(o.UID, -1), max(o.GID, -1), true
-}
-
-// dirMode is the mode of a directory created for files of mode m: 0700,
-// plus search permission for group and others when m grants them any
-// access (a 0640 file in a 0700 root-owned directory could not be reached
-// by its group). A 0600 or 0400 file gets a 0700 directory.
-func dirMode(m os.FileMode) os.FileMode {
-	d := os.FileMode(0o700)
-	if m&0o070 != 0 {
-		d |= 0o010
-	}
-	if m&0o007 != 0 {
-		d |= 0o001
-	}
-	return d
 }
 
 func checkMode(m os.FileMode) error {
@@ -82,22 +65,39 @@ func checkMode(m os.FileMode) error {
 	return nil
 }
 
-// WriteFile atomically replaces path with data: it creates missing parent
-// directories (0700, plus search permission for group or others when the
-// file's mode grants them access; directories that exist are never
-// changed), refuses a target that is a
-// directory, a device/FIFO/socket, or a symlink unless opts.AllowSymlink,
-// and returns changed=false without touching anything when the file already
-// has exactly this content, mode and (when root) owner. Otherwise it creates
-// a uniquely named temp file in the same directory with
-// O_CREAT|O_EXCL|O_NOFOLLOW and the final mode, fchowns it (root only),
-// fchmods it (the umask never matters), writes, fsyncs and closes it, renames
-// it onto path and fsyncs the directory.
+// testHookWriteStep, when set (by non-parallel tests and the test helper
+// process only), is called with the temp file's path after it is created
+// ("created", still empty) and before it is renamed onto the target
+// ("rename"), and with "" once a Write has opened its directories
+// ("opened").
+var testHookWriteStep func(step, tmp string)
+
+func writeStep(step, tmp string) {
+	if testHookWriteStep != nil {
+		testHookWriteStep(step, tmp)
+	}
+}
+
+// WriteFile atomically replaces path with data, through a descriptor of
+// its directory opened once without following a symlink (see dir.go): it
+// creates missing parent directories (0700, plus search permission for
+// group or others when the file's mode grants them access; directories
+// that exist are never changed), refuses a parent directory that is a symlink
+// (ErrDirSymlink) or is replaced during the write (ErrDirReplaced), a
+// target that is a directory, a device/FIFO/socket, or a symlink unless
+// opts.AllowSymlink. It returns changed=false without touching anything when
+// the file already has exactly this content, mode and owner. Otherwise it
+// creates a uniquely named temp file (keyward's temp name, see sweep.go) in
+// the same directory with O_CREAT|O_EXCL|O_NOFOLLOW, fchowns it (root only),
+// fchmods it (the umask never matters), writes, fsyncs and closes
+// it, renames it onto path and fsyncs the directory. The first write of a
+// process into a directory removes the leftovers of interrupted writes
+// there first.
 //
 // On failure the temp file is removed and the old target is left byte for
 // byte intact. Errors are one line, "write /path: reason" (for example
 // "write /run/x: no space left on device"), and wrap the errno or one of
-// ErrSymlink, ErrDirectory, ErrNotRegular.
+// the sentinels above.
 func WriteFile(path string, data []byte, opts Options) (changed bool, err error) {
 	if !filepath.IsAbs(path) {
 		return false, fmt.Errorf("write %s: path is not absolute", path)
@@ -106,309 +106,239 @@ func WriteFile(path string, data []byte, opts Options) (changed bool, err error)
 	if err := checkMode(opts.Mode); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := checkTarget(p, opts.AllowSymlink); err != nil {
+	ds := newDirSet()
+	defer ds.close()
+	s := newSingle(ds, File{Path: p, Mode: opts.Mode, UID: opts.UID, GID: opts.GID, AllowSymlink: opts.AllowSymlink}, p, data)
+	ds.openAll()
+	writeStep("opened", "")
+	if err := s.checkErr(); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	st, err := stageFile(p, data, opts)
-	if err != nil {
-		st.abort()
+	if err := s.stage(); err != nil {
+		s.abort()
+		ds.removeCreated()
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	if !st.changed {
+	if !s.changed {
 		return false, nil
 	}
-	if err := st.commit(); err != nil {
+	if err := s.commit(nil); err != nil {
+		ds.removeCreated()
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	return true, nil
 }
 
-// staged is a file ready to be renamed into place.
-type staged struct {
-	path    string
-	tmp     string   // the temp file; "" once renamed or removed
-	created []string // directories created for it, outermost first
+// singleFile is a file written on its own (not part of an atomic_dir
+// group): a temp file renamed onto the target.
+type singleFile struct {
+	ds      *dirSet
+	file    File
+	dir     *dirHandle
+	name    string // base name in dir
+	path    string // clean target path
+	data    []byte
+	tmp     string // the temp file's name in dir; "" once renamed or removed
 	changed bool
 }
 
-// stageFile does everything of WriteFile except the rename. It always
-// returns a non-nil *staged, whose abort undoes a partial stage. Its errors
-// are bare causes (an errno or a sentinel), without the path.
-func stageFile(path string, data []byte, opts Options) (*staged, error) {
-	st := &staged{path: path}
-	mode := opts.mode()
-	uid, gid, chown := opts.owner()
-	fi, err := os.Lstat(path)
-	if err == nil && fi.Mode().IsRegular() {
-		same, err := sameFile(path, data, mode, uid, gid, chown)
-		if err != nil {
-			return st, err
-		}
-		if same {
-			return st, nil
-		}
-	}
-	st.changed = true
-	dir, base := filepath.Split(path)
-	st.created, err = mkdirAll(filepath.Clean(dir), dirMode(mode), opts)
-	if err != nil {
-		return st, err
-	}
-	st.tmp, err = createTemp(dir, base, data, opts)
-	return st, err
+func newSingle(ds *dirSet, f File, p string, data []byte) *singleFile {
+	o := f.Options()
+	ds.need(fileNeed{path: p, uid: o.UID, gid: o.GID, mode: o.mode()})
+	return &singleFile{ds: ds, file: f, path: p, name: filepath.Base(p), data: data, dir: ds.add(filepath.Dir(p), false)}
 }
 
-// testHookBeforeRename, when set (by non-parallel tests only), is called
-// with the temp file's path just before it is renamed onto the target.
-var testHookBeforeRename func(tmp string)
+func (s *singleFile) check(fail func(File, error)) {
+	if err := s.checkErr(); err != nil {
+		fail(s.file, err)
+	}
+}
 
-func (s *staged) commit() error {
+// checkErr refuses a target that cannot or must not be replaced, a parent
+// directory that cannot be created or written, and an owner who could not
+// reach the file. It writes nothing.
+func (s *singleFile) checkErr() error {
+	if s.dir.err != nil {
+		return s.dir.err
+	}
+	if s.dir.fd >= 0 {
+		if err := checkTargetAt(s.dir.fd, s.name, s.file.AllowSymlink); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *singleFile) stage() error {
+	o := s.file.Options()
+	if s.dir.fd >= 0 {
+		same, err := sameFileAt(s.dir.fd, s.name, s.data, o)
+		if err != nil || same {
+			return err
+		}
+	}
+	s.changed = true
+	if err := s.ds.ensure(s.dir); err != nil {
+		return err
+	}
+	if err := s.dir.stillThere(); err != nil {
+		return err
+	}
+	var err error
+	s.tmp, err = createTemp(s.dir, s.name, s.data, o)
+	return err
+}
+
+func (s *singleFile) commit(changed map[string]bool) error {
 	if s.tmp == "" {
 		return nil
 	}
-	if testHookBeforeRename != nil {
-		testHookBeforeRename(s.tmp)
+	writeStep("rename", filepath.Join(s.dir.path, s.tmp))
+	if err := s.dir.stillThere(); err != nil {
+		s.abort()
+		return err
 	}
-	if err := os.Rename(s.tmp, s.path); err != nil {
-		_ = os.Remove(s.tmp)
-		s.tmp = ""
-		return cause(err)
+	if err := unix.Renameat(s.dir.fd, s.tmp, s.dir.fd, s.name); err != nil {
+		s.abort()
+		return err
 	}
 	s.tmp = ""
-	s.created = nil
-	return syncDir(filepath.Dir(s.path))
+	if changed != nil {
+		changed[s.path] = true
+	}
+	return syncDir(s.dir.fd, s.dir.path)
 }
 
-func (s *staged) abort() {
-	if s == nil {
-		return
-	}
+func (s *singleFile) abort() {
 	if s.tmp != "" {
-		_ = os.Remove(s.tmp)
+		_ = unix.Unlinkat(s.dir.fd, s.tmp, 0)
 		s.tmp = ""
 	}
-	removeCreated(s.created)
-	s.created = nil
 }
 
-// removeCreated removes the directories mkdirAll created, innermost first,
-// as long as they are empty.
-func removeCreated(dirs []string) {
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if os.Remove(dirs[i]) != nil {
-			return
-		}
+func (s *singleFile) failure(err error) (File, error) { return s.file, cause(err) }
+
+// checkTargetAt checks the entry name of the directory fd: absent, or a
+// file that may be replaced.
+func checkTargetAt(fd int, name string, allowSymlink bool) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
 	}
-}
-
-// checkTarget refuses a target that cannot or must not be replaced, and a
-// parent directory that cannot be created or written. It writes nothing.
-func checkTarget(path string, allowSymlink bool) error {
-	fi, err := os.Lstat(path)
-	switch {
-	case err == nil:
-		if err := checkExisting(fi, allowSymlink); err != nil {
-			return err
-		}
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-		// ENOTDIR: some parent is not a directory; checkParent names it.
-	default:
-		return cause(err)
+	if err != nil {
+		return err
 	}
-	return checkParent(filepath.Dir(path))
+	return checkExisting(&st, allowSymlink)
 }
 
-func checkExisting(fi fs.FileInfo, allowSymlink bool) error {
-	switch m := fi.Mode(); {
-	case m.IsDir():
+func checkExisting(st *unix.Stat_t, allowSymlink bool) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
 		return ErrDirectory
-	case m&fs.ModeSymlink != 0:
+	case unix.S_IFLNK:
 		if !allowSymlink {
 			return ErrSymlink
 		}
-	case !m.IsRegular():
+	default:
 		return ErrNotRegular
 	}
 	return nil
 }
 
-// checkParent verifies that dir exists as a writable directory, or that its
-// deepest existing ancestor is one (so MkdirAll can create the rest).
-func checkParent(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err == nil {
-			if !fi.IsDir() {
-				return fmt.Errorf("parent %s: %w", d, syscall.ENOTDIR)
-			}
-			if err := unix.Access(d, unix.W_OK|unix.X_OK); err != nil {
-				return fmt.Errorf("parent %s: %w", d, err)
-			}
-			return nil
-		}
-		if !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("parent %s: %w", d, cause(err))
-		}
-		if filepath.Dir(d) == d {
-			return fmt.Errorf("parent %s: %w", d, cause(err))
-		}
-	}
-}
-
-// mkdirAll creates dir and its missing parents with mode (chmod'ed
-// explicitly, so the umask does not matter) and, as root, the owner in opts.
-// Directories that already exist are never changed. It returns the
-// directories it created, outermost first.
-func mkdirAll(dir string, mode os.FileMode, opts Options) ([]string, error) {
-	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err == nil {
-			if !fi.IsDir() {
-				return nil, fmt.Errorf("parent %s: %w", d, syscall.ENOTDIR)
-			}
-			break
-		}
-		if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(d) == d {
-			return nil, fmt.Errorf("parent %s: %w", d, cause(err))
-		}
-		missing = append(missing, d)
-	}
-	var created []string
-	for i := len(missing) - 1; i >= 0; i-- {
-		d := missing[i]
-		err := os.Mkdir(d, 0o700)
-		if errors.Is(err, fs.ErrExist) {
-			continue // created concurrently by someone else: not ours to chmod
-		}
-		if err != nil {
-			removeCreated(created)
-			return nil, fmt.Errorf("mkdir %s: %w", d, cause(err))
-		}
-		created = append(created, d)
-		if err := fixDir(d, mode, opts); err != nil {
-			removeCreated(created)
-			return nil, fmt.Errorf("mkdir %s: %w", d, err)
-		}
-	}
-	return created, nil
-}
-
-// fixDir gives a directory this package just created its owner (root only)
-// and mode, through a descriptor opened without following symlinks.
-func fixDir(d string, mode os.FileMode, opts Options) error {
-	fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// sameFileAt reports whether the entry name of the directory fd is a
+// regular file holding exactly data with exactly the mode and the owner and
+// group opts asks for. A file keyward may not read is not the same.
+func sameFileAt(fd int, name string, data []byte, opts Options) (bool, error) {
+	f, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if uid, gid, ok := opts.owner(); ok {
-		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return err
-		}
-	}
-	return unix.Fchmod(fd, uint32(mode))
-}
-
-// sameFile reports whether the regular file at path holds exactly data with
-// exactly mode (and, when chown, the owner).
-func sameFile(path string, data []byte, mode os.FileMode, uid, gid int, chown bool) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ELOOP) {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EACCES) {
 			return false, nil
 		}
-		return false, cause(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return false, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(mode) || st.Size != int64(len(data)) {
+	file := os.NewFile(uintptr(f), name)
+	defer file.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(f, &st); err != nil {
+		return false, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(opts.mode()) || st.Size != int64(len(data)) {
 		return false, nil
 	}
-	if chown && ((uid >= 0 && int(st.Uid) != uid) || (gid >= 0 && int(st.Gid) != gid)) {
+	if uid, gid := opts.owner(); (uid >= 0 && st.Uid != uint32(uid)) || (gid >= 0 && st.Gid != uint32(gid)) {
 		return false, nil
 	}
-	old, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
+	old, err := io.ReadAll(io.LimitReader(file, int64(len(data))+1))
 	if err != nil {
 		return false, cause(err)
 	}
 	return bytes.Equal(old, data), nil
 }
 
-// createTemp writes data to a new, uniquely named file ".BASE.tmp-RANDOM" in
-// dir and returns its path.
-func createTemp(dir, base string, data []byte, opts Options) (string, error) {
-	if len(base) > 200 {
-		base = base[:200] // keep the temp name within NAME_MAX
-	}
+// createTemp writes data to a new file with a keyward temp name in the
+// directory h and returns that name.
+func createTemp(h *dirHandle, base string, data []byte, opts Options) (string, error) {
 	for range 100 {
-		var rnd [8]byte
-		_, _ = rand.Read(rnd[:])
-		tmp := filepath.Join(dir, "."+base+".tmp-"+hex.EncodeToString(rnd[:]))
-		err := createFile(tmp, data, opts)
-		if errors.Is(err, fs.ErrExist) {
+		name := tempName(base)
+		err := createFileAt(h.fd, h.path, name, data, opts)
+		if errors.Is(err, unix.EEXIST) {
 			continue
 		}
 		if err != nil {
 			return "", err
 		}
-		return tmp, nil
+		return name, nil
 	}
 	return "", errors.New("cannot create a unique temp file")
 }
 
-// createFile creates path, which must not exist, with data, the mode and (as
-// root) the owner in opts, and fsyncs it. The mode is set at creation and
-// again with fchmod (the umask may have narrowed it); the owner is set
-// before any byte is written. On failure the file is removed.
-func createFile(path string, data []byte, opts Options) (err error) {
+// createFileAt creates name, which must not exist, in the directory fd (at
+// path dir, for the test hook) with data, the owner and group, and the mode
+// in opts, and fsyncs it. The owner and mode are set before any byte is
+// written. On failure the file is removed.
+func createFileAt(fd int, dir, name string, data []byte, opts Options) (err error) {
 	mode := opts.mode()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, mode)
+	f, err := unix.Openat(fd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode))
 	if err != nil {
-		return cause(err)
+		return err
 	}
+	file := os.NewFile(uintptr(f), name)
 	defer func() {
 		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(path)
+			_ = file.Close()
+			_ = unix.Unlinkat(fd, name, 0)
 		}
 	}()
-	fd := int(f.Fd())
-	if uid, gid, ok := opts.owner(); ok {
-		if err := unix.Fchown(fd, uid, gid); err != nil {
+	writeStep("created", filepath.Join(dir, name))
+	if err := applyOwnerMode(f, opts); err != nil {
+		return err
+	}
+	if _, err := file.Write(data); err != nil {
+		return cause(err)
+	}
+	if err := file.Sync(); err != nil {
+		return cause(err)
+	}
+	return cause(file.Close())
+}
+
+// applyOwnerMode gives the open file f the owner and group (as root) and
+// the mode of opts.
+func applyOwnerMode(f int, opts Options) error {
+	mode := opts.mode()
+	var st unix.Stat_t
+	if err := unix.Fstat(f, &st); err != nil {
+		return err
+	}
+	uid, gid := opts.owner()
+	if (uid >= 0 && st.Uid != uint32(uid)) || (gid >= 0 && st.Gid != uint32(gid)) {
+		if err := unix.Fchown(f, uid, gid); err != nil {
 			return err
 		}
 	}
-	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		return cause(err)
-	}
-	if err := f.Sync(); err != nil {
-		return cause(err)
-	}
-	if err := f.Close(); err != nil {
-		return cause(err)
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that a rename in it is durable. File
-// systems that cannot fsync a directory (EINVAL) are not an error.
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return unix.Fchmod(f, uint32(mode))
 }
 
 // cause strips a *PathError, *LinkError or *SyscallError from around an

@@ -196,12 +196,15 @@ func TestWriteFileBadInput(t *testing.T) {
 func TestWriteFileCleansUpOnRenameFailure(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s")
-	testHookBeforeRename = func(string) {
+	testHookWriteStep = func(step, _ string) {
+		if step != "rename" {
+			return
+		}
 		if err := os.MkdirAll(filepath.Join(path, "sub"), 0o700); err != nil {
 			t.Error(err)
 		}
 	}
-	defer func() { testHookBeforeRename = nil }()
+	defer func() { testHookWriteStep = nil }()
 	_, err := WriteFile(path, []byte("data"), noOwner)
 	if err == nil || !strings.HasPrefix(err.Error(), "write "+path+": ") {
 		t.Fatalf("err = %v", err)
@@ -278,8 +281,12 @@ func TestWriteFileOwner(t *testing.T) {
 	root := t.TempDir()
 	path := filepath.Join(root, "new", "secret")
 	var atRename *syscall.Stat_t
-	testHookBeforeRename = func(tmp string) { atRename = statT(t, tmp) }
-	defer func() { testHookBeforeRename = nil }()
+	testHookWriteStep = func(step, tmp string) {
+		if step == "rename" {
+			atRename = statT(t, tmp)
+		}
+	}
+	defer func() { testHookWriteStep = nil }()
 
 	opts := Options{Mode: 0o400, UID: 65534, GID: 65534}
 	if changed, err := WriteFile(path, []byte("x"), opts); err != nil || !changed {

@@ -493,7 +493,7 @@ func (e *Engine) Init(ctx context.Context) error {
 	e.rendered = true
 	e.mu.Unlock()
 	e.publishLeases()
-	e.log.Info("initial render done", "secrets", len(values), "files", len(files), "changed", len(res.Changed), "unchanged", len(res.Unchanged))
+	e.log.Info("initial render done", "secrets", len(values), "files", len(files), "changed", len(res.Changed), "unchanged", len(res.Unchanged), "leftovers_removed", len(res.Removed))
 	return nil
 }
 

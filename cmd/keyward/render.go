@@ -57,7 +57,7 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
 				return err
 			}
-			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged), "tokens", len(tokenSpecs(cfg, withFile)))
+			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged), "leftovers_removed", len(result.Removed), "tokens", len(tokenSpecs(cfg, withFile)))
 			return nil
 		},
 	}
