@@ -457,7 +457,7 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	issued := time.Now()
 	ot, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, t.client))
 	if err != nil {
-		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: sanitize(err)}
+		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: sanitize(err, credentialScrubber(cfg.ClientID, cfg.ClientSecret))}
 	}
 	tok := &Token{AccessToken: providers.StringValue(ot.AccessToken), TokenType: ot.Type(), Issued: issued}
 	switch {
@@ -660,13 +660,15 @@ func (e *OAuthError) Error() string {
 func (e *OAuthError) RetryAfter() time.Duration { return e.Wait }
 
 // sanitize turns x/oauth2's errors, whose message may quote the response
-// body, into OAuthError (status, code and description only).
-func sanitize(err error) error {
+// body, into OAuthError (status, code and description only), with scrub
+// applied to the code and the description before they are cut to length:
+// an authorization server may echo the client credentials in them.
+func sanitize(err error, scrub func(string) string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return err
 	}
-	oe := &OAuthError{Code: re.ErrorCode, Description: limit(re.ErrorDescription, 200)}
+	oe := &OAuthError{Code: limit(scrub(re.ErrorCode), 64), Description: limit(scrub(re.ErrorDescription), 200)}
 	if re.Response != nil {
 		oe.Status = re.Response.StatusCode
 		if ra, ok := backoff.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()); ok {
