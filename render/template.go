@@ -85,11 +85,9 @@ type secretUse struct {
 	dynamic bool
 }
 
-// templateSecretUses lists the secret calls in every template that t
-// defines, in source order: those with one literal name, and as dynamic
-// those whose name is computed ({{ secret .x }}, {{ "A" | secret }}).
-func templateSecretUses(t *template.Template) []secretUse {
-	var uses []secretUse
+// walkTemplate calls visit for every node of every template that t
+// defines, with the tree it belongs to.
+func walkTemplate(t *template.Template, visit func(tree *parse.Tree, n parse.Node)) {
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Root == nil {
 			continue
@@ -130,21 +128,52 @@ func templateSecretUses(t *template.Template) []secretUse {
 			case *parse.ChainNode:
 				walk(n.Node)
 			case *parse.CommandNode:
-				for i, a := range n.Args {
-					if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
-						use := secretUse{line: nodeLine(tt.Tree, n), dynamic: true}
-						if s, ok := n.Args[min(1, len(n.Args)-1)].(*parse.StringNode); ok && i == 0 && len(n.Args) == 2 {
-							use.name, use.dynamic = s.Text, false
-						}
-						uses = append(uses, use)
-					}
+				visit(tt.Tree, n)
+				for _, a := range n.Args {
 					walk(a)
 				}
+			case *parse.StringNode:
+				visit(tt.Tree, n)
 			}
 		}
 		walk(tt.Root)
 	}
+}
+
+// templateSecretUses lists the secret calls in every template that t
+// defines, in source order: those with one literal name, and as dynamic
+// those whose name is computed ({{ secret .x }}, {{ "A" | secret }}).
+func templateSecretUses(t *template.Template) []secretUse {
+	var uses []secretUse
+	walkTemplate(t, func(tree *parse.Tree, node parse.Node) {
+		n, ok := node.(*parse.CommandNode)
+		if !ok {
+			return
+		}
+		for i, a := range n.Args {
+			if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
+				use := secretUse{line: nodeLine(tree, n), dynamic: true}
+				if s, ok := n.Args[min(1, len(n.Args)-1)].(*parse.StringNode); ok && i == 0 && len(n.Args) == 2 {
+					use.name, use.dynamic = s.Text, false
+				}
+				uses = append(uses, use)
+			}
+		}
+	})
 	return uses
+}
+
+// templateLiterals returns the string literals of every template that t
+// defines: the only text of the template a message may quote, as it is the
+// template's own source.
+func templateLiterals(t *template.Template) map[string]bool {
+	out := map[string]bool{}
+	walkTemplate(t, func(_ *parse.Tree, n parse.Node) {
+		if s, ok := n.(*parse.StringNode); ok {
+			out[s.Text] = true
+		}
+	})
+	return out
 }
 
 func nodeLine(tree *parse.Tree, n parse.Node) int {
@@ -189,24 +218,28 @@ func buildTemplate(text string, secrets map[string]providers.Resolved) ([]byte, 
 	}
 	var b bytes.Buffer
 	if err := t.Execute(&b, map[string]any{}); err != nil {
-		return nil, execError(err, secrets)
+		return nil, execError(err, templateLiterals(t), secrets)
 	}
 	return b.Bytes(), nil
 }
 
 // execError turns a text/template execution error into a message that can
-// never contain secret data: a missing secret is named; a reason that
-// prints a runtime value, or that contains any secret value (or its base64
-// or JSON form), is withheld and only its line and node remain.
-func execError(err error, secrets map[string]providers.Resolved) error {
+// never contain secret data. A missing secret is named only when its name is
+// one of the template's string literals (literals, the template's own
+// source, are all a message may quote): a name computed from anything else
+// ({{ secret "DB" | printf "%x" | secret }}) may be a value in disguise and
+// is withheld. A reason that prints a runtime value, or that contains any
+// secret value (or its base64 or JSON form), is withheld and only its line
+// and node remain.
+func execError(err error, literals map[string]bool, secrets map[string]providers.Resolved) error {
 	msg := templateMessage(err.Error())
 	var ms *missingSecretError
 	if errors.As(err, &ms) {
 		// Every literal name was checked before executing, so this one was
-		// computed: name it only if it cannot be (part of) a value.
+		// computed: name it only if the template spells it out.
 		line, _, _ := strings.Cut(msg, ": ")
-		if containsSecret(ms.name, secrets) || insideSecret(ms.name, secrets) {
-			return fmt.Errorf("%s: computed secret name not resolved (name withheld: it overlaps a secret value)", line)
+		if !literals[ms.name] || containsSecret(ms.name, secrets) {
+			return fmt.Errorf("%s: computed secret name not resolved (name withheld: only names written in the template are shown)", line)
 		}
 		return fmt.Errorf("%s: %w", line, ms)
 	}
@@ -233,21 +266,6 @@ func execError(err error, secrets map[string]providers.Resolved) error {
 		return errors.New(head + ": execution failed (reason withheld: it may contain secret data)")
 	}
 	return errors.New(msg)
-}
-
-// insideSecret reports whether s is part of any resolved value.
-func insideSecret(s string, secrets map[string]providers.Resolved) bool {
-	for _, r := range secrets {
-		if strings.Contains(r.Value.Reveal(), s) {
-			return true
-		}
-		for _, f := range r.Fields {
-			if strings.Contains(f.Reveal(), s) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // containsSecret reports whether s contains any resolved value, or its

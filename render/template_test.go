@@ -1,6 +1,9 @@
 package render
 
 import (
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -54,6 +57,9 @@ func TestTemplateErrors(t *testing.T) {
 		{"call a string", `{{ call (secret "A") }}`, "line 1: "},
 		{"computed name holds a value", `{{ printf "%d" (secret "A") | secret }}`, "line 1: computed secret name not resolved (name withheld"},
 		{"computed name is part of a value", `{{ slice (secret "A") 0 4 | secret }}`, "line 1: computed secret name not resolved (name withheld"},
+		{"computed name is a value's hex", `{{ secret "A" | printf "%x" | secret }}`, "line 1: computed secret name not resolved (name withheld"},
+		{"computed name holds a slice of a value", `{{ printf "x%sy" (slice (secret "A") 2 8) | secret }}`, "line 1: computed secret name not resolved (name withheld"},
+		{"computed name built from literals", `{{ secret (printf "%s_%s" "DB" "X") }}`, "line 1: computed secret name not resolved (name withheld"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -65,7 +71,7 @@ func TestTemplateErrors(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
 			}
-			assertNoLeak(t, err, secret, "12345", secret[:4])
+			assertNoLeak(t, err, secret, "12345", secret[:4], hex.EncodeToString([]byte(secret))[:8], secret[2:8])
 			t.Logf("%v", err)
 		})
 	}
@@ -99,4 +105,42 @@ func TestTemplateFileAndSecretNames(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)
 	}
+}
+
+// TestTemplateComputedNamesNeverEcho: a name computed from a secret value,
+// by any of the template's functions, never appears in the error of an
+// unresolved secret: nothing of the error but its fixed words and the
+// template's own source comes from anywhere.
+func TestTemplateComputedNamesNeverEcho(t *testing.T) {
+	t.Parallel()
+	transforms := []string{
+		`secret "A" | printf "%x"`, `secret "A" | printf "%X"`, `secret "A" | printf "%q"`,
+		`secret "A" | printf "%v"`, `secret "A" | printf "%s!"`, `printf "x%sy" (slice (secret "A") 2 9)`,
+		`slice (secret "A") 1`, `secret "A" | base64`, `secret "A" | json`, `secret "A" | html`,
+		`secret "A" | urlquery`, `secret "A" | js`, `secret "A" | print`, `index (secret "A") 3 | printf "%c%c%c%c" 1 2 3`,
+		`secret "A" | len | printf "n%d"`, `printf "%s%s" (secret "A") (secret "A")`, `secret "A" | printf "%08b"`,
+	}
+	r := rand.New(rand.NewPCG(4, 40))
+	const alphabet = "QZXJKVWqzxjkvw0123456789"
+	fixed := "line 1: computed secret name not resolved (name withheld: only names written in the template are shown)"
+	for i := range 200 {
+		value := string(randString(r, alphabet, 12+r.IntN(30)))
+		tr := transforms[i%len(transforms)]
+		text := fmt.Sprintf("{{ %s | secret }}", tr)
+		_, err := buildTemplate(text, resolved(map[string]string{"A": value}))
+		if err == nil {
+			t.Fatalf("%s: no error for an unresolved computed name", tr)
+		}
+		if err.Error() != fixed {
+			t.Fatalf("%s: the error is not the fixed message withholding the name (not printed: it may carry a form of A's value)", tr)
+		}
+	}
+}
+
+func randString(r *rand.Rand, alphabet string, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return b
 }
