@@ -164,6 +164,7 @@ func TestBuildValidation(t *testing.T) {
 		{File{Path: "/x", Format: FormatTemplate, Template: "x", TemplateFile: "/t"}, "exactly one of the keys template and template_file"},
 		{File{Path: "/x", Format: FormatJSON, Secret: "A"}, "json takes a list of secrets"},
 		{File{Path: "/x", Format: FormatRaw, Secret: "A", Mode: 0o1777}, "outside 0777"},
+		{File{Path: "/x", Format: FormatRaw, Secret: "A", Mode: 0o040}, "mode 0040 does not let the file's owner read it"},
 		{File{Path: "/d/..data", Format: FormatRaw, Secret: "A", AtomicDir: true}, `must not start with ".."`},
 	}
 	for _, tt := range tests {

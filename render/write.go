@@ -62,6 +62,9 @@ func checkMode(m os.FileMode) error {
 	if m&^os.ModePerm != 0 {
 		return fmt.Errorf("mode %#o has bits outside 0777", uint32(m))
 	}
+	if m != 0 && m&0o400 == 0 {
+		return fmt.Errorf("mode %04o does not let the file's owner read it", uint32(m))
+	}
 	return nil
 }
 

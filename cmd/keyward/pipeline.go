@@ -64,6 +64,9 @@ func loadConfig(g *globals, required bool) (*config.Config, error) {
 	if err != nil {
 		return nil, configError(err)
 	}
+	for _, w := range cfg.Warnings() {
+		g.logger.Warn(w.Msg, "config", cfg.Path, "line", w.Line)
+	}
 	return cfg, nil
 }
 

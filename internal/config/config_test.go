@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -498,5 +499,47 @@ providers:
 	var m map[string]any
 	if err := c.Providers["vault"].Decode(&m); err != nil || m["address"] != "https://vault:8200" || m["kind"] != nil {
 		t.Errorf("Decode into a map = %v, %v", m, err)
+	}
+}
+
+func TestFileModeZeroAndUnreadable(t *testing.T) {
+	t.Parallel()
+	const base = "version: 1\nsecrets: {A: vault://a#b}\nfiles:\n  - path: /x\n    secret: A\n    mode: "
+	tests := []struct{ mode, want string }{
+		{`"0000"`, `files[0].mode: mode 0000: nobody could read the file (leave mode out for the default 0600)`},
+		{`"0o000"`, `files[0].mode: mode 0000: nobody could read the file`},
+		{`"0040"`, `files[0].mode: mode 0040: the file's owner could not read it`},
+		{`"0200"`, `files[0].mode: mode 0200: the file's owner could not read it`},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(base+tt.mode+"\n"), "k.yaml")
+		if err == nil || !strings.Contains(err.Error(), "k.yaml:6: "+tt.want) {
+			t.Errorf("mode %s: err = %v, want %q", tt.mode, err, tt.want)
+		}
+	}
+}
+
+func TestWarningsReadableModes(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(`version: 1
+secrets: {A: vault://a#b}
+files:
+  - {path: /private, secret: A, mode: "0400"}
+  - {path: /default, secret: A}
+  - path: /group
+    secret: A
+    mode: "0440"
+  - {path: /world, secret: A, mode: "0644"}
+`), "k.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Warnings()
+	want := []Problem{
+		{Line: 8, Msg: "files[2].mode: mode 0440 lets the members of the file's group read /group"},
+		{Line: 9, Msg: "files[3].mode: mode 0644 lets every user of the machine read /world"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Warnings() = %+v\nwant %+v", got, want)
 	}
 }

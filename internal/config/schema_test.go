@@ -130,6 +130,8 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"mode unquoted":               base + "files:\n  - path: /a\n    secret: A\n    mode: 0400\n",
 		"mode world-writable":         base + "files:\n  - path: /a\n    secret: A\n    mode: \"0602\"\n",
 		"mode executable":             base + "files:\n  - path: /a\n    secret: A\n    mode: \"0500\"\n",
+		"mode 0000":                   base + "files:\n  - path: /a\n    secret: A\n    mode: \"0000\"\n",
+		"mode unreadable by owner":    base + "files:\n  - path: /a\n    secret: A\n    mode: \"0240\"\n",
 		"negative owner":              base + "files:\n  - path: /a\n    secret: A\n    owner: -1\n",
 		"bad secret name":             "version: 1\nsecrets: {a-b: vault://a#b}\n",
 		"bad instance name":           "version: 1\nproviders: {Vault: {kind: vault}}\n",

@@ -304,6 +304,10 @@ func (v *validator) files() {
 			v.add(at("mode"), f.Line, "mode %s: a secret file must not be executable", modeString(f.Mode))
 		case perm&0o022 != 0:
 			v.add(at("mode"), f.Line, "mode %s: a secret file must not be writable by group or others", modeString(f.Mode))
+		case perm == 0:
+			v.add(at("mode"), f.Line, "mode %s: nobody could read the file (leave mode out for the default %s)", modeString(f.Mode), modeString(DefaultFileMode))
+		case perm&0o400 == 0:
+			v.add(at("mode"), f.Line, "mode %s: the file's owner could not read it", modeString(f.Mode))
 		}
 		if f.Owner != nil && *f.Owner < 0 {
 			v.add(at("owner"), f.Line, "must be a uid (0 or more)")
