@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -91,7 +93,48 @@ func newSession(g *globals, cfg *config.Config) (*session, error) {
 		}
 		base.BaseDir = wd
 	}
-	return &session{g: g, cfg: cfg, set: providers.NewSet(base, declared)}, nil
+	s := &session{g: g, cfg: cfg, set: providers.NewSet(base, declared)}
+	if err := s.buildDeclared(); err != nil {
+		s.set.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// buildDeclared builds the config's provider instances: their options are
+// configuration, which each kind's New checks without contacting the
+// store. Every problem is reported at once as a configuration error (exit
+// 78) naming the config file and the line of the option or, when the kind
+// cannot tell, of the instance.
+func (s *session) buildDeclared() error {
+	if s.cfg == nil {
+		return nil
+	}
+	var probs []config.Problem
+	for _, name := range sortedKeys(s.cfg.Providers) {
+		p := s.cfg.Providers[name]
+		if _, ok := providers.LookupKind(p.Kind); !ok {
+			continue // not in this build: reported for the references that use it
+		}
+		_, err := s.set.Provider(name)
+		if err == nil {
+			continue
+		}
+		var ce *config.Error
+		if errors.As(err, &ce) && len(ce.Problems) > 0 {
+			probs = append(probs, ce.Problems...) // Decode's, with their lines
+			continue
+		}
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // without the set's "provider NAME: "
+		}
+		probs = append(probs, config.Problem{Line: p.Line, Msg: "providers." + name + ": " + err.Error()})
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(probs, func(a, b config.Problem) int { return cmp.Compare(a.Line, b.Line) })
+	return configError(&config.Error{Path: s.cfg.Path, Problems: probs})
 }
 
 // envRefs finds the references in keyward's environment (config.FromEnv):
@@ -122,40 +165,28 @@ func envFileRefsFlag(cmd *cobra.Command, v *bool) {
 }
 
 // check validates every reference against the provider set without I/O;
-// problems are configuration errors (exit 78), all reported at once.
+// problems are configuration errors (exit 78), all reported at once, with
+// the config line of each secret that has one.
 func (s *session) check(refs map[string]providers.Ref) error {
-	var msgs []string
-	// Build the declared instances now: their options are configuration,
-	// and a provider's New checks them without contacting the store.
-	if s.cfg != nil {
-		for _, name := range sortedKeys(s.cfg.Providers) {
-			if _, ok := providers.LookupKind(s.cfg.Providers[name].Kind); !ok {
-				continue // reported below for the references that use it
-			}
-			if _, err := s.set.Provider(name); err != nil {
-				msgs = append(msgs, err.Error())
-			}
-		}
-	}
+	var probs []config.Problem
 	for _, name := range sortedKeys(refs) {
 		if err := s.set.CheckRef(refs[name]); err != nil {
-			msgs = append(msgs, name+": "+err.Error())
+			line := 0
+			if s.cfg != nil {
+				line = s.cfg.Secrets[name].Line
+			}
+			probs = append(probs, config.Problem{Line: line, Msg: name + ": " + err.Error()})
 		}
 	}
-	switch len(msgs) {
-	case 0:
+	if len(probs) == 0 {
 		return nil
-	case 1:
-		return configError(errors.New(s.where() + msgs[0]))
 	}
-	return configError(fmt.Errorf("%s%d problems: %s", s.where(), len(msgs), joinSemi(msgs)))
-}
-
-func (s *session) where() string {
+	path := config.EnvSource // without a config, the references come from the environment
 	if s.cfg != nil {
-		return s.cfg.Path + ": "
+		path = s.cfg.Path
 	}
-	return ""
+	slices.SortStableFunc(probs, func(a, b config.Problem) int { return cmp.Compare(a.Line, b.Line) })
+	return configError(&config.Error{Path: path, Problems: probs})
 }
 
 // resolve checks then fetches refs, all-or-nothing.
@@ -232,16 +263,5 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
-	return out
-}
-
-func joinSemi(msgs []string) string {
-	out := ""
-	for i, m := range msgs {
-		if i > 0 {
-			out += "; "
-		}
-		out += m
-	}
 	return out
 }
