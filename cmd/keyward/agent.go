@@ -225,17 +225,9 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 
 	var eng *rotate.Engine
 	childEnv := func() ([]string, error) {
-		vals := eng.Values()
-		replaced := make(map[string]providers.Value, len(envRefs))
-		for name := range envRefs {
-			replaced[name] = vals[envRefPrefix+name].Value
-		}
-		added := make(map[string]providers.Value, len(cfg.Env))
-		for v, secret := range cfg.Env {
-			added[v] = vals[secret].Value
-		}
-		tokenChildEnv(tokens, tokenEnv, added)
-		return render.Env(environ, replaced, added, cfg.KeepEnv)
+		return childEnvironment(environ, envRefs, cfg, eng.Values(), func(added map[string]providers.Value) {
+			tokenChildEnv(tokens, tokenEnv, added)
+		})
 	}
 	// The supervisor is built after the first render (its output may
 	// depend on the values); the engine acts on it only once it runs.

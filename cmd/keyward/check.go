@@ -76,6 +76,12 @@ With --offline it only validates: config syntax, references and options, templat
 			if _, err := render.Build(renderFiles(cfg), res); err != nil {
 				return err
 			}
+			// The child's environment as exec and agent would build it
+			// (without the parent's variables and the tokens, which check
+			// does not fetch).
+			if _, err := childEnvironment(nil, nil, cfg, res, nil); err != nil {
+				return err
+			}
 			for _, sec := range maskSecrets(res) {
 				if n := len(sec.Value); n > 0 && n < mask.DefaultMinLength {
 					g.logger.Warn("value shorter than the masking threshold: exec --mask and scan neither hide nor find it", "secret", sec.Name, "length", n, "threshold", mask.DefaultMinLength)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCheckFingerprints checks that keyward check prints no function of a
@@ -90,5 +91,34 @@ func TestCheckFingerprints(t *testing.T) {
 				t.Errorf("no name and length:\n%s", r.stdout)
 			}
 		})
+	}
+}
+
+// TestCheckRefusesWhatExecRefuses checks that keyward check validates the
+// child's environment as exec and agent build it: a value with a NUL byte
+// in env: passed check and then stopped exec.
+func TestCheckRefusesWhatExecRefuses(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value", "ok": "fine-long-value"}`)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n  OK: file:nul.json#ok\nenv:\n  BAD_VAR: NUL\n  GOOD_VAR: OK\n")
+	writeFile(t, filepath.Join(dir, "raw.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nfiles:\n  - path: out/raw\n    secret: NUL\n")
+	const want = "env BAD_VAR: value contains a NUL byte"
+	for _, args := range [][]string{
+		{"check", "-c", "keyward.yaml"},
+		{"exec", "-c", "keyward.yaml", "--", "true"},
+		{"agent", "-c", "keyward.yaml", "--", "true"},
+	} {
+		r := keywardTimeout(t, dir, nil, 30*time.Second, args...)
+		if r.code != exitRuntime || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "GOOD_VAR") {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", args, r.code, r.stderr, exitRuntime, want)
+		}
+		if strings.Contains(r.stderr, "cd-long-value") {
+			t.Errorf("%v: leaked value of NUL", args)
+		}
+	}
+	// A NUL byte is fine in a raw file, as render writes it.
+	if r := keyward(t, dir, nil, "check", "-c", "raw.yaml"); r.code != 0 {
+		t.Errorf("check of a raw file with a NUL byte: exit %d: %s", r.code, r.stderr)
 	}
 }

@@ -152,20 +152,9 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 					g.logger.Info("tokens are fetched once and not refreshed by keyward exec without watch: or on_change:; use keyward agent -c FILE -- COMMAND to keep them fresh")
 				}
 			}
-			replaced := make(map[string]providers.Value, len(envRefs))
-			for name := range envRefs {
-				replaced[name] = res[envRefPrefix+name].Value
-			}
-			added := map[string]providers.Value{}
-			var keep []string
-			if cfg != nil {
-				for v, secret := range cfg.Env {
-					added[v] = res[secret].Value
-				}
+			childEnv, err := childEnvironment(environ, envRefs, cfg, res, func(added map[string]providers.Value) {
 				tokenChildEnv(tokens, nil, added)
-				keep = cfg.KeepEnv
-			}
-			childEnv, err := render.Env(environ, replaced, added, keep)
+			})
 			if err != nil {
 				return err
 			}

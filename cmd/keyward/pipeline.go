@@ -201,6 +201,33 @@ func (s *session) resolve(ctx context.Context, refs map[string]providers.Ref) (m
 	return res, nil
 }
 
+// childEnvironment is the environment exec and agent give the child:
+// environ with the variables found in it as references (envRefs) replaced
+// by their values (vals[envRefPrefix+NAME]), the config's env: added
+// (vals[SECRET]) and then whatever extra adds (token variables), with
+// keyward's own credentials removed unless the config keeps them. It is
+// the one place the child's environment is assembled and validated (names,
+// NUL bytes); check calls it too, so it refuses exactly what exec and agent
+// would. Errors name the variable, never the value.
+func childEnvironment(environ []string, envRefs map[string]providers.Ref, cfg *config.Config, vals map[string]providers.Resolved, extra func(added map[string]providers.Value)) ([]string, error) {
+	replaced := make(map[string]providers.Value, len(envRefs))
+	for name := range envRefs {
+		replaced[name] = vals[envRefPrefix+name].Value
+	}
+	added := map[string]providers.Value{}
+	var keep []string
+	if cfg != nil {
+		for v, secret := range cfg.Env {
+			added[v] = vals[secret].Value
+		}
+		keep = cfg.KeepEnv
+	}
+	if extra != nil {
+		extra(added)
+	}
+	return render.Env(environ, replaced, added, keep)
+}
+
 // configRefs returns the config's secrets as NAME -> Ref.
 func configRefs(cfg *config.Config) map[string]providers.Ref {
 	out := map[string]providers.Ref{}
