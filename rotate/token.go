@@ -594,7 +594,9 @@ func (t *Tokens) Refresh(ctx context.Context, name string) (Token, error) {
 
 // Ready returns nil while every token has a valid token, and an error
 // naming the tokens that never had one or whose last one expired without
-// replacement. The message carries no token.
+// replacement ("api expired, partner not obtained yet"). It serves as a
+// server.ReadyCheck: the message carries no token, and no "tokens:"
+// prefix, which /readyz adds.
 func (t *Tokens) Ready() error {
 	var bad []string
 	now := time.Now()
@@ -610,7 +612,7 @@ func (t *Tokens) Ready() error {
 	if bad == nil {
 		return nil
 	}
-	return errors.New("tokens: " + strings.Join(bad, ", "))
+	return errors.New(strings.Join(bad, ", "))
 }
 
 // ErrUnknownToken is returned for a name that is no configured token.

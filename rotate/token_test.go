@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -585,5 +587,19 @@ func TestNewTokensErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestTokensReadyOnReadyz checks the line /readyz shows for tokens: the
+// check's name once, then the reason ("tokens: tokens: api expired" was
+// printed before).
+func TestTokensReadyOnReadyz(t *testing.T) {
+	t.Parallel()
+	r := newTokenRig(t, &fakeAS{}, nil)
+	srv := server.New(server.Options{Listen: "127.0.0.1:0"})
+	srv.AddReadyCheck("tokens", r.tk.Ready)
+	got := srv.Ready()
+	if want := []string{"tokens: api not obtained yet"}; !slices.Equal(got, want) {
+		t.Errorf("/readyz lines %q, want %q", got, want)
 	}
 }

@@ -42,8 +42,9 @@ type Options struct {
 }
 
 // ReadyCheck reports whether one part of keyward is ready: nil when it is,
-// otherwise an error whose message says why in a few words. The message is
-// served on /readyz, so it must never contain a secret value or token.
+// otherwise an error whose message says why in a few words, without the
+// check's name (/readyz prints "NAME: MESSAGE"). The message is served on
+// /readyz, so it must never contain a secret value or token.
 type ReadyCheck func() error
 
 // Server serves keyward's local endpoints. Build it with New, add routes and
