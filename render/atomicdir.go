@@ -106,7 +106,7 @@ func (g *atomicGroup) checkOwners() error {
 	type pair struct{ uid, gid int }
 	var first *pair
 	for _, it := range g.items {
-		uid, gid := it.file.Options().owner()
+		uid, gid := max(it.file.UID, -1), max(it.file.GID, -1)
 		if uid < 0 && gid < 0 {
 			continue
 		}

@@ -63,6 +63,9 @@ func helperSecrets(gen int) map[string]providers.Resolved {
 // generation until killed, printing each one done. With HELPER_KILL=STEP:N
 // it kills itself with SIGKILL at the Nth write or atomic step STEP.
 func runHelper() int {
+	if os.Getenv("HELPER_WRITE") != "" {
+		return runWriteHelper()
+	}
 	root := os.Getenv(helperEnv)
 	gen, _ := strconv.Atoi(os.Getenv("HELPER_GEN"))
 	if k := os.Getenv("HELPER_KILL"); k != "" {

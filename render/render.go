@@ -241,7 +241,7 @@ func (f File) templateText() (string, error) {
 }
 
 // validateFile checks the parts of f that do not depend on the file system
-// or the secrets; seen collects cleaned paths to catch duplicates.
+// or the secrets, and that this process may give f its owner and group; seen collects cleaned paths to catch duplicates.
 func validateFile(f File, seen map[string]bool) error {
 	if !filepath.IsAbs(f.Path) {
 		return errors.New("path is not absolute")
@@ -255,6 +255,9 @@ func validateFile(f File, seen map[string]bool) error {
 	}
 	seen[p] = true
 	if err := checkMode(f.Mode); err != nil {
+		return err
+	}
+	if err := checkOwner(f.UID, f.GID); err != nil {
 		return err
 	}
 	if f.AtomicDir && strings.HasPrefix(filepath.Base(p), "..") {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,9 @@ var (
 	ErrDirectory = errors.New("target is a directory")
 	// ErrNotRegular: the target is a device, FIFO or socket.
 	ErrNotRegular = errors.New("target is not a regular file")
+	// ErrOwner: the file's owner, group or mode cannot be applied (keyward
+	// lacks the right to chown, or the file system does not keep it).
+	ErrOwner = errors.New("cannot apply owner, group or mode")
 )
 
 // DefaultMode is the mode of a written file when none is given.
@@ -32,23 +36,17 @@ type Options struct {
 	// the bits in 0777 are allowed, and the owner must be able to read.
 	// The umask never changes it.
 	Mode os.FileMode
-	// UID and GID are the owner and group given to the file, and to the
-	// directories WriteFile creates for it, when the process runs as root;
-	// -1 leaves that one as the process creates it. As in File, 0 means
-	// root: set -1 when no owner is wanted.
+	// UID and GID are the owner and group given to the file (and, when the
+	// process runs as root, to the directories WriteFile creates for it);
+	// -1 leaves that one as the process creates it (its own uid, its
+	// group). As in File, 0 means root: set -1 when no owner is wanted. An
+	// owner or group the process has no right to give (another uid without
+	// CAP_CHOWN, a group it is not a member of) is an error wrapping
+	// ErrOwner, never silently skipped.
 	UID, GID int
 	// AllowSymlink lets a target that is a symlink be replaced by the new
 	// file; the link is replaced, never written through.
 	AllowSymlink bool
-}
-
-// owner returns the uid and gid to give: only when running as root, else
-// -1, -1.
-func (o Options) owner() (uid, gid int) {
-	if os.Geteuid() != 0 {
-		return -1, -1
-	}
-	return max(o.UID, -1), max(o.GID, -1)
 }
 
 func (o Options) mode() os.FileMode {
@@ -91,8 +89,9 @@ func writeStep(step, tmp string) {
 // opts.AllowSymlink. It returns changed=false without touching anything when
 // the file already has exactly this content, mode and owner. Otherwise it
 // creates a uniquely named temp file (keyward's temp name, see sweep.go) in
-// the same directory with O_CREAT|O_EXCL|O_NOFOLLOW, fchowns it (root only),
-// fchmods it (the umask never matters), writes, fsyncs and closes
+// the same directory with O_CREAT|O_EXCL|O_NOFOLLOW, gives it its owner and
+// mode (checked with fstat: the umask never matters, and an owner or mode
+// the file system does not keep is an error), writes, fsyncs and closes
 // it, renames it onto path and fsyncs the directory. The first write of a
 // process into a directory removes the leftovers of interrupted writes
 // there first.
@@ -107,6 +106,9 @@ func WriteFile(path string, data []byte, opts Options) (changed bool, err error)
 	}
 	p := filepath.Clean(path)
 	if err := checkMode(opts.Mode); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := checkOwner(opts.UID, opts.GID); err != nil {
 		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	ds := newDirSet()
@@ -270,7 +272,7 @@ func sameFileAt(fd int, name string, data []byte, opts Options) (bool, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(opts.mode()) || st.Size != int64(len(data)) {
 		return false, nil
 	}
-	if uid, gid := opts.owner(); (uid >= 0 && st.Uid != uint32(uid)) || (gid >= 0 && st.Gid != uint32(gid)) {
+	if (opts.UID >= 0 && st.Uid != uint32(opts.UID)) || (opts.GID >= 0 && st.Gid != uint32(opts.GID)) {
 		return false, nil
 	}
 	old, err := io.ReadAll(io.LimitReader(file, int64(len(data))+1))
@@ -327,21 +329,79 @@ func createFileAt(fd int, dir, name string, data []byte, opts Options) (err erro
 	return cause(file.Close())
 }
 
-// applyOwnerMode gives the open file f the owner and group (as root) and
-// the mode of opts.
+// applyOwnerMode gives the open file f the owner, group and mode of opts,
+// and checks with fstat that the file system kept them. fchown is called
+// only when the owner or group differs from what the file has, so a
+// process that is not root can still set its own uid and a group it is a
+// member of; anything else it cannot do is an error.
 func applyOwnerMode(f int, opts Options) error {
 	mode := opts.mode()
 	var st unix.Stat_t
 	if err := unix.Fstat(f, &st); err != nil {
 		return err
 	}
-	uid, gid := opts.owner()
+	uid, gid := max(opts.UID, -1), max(opts.GID, -1)
 	if (uid >= 0 && st.Uid != uint32(uid)) || (gid >= 0 && st.Gid != uint32(gid)) {
 		if err := unix.Fchown(f, uid, gid); err != nil {
-			return err
+			return ownerError(uid, gid, err)
 		}
 	}
-	return unix.Fchmod(f, uint32(mode))
+	if err := unix.Fchmod(f, uint32(mode)); err != nil {
+		return err
+	}
+	if err := unix.Fstat(f, &st); err != nil {
+		return err
+	}
+	switch {
+	case uid >= 0 && st.Uid != uint32(uid), gid >= 0 && st.Gid != uint32(gid):
+		return fmt.Errorf("%w: the file system does not keep owner %d:%d (it shows %d:%d)", ErrOwner, uid, gid, st.Uid, st.Gid)
+	case st.Mode&0o7777 != uint32(mode):
+		return fmt.Errorf("%w: the file system does not keep mode %04o (it shows %04o)", ErrOwner, uint32(mode), st.Mode&0o7777)
+	}
+	return nil
+}
+
+// checkOwner refuses, before anything is written, an owner or group that
+// this process has no right to give: without CAP_CHOWN (root has it,
+// unless a container dropped it), only its own uid and a group it is a
+// member of.
+func checkOwner(uid, gid int) error {
+	if (uid < 0 && gid < 0) || hasCapChown() {
+		return nil
+	}
+	if uid >= 0 && uid != os.Geteuid() {
+		return ownerError(uid, -1, unix.EPERM)
+	}
+	if gid >= 0 && gid != os.Getegid() {
+		groups, err := os.Getgroups()
+		if err == nil && !slices.Contains(groups, gid) {
+			return ownerError(-1, gid, unix.EPERM)
+		}
+	}
+	return nil
+}
+
+// hasCapChown reports whether the process has CAP_CHOWN in its effective
+// set.
+func hasCapChown() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return os.Geteuid() == 0
+	}
+	return data[0].Effective&(1<<unix.CAP_CHOWN) != 0
+}
+
+// ownerError explains a failed or refused fchown.
+func ownerError(uid, gid int, err error) error {
+	if !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("%w: chown %d:%d: %w", ErrOwner, uid, gid, err)
+	}
+	euid := os.Geteuid()
+	if uid >= 0 && uid != euid {
+		return fmt.Errorf("%w: owner %d: keyward runs as uid %d without CAP_CHOWN, and only root (or CAP_CHOWN) can give a file another owner", ErrOwner, uid, euid)
+	}
+	return fmt.Errorf("%w: group %d: keyward runs as uid %d, is not a member of group %d and lacks CAP_CHOWN", ErrOwner, gid, euid, gid)
 }
 
 // cause strips a *PathError, *LinkError or *SyscallError from around an

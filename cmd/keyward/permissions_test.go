@@ -2,8 +2,10 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -53,4 +55,39 @@ func mustOctal(s string) uint32 {
 		v = v*8 + uint32(c-'0')
 	}
 	return v
+}
+
+// TestOwnerAsNonRoot is the reproduction of a silent no-op: keyward
+// running as a user that is not root used to ignore owner: and group: and
+// exit 0. Now render --once refuses what it cannot apply, and check says
+// so before anything is written.
+func TestOwnerAsNonRoot(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run keyward as another user (CI runs the tests as root)")
+	}
+	const uid = 65534
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(binPath)} {
+		must(t, os.Chmod(d, 0o755))
+	}
+	writeFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
+	writeFile(t, filepath.Join(dir, "k.yaml"), "version: 1\nsecrets:\n  A: file:src.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    owner: 1000\n")
+	must(t, os.Chown(dir, uid, uid))
+	for _, p := range []string{"src.yaml", "k.yaml"} {
+		must(t, os.Chown(filepath.Join(dir, p), uid, uid))
+	}
+	for _, args := range [][]string{{"render", "--once", "-c", "k.yaml"}, {"check", "-c", "k.yaml"}} {
+		cmd := exec.Command(binPath, args...)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "owner 1000: keyward runs as uid 65534 without CAP_CHOWN") {
+			t.Errorf("%s: %v\n%s", args[0], err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out", "a")); err == nil {
+		t.Errorf("file written without its owner")
+	}
 }

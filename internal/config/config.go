@@ -132,8 +132,9 @@ type File struct {
 	// Validate rejects setuid/setgid/sticky bits, any execute bit, and
 	// write permission for group or others.
 	Mode os.FileMode
-	// Owner and Group are the uid and gid to chown to (applied only when
-	// running as root); nil leaves them alone.
+	// Owner and Group are the uid and gid to chown to; nil leaves them
+	// alone. One that keyward cannot apply (another uid without root or
+	// CAP_CHOWN, a group it is not a member of) makes the render fail.
 	Owner, Group *int
 	// AtomicDir swaps the file together with the other atomic_dir files of
 	// its directory through the kubelet's ..data symlink layout.

@@ -1,0 +1,166 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// runWriteHelper renders one raw file, $HELPER_WRITE, with the value "v",
+// mode $HELPER_MODE (octal) and owner $HELPER_UID:$HELPER_GID (-1 for
+// none), and prints the error, if any, on stderr (exit 3).
+func runWriteHelper() int {
+	uid, _ := strconv.Atoi(os.Getenv("HELPER_UID"))
+	gid, _ := strconv.Atoi(os.Getenv("HELPER_GID"))
+	mode, _ := strconv.ParseUint(os.Getenv("HELPER_MODE"), 8, 32)
+	f := File{Path: os.Getenv("HELPER_WRITE"), Format: FormatRaw, Secret: "S", Mode: os.FileMode(mode), UID: uid, GID: gid}
+	if _, err := Render([]File{f}, resolved(map[string]string{"S": "v"})); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	return 0
+}
+
+var (
+	publicExeOnce sync.Once
+	publicExe     string
+	publicExeErr  error
+)
+
+// publicCopy returns a copy of the test binary that any user may run (the
+// one go test built sits in a directory only root may enter).
+func publicCopy(t *testing.T) string {
+	t.Helper()
+	publicExeOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "render-test-exe-")
+		if err != nil {
+			publicExeErr = err
+			return
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			publicExeErr = err
+			return
+		}
+		src, err := os.Open(exe)
+		if err != nil {
+			publicExeErr = err
+			return
+		}
+		defer src.Close()
+		publicExe = filepath.Join(dir, "render.test")
+		dst, err := os.OpenFile(publicExe, os.O_CREATE|os.O_WRONLY, 0o755)
+		if err == nil {
+			_, err = io.Copy(dst, src)
+			if cerr := dst.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err == nil {
+			err = os.Chmod(dir, 0o755)
+		}
+		publicExeErr = err
+	})
+	if publicExeErr != nil {
+		t.Fatal(publicExeErr)
+	}
+	return publicExe
+}
+
+// publicDir returns a new directory that every user may enter (0711 up
+// to /) and that uid may write to.
+func publicDir(t *testing.T, uid int) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		var st syscall.Stat_t
+		if err := syscall.Stat(d, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&0o011 != 0o011 {
+			if err := os.Chmod(d, os.FileMode(st.Mode&0o777|0o011)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Chown(dir, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// needRoot skips a test that changes users.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run processes as other users (CI runs the tests as root)")
+	}
+}
+
+// writeAs runs runWriteHelper as uid:gid with the supplementary groups.
+func writeAs(t *testing.T, uid, gid int, groups []uint32, path string, mode os.FileMode, owner, group int) (string, error) {
+	t.Helper()
+	cmd := exec.Command(publicCopy(t))
+	cmd.Env = append(os.Environ(), helperEnv+"=1", "HELPER_WRITE="+path,
+		fmt.Sprintf("HELPER_MODE=%o", mode), fmt.Sprintf("HELPER_UID=%d", owner), fmt.Sprintf("HELPER_GID=%d", group))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}}
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// TestOwnerNotRoot: a process that is not root applies the owner and group
+// it may give (its own uid, a group it is a member of) and refuses, with a
+// clear error and nothing written, the ones it may not, instead of
+// ignoring owner and group as it did.
+func TestOwnerNotRoot(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	const uid, gid, member = 65534, 65534, 4242
+	dir := publicDir(t, uid)
+	tests := []struct {
+		owner, group int
+		wantUID      uint32
+		wantGID      uint32
+		err          string
+	}{
+		{-1, -1, uid, gid, ""},
+		{uid, -1, uid, gid, ""},
+		{uid, member, uid, member, ""},
+		{-1, member, uid, member, ""},
+		{1000, -1, 0, 0, "owner 1000: keyward runs as uid 65534 without CAP_CHOWN, and only root (or CAP_CHOWN) can give a file another owner"},
+		{uid, 1000, 0, 0, "group 1000: keyward runs as uid 65534, is not a member of group 1000 and lacks CAP_CHOWN"},
+		{0, 0, 0, 0, "owner 0:"},
+	}
+	for i, tt := range tests {
+		path := filepath.Join(dir, fmt.Sprintf("f%d", i))
+		out, err := writeAs(t, uid, gid, []uint32{member}, path, 0o440, tt.owner, tt.group)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(out, tt.err) {
+				t.Errorf("owner %d group %d: %v %q, want error %q", tt.owner, tt.group, err, out, tt.err)
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("owner %d group %d: file written", tt.owner, tt.group)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("owner %d group %d: %v %s", tt.owner, tt.group, err, out)
+			continue
+		}
+		st := statT(t, path)
+		if st.Uid != tt.wantUID || st.Gid != tt.wantGID || st.Mode&0o777 != 0o440 {
+			t.Errorf("owner %d group %d: file %d:%d %#o", tt.owner, tt.group, st.Uid, st.Gid, st.Mode&0o777)
+		}
+	}
+	if left := tempNames(t, dir); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
