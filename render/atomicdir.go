@@ -93,30 +93,10 @@ func (g *atomicGroup) check(fail func(File, error)) {
 	for _, it := range g.items {
 		if err := g.checkMember(it.name, it.file.AllowSymlink); err != nil {
 			fail(it.file, err)
+		} else if err := checkReach(g.dir.path, it.file.UID); err != nil {
+			fail(it.file, err)
 		}
 	}
-	if err := g.checkOwners(); err != nil {
-		fail(g.items[0].file, err)
-	}
-}
-
-// checkOwners refuses a group whose files ask for different owners: they
-// share the snapshot directory, which has one owner.
-func (g *atomicGroup) checkOwners() error {
-	type pair struct{ uid, gid int }
-	var first *pair
-	for _, it := range g.items {
-		uid, gid := max(it.file.UID, -1), max(it.file.GID, -1)
-		if uid < 0 && gid < 0 {
-			continue
-		}
-		if first == nil {
-			first = &pair{uid, gid}
-		} else if *first != (pair{uid, gid}) {
-			return fmt.Errorf("atomic_dir files in %s ask for different owners", g.dir.path)
-		}
-	}
-	return nil
 }
 
 // checkDir checks the group's directory and its ..data link.
@@ -237,8 +217,12 @@ func (g *atomicGroup) stage() error {
 		return err
 	}
 	needs = append(needs, carried...)
-	if err := fixDir(newFd, needs); err != nil {
-		return fmt.Errorf("mkdir %s: %w", ts, err)
+	var st unix.Stat_t
+	if err := unix.Fstat(newFd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", ts, err)
+	}
+	if err := unix.Fchmod(newFd, uint32(dirMode(&st, needs))); err != nil {
+		return fmt.Errorf("chmod %s: %w", ts, err)
 	}
 	return syncDir(newFd, ts)
 }

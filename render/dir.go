@@ -23,6 +23,9 @@ var (
 	// ErrDirReplaced: the directory was moved or replaced (for example by
 	// a symlink) while the file was being written; nothing was written.
 	ErrDirReplaced = errors.New("directory was replaced during the write")
+	// ErrUnreachable: the file's configured owner cannot reach it because
+	// a directory that exists denies it search permission.
+	ErrUnreachable = errors.New("owner cannot reach the file")
 )
 
 // Every operation on a target's directory goes through one descriptor of
@@ -291,8 +294,8 @@ func (ds *dirSet) ensure(h *dirHandle) error {
 
 // create makes dir and its missing parents, each with mkdirat relative to
 // a descriptor of its parent, and returns a descriptor of dir. Each one
-// created gets the owner and mode fixCreated gives it (the mode set with
-// fchmod, so the umask does not matter); one that appears
+// created is owned by this process, with the mode dirMode gives it (set
+// with fchmod, so the umask does not matter); one that appears
 // concurrently is used as it is.
 func (ds *dirSet) create(dir string) (int, error) {
 	var missing []string
@@ -350,41 +353,58 @@ func (ds *dirSet) create(dir string) (int, error) {
 	return at, nil
 }
 
-// fixCreated gives a directory this Write created its owner (root only:
-// the owner of the first file below it) and mode.
+// fixCreated gives a directory this Write created its mode, from the
+// files of the Write below it.
 func (ds *dirSet) fixCreated(fd int, dir string) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
 	var below []fileNeed
 	for _, f := range ds.files {
 		if strings.HasPrefix(f.path, dir+"/") {
 			below = append(below, f)
 		}
 	}
-	return fixDir(fd, below)
+	return unix.Fchmod(fd, uint32(dirMode(&st, below)))
 }
 
-// fixDir gives a directory created for files its owner and mode: the
-// owner of the first file (when running as root) and 0700, plus search
-// permission for group and others when a file's mode grants them any
-// access (a 0640 file in a 0700 directory could not be reached by its
-// group).
-func fixDir(fd int, files []fileNeed) error {
-	mode := uint32(0o700)
-	owned := false
+// dirMode is the mode of a directory keyward creates (owned by keyward
+// itself) for the files below it: 0700, plus search permission for
+// whoever else must reach one of them. A file's group reaches it through
+// the directory's group bits when the directory has the file's group,
+// anyone else (a different owner, a different group, others) through the
+// others bits: 0711 lets them open a file whose name they know, never list
+// the directory, and each file's own mode and owner decide who reads it.
+func dirMode(st *unix.Stat_t, files []fileNeed) os.FileMode {
+	// Search permission for others is given to the group too: a user in
+	// the directory's group gets the group bits, not the others bits.
+	const anyone = 0o011
+	mode := os.FileMode(0o700)
+	euid, egid := os.Geteuid(), os.Getegid()
 	for _, f := range files {
+		uid, gid := f.uid, f.gid
+		if uid < 0 {
+			uid = euid
+		}
+		if gid < 0 {
+			gid = egid
+		}
+		if uid != 0 && uint32(uid) != st.Uid {
+			mode |= anyone
+		}
 		if f.mode&0o070 != 0 {
-			mode |= 0o010
-		}
-		if f.mode&0o007 != 0 {
-			mode |= 0o001
-		}
-		if !owned && os.Geteuid() == 0 && (f.uid >= 0 || f.gid >= 0) {
-			owned = true
-			if err := unix.Fchown(fd, f.uid, f.gid); err != nil {
-				return err
+			if uint32(gid) == st.Gid {
+				mode |= 0o010
+			} else {
+				mode |= anyone
 			}
 		}
+		if f.mode&0o007 != 0 {
+			mode |= anyone
+		}
 	}
-	return unix.Fchmod(fd, mode)
+	return mode
 }
 
 // close releases the directories' descriptors (and with them the locks).
@@ -417,6 +437,37 @@ func (h *dirHandle) stillThere() error {
 		return fmt.Errorf("parent %s: %w", h.path, ErrDirReplaced)
 	}
 	return nil
+}
+
+// checkReach refuses a file whose configured owner uid is certainly denied
+// search permission by a directory on the way to it that exists (keyward
+// changes only the directories it creates, and those let the owner in).
+// A directory whose group bits allow search may be open to uid through a
+// group keyward cannot know of, so it is not refused.
+func checkReach(dir string, uid int) error {
+	if uid <= 0 || uid == os.Geteuid() {
+		return nil
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		err := unix.Stat(d, &st)
+		if err == nil && !searchable(&st, uint32(uid)) {
+			return fmt.Errorf("%w: uid %d may not search %s (mode %04o, owner %d:%d); keyward changes only directories it creates", ErrUnreachable, uid, d, st.Mode&0o7777, st.Uid, st.Gid)
+		}
+		if filepath.Dir(d) == d {
+			return nil
+		}
+	}
+}
+
+// searchable reports whether uid may be allowed to search a directory
+// with this stat: as its owner, through the owner bits only; otherwise
+// through the group bits (it may be a member) or the others bits.
+func searchable(st *unix.Stat_t, uid uint32) bool {
+	if st.Uid == uid {
+		return st.Mode&0o100 != 0
+	}
+	return st.Mode&0o011 != 0
 }
 
 // syncDir fsyncs a directory so that a rename in it is durable. File

@@ -164,3 +164,100 @@ func TestOwnerNotRoot(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// readAs reads path with cat running as uid:gid.
+func readAs(t *testing.T, uid, gid int, path string) error {
+	t.Helper()
+	cmd := exec.Command("cat", path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// TestMixedOwnersOneDirectory: files of different owners in directories
+// keyward creates, plain and atomic_dir: each owner reads its own file
+// and not the others' (the directory used to take the first file's owner
+// and mode 0700, locking the second owner out).
+func TestMixedOwnersOneDirectory(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	const u1, u2, g3 = 1000, 2000, 3000
+	root := publicDir(t, 0)
+	for _, atomic := range []bool{false, true} {
+		base := filepath.Join(root, fmt.Sprintf("atomic-%v", atomic), "deep")
+		files := []File{
+			rawFile(filepath.Join(base, "one"), "A"),
+			rawFile(filepath.Join(base, "two"), "A"),
+			rawFile(filepath.Join(base, "grp"), "A"),
+			rawFile(filepath.Join(base, "mine"), "A"),
+		}
+		files[0].UID, files[0].GID, files[0].Mode = u1, u1, 0o400
+		files[1].UID, files[1].GID, files[1].Mode = u2, u2, 0o600
+		files[2].GID, files[2].Mode = g3, 0o440 // root's, its group may read
+		for i := range files {
+			files[i].AtomicDir = atomic
+		}
+		if _, err := Render(files, resolved(map[string]string{"A": "v"})); err != nil {
+			t.Fatalf("atomic=%v: %v", atomic, err)
+		}
+		can := []struct {
+			uid, gid int
+			file     string
+			ok       bool
+		}{
+			{u1, u1, "one", true}, {u1, u1, "two", false}, {u1, u1, "grp", false}, {u1, u1, "mine", false},
+			{u2, u2, "two", true}, {u2, u2, "one", false},
+			{4000, g3, "grp", true}, {4000, g3, "one", false},
+			{4000, 4000, "grp", false}, {4000, 4000, "mine", false},
+		}
+		for _, c := range can {
+			err := readAs(t, c.uid, c.gid, filepath.Join(base, c.file))
+			if (err == nil) != c.ok {
+				t.Errorf("atomic=%v: uid %d gid %d reading %s: %v, want ok=%v", atomic, c.uid, c.gid, c.file, err, c.ok)
+			}
+		}
+		// Nobody but keyward lists the directories.
+		for _, d := range []string{base, filepath.Dir(base)} {
+			if st := statT(t, d); st.Uid != 0 || st.Mode&0o777 != 0o711 {
+				t.Errorf("%s: owner %d mode %#o", d, st.Uid, st.Mode&0o777)
+			}
+		}
+	}
+}
+
+// TestOwnerCannotReach: a directory that exists and certainly locks the
+// file's owner out is refused, naming it; keyward does not change it.
+func TestOwnerCannotReach(t *testing.T) {
+	t.Parallel()
+	needRoot(t)
+	root := publicDir(t, 0)
+	locked := filepath.Join(root, "locked")
+	mkdir(t, locked) // 0700 root
+	open := filepath.Join(root, "group")
+	mkdir(t, open)
+	if err := os.Chmod(open, 0o750); err != nil { // 1000 may be a member of its group
+		t.Fatal(err)
+	}
+	for _, atomic := range []bool{false, true} {
+		f := rawFile(filepath.Join(locked, "sub", "s"), "A")
+		f.UID, f.AtomicDir = 1000, atomic
+		_, err := Render([]File{f}, resolved(map[string]string{"A": "v"}))
+		want := "owner cannot reach the file: uid 1000 may not search " + locked + " (mode 0700, owner 0:0)"
+		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), want) {
+			t.Errorf("atomic=%v: err = %v, want %q", atomic, err, want)
+		}
+		if _, err := os.Lstat(filepath.Join(locked, "sub")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("atomic=%v: directory created", atomic)
+		}
+		f.Path = filepath.Join(open, fmt.Sprintf("s-%v", atomic))
+		if _, err := Render([]File{f}, resolved(map[string]string{"A": "v"})); err != nil {
+			t.Errorf("atomic=%v, group-searchable directory: %v", atomic, err)
+		}
+	}
+	if st := statT(t, locked); st.Mode&0o777 != 0o700 {
+		t.Errorf("existing directory changed to %#o", st.Mode&0o777)
+	}
+}

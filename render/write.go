@@ -36,11 +36,9 @@ type Options struct {
 	// the bits in 0777 are allowed, and the owner must be able to read.
 	// The umask never changes it.
 	Mode os.FileMode
-	// UID and GID are the owner and group given to the file (and, when the
-	// process runs as root, to the directories WriteFile creates for it);
-	// -1 leaves that one as the process creates it (its own uid, its
-	// group). As in File, 0 means root: set -1 when no owner is wanted. An
-	// owner or group the process has no right to give (another uid without
+	// UID and GID are the owner and group given to the file; -1 leaves
+	// that one as the process creates it (its own uid, its group). As in
+	// File, 0 means root: set -1 when no owner is wanted. An owner or group the process has no right to give (another uid without
 	// CAP_CHOWN, a group it is not a member of) is an error wrapping
 	// ErrOwner, never silently skipped.
 	UID, GID int
@@ -81,12 +79,13 @@ func writeStep(step, tmp string) {
 
 // WriteFile atomically replaces path with data, through a descriptor of
 // its directory opened once without following a symlink (see dir.go): it
-// creates missing parent directories (0700, plus search permission for
-// group or others when the file's mode grants them access; directories
-// that exist are never changed), refuses a parent directory that is a symlink
+// creates missing parent directories (owned by this process, 0700, plus
+// search permission for whoever else must reach the file; directories that
+// exist are never changed), refuses a parent directory that is a symlink
 // (ErrDirSymlink) or is replaced during the write (ErrDirReplaced), a
 // target that is a directory, a device/FIFO/socket, or a symlink unless
-// opts.AllowSymlink. It returns changed=false without touching anything when
+// opts.AllowSymlink, and an owner that a directory on the way denies
+// (ErrUnreachable). It returns changed=false without touching anything when
 // the file already has exactly this content, mode and owner. Otherwise it
 // creates a uniquely named temp file (keyward's temp name, see sweep.go) in
 // the same directory with O_CREAT|O_EXCL|O_NOFOLLOW, gives it its owner and
@@ -171,7 +170,7 @@ func (s *singleFile) checkErr() error {
 			return err
 		}
 	}
-	return nil
+	return checkReach(s.dir.path, s.file.UID)
 }
 
 func (s *singleFile) stage() error {
