@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -10,7 +11,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +32,7 @@ func newWebhookCmd(g *globals) *cobra.Command {
 		listen, certFile, keyFile, tlsSecret, namespace, service, webhookConfig string
 		image, pullPolicy, secretsPath, kubeconfig                              string
 		certIPs                                                                 []net.IP
+		certLifetime, certRenewBefore                                           time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "webhook",
@@ -43,7 +47,11 @@ Pods of its own namespace are never changed. See charts/keyward.
 TLS: with --tls-cert-file and --tls-key-file (cert-manager) the pair is read
 from files and reloaded when they change; otherwise --tls-secret names a Secret
 in --namespace where the first replica stores a generated CA and certificate for
-the Service's DNS names, and the caBundle of --webhook-config is set to that CA.`,
+the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
+The generated certificate is renewed while the webhook runs, --cert-renew-before
+ahead of its expiry: a new CA joins the caBundle first, the new certificate is
+served once the caBundle trusts it, and the old CA leaves the caBundle when it
+expires; every replica serves what the shared Secret holds (checked each minute).`,
 		Example: `  keyward webhook --namespace keyward --service keyward-webhook \
     --tls-secret keyward-webhook-tls --webhook-config keyward \
     --image REGISTRY/keyward:v0.1.0`,
@@ -55,8 +63,22 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 			if certFile == "" && tlsSecret == "" {
 				return usageError("webhook needs --tls-cert-file and --tls-key-file, or --tls-secret")
 			}
+			if certFile != "" && (cmd.Flags().Changed("cert-lifetime") || cmd.Flags().Changed("cert-renew-before")) {
+				return usageError("--cert-lifetime and --cert-renew-before apply to the generated certificate (--tls-secret), not to --tls-cert-file")
+			}
 			if namespace == "" {
 				return usageError("webhook needs --namespace (env POD_NAMESPACE): its own namespace is never injected")
+			}
+			dns := []string{service, service + "." + namespace, service + "." + namespace + ".svc", service + "." + namespace + ".svc.cluster.local"}
+			selfSigned := webhook.SelfSigned{
+				Namespace: namespace, SecretName: tlsSecret, DNSNames: dns, IPs: certIPs, WebhookConfig: webhookConfig,
+				Lifetime: certLifetime,
+			}
+			if cmd.Flags().Changed("cert-renew-before") {
+				selfSigned.RenewBefore = certRenewBefore // otherwise the default, at most half the lifetime
+			}
+			if err := selfSigned.Validate(); certFile == "" && err != nil {
+				return usageError("%v", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -72,7 +94,10 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 			if err != nil {
 				return err
 			}
-			var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+			var (
+				getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+				renew   func(context.Context) error
+			)
 			if certFile != "" {
 				fc, err := webhook.NewFileCertificate(certFile, keyFile)
 				if err != nil {
@@ -80,14 +105,11 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 				}
 				getCert = fc.GetCertificate
 			} else {
-				dns := []string{service, service + "." + namespace, service + "." + namespace + ".svc", service + "." + namespace + ".svc.cluster.local"}
-				cert, err := kube.Bootstrap(ctx, webhook.SelfSigned{
-					Namespace: namespace, SecretName: tlsSecret, DNSNames: dns, IPs: certIPs, WebhookConfig: webhookConfig,
-				}, g.logger)
+				cert, err := kube.Bootstrap(ctx, selfSigned, g.logger)
 				if err != nil {
 					return err
 				}
-				getCert = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }
+				getCert, renew = cert.GetCertificate, cert.Run
 			}
 			m := webhook.NewMutator(webhook.Options{
 				Image: image, PullPolicy: corev1.PullPolicy(pullPolicy), SecretsPath: secretsPath, Namespace: namespace,
@@ -97,7 +119,21 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 				return fmt.Errorf("listen: %w", err)
 			}
 			g.logger.Info("webhook serving", "addr", ln.Addr().String(), "namespace", namespace)
-			return webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+			if renew == nil {
+				return webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+			}
+			// Serving and renewing end together: either one's end stops both.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				defer cancel()
+				_ = renew(ctx)
+			})
+			err = webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+			cancel()
+			wg.Wait()
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -109,6 +145,8 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 	f.StringVar(&service, "service", "keyward-webhook", "the webhook's Service name, for the generated certificate's DNS names")
 	f.StringVar(&webhookConfig, "webhook-config", "", "MutatingWebhookConfiguration whose caBundle is set to the generated CA")
 	f.IPSliceVar(&certIPs, "cert-ip", nil, "extra IP addresses in the generated certificate")
+	f.DurationVar(&certLifetime, "cert-lifetime", webhook.DefaultCertLifetime, "lifetime of each generated CA and certificate")
+	f.DurationVar(&certRenewBefore, "cert-renew-before", 0, "renew the generated certificate this long before it expires (at most half of --cert-lifetime; default the smaller of 720h and that)")
 	f.StringVar(&image, "image", webhook.DefaultImage, "image of the injected keyward containers")
 	f.StringVar(&pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of the injected containers")
 	f.StringVar(&secretsPath, "secrets-path", webhook.DefaultSecretsPath, "default mount path of the secrets volume in the app containers")

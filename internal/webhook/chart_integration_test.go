@@ -194,7 +194,7 @@ func TestChart(t *testing.T) {
 	if _, err := helm(t, "lint", "--strict", "--kube-version", "1.36.3", chart); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"webhook.failurePolicy=Maybe", "replicaCount=0", "unknownKey=1"} {
+	for _, bad := range []string{"webhook.failurePolicy=Maybe", "replicaCount=0", "unknownKey=1", "tls.lifetime=1year"} {
 		if _, err := helm(t, "lint", "--kube-version", "1.36.3", chart, "--set", bad); err == nil {
 			t.Errorf("helm lint accepted --set %s", bad)
 		}

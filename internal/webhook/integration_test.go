@@ -311,6 +311,9 @@ func TestInstallBinary(t *testing.T) {
 		{"webhook", "--namespace", "x"},
 		{"webhook", "--tls-secret", "s"},
 		{"webhook", "--tls-cert-file", "c", "--namespace", "x"},
+		{"webhook", "--tls-cert-file", "c", "--tls-key-file", "k", "--namespace", "x", "--cert-lifetime", "1h"},
+		{"webhook", "--tls-secret", "s", "--namespace", "x", "--cert-lifetime", "1h", "--cert-renew-before", "40m"},
+		{"webhook", "--tls-secret", "s", "--namespace", "x", "--cert-lifetime", "-1h"},
 	} {
 		cmd := exec.CommandContext(t.Context(), keywardBin, args...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
