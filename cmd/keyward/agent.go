@@ -10,7 +10,6 @@ import (
 	"maps"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -56,7 +55,9 @@ their lifetime into their files and onto the server's GET /v1/tokens/NAME
 (POST /v1/tokens/NAME/refresh forces a refresh). The child also gets
 KEYWARD_TOKEN_<NAME> (the token at its start: env does not follow refreshes),
 KEYWARD_TOKEN_ENDPOINT and, on a TCP listener, KEYWARD_TOKEN_GUARD_FILE (the
-0600 file with the value the X-Keyward-Token header must carry).
+0600 file with the value the X-Keyward-Token header must carry; set it in
+keyward's environment to choose the file, by default
+/run/keyward/endpoint-token-HOST-PORT as root; each agent locks its own).
 
 With -- COMMAND the agent also runs the workload as its child, like
 keyward exec with a watch: the child gets the config's env, the signals keyward
@@ -584,11 +585,10 @@ func tokenChildEnv(tk *rotate.Tokens, endpoint map[string]providers.Value, added
 
 // serveTokens registers the token endpoint on srv. On a unix socket (0600)
 // no header is needed; on TCP a random guard value is written to a 0600
-// file ($KEYWARD_TOKEN_GUARD_FILE, else /run/keyward/endpoint-token as
-// root, else $XDG_RUNTIME_DIR/keyward/endpoint-token, else
-// $TMPDIR/keyward-UID/endpoint-token) and required in the X-Keyward-Token
-// header. It returns the child's variables naming the endpoint and a
-// cleanup that removes the guard file.
+// file that this agent owns ($KEYWARD_TOKEN_GUARD_FILE, else
+// defaultGuardPath) and required in the X-Keyward-Token header. It returns
+// the child's variables naming the endpoint and a cleanup that removes the
+// guard file if it still is this agent's.
 func serveTokens(g *globals, tk *rotate.Tokens, srv *server.Server) (map[string]providers.Value, func(), error) {
 	srv.AddReadyCheck("tokens", tk.Ready)
 	addr := srv.Addr()
@@ -602,18 +602,12 @@ func serveTokens(g *globals, tk *rotate.Tokens, srv *server.Server) (map[string]
 		return nil, nil, fmt.Errorf("token endpoint guard: %w", err)
 	}
 	guard := hex.EncodeToString(raw)
-	path := g.env.getenv(envTokenGuardFile)
+	path, private := g.env.getenv(envTokenGuardFile), false
 	if path == "" {
-		switch {
-		case os.Geteuid() == 0:
-			path = "/run/keyward/endpoint-token"
-		case g.env.getenv("XDG_RUNTIME_DIR") != "":
-			path = filepath.Join(g.env.getenv("XDG_RUNTIME_DIR"), "keyward", "endpoint-token")
-		default:
-			path = filepath.Join(os.TempDir(), fmt.Sprintf("keyward-%d", os.Geteuid()), "endpoint-token")
-		}
+		path, private = defaultGuardPath(g.env.getenv, addr), true
 	}
-	if _, err := render.WriteFile(path, []byte(guard+"\n"), render.Options{UID: -1, GID: -1}); err != nil {
+	gf, err := createGuardFile(path, []byte(guard), private)
+	if err != nil {
 		return nil, nil, fmt.Errorf("token endpoint guard file: %w", err)
 	}
 	tk.Register(srv, guard)
@@ -622,5 +616,9 @@ func serveTokens(g *globals, tk *rotate.Tokens, srv *server.Server) (map[string]
 		envTokenEndpoint:  providers.StringValue("http://" + addr),
 		envTokenGuardFile: providers.StringValue(path),
 	}
-	return env, func() { _ = os.Remove(path) }, nil
+	return env, func() {
+		if err := gf.Close(); err != nil {
+			g.logger.Warn("removing the token endpoint guard file", "err", err)
+		}
+	}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/internal/testenv"
 )
@@ -204,6 +205,94 @@ func TestTokensAgentTCPChild(t *testing.T) {
 		t.Fatalf("guard file left behind: %v", err)
 	}
 	checkNoSecret(t, a.stderr.String(), guard)
+}
+
+// TestTokensTwoAgentsOneHost runs two agents with a token endpoint on one
+// host, each with the default guard file: each must own its own, so that
+// the second neither changes the first one's guard (its clients got 401)
+// nor removes it at exit; and two agents given one guard file explicitly
+// must not share it silently.
+func TestTokensTwoAgentsOneHost(t *testing.T) {
+	t.Parallel()
+	o := realOAuth(t)
+	runtimeDir := t.TempDir() // the default location when not root
+	type agent struct {
+		a         *agentProc
+		port      int
+		guardFile string
+	}
+	start := func(env ...string) agent {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := tokenFixture(t, o, fmt.Sprintf(`server: {listen: "127.0.0.1:%d"}`, port))
+		a := startAgent(t, dir, append([]string{"XDG_RUNTIME_DIR=" + runtimeDir}, env...), "agent", "-c", "keyward.yaml", "--",
+			"sh", "-c", `echo "$KEYWARD_TOKEN_GUARD_FILE"; exec sleep 60`)
+		return agent{a: a, port: port, guardFile: a.nextLine()}
+	}
+	// get asks ag's endpoint for a token with the guard its file holds now,
+	// as a client of the agent does.
+	get := func(ag agent) int {
+		t.Helper()
+		guard, err := os.ReadFile(ag.guardFile)
+		if err != nil {
+			t.Fatalf("reading the guard file of the agent on port %d: %v", ag.port, err)
+		}
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/v1/tokens/jwt", ag.port), nil)
+		req.Header.Set("X-Keyward-Token", strings.TrimSpace(string(guard)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	first := start()
+	second := start()
+	if first.guardFile == second.guardFile {
+		t.Fatalf("both agents use the guard file %s", first.guardFile)
+	}
+	for i, ag := range []agent{first, second} {
+		if c := get(ag); c != 200 {
+			t.Fatalf("agent %d with the guard from its file: %d", i+1, c)
+		}
+	}
+	if err := second.a.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	<-second.a.exited
+	if _, err := os.Stat(second.guardFile); !os.IsNotExist(err) {
+		t.Errorf("the second agent left its guard file: %v", err)
+	}
+	if c := get(first); c != 200 {
+		t.Fatalf("after the second agent's exit, the first one answers %d with the guard from its file", c)
+	}
+
+	// The same file given to two agents: the second refuses to start.
+	shared := filepath.Join(t.TempDir(), "guard")
+	third := start("KEYWARD_TOKEN_GUARD_FILE=" + shared)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := tokenFixture(t, o, fmt.Sprintf(`server: {listen: "127.0.0.1:%d"}`, port))
+	r := keywardTimeout(t, dir, []string{"KEYWARD_TOKEN_GUARD_FILE=" + shared}, time.Minute, "agent", "-c", "keyward.yaml", "--", "true")
+	if r.code == 0 || !strings.Contains(r.stderr, "another running keyward agent") {
+		t.Errorf("a second agent on the same guard file: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if c := get(third); c != 200 {
+		t.Fatalf("the agent holding the shared guard file answers %d after the refused one", c)
+	}
+	for _, ag := range []agent{first, third} {
+		if err := ag.a.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		<-ag.a.exited
+		if _, err := os.Stat(ag.guardFile); !os.IsNotExist(err) {
+			t.Errorf("guard file %s left behind: %v", ag.guardFile, err)
+		}
+	}
 }
 
 // TestTokensRenderExecCI: render --once writes the token files; exec gives
