@@ -85,8 +85,8 @@ func unixSignalName(s syscall.Signal) string {
 	return fmt.Sprintf("signal %d", int(s))
 }
 
-// Child is the workload process the on_change actions act on. Supervisor
-// implements it; tests fake it.
+// Child is the workload process the on_change actions act on.
+// internal/child's Supervisor implements it; tests fake it.
 type Child interface {
 	// Signal sends sig to the running child.
 	Signal(sig os.Signal) error
@@ -95,6 +95,8 @@ type Child interface {
 	// again with a fresh environment. It returns once the new child runs.
 	Restart(ctx context.Context, stopTimeout time.Duration) error
 }
+
+var _ Child = (*child.Supervisor)(nil)
 
 // CommandRunner runs an on_change command: argv without a shell, stopped
 // after timeout. It returns an error when the command cannot start, fails

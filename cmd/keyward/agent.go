@@ -89,7 +89,7 @@ runtime failure, 78 the config is invalid; with a command, the command's.`,
 	cmd.Flags().SetInterspersed(false)
 	envFileRefsFlag(cmd, &w.envFileRefs)
 	cmd.Flags().DurationVar(&w.initTimeout, "init-timeout", defaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
-	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", rotate.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
+	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", child.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
 	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM (in-flight fetches, on_change commands, the server)")
 	return cmd
 }
@@ -287,17 +287,18 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		wg.Go(func() { _ = tokens.Run(ctx) })
 	}
 
-	var sup *rotate.Supervisor
+	var sup *child.Supervisor
 	if hasChild {
-		stdout, stderr := out, errOut
-		sup = rotate.NewSupervisor(rotate.SupervisorOptions{
-			Args:        w.args,
-			Env:         childEnv,
-			Stdin:       g.stdin,
-			Stdout:      stdout,
-			Stderr:      stderr,
-			StopTimeout: w.stopTimeout,
-			Logger:      g.logger,
+		sup = child.NewSupervisor(child.SupervisorOptions{
+			Options: child.Options{
+				Args:        w.args,
+				Stdin:       g.stdin,
+				Stdout:      out,
+				Stderr:      errOut,
+				StopTimeout: w.stopTimeout,
+				Logger:      g.logger,
+			},
+			Environ: childEnv,
 		})
 		later.set(sup)
 	}
@@ -421,16 +422,16 @@ func waitShutdown(wg *sync.WaitGroup, timeout time.Duration) error {
 // laterChild is the engine's Child until the supervisor exists.
 type laterChild struct {
 	mu  sync.Mutex
-	sup *rotate.Supervisor
+	sup *child.Supervisor
 }
 
-func (l *laterChild) set(s *rotate.Supervisor) {
+func (l *laterChild) set(s *child.Supervisor) {
 	l.mu.Lock()
 	l.sup = s
 	l.mu.Unlock()
 }
 
-func (l *laterChild) get() (*rotate.Supervisor, error) {
+func (l *laterChild) get() (*child.Supervisor, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sup == nil {

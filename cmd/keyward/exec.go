@@ -50,7 +50,8 @@ replaces itself with COMMAND (execve), so it costs nothing after start. With
 --supervise, or when keyward runs as PID 1 in a container, it stays as the
 parent instead: it passes the terminal through, forwards INT TERM HUP QUIT USR1
 USR2 WINCH, reaps orphaned zombies when PID 1, and exits with the child's code
-(128+N when the child was killed by signal N).
+(128+N when the child was killed by signal N). A child still running
+--stop-timeout after a forwarded TERM is killed with SIGKILL.
 
 When the config has a watch: or on_change: section, exec always stays as the
 parent and keeps the secrets fresh like keyward agent -c FILE -- COMMAND:
@@ -203,6 +204,6 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 	cmd.Flags().BoolVar(&maskOutput, "mask", maskByDefault(g.env.getenv), "replace secret values in the child's stdout and stderr with *** (default true when CI is set; implies --supervise)")
 	cmd.Flags().BoolVar(&noMask, "no-mask", false, "do not mask the child's output, also when CI is set")
 	cmd.Flags().DurationVar(&maskIdle, "mask-idle", mask.DefaultIdle, "with --mask: how long output that may be the beginning of a secret is held back when nothing follows")
-	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "with --supervise: how long the child has to exit after SIGTERM before SIGKILL")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "with --supervise: how long the child has to exit after a forwarded SIGTERM before SIGKILL")
 	return cmd
 }

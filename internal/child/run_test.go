@@ -166,3 +166,21 @@ func TestRunStartFailure(t *testing.T) {
 		t.Errorf("Run with a done context = %d, %v; want 1, context.Canceled", code, err)
 	}
 }
+
+// TestRunKillsAfterForwardedTERM: a SIGTERM forwarded to a child that
+// ignores it is followed by SIGKILL after StopTimeout, as under a watch
+// (keyward exec --supervise --stop-timeout).
+func TestRunKillsAfterForwardedTERM(t *testing.T) {
+	r := startRun(t, t.Context(), Options{
+		Args:        []string{"/bin/sh", "-c", "trap 'echo TERM' TERM\n" + trapScript()},
+		StopTimeout: 200 * time.Millisecond,
+	})
+	r.expect("ready")
+	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r.expect("TERM")
+	if code, err := r.wait(); code != 128+int(syscall.SIGKILL) || err != nil {
+		t.Fatalf("Run = %d, %v; want 137 (killed after StopTimeout)", code, err)
+	}
+}

@@ -1,4 +1,4 @@
-package rotate
+package child
 
 import (
 	"bufio"
@@ -43,11 +43,13 @@ func superviseTest(t *testing.T, args []string, tweak func(*SupervisorOptions)) 
 	}
 	sv := &supervised{t: t, lines: make(chan string, 100), code: make(chan int, 1), err: make(chan error, 1)}
 	opts := SupervisorOptions{
-		Args:        args,
-		Stdout:      w,
-		Stderr:      w,
-		StopTimeout: 5 * time.Second,
-		Env: func() ([]string, error) {
+		Options: Options{
+			Args:        args,
+			Stdout:      w,
+			Stderr:      w,
+			StopTimeout: 5 * time.Second,
+		},
+		Environ: func() ([]string, error) {
 			return []string{"PATH=" + os.Getenv("PATH"), fmt.Sprintf("GEN=%d", sv.gen.Add(1))}, nil
 		},
 	}
@@ -175,8 +177,8 @@ func TestSupervisorRestartFailure(t *testing.T) {
 	t.Parallel()
 	var fail atomic.Bool
 	sv, _ := superviseTest(t, script(`trap 'exit 0' TERM`), func(o *SupervisorOptions) {
-		env := o.Env
-		o.Env = func() ([]string, error) {
+		env := o.Environ
+		o.Environ = func() ([]string, error) {
 			if fail.Load() {
 				return nil, errors.New("secret store down")
 			}
@@ -219,36 +221,56 @@ func TestSupervisorForwardsSignals(t *testing.T) {
 	}
 }
 
-func TestChildCommandRunner(t *testing.T) {
+// TestSupervisorStopDuringRestart: when the supervisor is stopped while a
+// restart waits for the old child, the stop's shorter timeout applies, the
+// restart fails with ErrStopping and no new child starts.
+func TestSupervisorStopDuringRestart(t *testing.T) {
 	t.Parallel()
-	run := ChildCommandRunner(nil, nil, nil, nil)
-	cases := []struct {
-		name    string
-		argv    []string
-		timeout time.Duration
-		want    string // "" for success
-	}{
-		{"ok", []string{"true"}, 0, ""},
-		{"exit code", []string{"sh", "-c", "exit 3"}, 0, "exited with code 3"},
-		{"not found", []string{"no-such-command-kw"}, 0, "no-such-command-kw"},
-		{"timeout", []string{"sleep", "30"}, 100 * time.Millisecond, "timed out"},
+	sv, cancel := superviseTest(t, script(`trap 'echo "ignored $GEN"' TERM`), func(o *SupervisorOptions) {
+		o.StopTimeout = 200 * time.Millisecond
+	})
+	sv.expect("start 1")
+	restarted := make(chan error, 1)
+	go func() { restarted <- sv.s.Restart(context.Background(), time.Hour) }()
+	sv.expect("ignored 1")
+	cancel()
+	select {
+	case err := <-restarted:
+		if !errors.Is(err, ErrStopping) {
+			t.Fatalf("Restart = %v, want ErrStopping", err)
+		}
+	case <-time.After(lineTimeout):
+		t.Fatal("Restart did not return after the supervisor was stopped")
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			start := time.Now()
-			err := run(context.Background(), c.argv, c.timeout)
-			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
-				t.Fatalf("err = %v, want %q", err, c.want)
-			}
-			if time.Since(start) > 10*time.Second {
-				t.Fatal("took too long")
-			}
-		})
+	code, err := sv.result()
+	if code != 128+int(syscall.SIGKILL) || err != nil {
+		t.Fatalf("Run = %d, %v; want 137 (the old child killed after the stop timeout)", code, err)
+	}
+	for l := range sv.lines {
+		t.Errorf("the child printed %q after the stop; want no new child", l)
 	}
 }
 
-func TestMain(m *testing.M) {
-	openTerminal = func() int { return -1 }
-	os.Exit(m.Run())
+// TestSupervisorConcurrentRestarts: a restart asked while another waits
+// for the old child shares its stop and start.
+func TestSupervisorConcurrentRestarts(t *testing.T) {
+	t.Parallel()
+	sv, _ := superviseTest(t, script(`trap 'echo "hup $GEN"' HUP; trap 'echo "ignored $GEN"' TERM`), func(o *SupervisorOptions) {
+		o.StopTimeout = 200 * time.Millisecond // for the shutdown at the end
+	})
+	sv.expect("start 1")
+	first := make(chan error, 1)
+	go func() { first <- sv.s.Restart(context.Background(), time.Hour) }()
+	sv.expect("ignored 1")
+	if err := sv.s.Restart(context.Background(), 100*time.Millisecond); err != nil {
+		t.Fatalf("second Restart: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first Restart: %v", err)
+	}
+	sv.expect("start 2")
+	if err := sv.s.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	sv.expect("hup 2") // not a third child
 }
