@@ -65,8 +65,15 @@ receives, on_change signals and restarts (a restart gives it a fresh
 environment), and keyward exits with its code. Without a command, on_change may
 only run commands (signal and restart need a child).
 
+Shutdown is bounded: a child still running --stop-timeout after a forwarded
+SIGTERM is killed, and the agent's own shutdown (in-flight fetches, on_change
+commands, the server) then takes at most --shutdown-timeout, whatever a store
+does. Without a child, SIGQUIT prints every goroutine's stack and exits 2, as
+Go programs do.
+
 Exit status: 0 after SIGTERM, 1 a secret could not be fetched in time or a
-runtime failure, 78 the config is invalid; with a command, the command's.`,
+runtime failure (also a shutdown cut short by --shutdown-timeout), 78 the
+config is invalid; with a command, the command's.`,
 		Example: `  # sidecar: render into a shared volume and keep it fresh
   keyward agent -c /etc/keyward/keyward.yaml
 
@@ -90,7 +97,7 @@ runtime failure, 78 the config is invalid; with a command, the command's.`,
 	envFileRefsFlag(cmd, &w.envFileRefs)
 	cmd.Flags().DurationVar(&w.initTimeout, "init-timeout", defaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
 	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", child.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
-	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM (in-flight fetches, on_change commands, the server)")
+	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM, or after the child exited (in-flight fetches, on_change commands, the server); keyward exits when it is over")
 	return cmd
 }
 
@@ -183,7 +190,9 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 
 	// ctx bounds the engine and the server. SIGTERM and SIGINT end the
 	// agent (sigCtx) until a child runs; then the supervisor forwards them
-	// to the child instead, and keyward ends when the child does.
+	// to the child instead, and keyward ends when the child does. Either
+	// way the shutdown that follows (tasks) lasts at most
+	// w.shutdownTimeout.
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	sigCtx, stopSignals := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
@@ -263,12 +272,17 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		return err
 	}
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	tk := &tasks{cancel: cancel, timeout: w.shutdownTimeout}
+	defer func() {
+		stopSignals()
+		if err := tk.shutdown(); err != nil {
+			g.logger.Warn("shutdown", "err", err)
+		}
+	}()
 	serveErr := make(chan error, 1)
 	if srv != nil {
 		srv.AddReadyCheck("secrets", eng.Ready)
-		wg.Go(func() { serveErr <- srv.Serve(ctx) })
+		tk.Go(func() { serveErr <- srv.Serve(ctx) })
 	}
 
 	if err := initEngine(sigCtx, g, eng, w); err != nil {
@@ -284,7 +298,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	}
 	if tokens != nil {
 		// Run only ends with ctx.
-		wg.Go(func() { _ = tokens.Run(ctx) })
+		tk.Go(func() { _ = tokens.Run(ctx) })
 	}
 
 	var sup *child.Supervisor
@@ -304,24 +318,27 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	}
 
 	engErr := make(chan error, 1)
-	wg.Go(func() { engErr <- eng.Run(ctx) })
+	tk.Go(func() { engErr <- eng.Run(ctx) })
 
 	if !hasChild {
 		select {
 		case <-sigCtx.Done():
 			g.logger.Info("shutting down")
 		case err := <-engErr:
-			cancel()
 			return fmt.Errorf("rotation engine: %w", err)
 		case err := <-serveErr:
-			cancel()
 			return err
 		}
-		cancel()
-		return waitShutdown(&wg, w.shutdownTimeout)
+		stopSignals() // a second SIGTERM or SIGINT ends keyward at once
+		return tk.shutdown()
 	}
 
 	stopSignals()
+	if cause := context.Cause(sigCtx); cause != nil && cause != context.Canceled {
+		// SIGTERM or SIGINT came after the first render but before the
+		// supervisor took the signals over: do not start the child.
+		return fmt.Errorf("not starting the child: %w", cause)
+	}
 	if err := harden.ChildCoreLimit(); err != nil {
 		g.logger.Warn("could not restore the core limit for the child", "err", err)
 	}
@@ -346,9 +363,8 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		cancelSup()
 		<-supDone
 	}
-	cancel()
 	flush()
-	if err := waitShutdown(&wg, w.shutdownTimeout); err != nil {
+	if err := tk.shutdown(); err != nil {
 		g.logger.Warn("shutdown", "err", err)
 	}
 	if runErr != nil {
@@ -393,7 +409,10 @@ func initEngine(ctx context.Context, g *globals, eng *rotate.Engine, w watchRun)
 		}
 		return err
 	})
-	if err != nil && ctx.Err() != nil && last != nil {
+	if err != nil && ctx.Err() != nil {
+		if last == nil { // stopped during the first attempt
+			last = err
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return fmt.Errorf("initial render not done within --init-timeout %v: %w", w.initTimeout, last)
 		}
@@ -402,21 +421,43 @@ func initEngine(ctx context.Context, g *globals, eng *rotate.Engine, w watchRun)
 	return err
 }
 
-// waitShutdown waits for wg, at most timeout.
-func waitShutdown(wg *sync.WaitGroup, timeout time.Duration) error {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-done:
-		return nil
-	case <-t.C:
-		return fmt.Errorf("shutdown did not finish within %v", timeout)
-	}
+// tasks are the goroutines of a watched run: the server, the token loop and
+// the rotation engine, which all end with the run's context. shutdown
+// cancels that context and waits for them for at most timeout
+// (--shutdown-timeout): a store, a command or a client that does not honour
+// cancellation cannot hold keyward past it. What still runs then ends with
+// the process.
+type tasks struct {
+	cancel  context.CancelFunc
+	timeout time.Duration
+	wg      sync.WaitGroup
+	once    sync.Once
+	err     error
+}
+
+// Go runs f as one of the tasks.
+func (t *tasks) Go(f func()) { t.wg.Go(f) }
+
+// shutdown cancels the tasks and waits for them, at most t.timeout. It
+// returns an error naming the bound when they did not all end in time;
+// later calls return the first call's result without waiting again.
+func (t *tasks) shutdown() error {
+	t.once.Do(func() {
+		t.cancel()
+		done := make(chan struct{})
+		go func() {
+			t.wg.Wait()
+			close(done)
+		}()
+		timer := time.NewTimer(t.timeout)
+		defer timer.Stop()
+		select {
+		case <-done:
+		case <-timer.C:
+			t.err = fmt.Errorf("shutdown did not finish within --shutdown-timeout %v; exiting anyway", t.timeout)
+		}
+	})
+	return t.err
 }
 
 // laterChild is the engine's Child until the supervisor exists.

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // Stopping keyward is bounded: these tests send the binary the signals an
@@ -33,4 +39,163 @@ func TestExecSuperviseStopTimeout(t *testing.T) {
 	if !strings.Contains(a.stderr.String(), "killing it") {
 		t.Errorf("keyward did not log that it killed the child:\n%s", a.stderr.String())
 	}
+}
+
+// hangingListener accepts connections on 127.0.0.1 and never answers: a
+// store whose server is up but stuck (Vault with a sealed storage backend,
+// an API server that lost its etcd). accepted receives once per
+// connection.
+func hangingListener(t *testing.T) (addr string, accepted <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{}, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String(), ch
+}
+
+// TestAgentShutdownBoundedWhileStoreHangs: an agent whose store accepts
+// connections and never answers ends after SIGTERM, within
+// --shutdown-timeout, with its server running (the server's goroutine is
+// one of those the shutdown waits for).
+func TestAgentShutdownBoundedWhileStoreHangs(t *testing.T) {
+	t.Parallel()
+	addr, accepted := hangingListener(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+providers:
+  vault:
+    kind: vault
+    address: http://`+addr+`
+secrets:
+  A: vault://secret/app#password
+files:
+  - path: out/a
+    format: raw
+    secret: A
+server:
+  listen: unix:`+filepath.Join(dir, "kw.sock")+`
+`)
+	a := startAgent(t, dir, []string{"VAULT_TOKEN=s.test-token"}, "agent", "-c", "keyward.yaml", "--shutdown-timeout", "1s")
+	select {
+	case <-accepted:
+	case <-a.exited:
+		t.Fatalf("agent exited (code %d) before it reached the store", a.code)
+	case <-time.After(agentWait):
+		t.Fatal("the agent never connected to the store")
+	}
+	a.waitFor("the server", a.healthy)
+	code := a.stop()
+	if !a.cmd.ProcessState.Exited() || code != exitRuntime {
+		t.Fatalf("agent stopped during its first fetch: %v, want exit code 1 (first render not done)", a.cmd.ProcessState)
+	}
+	if !strings.Contains(a.stderr.String(), "interrupted") {
+		t.Errorf("keyward did not say the first render was interrupted:\n%s", a.stderr.String())
+	}
+}
+
+func (a *agentProc) healthy() bool {
+	code, _, err := a.get("/healthz")
+	return err == nil && code == 200
+}
+
+// TestAgentQuitWithoutChild: an agent without a child does what a Go
+// program does on SIGQUIT: it prints every goroutine's stack to stderr and
+// exits with code 2. (With a child, SIGQUIT is forwarded to it.) The dump
+// holds no secret value.
+func TestAgentQuitWithoutChild(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const value = "s3cr3t-gen-quit"
+	writeFile(t, filepath.Join(dir, "s.yaml"), "password: "+value+"\n")
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  A: file:s.yaml#password
+files:
+  - path: out/a
+    format: raw
+    secret: A
+`)
+	a := startAgent(t, dir, nil, "agent", "-c", "keyward.yaml")
+	a.waitFor("the first render", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "out", "a"))
+		return err == nil
+	})
+	if err := a.cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.exited:
+	case <-time.After(agentWait):
+		t.Fatal("agent did not exit after SIGQUIT")
+	}
+	if !a.cmd.ProcessState.Exited() || a.code != 2 {
+		t.Fatalf("agent after SIGQUIT: %v, want exit code 2", a.cmd.ProcessState)
+	}
+	stderr := a.stderr.String()
+	if !strings.Contains(stderr, "SIGQUIT") || !strings.Contains(stderr, "goroutine ") {
+		t.Errorf("no goroutine dump after SIGQUIT:\n%s", stderr)
+	}
+	if strings.Contains(stderr, value) {
+		t.Error("leaked value of secret A in the SIGQUIT dump")
+	}
+}
+
+// TestTasksShutdownBounded: shutdown cancels the tasks and waits for them,
+// but not past its timeout for one that ignores cancellation.
+func TestTasksShutdownBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		tk := &tasks{cancel: cancel, timeout: time.Second}
+		stuck := make(chan struct{})
+		tk.Go(func() { <-ctx.Done() })
+		tk.Go(func() { <-stuck }) // a store that ignores cancellation
+		start := time.Now()
+		err := tk.shutdown()
+		if err == nil || !strings.Contains(err.Error(), "--shutdown-timeout 1s") {
+			t.Fatalf("shutdown with a stuck task = %v, want an error naming the bound", err)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Fatalf("shutdown returned after %v, want the 1s bound", d)
+		}
+		if again := tk.shutdown(); again != err {
+			t.Fatalf("second shutdown = %v, want the first's result", again)
+		}
+		close(stuck)
+	})
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		tk := &tasks{cancel: cancel, timeout: time.Hour}
+		tk.Go(func() { <-ctx.Done() })
+		start := time.Now()
+		if err := tk.shutdown(); err != nil || time.Since(start) != 0 {
+			t.Fatalf("shutdown = %v after %v, want nil at once", err, time.Since(start))
+		}
+	})
 }
