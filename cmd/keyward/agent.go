@@ -272,17 +272,17 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		return err
 	}
 
-	tk := &tasks{cancel: cancel, timeout: w.shutdownTimeout}
+	work := &tasks{cancel: cancel, timeout: w.shutdownTimeout}
 	defer func() {
 		stopSignals()
-		if err := tk.shutdown(); err != nil {
+		if err := work.shutdown(); err != nil {
 			g.logger.Warn("shutdown", "err", err)
 		}
 	}()
 	serveErr := make(chan error, 1)
 	if srv != nil {
 		srv.AddReadyCheck("secrets", eng.Ready)
-		tk.Go(func() { serveErr <- srv.Serve(ctx) })
+		work.Go(func() { serveErr <- srv.Serve(ctx) })
 	}
 
 	if err := initEngine(sigCtx, g, eng, w); err != nil {
@@ -298,7 +298,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	}
 	if tokens != nil {
 		// Run only ends with ctx.
-		tk.Go(func() { _ = tokens.Run(ctx) })
+		work.Go(func() { _ = tokens.Run(ctx) })
 	}
 
 	var sup *child.Supervisor
@@ -318,7 +318,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	}
 
 	engErr := make(chan error, 1)
-	tk.Go(func() { engErr <- eng.Run(ctx) })
+	work.Go(func() { engErr <- eng.Run(ctx) })
 
 	if !hasChild {
 		select {
@@ -330,7 +330,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 			return err
 		}
 		stopSignals() // a second SIGTERM or SIGINT ends keyward at once
-		return tk.shutdown()
+		return work.shutdown()
 	}
 
 	stopSignals()
@@ -364,7 +364,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		<-supDone
 	}
 	flush()
-	if err := tk.shutdown(); err != nil {
+	if err := work.shutdown(); err != nil {
 		g.logger.Warn("shutdown", "err", err)
 	}
 	if runErr != nil {
