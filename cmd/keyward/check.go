@@ -6,11 +6,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/providers"
@@ -25,7 +27,9 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Short: "Validate a config and resolve every reference without printing values",
 		Long: `check validates a config file, resolves every reference in it and builds every
 file in memory, without writing anything and without printing a value. For each
-secret it prints its name, provider, version and length.
+secret it prints its name, provider, version and length. It builds the child's
+environment as exec and agent would, and warns about a structured secret
+referenced without #field where one value is expected (env:, a raw file).
 
 With a fingerprint key (--fingerprint-key-file FILE, or the key itself in
 KEYWARD_FINGERPRINT_KEY; at least 16 bytes, a trailing newline is ignored) it
@@ -81,6 +85,12 @@ With --offline it only validates: config syntax, references and options, templat
 			// does not fetch).
 			if _, err := childEnvironment(nil, nil, cfg, res, nil); err != nil {
 				return err
+			}
+			for _, name := range sortedKeys(res) {
+				if uses := wholeStructuredUses(cfg, name, res[name]); len(uses) > 0 {
+					g.logger.Warn("structured secret used whole where one value is expected: it is handed on as the JSON of all its fields; add #FIELD to its reference to pick one (ignore this if the whole object is meant)",
+						"secret", name, "used_as", strings.Join(uses, ", "), "fields", len(res[name].Fields))
+				}
 			}
 			for _, sec := range maskSecrets(res) {
 				if n := len(sec.Value); n > 0 && n < mask.DefaultMinLength {
@@ -176,4 +186,27 @@ func readKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFingerprintKeyFile)
 	}
 	return b, nil
+}
+
+// wholeStructuredUses lists where cfg uses secret name, resolved as r, as
+// a single value although it is a whole structured secret (an object of
+// fields referenced without #field): as a variable of env: and as the
+// content of a raw file. dotenv, json and yaml files take each field as
+// its own key, and templates choose for themselves, so those are fine.
+func wholeStructuredUses(cfg *config.Config, name string, r providers.Resolved) []string {
+	if r.Fields == nil || r.Ref.Field != "" {
+		return nil
+	}
+	var uses []string
+	for _, v := range sortedKeys(cfg.Env) {
+		if cfg.Env[v] == name {
+			uses = append(uses, "env "+v)
+		}
+	}
+	for _, f := range cfg.Files {
+		if f.Format == config.FormatRaw && f.Secret == name {
+			uses = append(uses, "raw file "+f.Path)
+		}
+	}
+	return uses
 }

@@ -122,3 +122,58 @@ func TestCheckRefusesWhatExecRefuses(t *testing.T) {
 		t.Errorf("check of a raw file with a NUL byte: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestCheckWarnsWholeStructuredSecret: a structured secret referenced
+// without #field where one value is expected (env:, a raw file) would hand
+// on the JSON of all its fields; check warns, naming the secret and where
+// it is used, and nothing for the uses that take fields apart.
+func TestCheckWarnsWholeStructuredSecret(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "db.yaml"), "user: app-user-long\npassword: pw-struct-value\n")
+	writeFile(t, filepath.Join(dir, "plain.txt"), "plain-secret-value")
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB: file:db.yaml
+  DB_PASSWORD: file:db.yaml#password
+  PLAIN: file:plain.txt
+env:
+  DATABASE: DB
+  DATABASE_PASSWORD: DB_PASSWORD
+  PLAIN_VAR: PLAIN
+files:
+  - path: out/db.json
+    format: raw
+    secret: DB
+  - path: out/db.env
+    format: dotenv
+    secrets: [DB]
+  - path: out/plain
+    format: raw
+    secret: PLAIN
+`)
+	r := keyward(t, dir, nil, "check", "-c", "keyward.yaml")
+	if r.code != 0 {
+		t.Fatalf("check: exit %d: %s", r.code, r.stderr)
+	}
+	for _, v := range []string{"app-user-long", "pw-struct-value", "plain-secret-value"} {
+		if strings.Contains(r.stdout+r.stderr, v) {
+			t.Errorf("leaked value of a secret in check's output")
+		}
+	}
+	var warnings []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "structured secret used whole") {
+			warnings = append(warnings, l)
+		}
+	}
+	if len(warnings) != 1 {
+		t.Fatalf("%d warnings about whole structured secrets, want 1 (for DB):\n%s", len(warnings), r.stderr)
+	}
+	out := filepath.Join(dir, "out", "db.json")
+	for _, want := range []string{"secret=DB ", "env DATABASE,", "raw file " + out, "fields=2"} {
+		if !strings.Contains(warnings[0], want) {
+			t.Errorf("warning %q lacks %q", warnings[0], want)
+		}
+	}
+}
