@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -51,7 +52,7 @@ With --offline it only validates: config syntax, references and options, templat
 			if err != nil {
 				return err
 			}
-			fpKey, err := fingerprintKey(keyFile, g.env.getenv(fingerprintKeyEnv))
+			fpKey, err := fingerprintKey(cmd.Context(), keyFile, g.env.getenv(fingerprintKeyEnv))
 			if err != nil {
 				return err
 			}
@@ -137,16 +138,17 @@ const maxFingerprintKeyFile = 4096
 
 // fingerprintKey returns the key check fingerprints values with: the
 // content of file when given, else envKey, without one trailing newline;
-// nil when neither is set. A key shorter than
-// providers.MinFingerprintKeyLen, or a file that cannot be read, is a usage
-// error that never quotes the key.
-func fingerprintKey(file, envKey string) ([]byte, error) {
+// nil when neither is set. The file is read as every credential file is
+// (internal/readfile: a regular file, bounded, honouring ctx). A key shorter
+// than providers.MinFingerprintKeyLen, or a file that cannot be read, is a
+// usage error that never quotes the key.
+func fingerprintKey(ctx context.Context, file, envKey string) ([]byte, error) {
 	var key []byte
 	source := fingerprintKeyEnv
 	switch {
 	case file != "":
 		source = "--fingerprint-key-file " + file
-		b, err := readKeyFile(file)
+		b, _, err := readfile.Read(ctx, file, readfile.Options{Max: maxFingerprintKeyFile})
 		if err != nil {
 			return nil, usageError("--fingerprint-key-file: %v", err)
 		}
@@ -161,31 +163,6 @@ func fingerprintKey(file, envKey string) ([]byte, error) {
 		return nil, usageError("%s: the fingerprint key has %d bytes, want at least %d (e.g. head -c 32 /dev/urandom | base64)", source, len(key), providers.MinFingerprintKeyLen)
 	}
 	return key, nil
-}
-
-// readKeyFile reads a small regular file. It opens without blocking, so a
-// FIFO is refused rather than waited on.
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxFingerprintKeyFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFingerprintKeyFile {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFingerprintKeyFile)
-	}
-	return b, nil
 }
 
 // wholeStructuredUses lists where cfg uses secret name, resolved as r, as
