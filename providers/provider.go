@@ -132,6 +132,11 @@ type Set struct {
 	specs map[string]Instance
 	// Concurrency bounds the fetches in flight per instance (default 8).
 	Concurrency int
+	// Observe, when set, is called by Resolve with every name that
+	// resolved, also when others failed, before Resolve returns: keyward's
+	// masker learns the values before any error can show them. It must not
+	// block.
+	Observe func(map[string]Resolved)
 
 	mu    sync.Mutex
 	built map[string]Provider

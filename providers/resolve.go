@@ -72,7 +72,8 @@ const FetchTimeout = 30 * time.Second
 // time per provider instance, each call bounded by FetchTimeout.
 //
 // It returns either every name resolved, or a *ResolveError listing every
-// failure (all-or-nothing). It returns only after all its goroutines exit.
+// failure (all-or-nothing); s.Observe sees what resolved in either case. It
+// returns only after all its goroutines exit.
 func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Resolved, error) {
 	type job struct {
 		ref    Ref
@@ -166,6 +167,9 @@ func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Reso
 			continue
 		}
 		out[name] = res
+	}
+	if s.Observe != nil && len(out) > 0 {
+		s.Observe(out)
 	}
 	if len(failures) > 0 {
 		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })

@@ -468,3 +468,26 @@ func TestSetClose(t *testing.T) {
 		t.Errorf("closes: a %d, b %d", a.closes.Load(), b.closes.Load())
 	}
 }
+
+// TestResolveObserve: Observe sees every name that resolved, also when
+// others failed, before Resolve returns the error (keyward's masker learns
+// the values before any message can show them).
+func TestResolveObserve(t *testing.T) {
+	t.Parallel()
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		if ref.Path == "missing" {
+			return providers.Secret{}, fmt.Errorf("secret %s: %w", ref.Path, providers.ErrNotFound)
+		}
+		return providers.Secret{Value: providers.StringValue("value-of-" + ref.Path)}, nil
+	}}
+	s := newSet(t, map[string]*fake{"fk": f})
+	var seen map[string]providers.Resolved
+	s.Observe = func(m map[string]providers.Resolved) { seen = m }
+	_, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"OK": "fk://a", "BAD": "fk://missing"}))
+	if err == nil {
+		t.Fatal("Resolve succeeded with a missing secret")
+	}
+	if len(seen) != 1 || seen["OK"].Value.Reveal() != "value-of-a" {
+		t.Errorf("Observe saw %d names, want OK with its value", len(seen))
+	}
+}

@@ -101,9 +101,11 @@ type Options struct {
 	// keyward's environment and standard output and error.
 	RunCommand CommandRunner
 	// BeforeApply, when set, is called with every current value after a
-	// rotation and before its files are written or its action runs (the
-	// output masker learns new values before the child can see them). It
-	// runs on the engine's apply goroutine and must not block.
+	// rotation and before its files are written or its action runs, and by
+	// Init with the values it fetched before the first render (the masker
+	// learns new values before the child, a file or an error can show
+	// them). It runs on the engine's apply goroutine (Init's caller's for
+	// Init) and must not block.
 	BeforeApply func(values map[string]providers.Resolved)
 
 	// Interval is the polling interval; 0 uses DefaultProbeInterval or
@@ -463,6 +465,11 @@ func (e *Engine) Init(ctx context.Context) error {
 			}
 			e.opts.Metrics.failure(s.names)
 		}
+	}
+	if e.opts.BeforeApply != nil && len(values) > 0 {
+		// The values fetched, also when others failed, before any error
+		// or the first render can show them.
+		e.opts.BeforeApply(values)
 	}
 	if len(failures) > 0 {
 		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })

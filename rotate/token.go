@@ -123,6 +123,10 @@ type TokenOptions struct {
 	// served or written anywhere (the output masker learns it first). It
 	// must not block.
 	OnToken func(name string, token providers.Value)
+	// OnClientSecret, when set, is called with the client secret each time
+	// it is fetched, before it is sent (the masker learns it, so that a
+	// server echoing it cannot get it into a log line). It must not block.
+	OnClientSecret func(name string, secret providers.Value)
 }
 
 // Tokens keeps OAuth2 client-credentials tokens fresh: Init gets each one
@@ -431,6 +435,9 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	secret, err := t.fetchRef(ctx, s.ClientSecret)
 	if err != nil {
 		return nil, &TokenError{Token: s.Name, Op: "fetch client_secret", Err: err}
+	}
+	if t.opts.OnClientSecret != nil {
+		t.opts.OnClientSecret(s.Name, secret)
 	}
 	cfg := clientcredentials.Config{
 		ClientID:     id.Reveal(),

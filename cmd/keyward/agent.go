@@ -111,10 +111,10 @@ type watchRun struct {
 	stopTimeout     time.Duration
 	shutdownTimeout time.Duration
 	stdout, stderr  io.Writer
-	// output, when set, replaces the child's stdout and stderr once the
-	// first values are known (exec --mask); flush runs after the child's
-	// last exit.
-	output func(values map[string]providers.Resolved) (stdout, stderr io.Writer, flush func(), update func(map[string]providers.Resolved))
+	// output, when set, replaces the child's and the on_change commands'
+	// stdout and stderr (exec --mask); flush runs after the child's last
+	// exit.
+	output func() (stdout, stderr io.Writer, flush func())
 }
 
 // runWatched renders cfg's files, keeps them fresh with the rotation
@@ -201,7 +201,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	var reg prometheus.Registerer = prometheus.NewRegistry()
 	var srv *server.Server
 	if cfg.Server != nil {
-		srv = server.New(server.Options{Listen: cfg.Server.Listen, Logger: g.logger})
+		srv = server.New(server.Options{Listen: cfg.Server.Listen, Logger: g.logger, Redact: g.masker.String})
 		if err := srv.Listen(); err != nil {
 			return err
 		}
@@ -210,17 +210,13 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	metrics := rotate.NewMetrics(reg)
 
 	// With --mask, the child's and the on_change commands' output pass
-	// through one masker, which learns every value (secrets, rotated
-	// secrets, access tokens) before the child or a file can see it.
+	// through the process's masker, which learns every value (secrets,
+	// rotated secrets, access tokens) before the child or a file can see it.
 	out, errOut, flush := w.stdout, w.stderr, func() {}
-	maskUpdate := func(map[string]providers.Resolved) {}
 	if w.output != nil {
-		out, errOut, flush, maskUpdate = w.output(nil)
+		out, errOut, flush = w.output()
 	}
-	onToken := func(name string, v providers.Value) {
-		maskUpdate(map[string]providers.Resolved{"token:" + name: {Value: v}})
-	}
-	tokens, err := newTokens(g, cfg, s, reg, nil, onToken)
+	tokens, err := newTokens(g, cfg, s, reg, nil)
 	if err != nil {
 		return err
 	}
@@ -253,7 +249,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 		return err
 	}
 	opts := rotate.Options{
-		BeforeApply: maskUpdate,
+		BeforeApply: g.learn,
 		Providers:   s.set,
 		Secrets:     refs,
 		Files:       rfiles,
@@ -288,7 +284,6 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if err := initEngine(sigCtx, g, eng, w); err != nil {
 		return err
 	}
-	maskUpdate(eng.Values())
 	tokenTimeout := defaultInitTimeout
 	if w.retryInit {
 		tokenTimeout = w.initTimeout
@@ -566,8 +561,9 @@ func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 }
 
 // newTokens builds the token loop for cfg's tokens (nil when there are
-// none); an invalid client reference is a configuration error.
-func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool, onToken func(string, providers.Value)) (*rotate.Tokens, error) {
+// none); an invalid client reference is a configuration error. The masker
+// learns every client secret and access token before it is used.
+func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool) (*rotate.Tokens, error) {
 	specs := tokenSpecs(cfg, only)
 	if len(specs) == 0 {
 		return nil, nil
@@ -576,7 +572,13 @@ func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Regist
 	if reg != nil {
 		m = rotate.NewTokenMetrics(reg)
 	}
-	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m, OnToken: onToken})
+	learn := func(what string) func(string, providers.Value) {
+		return func(name string, v providers.Value) {
+			g.learn(map[string]providers.Resolved{what + name: {Value: v}})
+		}
+	}
+	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m,
+		OnToken: learn("token:"), OnClientSecret: learn("client_secret:")})
 	if err != nil {
 		return nil, configError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}
@@ -644,6 +646,7 @@ func serveTokens(g *globals, tk *rotate.Tokens, srv *server.Server) (map[string]
 		return nil, nil, fmt.Errorf("token endpoint guard: %w", err)
 	}
 	guard := hex.EncodeToString(raw)
+	g.learn(map[string]providers.Resolved{"token_guard": {Value: providers.StringValue(guard)}})
 	path, private := g.env.getenv(envTokenGuardFile), false
 	if path == "" {
 		path, private = defaultGuardPath(g.env.getenv, addr), true

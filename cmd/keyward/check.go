@@ -98,7 +98,8 @@ With --offline it only validates: config syntax, references and options, templat
 					g.logger.Warn("value shorter than the masking threshold: exec --mask and scan neither hide nor find it", "secret", sec.Name, "length", n, "threshold", mask.DefaultMinLength)
 				}
 			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			stdout := g.redacted(g.stdout)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			header := "NAME\tPROVIDER\tVERSION\tLENGTH"
 			if fpKey != nil {
 				header += "\tFINGERPRINT"
@@ -121,7 +122,7 @@ With --offline it only validates: config syntax, references and options, templat
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s: ok (%d secrets resolved, %d files built)\n", cfg.Path, len(res), len(cfg.Files))
+			fmt.Fprintf(stdout, "%s: ok (%d secrets resolved, %d files built)\n", cfg.Path, len(res), len(cfg.Files))
 			return nil
 		},
 	}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -166,7 +164,7 @@ func materialize(g *globals, cfg *config.Config, sys ci.System, dotenvFlag strin
 		if sys == ci.Generic {
 			name = "This CI system"
 		}
-		fmt.Fprintf(g.stderr, "keyward: wrote %d variables to %s (mode 0600) and %d files.\n"+
+		fmt.Fprintf(g.errOut, "keyward: wrote %d variables to %s (mode 0600) and %d files.\n"+
 			"%s does not mask these values in job logs: run job commands through\n"+
 			"  keyward exec --mask -c %s -- COMMAND\n"+
 			"or load the file with: set -a; . %s; set +a\n", len(vars), dotenvPath, len(cfg.Files), name, cfg.Path, dotenvPath)
@@ -228,53 +226,21 @@ func maskByDefault(getenv func(string) string) bool {
 	return true
 }
 
-// maskedOutput returns writers that mask the values of res in what is
-// written to g.stdout and g.stderr, a function that writes out what they
-// hold back (call it once the child's output is copied), and a function that
-// adds rotated values to the mask: values that rotated out stay masked, since
-// a child may still print them.
-func maskedOutput(g *globals, res map[string]providers.Resolved, minLen int, idle time.Duration) (stdout, stderr io.Writer, flush func(), update func(map[string]providers.Resolved)) {
-	if minLen <= 0 {
-		minLen = mask.DefaultMinLength
+// maskedOutput returns writers that mask, in what is written to g.stdout
+// and g.stderr, every value the process's masker knows (g.learn adds
+// resolved, rotated and token values as they arrive, before the child or a
+// file sees them; earlier values of a name stay masked, since a child may
+// still print them), and a function that writes out what they hold back
+// (call it once the child's output is copied).
+func maskedOutput(g *globals, idle time.Duration) (stdout, stderr io.Writer, flush func()) {
+	g.outputMasked.Store(true)
+	if skipped := g.masker.Set().Skipped(); len(skipped) > 0 {
+		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", mask.DefaultMinLength)
 	}
-	minLen = max(minLen, mask.MinPatternLength)
-	all := maskSecrets(res)
-	set := mask.NewSet(all, minLen)
-	if skipped := set.Skipped(); len(skipped) > 0 {
-		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", minLen)
-	}
-	m := mask.New(set, mask.Options{Idle: idle})
-	out, errw := m.Writer(g.stdout), m.Writer(g.stderr)
+	out, errw := g.masker.WriterIdle(g.stdout, idle), g.masker.WriterIdle(g.stderr, idle)
 	flush = func() {
 		_ = out.Close()
 		_ = errw.Close()
 	}
-	var mu sync.Mutex
-	warned := len(set.Skipped())
-	current := map[string][]byte{}
-	for _, sec := range all {
-		current[sec.Name] = sec.Value
-	}
-	update = func(values map[string]providers.Resolved) {
-		mu.Lock()
-		defer mu.Unlock()
-		grew := false
-		for _, sec := range maskSecrets(values) {
-			if old, ok := current[sec.Name]; ok && bytes.Equal(old, sec.Value) {
-				continue
-			}
-			current[sec.Name] = sec.Value
-			all = append(all, sec) // the rotated-out value stays in all
-			grew = true
-		}
-		if grew {
-			set := mask.NewSet(all, minLen)
-			if skipped := set.Skipped(); len(skipped) > warned {
-				warned = len(skipped)
-				g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", minLen)
-			}
-			m.Update(set)
-		}
-	}
-	return out, errw, flush, update
+	return out, errw, flush
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"io"
-	"maps"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -100,9 +98,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				// Rotation: supervise the child through the engine (agent.go).
 				w := watchRun{args: args, envFileRefs: envFileRefs, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
 				if maskOutput && !noMask {
-					w.output = func(v map[string]providers.Resolved) (io.Writer, io.Writer, func(), func(map[string]providers.Resolved)) {
-						return maskedOutput(g, v, 0, maskIdle)
-					}
+					w.output = func() (io.Writer, io.Writer, func()) { return maskedOutput(g, maskIdle) }
 				}
 				return runWatched(cmd.Context(), g, cfg, w)
 			}
@@ -135,15 +131,8 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			// gone: tokens are fetched once, into their files and the
 			// child's KEYWARD_TOKEN_<NAME>, and not refreshed.
 			var tokens *rotate.Tokens
-			var tokenMu sync.Mutex
-			maskRes := maps.Clone(res) // what --mask hides: the secrets and the tokens
-			onToken := func(name string, v providers.Value) {
-				tokenMu.Lock()
-				defer tokenMu.Unlock()
-				maskRes["token:"+name] = providers.Resolved{Value: v}
-			}
 			if cfg != nil {
-				if tokens, err = newTokens(g, cfg, s, nil, nil, onToken); err != nil {
+				if tokens, err = newTokens(g, cfg, s, nil, nil); err != nil {
 					return err
 				}
 				if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
@@ -163,9 +152,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
 			if maskOutput && !noMask {
 				supervise = true // the child's output must pass through keyward
-				tokenMu.Lock()
-				stdout, stderr, flushMask, _ = maskedOutput(g, maskRes, 0, maskIdle)
-				tokenMu.Unlock()
+				stdout, stderr, flushMask = maskedOutput(g, maskIdle)
 			}
 			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
 

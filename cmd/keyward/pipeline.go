@@ -93,7 +93,9 @@ func newSession(g *globals, cfg *config.Config) (*session, error) {
 		}
 		base.BaseDir = wd
 	}
-	s := &session{g: g, cfg: cfg, set: providers.NewSet(base, declared)}
+	set := providers.NewSet(base, declared)
+	set.Observe = g.learn // before anything, even an error, can show a value
+	s := &session{g: g, cfg: cfg, set: set}
 	if err := s.buildDeclared(); err != nil {
 		s.set.Close()
 		return nil, err

@@ -50,7 +50,7 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			// container has no one to refresh them: run keyward agent as a
 			// sidecar for that).
 			withFile := func(t config.Token) bool { return t.File != "" }
-			tokens, err := newTokens(g, cfg, s, nil, withFile, nil)
+			tokens, err := newTokens(g, cfg, s, nil, withFile)
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/providers"
 )
 
 // Exit codes (DESIGN §9). exec returns the child's own code.
@@ -57,7 +61,33 @@ type globals struct {
 	stdin     io.Reader
 	stdout    io.Writer
 	stderr    io.Writer
+	// masker knows every value keyward holds (learn adds them as they
+	// arrive): errOut, the logger and the HTTP server pass everything
+	// keyward says through it, and exec --mask the child's output.
+	masker *mask.Masker
+	// errOut is stderr for keyward's own messages (log records, the final
+	// error), through masker; stderr itself is the child's.
+	errOut io.Writer
+	// outputMasked is set once the child's output is masked: learn then
+	// warns about values too short to be masked.
+	outputMasked atomic.Bool
 }
+
+// learn hands values to the process's masker before anything else sees
+// them (resolution results, rotated values, tokens, client secrets): from
+// then on no log record, error or HTTP body of keyward carries them, in
+// any form the masker knows, and exec --mask hides them in the child's
+// output. Values too short to mask are reported when output is masked.
+func (g *globals) learn(values map[string]providers.Resolved) {
+	short := g.masker.Learn(maskSecrets(values)...)
+	if len(short) > 0 && g.outputMasked.Load() {
+		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", short, "min_length", mask.DefaultMinLength)
+	}
+}
+
+// redacted returns w behind the masker, for output of keyward's own that
+// is written one whole message per Write (check's table, scan's report).
+func (g *globals) redacted(w io.Writer) io.Writer { return g.masker.Redacting(w) }
 
 const rootLong = `keyward fetches secrets from HashiCorp Vault, AWS Secrets Manager, GCP Secret
 Manager, Kubernetes Secrets and local files, and hands them to a workload as
@@ -92,7 +122,7 @@ func newRoot(g *globals) *cobra.Command {
   # validate a config and resolve every reference without printing values
   keyward check -c keyward.yaml`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := newLogger(g.stderr, g.logLevel, g.logFormat)
+			l, err := newLogger(g.errOut, g.logLevel, g.logFormat)
 			if err != nil {
 				return usageError("%v", err)
 			}
@@ -146,7 +176,11 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // run executes keyward with args and returns the process exit code.
 func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{env: e, stdin: stdin, stdout: stdout, stderr: stderr}
+	masker := mask.New(nil, mask.Options{})
+	g := &globals{env: e, stdin: stdin, stdout: stdout, stderr: stderr, masker: masker, errOut: masker.Redacting(stderr)}
+	// Until the command sets up its own (flags parsed), log lines go to
+	// errOut too.
+	g.logger = slog.New(slog.NewTextHandler(g.errOut, nil))
 	root := newRoot(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -168,7 +202,7 @@ func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, std
 	if code == exitUsage {
 		msg += " (see 'keyward --help')"
 	}
-	fmt.Fprintf(stderr, "keyward: %s\n", msg)
+	fmt.Fprintf(g.errOut, "keyward: %s\n", msg)
 	return code
 }
 

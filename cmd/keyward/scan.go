@@ -103,12 +103,13 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 // returns the error that sets the exit status.
 func scanReport(g *globals, rep *scan.Report, took time.Duration) error {
 	secrets, files := map[string]bool{}, map[string]bool{}
+	stdout := g.redacted(g.stdout)
 	for _, h := range rep.Hits {
 		secrets[h.Secret], files[h.Path] = true, true
 		if h.Line > 0 {
-			fmt.Fprintf(g.stdout, "%s:%d: %s (%s, offset %d)\n", h.Path, h.Line, h.Secret, h.Kind, h.Offset)
+			fmt.Fprintf(stdout, "%s:%d: %s (%s, offset %d)\n", h.Path, h.Line, h.Secret, h.Kind, h.Offset)
 		} else {
-			fmt.Fprintf(g.stdout, "%s: %s (%s, offset %d)\n", h.Path, h.Secret, h.Kind, h.Offset)
+			fmt.Fprintf(stdout, "%s: %s (%s, offset %d)\n", h.Path, h.Secret, h.Kind, h.Offset)
 		}
 	}
 	for _, s := range rep.Skipped {

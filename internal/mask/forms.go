@@ -199,6 +199,8 @@ type Secret struct {
 // value long enough, in one Matcher. It is immutable and safe for
 // concurrent use.
 type Set struct {
+	secrets []Secret
+	minLen  int
 	m       *Matcher
 	owner   []int    // pattern index -> secret index
 	kinds   []string // pattern index -> form kind
@@ -214,7 +216,7 @@ func NewSet(secrets []Secret, minLen int) *Set {
 	if minLen <= 0 {
 		minLen = DefaultMinLength
 	}
-	s := &Set{}
+	s := &Set{secrets: secrets, minLen: minLen}
 	var pats [][]byte
 	for i, sec := range secrets {
 		s.names = append(s.names, sec.Name)

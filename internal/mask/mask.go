@@ -1,13 +1,16 @@
-// Package mask hides secret values in streamed output. A Masker holds the
-// current set of secrets (their raw, base64, hex, URL-encoded and JSON
-// forms, and each line of multi-line values) and hands out Writers that copy
-// text to an underlying writer with every occurrence replaced by "***",
-// also when a value is split across writes. keyward exec --mask puts one in
-// front of the child's stdout and stderr; keyward scan uses the same Set to
-// search files.
+// Package mask hides secret values in output. A Masker holds the current
+// set of secrets (every form under which programs print them: raw, base64,
+// hex, percent-encoded, JSON- and string-escaped, each line of multi-line
+// values), learns new ones as they arrive, and hands out Writers that copy
+// a stream to an underlying writer with every occurrence replaced by "***",
+// also when a value is split across writes. keyward creates one Masker per
+// process: every log record, error and HTTP body keyward writes passes
+// through it, and keyward exec --mask puts its Writers in front of the
+// child's stdout and stderr. keyward scan uses the same Set to search files.
 package mask
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -48,17 +51,28 @@ type Options struct {
 	AfterFunc func(d time.Duration, f func()) Timer
 }
 
-// A Masker holds the current secrets for any number of Writers. Its
-// methods are safe for concurrent use.
+// KeepRotated is how many earlier values of a name a Masker keeps masking
+// after Learn is given a new one: a child may still print a value that
+// rotated out, but a name whose value changes every few minutes (an access
+// token) must not make the Masker grow without bound.
+const KeepRotated = 4
+
+// A Masker holds the current secrets for any number of Writers, and masks
+// whole messages too (Mask, String, Redacting). Its methods are safe for
+// concurrent use.
 type Masker struct {
 	set       atomic.Pointer[Set]
 	idle      time.Duration
 	afterFunc func(time.Duration, func()) Timer
+
+	mu     sync.Mutex          // serialises Learn
+	byName map[string][][]byte // each name's values, the current one last
+	order  []string            // names in the order first learnt
 }
 
-// New returns a Masker for set (nil: mask nothing).
+// New returns a Masker for set (nil: mask nothing until Learn).
 func New(set *Set, opts Options) *Masker {
-	m := &Masker{idle: opts.Idle, afterFunc: opts.AfterFunc}
+	m := &Masker{idle: opts.Idle, afterFunc: opts.AfterFunc, byName: map[string][][]byte{}}
 	if m.idle <= 0 {
 		m.idle = DefaultIdle
 	}
@@ -68,33 +82,131 @@ func New(set *Set, opts Options) *Masker {
 	if set == nil {
 		set = NewSet(nil, 0)
 	}
+	for _, sec := range set.secrets {
+		m.remember(sec)
+	}
 	m.set.Store(set)
 	return m
 }
 
-// Update replaces the secrets masked from the next Write on. To keep
-// masking values that rotated out (a child may still print them), include
-// them in set.
-func (m *Masker) Update(set *Set) {
-	if set == nil {
-		set = NewSet(nil, 0)
+// remember adds sec to the values Learn knows and reports whether it is
+// new. Called with m.mu held (or before m is shared).
+func (m *Masker) remember(sec Secret) bool {
+	vals, known := m.byName[sec.Name]
+	for _, v := range vals {
+		if bytes.Equal(v, sec.Value) {
+			return false
+		}
 	}
+	if !known {
+		m.order = append(m.order, sec.Name)
+	}
+	vals = append(vals, sec.Value)
+	if len(vals) > KeepRotated+1 {
+		vals = vals[len(vals)-KeepRotated-1:]
+	}
+	m.byName[sec.Name] = vals
+	return true
+}
+
+// Learn adds secrets to those masked from the next Write or message on,
+// before it returns, and returns the names of the new values that are too
+// short to be masked (shorter than the Set's minimum length). A value a
+// name already had is not added again; when a name gets a new value its
+// earlier ones stay masked (the last KeepRotated of them). The values are
+// not copied and must not be modified afterwards.
+func (m *Masker) Learn(secrets ...Secret) (tooShort []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	grew := false
+	for _, sec := range secrets {
+		if len(sec.Value) == 0 || !m.remember(sec) {
+			continue
+		}
+		grew = true
+	}
+	if !grew {
+		return nil
+	}
+	old := m.set.Load()
+	var all []Secret
+	for _, name := range m.order {
+		for _, v := range m.byName[name] {
+			all = append(all, Secret{Name: name, Value: v})
+		}
+	}
+	set := NewSet(all, old.minLen)
 	m.set.Store(set)
+	was := map[string]bool{}
+	for _, n := range old.Skipped() {
+		was[n] = true
+	}
+	for _, n := range set.Skipped() {
+		if !was[n] {
+			tooShort = append(tooShort, n)
+		}
+	}
+	return tooShort
 }
 
 // Set returns the current secrets.
 func (m *Masker) Set() *Set { return m.set.Load() }
 
 // Writer returns a Writer that masks what is written to it and writes the
-// result to w. Close it to write out what it holds back.
+// result to w, holding back a possible beginning of a secret for the
+// Masker's idle time. Close it to write out what it holds back.
 func (m *Masker) Writer(w io.Writer) *Writer {
-	return &Writer{m: m, w: w}
+	return m.WriterIdle(w, m.idle)
+}
+
+// WriterIdle is Writer with an idle time of its own (the Masker's when
+// idle is 0 or less).
+func (m *Masker) WriterIdle(w io.Writer, idle time.Duration) *Writer {
+	if idle <= 0 {
+		idle = m.idle
+	}
+	return &Writer{m: m, w: w, idle: idle}
 }
 
 // Mask returns b with every occurrence of a current secret replaced.
 func (m *Masker) Mask(b []byte) []byte {
 	mt := m.set.Load().m
 	return appendMasked(nil, b, mt.Cover(b, nil))
+}
+
+// String returns s with every occurrence of a current secret replaced.
+func (m *Masker) String(s string) string {
+	mt := m.set.Load().m
+	b := []byte(s)
+	spans := mt.Cover(b, nil)
+	if len(spans) == 0 {
+		return s
+	}
+	return string(appendMasked(nil, b, spans))
+}
+
+// Redacting returns a writer that masks each Write on its own and passes
+// the result to w in one Write, holding nothing back: for writers that are
+// given whole messages (a log handler's records, an error line, an HTTP
+// body), where a value is never split across writes. It returns len(p)
+// when w accepted the masked bytes.
+func (m *Masker) Redacting(w io.Writer) io.Writer { return redacting{m, w} }
+
+type redacting struct {
+	m *Masker
+	w io.Writer
+}
+
+func (r redacting) Write(p []byte) (int, error) {
+	mt := r.m.set.Load().m
+	spans := mt.Cover(p, nil)
+	if len(spans) == 0 {
+		return r.w.Write(p)
+	}
+	if _, err := r.w.Write(appendMasked(nil, p, spans)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // A Writer masks a stream. Each Write writes out, masked, everything that
@@ -124,8 +236,9 @@ func (m *Masker) Mask(b []byte) []byte {
 // serialised. After an error from the underlying writer every Write fails
 // with that error.
 type Writer struct {
-	m *Masker
-	w io.Writer
+	m    *Masker
+	w    io.Writer
+	idle time.Duration
 
 	mu sync.Mutex
 	// hist is output already written out (released after the idle time)
@@ -259,7 +372,7 @@ func (w *Writer) arm() {
 		return
 	}
 	seq := w.seq
-	w.timer = w.m.afterFunc(w.m.idle, func() { w.idleFlush(seq) })
+	w.timer = w.m.afterFunc(w.idle, func() { w.idleFlush(seq) })
 }
 
 // disarm stops the idle timer. Called with w.mu held.

@@ -259,18 +259,75 @@ func TestWriterIdleAndNewline(t *testing.T) {
 	}
 }
 
-func TestWriterUpdate(t *testing.T) {
+func TestWriterLearn(t *testing.T) {
 	t.Parallel()
 	m := New(NewSet([]Secret{{Name: "A", Value: []byte("old-secret-value")}}, 0), Options{})
 	var out bytes.Buffer
 	w := m.Writer(&out)
 	fmt.Fprint(w, "1 old-secret-value new-secret-value\n")
-	m.Update(NewSet([]Secret{{Name: "A", Value: []byte("old-secret-value")}, {Name: "A", Value: []byte("new-secret-value")}}, 0))
+	if short := m.Learn(Secret{Name: "A", Value: []byte("new-secret-value")}, Secret{Name: "PIN", Value: []byte("1234")}); len(short) != 1 || short[0] != "PIN" {
+		t.Errorf("too short: %v, want [PIN]", short)
+	}
 	fmt.Fprint(w, "2 old-secret-value new-secret-value\n")
 	w.Close()
 	want := "1 *** new-secret-value\n2 *** ***\n"
 	if out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	if short := m.Learn(Secret{Name: "PIN", Value: []byte("1234")}); short != nil {
+		t.Errorf("a known value reported again: %v", short)
+	}
+}
+
+// TestLearnKeepsRotatedBounded: a name's earlier values stay masked, the
+// last KeepRotated of them, so a value that changes every few minutes (an
+// access token) does not grow the Masker without bound.
+func TestLearnKeepsRotatedBounded(t *testing.T) {
+	t.Parallel()
+	m := New(nil, Options{})
+	var vals []string
+	for i := range 20 {
+		v := fmt.Sprintf("token-value-%03d", i)
+		vals = append(vals, v)
+		m.Learn(Secret{Name: "token:api", Value: []byte(v)}, Secret{Name: "DB", Value: []byte("db-password")})
+	}
+	for i, v := range vals {
+		masked := m.String("x "+v+" y") == "x *** y"
+		if want := i >= len(vals)-1-KeepRotated; masked != want {
+			t.Errorf("value %d of 20: masked %v, want %v", i, masked, want)
+		}
+	}
+	if m.String("db-password") != "***" {
+		t.Error("another name's value was forgotten")
+	}
+}
+
+// TestRedacting: whole messages are masked in one Write each, every form,
+// with nothing held back.
+func TestRedacting(t *testing.T) {
+	t.Parallel()
+	m := New(nil, Options{})
+	m.Learn(Secret{Name: "K", Value: []byte(`s3cr3t <&> "quoted"`)})
+	var out bytes.Buffer
+	w := m.Redacting(&out)
+	for _, msg := range []string{
+		"plain s3cr3t <&> \"quoted\" end\n",
+		`{"err":"s3cr3t \u003c\u0026\u003e \"quoted\""}` + "\n",
+		"msg=\"bad: s3cr3t <&> \\\"quoted\\\"\"\n",
+		"GET /x?k=s3cr3t+%3C%26%3E+%22quoted%22\n",
+	} {
+		out.Reset()
+		if n, err := w.Write([]byte(msg)); err != nil || n != len(msg) {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+		if !strings.Contains(out.String(), "***") || strings.Contains(out.String(), "s3cr3t") {
+			t.Errorf("message not masked: %d bytes out", out.Len())
+		}
+	}
+	out.Reset()
+	w.Write([]byte("held? s3cr3t <&"))
+	if out.String() != "held? s3cr3t <&" {
+		t.Errorf("a message that only begins a value was changed or held back")
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // ShutdownTimeout bounds how long Serve waits for requests in flight once
@@ -39,6 +40,12 @@ type Options struct {
 	// NoProcessMetrics leaves out the Go runtime and process collectors
 	// (tests that compare metric output exactly set it).
 	NoProcessMetrics bool
+	// Redact, when set, hides secret values in what the server says: the
+	// body of every response with an error status (400 and above, the
+	// token endpoint's errors and /readyz's reasons included) and every
+	// metric label value pass through it. Success bodies of other routes
+	// (a token on purpose) do not.
+	Redact func(string) string
 }
 
 // ReadyCheck reports whether one part of keyward is ready: nil when it is,
@@ -85,11 +92,82 @@ func New(opts Options) *Server {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{
+	var gatherer prometheus.Gatherer = s.reg
+	if opts.Redact != nil {
+		gatherer = redactedGatherer{s.reg, opts.Redact}
+	}
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}))
 	return s
 }
+
+// redactedGatherer passes every label value of the families it gathers
+// through redact.
+type redactedGatherer struct {
+	g      prometheus.Gatherer
+	redact func(string) string
+}
+
+func (r redactedGatherer) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := r.g.Gather()
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v := lp.GetValue(); v != "" {
+					if red := r.redact(v); red != v {
+						lp.Value = &red
+					}
+				}
+			}
+		}
+	}
+	return mfs, err
+}
+
+// handler is the mux, with the bodies of error responses redacted.
+func (s *Server) handler() http.Handler {
+	if s.opts.Redact == nil {
+		return s.mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mux.ServeHTTP(&redactingResponse{ResponseWriter: w, redact: s.opts.Redact}, r)
+	})
+}
+
+// redactingResponse redacts each Write of a response whose status is an
+// error (the handlers here write an error body in one Write).
+type redactingResponse struct {
+	http.ResponseWriter
+	redact func(string) string
+	status int
+}
+
+func (w *redactingResponse) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+		if code >= 400 {
+			w.Header().Del("Content-Length") // the body may change length
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *redactingResponse) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.status < 400 {
+		return w.ResponseWriter.Write(p)
+	}
+	if _, err := w.ResponseWriter.Write([]byte(w.redact(string(p)))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *redactingResponse) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Registry is the server's private registry: register keyward's metrics
 // here, never on the global default registry.
@@ -195,7 +273,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("server: Serve before Listen")
 	}
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

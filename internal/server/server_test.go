@@ -201,3 +201,37 @@ func TestListenErrors(t *testing.T) {
 		t.Fatal("second Listen succeeded")
 	}
 }
+
+// TestRedact: with Redact set, the body of every error response (a route's
+// own, /readyz's reasons) and every metric label value pass through it; a
+// success body (a token served on purpose) does not.
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	const value = "v4lue-kept-in-keyward"
+	redact := func(s string) string { return strings.ReplaceAll(s, value, "***") }
+	s := New(Options{Listen: "127.0.0.1:0", NoProcessMetrics: true, Redact: redact})
+	s.Handle("GET /ok", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "token "+value) }))
+	s.Handle("GET /fail", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "99")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"upstream said `+value+`"}`)
+	}))
+	s.AddReadyCheck("tokens", func() error { return errors.New("refused: " + value) })
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kw_test_total", Help: "test"}, []string{"reason"})
+	c.WithLabelValues("echo " + value).Inc()
+	s.Registry().MustRegister(c)
+	client, base := start(t, s)
+	for path, want := range map[string]int{"/ok": 200, "/fail": 503, "/readyz": 503, "/metrics": 200} {
+		code, body := get(t, client, base+path)
+		if code != want {
+			t.Errorf("%s: status %d, want %d", path, code, want)
+		}
+		leaked := strings.Contains(body, value)
+		if path == "/ok" && !leaked {
+			t.Errorf("%s: a success body was changed", path)
+		}
+		if path != "/ok" && (leaked || !strings.Contains(body, "***")) {
+			t.Errorf("%s: leaked value of the test secret, or nothing was redacted", path)
+		}
+	}
+}
