@@ -65,6 +65,12 @@ func TestTokenServerEchoesCredentials(t *testing.T) {
 		"percent-encoded": func(s, _, _, _, _ string) (string, string) { return "invalid_client", url.PathEscape(s) },
 		"in the code":     func(s, _, _, _, _ string) (string, string) { return s, "" },
 		"cut short":       func(s, _, _, _, _ string) (string, string) { return "invalid_client", "secret " + s[:len(s)-2] },
+		"cut short, then more": func(s, _, _, _, _ string) (string, string) {
+			return "invalid_client", "secret " + s[:len(s)-2] + " is not valid"
+		},
+		"cut mid-character": func(s, _, _, _, _ string) (string, string) {
+			return "invalid_client", "secret " + s[:len(s)-1] + "\u00e4 x"
+		},
 		"after 300 bytes": func(s, _, _, _, _ string) (string, string) {
 			return "invalid_client", strings.Repeat("x", 190) + s
 		},
