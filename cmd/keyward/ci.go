@@ -29,9 +29,11 @@ The variables handed on are the config's env: entries (VARIABLE: secret), or,
 when the config has no env: section, every secret under its own name.
 
 GitHub Actions (GITHUB_ACTIONS=true): first, before anything else, an
-::add-mask:: command on stdout for every value and for every line of a
-multi-line value, so the runner replaces them (and their encodings) with ***
-in the job's log. Then the config's files are rendered, the variables are
+::add-mask:: command on stdout for every value and for every line of 6 bytes
+or more of a multi-line value, so the runner replaces them (and their
+encodings) with *** in the job's log. Shorter lines are left out: the runner
+masks a registered string everywhere, so the "}" line of a JSON key would
+turn every brace of the log into ***. Then the config's files are rendered, the variables are
 appended to $GITHUB_ENV (later steps see them), and the secrets listed under
 ci: outputs: to $GITHUB_OUTPUT (steps.ID.outputs.NAME), each as
 NAME<<DELIMITER with a fresh random delimiter that does not occur in the

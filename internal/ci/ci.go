@@ -76,13 +76,25 @@ func EscapeCommandData(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }
 
-// WriteMasks writes one ::add-mask:: command for every value, and for every
-// line of a value with line breaks (\n, \r\n or \r, the runner splits its
-// log at each) that is at least minLen bytes long, to w, in one Write.
-// Blank values and lines are skipped: the runner refuses them. The runner
-// then replaces each, and its base64 and other encodings that it derives
-// itself, with *** in the job's log. Nothing is written when values is
-// empty.
+// WriteMasks writes one ::add-mask:: command for every value, whatever its
+// length, and for every line of a value with line breaks (\n, \r\n or \r:
+// the runner splits its log at each, so a whole multi-line value never
+// matches a log line) that is at least minLen bytes long, to w, in one
+// Write. Blank values and lines are skipped: the runner refuses them.
+//
+// Why lines have a minimum and values do not: GitHub's runner registers any
+// non-blank string (its SecretMasker has no length threshold) and replaces
+// it, and the encodings it derives (base64 at three alignments, JSON-, URI-
+// and XML-escaped), everywhere in the job's log. A value is a secret of its
+// own and is registered like GitHub's own secrets. A short line of a
+// multi-line value is mostly structure, not secret: the "{" and "}" of a
+// JSON key file, a PEM's "-----" or padding "AB==". Registered, every brace
+// of every later log line would become ***. Lines shorter than minLen (6,
+// keyward's own masking threshold) carry too little of the secret to be
+// worth that.
+//
+// The runner then replaces each registered string with *** in the job's
+// log. Nothing is written when values is empty.
 func WriteMasks(w io.Writer, values []providers.Value, minLen int) error {
 	var b bytes.Buffer
 	seen := map[string]bool{}

@@ -165,6 +165,8 @@ func TestWriteMasks(t *testing.T) {
 		providers.StringValue("plain-secret"),
 		providers.StringValue("pem-begin-line\r\nmiddle-line\nab\rlast-line-x"),
 		providers.StringValue("percent%0Aencoded%25"),
+		providers.StringValue("{\n  \"private_key\": \"k3y-material\"\n}\n"),
+		providers.StringValue("pin1"), // short, but a value of its own
 		providers.StringValue("   "),
 		providers.StringValue("plain-secret"), // a duplicate
 	}
@@ -188,6 +190,8 @@ func TestWriteMasks(t *testing.T) {
 		"pem-begin-line\r\nmiddle-line\nab\rlast-line-x",
 		"pem-begin-line", "middle-line", "last-line-x",
 		"percent%0Aencoded%25",
+		"{\n  \"private_key\": \"k3y-material\"\n}\n", `  "private_key": "k3y-material"`, // not "{" nor "}"
+		"pin1",
 	}
 	if strings.Join(masked, "|") != strings.Join(want, "|") {
 		t.Errorf("masks (unescaped) = %q, want %q", masked, want)
