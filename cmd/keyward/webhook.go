@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/version"
 	"github.com/keyward/keyward/internal/webhook"
 )
 
@@ -33,6 +36,8 @@ func newWebhookCmd(g *globals) *cobra.Command {
 		image, pullPolicy, secretsPath, kubeconfig                              string
 		certIPs                                                                 []net.IP
 		certLifetime, certRenewBefore                                           time.Duration
+		metricsListen                                                           string
+		resources                                                               webhook.Resources
 	)
 	cmd := &cobra.Command{
 		Use:   "webhook",
@@ -51,7 +56,13 @@ the Service's DNS names, and the caBundle of --webhook-config is set to that CA.
 The generated certificate is renewed while the webhook runs, --cert-renew-before
 ahead of its expiry: a new CA joins the caBundle first, the new certificate is
 served once the caBundle trusts it, and the old CA leaves the caBundle when it
-expires; every replica serves what the shared Secret holds (checked each minute).`,
+expires; every replica serves what the shared Secret holds (checked each minute).
+
+--metrics-listen serves /metrics (Prometheus: admissions and their latency by
+result, the serving certificate's expiry time, Go and process metrics), /healthz
+and /readyz over plain HTTP. The --injector-* flags set the requests and limits
+of the injected containers; a pod's keyward.io/cpu-request, memory-request,
+cpu-limit and memory-limit annotations override them.`,
 		Example: `  keyward webhook --namespace keyward --service keyward-webhook \
     --tls-secret keyward-webhook-tls --webhook-config keyward \
     --image REGISTRY/keyward:v0.1.0`,
@@ -68,6 +79,10 @@ expires; every replica serves what the shared Secret holds (checked each minute)
 			}
 			if namespace == "" {
 				return usageError("webhook needs --namespace (env POD_NAMESPACE): its own namespace is never injected")
+			}
+			rr, err := resources.Requirements()
+			if err != nil {
+				return usageError("injected containers' resources (--injector-*): %v", err)
 			}
 			dns := []string{service, service + "." + namespace, service + "." + namespace + ".svc", service + "." + namespace + ".svc.cluster.local"}
 			selfSigned := webhook.SelfSigned{
@@ -113,26 +128,53 @@ expires; every replica serves what the shared Secret holds (checked each minute)
 			}
 			m := webhook.NewMutator(webhook.Options{
 				Image: image, PullPolicy: corev1.PullPolicy(pullPolicy), SecretsPath: secretsPath, Namespace: namespace,
+				Resources: &rr,
 			}, kube)
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)
 			}
-			g.logger.Info("webhook serving", "addr", ln.Addr().String(), "namespace", namespace)
-			if renew == nil {
-				return webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+			var metrics *webhook.Metrics
+			var srv *server.Server
+			if metricsListen != "" {
+				srv = server.New(server.Options{Listen: metricsListen, Logger: g.logger})
+				if err := srv.Listen(); err != nil {
+					ln.Close()
+					return err
+				}
+				metrics = webhook.NewMetrics(srv.Registry(), getCert)
+				srv.AddReadyCheck("certificate", func() error {
+					if c, err := getCert(nil); err != nil || c == nil || !time.Now().Before(c.Leaf.NotAfter) {
+						return errors.New("the serving certificate has expired")
+					}
+					return nil
+				})
 			}
-			// Serving and renewing end together: either one's end stops both.
+			g.logger.Info("webhook serving", "addr", ln.Addr().String(), "namespace", namespace)
+			// Serving, renewing and the metrics listener end together:
+			// the end of any stops the others.
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			var wg sync.WaitGroup
-			wg.Go(func() {
-				defer cancel()
-				_ = renew(ctx)
-			})
-			err = webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger), getCert)
+			if renew != nil {
+				wg.Go(func() {
+					defer cancel()
+					_ = renew(ctx)
+				})
+			}
+			metricsErr := make(chan error, 1)
+			if srv != nil {
+				wg.Go(func() {
+					defer cancel()
+					metricsErr <- srv.Serve(ctx)
+				})
+			}
+			err = webhook.Serve(ctx, ln, webhook.NewHandler(m, g.logger, metrics), getCert)
 			cancel()
 			wg.Wait()
+			if err == nil && srv != nil {
+				err = <-metricsErr
+			}
 			return err
 		},
 	}
@@ -147,9 +189,14 @@ expires; every replica serves what the shared Secret holds (checked each minute)
 	f.IPSliceVar(&certIPs, "cert-ip", nil, "extra IP addresses in the generated certificate")
 	f.DurationVar(&certLifetime, "cert-lifetime", webhook.DefaultCertLifetime, "lifetime of each generated CA and certificate")
 	f.DurationVar(&certRenewBefore, "cert-renew-before", 0, "renew the generated certificate this long before it expires (at most half of --cert-lifetime; default the smaller of 720h and that)")
-	f.StringVar(&image, "image", webhook.DefaultImage, "image of the injected keyward containers")
+	f.StringVar(&image, "image", webhook.ImageFor(version.Get().Version), "image of the injected keyward containers (a release binary defaults to its own release image)")
 	f.StringVar(&pullPolicy, "image-pull-policy", string(corev1.PullIfNotPresent), "imagePullPolicy of the injected containers")
 	f.StringVar(&secretsPath, "secrets-path", webhook.DefaultSecretsPath, "default mount path of the secrets volume in the app containers")
+	f.StringVar(&metricsListen, "metrics-listen", "", `serve /metrics, /healthz and /readyz over HTTP on this address (e.g. ":9090"); "" for none`)
+	f.StringVar(&resources.CPURequest, "injector-cpu-request", webhook.DefaultResources.CPURequest, `CPU request of the injected containers ("" for none)`)
+	f.StringVar(&resources.MemoryRequest, "injector-memory-request", webhook.DefaultResources.MemoryRequest, `memory request of the injected containers ("" for none)`)
+	f.StringVar(&resources.CPULimit, "injector-cpu-limit", webhook.DefaultResources.CPULimit, `CPU limit of the injected containers ("" for none)`)
+	f.StringVar(&resources.MemoryLimit, "injector-memory-limit", webhook.DefaultResources.MemoryLimit, `memory limit of the injected containers ("" for none)`)
 	f.StringVar(&kubeconfig, "kubeconfig", g.env.getenv("KUBECONFIG"), "kubeconfig when not in a cluster (env KUBECONFIG)")
 	cmd.AddCommand(newInstallBinaryCmd(g))
 	return cmd

@@ -158,6 +158,14 @@ func TestE2EExamples(t *testing.T) {
 		if strings.Join(got, ",") != tt.wantInits {
 			t.Errorf("%s: injected init containers %v, want %s", tt.file, got, tt.wantInits)
 		}
+		// The Deployment's keyward.io/memory-limit reaches keyward's containers.
+		if want := pod.GetAnnotations()[AnnotationMemoryLimit]; tt.file == "deployment.yaml" {
+			for _, c := range inits {
+				if lim, _, _ := unstructured.NestedString(c.(map[string]any), "resources", "limits", "memory"); lim != want {
+					t.Errorf("%s: %s's memory limit %q, want the annotation's %q", tt.file, c.(map[string]any)["name"], lim, want)
+				}
+			}
+		}
 	}
 }
 
@@ -194,7 +202,8 @@ func TestChart(t *testing.T) {
 	if _, err := helm(t, "lint", "--strict", "--kube-version", "1.36.3", chart); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"webhook.failurePolicy=Maybe", "replicaCount=0", "unknownKey=1", "tls.lifetime=1year"} {
+	for _, bad := range []string{"webhook.failurePolicy=Maybe", "replicaCount=0", "unknownKey=1", "tls.lifetime=1year",
+		"injector.resources.limits.memory=lots", "injector.resources.limits.gpu=1", "serviceMonitor.interval=soon", "extraArgs={verbose}", "extraEnv[0].value=1"} {
 		if _, err := helm(t, "lint", "--kube-version", "1.36.3", chart, "--set", bad); err == nil {
 			t.Errorf("helm lint accepted --set %s", bad)
 		}
@@ -212,6 +221,9 @@ func TestChart(t *testing.T) {
 		{"defaults", nil, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount"},
 		{"cert-manager", []string{"certManager.enabled=true"}, "Fail", "Certificate,ClusterRole,ClusterRoleBinding,Deployment,Issuer,MutatingWebhookConfiguration,PodDisruptionBudget,Service,ServiceAccount"},
 		{"ignore and object selector", []string{"webhook.failurePolicy=Ignore", "string:webhook.objectSelector.matchLabels.keyward\\.io/inject=true", "podDisruptionBudget.enabled=false", "image.tag=v9.9.9"}, "Ignore", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,Role,RoleBinding,Service,ServiceAccount"},
+		{"operations", []string{"serviceMonitor.enabled=true", "string:serviceMonitor.labels.release=prometheus", "extraArgs={--log-level=debug}", "extraEnv[0].name=GOMAXPROCS", "string:extraEnv[0].value=2",
+			"injector.resources.limits.cpu=500m", "injector.resources.requests.memory=32Mi"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceMonitor"},
+		{"no metrics", []string{"metrics.enabled=false"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := []string{"template", "kw", chart, "--namespace", ns, "--kube-version", "1.36.3"}
@@ -231,8 +243,8 @@ func TestChart(t *testing.T) {
 			for _, d := range docs {
 				kinds = append(kinds, d.GetKind())
 				switch d.GetKind() {
-				case "Certificate", "Issuer":
-					continue
+				case "Certificate", "Issuer", "ServiceMonitor":
+					continue // no CRDs on this API server
 				case "Deployment":
 					if r, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "replicas"); fmt.Sprint(r) != "2" {
 						t.Errorf("replicas %v, want 2", r)
@@ -245,6 +257,7 @@ func TestChart(t *testing.T) {
 					if strings.Contains(strings.Join(tt.set, " "), "image.tag=v9.9.9") && c["image"] != "keyward:v9.9.9" {
 						t.Errorf("image %v, want the tag value", c["image"])
 					}
+					checkWebhookArgs(t, c)
 				case "MutatingWebhookConfiguration":
 					whs, _, _ := unstructured.NestedSlice(d.Object, "webhooks")
 					wh := whs[0].(map[string]any)
@@ -283,5 +296,36 @@ func TestChartUnittest(t *testing.T) {
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("helm-unittest: %v\n%s", err, out)
+	}
+}
+
+// checkWebhookArgs runs the built keyward with the rendered container's
+// arguments and --help, which parses every flag (an unknown flag, a bad
+// duration or IP fails) and stops before anything starts; and it checks
+// the injected containers' resources the chart passes as the webhook
+// will at start.
+func checkWebhookArgs(t *testing.T, c map[string]any) {
+	t.Helper()
+	var args []string
+	var r Resources
+	fields := map[string]*string{
+		"--injector-cpu-request=": &r.CPURequest, "--injector-memory-request=": &r.MemoryRequest,
+		"--injector-cpu-limit=": &r.CPULimit, "--injector-memory-limit=": &r.MemoryLimit,
+	}
+	for _, a := range c["args"].([]any) {
+		args = append(args, a.(string))
+		for prefix, f := range fields {
+			if v, ok := strings.CutPrefix(a.(string), prefix); ok {
+				*f = v
+			}
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), keywardBin, append(args, "--help")...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("keyward %s --help: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if _, err := r.Requirements(); err != nil {
+		t.Errorf("the chart's injector resources: %v", err)
 	}
 }

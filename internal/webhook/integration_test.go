@@ -5,9 +5,12 @@ package webhook
 import (
 	"bytes"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,6 +170,8 @@ func TestE2EDenied(t *testing.T) {
 		{appPod("no-configmap", map[string]string{AnnotationInject: "true", AnnotationConfig: "nope"}), "keyward: annotation keyward.io/config: ConfigMap app/nope does not exist"},
 		{appPod("bad-inject", map[string]string{AnnotationInject: "yes", AnnotationConfig: "kw"}), `annotation keyward.io/inject: "yes" is not "true" or "false"`},
 		{noCommand, "add command: [...] to container(s) app"},
+		{appPod("bad-resources", map[string]string{AnnotationInject: "true", AnnotationConfig: "kw", AnnotationMemoryLimit: "lots"}), `annotation keyward.io/memory-limit: "lots" is not a quantity`},
+		{appPod("request-over-limit", map[string]string{AnnotationInject: "true", AnnotationConfig: "kw", AnnotationMemoryRequest: "1Gi"}), "annotation keyward.io/memory-request 1Gi is above the webhook's default memory limit 64Mi"},
 	} {
 		err := createObj(t.Context(), podsGVR, appNamespace, tt.pod)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -314,6 +319,8 @@ func TestInstallBinary(t *testing.T) {
 		{"webhook", "--tls-cert-file", "c", "--tls-key-file", "k", "--namespace", "x", "--cert-lifetime", "1h"},
 		{"webhook", "--tls-secret", "s", "--namespace", "x", "--cert-lifetime", "1h", "--cert-renew-before", "40m"},
 		{"webhook", "--tls-secret", "s", "--namespace", "x", "--cert-lifetime", "-1h"},
+		{"webhook", "--tls-secret", "s", "--namespace", "x", "--injector-memory-limit", "lots"},
+		{"webhook", "--tls-secret", "s", "--namespace", "x", "--injector-cpu-request", "2", "--injector-cpu-limit", "1"},
 	} {
 		cmd := exec.CommandContext(t.Context(), keywardBin, args...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
@@ -323,4 +330,91 @@ func TestInstallBinary(t *testing.T) {
 			t.Errorf("keyward %v: %v, want exit code 2", args, err)
 		}
 	}
+}
+
+// TestE2EResources: a pod's resource annotations reach the containers
+// keyward adds, as the API server stores them.
+func TestE2EResources(t *testing.T) {
+	t.Parallel()
+	pod := appPod("resources", map[string]string{AnnotationInject: "true", AnnotationConfig: "kw",
+		AnnotationCPURequest: "25m", AnnotationMemoryRequest: "48Mi", AnnotationCPULimit: "250m", AnnotationMemoryLimit: "96Mi"})
+	if err := createObj(t.Context(), podsGVR, appNamespace, pod); err != nil {
+		t.Fatal(err)
+	}
+	stored := getPod(t, appNamespace, "resources")
+	for _, c := range stored.Spec.InitContainers {
+		r := c.Resources
+		if r.Requests.Cpu().String() != "25m" || r.Requests.Memory().String() != "48Mi" || r.Limits.Cpu().String() != "250m" || r.Limits.Memory().String() != "96Mi" {
+			t.Errorf("%s: stored resources %v", c.Name, r)
+		}
+	}
+	if len(stored.Spec.InitContainers) == 0 {
+		t.Fatal("nothing injected")
+	}
+}
+
+// TestE2EMetrics scrapes the webhook's /metrics around an injected and a
+// denied pod, and checks the certificate expiry against the certificate
+// the webhook serves.
+func TestE2EMetrics(t *testing.T) {
+	t.Parallel()
+	before := scrape(t)
+	if err := createObj(t.Context(), podsGVR, appNamespace, appPod("metrics", map[string]string{AnnotationInject: "true", AnnotationConfig: "kw"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := createObj(t.Context(), podsGVR, appNamespace, appPod("metrics-denied", map[string]string{AnnotationInject: "maybe"})); err == nil {
+		t.Fatal("a pod with a bad annotation was admitted")
+	}
+	after := scrape(t)
+	for _, series := range []string{
+		`keyward_webhook_admissions_total{result="injected"}`,
+		`keyward_webhook_admissions_total{result="denied"}`,
+		`keyward_webhook_admission_duration_seconds_count{result="injected"}`,
+	} {
+		if after[series] < before[series]+1 {
+			t.Errorf("%s went from %v to %v, want at least one more", series, before[series], after[series])
+		}
+	}
+	cert, err := servedCert(t.Context(), webhookAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := after["keyward_webhook_certificate_expiry_timestamp_seconds"], float64(cert.NotAfter.Unix()); got != want {
+		t.Errorf("certificate expiry %v, want the served certificate's %v", got, want)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz %d, want 200", resp.StatusCode)
+	}
+}
+
+// scrape returns the webhook's metric samples by series ("name{labels}").
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("/metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
 }

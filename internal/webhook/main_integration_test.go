@@ -48,6 +48,7 @@ var (
 	keywardBin  string
 	webhookProc *testenv.Process
 	webhookAddr string
+	metricsAddr string
 	kubeconfig  string
 )
 
@@ -140,6 +141,10 @@ func setup(ctx context.Context) error {
 		return err
 	}
 	webhookAddr = "127.0.0.1:" + strconv.Itoa(port)
+	if port, err = testenv.FreePort(); err != nil {
+		return err
+	}
+	metricsAddr = "127.0.0.1:" + strconv.Itoa(port)
 	if err := createObj(ctx, mwcGVR, "", webhookConfiguration("https://"+webhookAddr+"/mutate", admregv1.Fail)); err != nil {
 		return err
 	}
@@ -151,6 +156,7 @@ func setup(ctx context.Context) error {
 		"--cert-ip", "127.0.0.1",
 		"--image", testImage,
 		"--kubeconfig", kubeconfig,
+		"--metrics-listen", metricsAddr,
 	}, nil)
 	if err != nil {
 		return err

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -58,7 +60,8 @@ const (
 	BinDir = "/keyward/bin"
 	// DefaultSecretsPath is the default mount path of the secrets volume.
 	DefaultSecretsPath = "/run/secrets/keyward"
-	// DefaultImage is the default image of keyward's containers.
+	// DefaultImage is the image of keyward's containers when nothing
+	// names one and the binary is not a release (see ImageFor).
 	DefaultImage = "keyward:latest"
 	// DefaultUID is the uid keyward's containers run as when the pod
 	// names no non-root uid (distroless's nonroot user).
@@ -91,7 +94,9 @@ type Options struct {
 	// mutated, whatever their annotations.
 	Namespace string
 	// Resources are the requests and limits of keyward's containers
-	// (requests 10m CPU and 16Mi memory, limit 64Mi memory).
+	// (nil: DefaultResources); a pod's keyward.io/cpu-request,
+	// memory-request, cpu-limit and memory-limit annotations override
+	// them one by one.
 	Resources *corev1.ResourceRequirements
 }
 
@@ -141,13 +146,11 @@ func NewMutator(opts Options, cms ConfigMaps) *Mutator {
 		opts.SecretsPath = DefaultSecretsPath
 	}
 	if opts.Resources == nil {
-		opts.Resources = &corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("10m"),
-				corev1.ResourceMemory: resource.MustParse("16Mi"),
-			},
-			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		rr, err := DefaultResources.Requirements()
+		if err != nil {
+			panic("webhook: DefaultResources: " + err.Error())
 		}
+		opts.Resources = &rr
 	}
 	return &Mutator{opts: opts, cms: cms}
 }
@@ -214,6 +217,10 @@ func (m *Mutator) ops(ctx context.Context, namespace string, pod *corev1.Pod) ([
 		}
 		secretsPath = p
 	}
+	resources, err := podResources(*m.opts.Resources, pod)
+	if err != nil {
+		return nil, err
+	}
 	for _, v := range pod.Spec.Volumes {
 		if v.Name == VolumeSecrets || v.Name == VolumeConfig || v.Name == VolumeBin || v.Name == VolumeToken {
 			return nil, deny("the pod already has a volume named %s, which keyward reserves; rename it", v.Name)
@@ -248,7 +255,7 @@ func (m *Mutator) ops(ctx context.Context, namespace string, pod *corev1.Pod) ([
 	}
 
 	uid, gid := podIdentity(pod)
-	k := keywardContainer{m: m, uid: uid, gid: gid, secretsPath: secretsPath}
+	k := keywardContainer{m: m, uid: uid, gid: gid, secretsPath: secretsPath, resources: resources}
 	var inits []corev1.Container
 	appMount := corev1.VolumeMount{Name: VolumeSecrets, MountPath: secretsPath, ReadOnly: true}
 	containers := slices.Clone(pod.Spec.Containers)
@@ -418,6 +425,7 @@ type keywardContainer struct {
 	m           *Mutator
 	uid, gid    int64
 	secretsPath string
+	resources   corev1.ResourceRequirements
 }
 
 func (k keywardContainer) container(name string, args []string) corev1.Container {
@@ -426,7 +434,7 @@ func (k keywardContainer) container(name string, args []string) corev1.Container
 		Image:           k.m.opts.Image,
 		ImagePullPolicy: k.m.opts.PullPolicy,
 		Args:            args,
-		Resources:       *k.m.opts.Resources.DeepCopy(),
+		Resources:       *k.resources.DeepCopy(),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser:                ptr(k.uid),
 			RunAsGroup:               ptr(k.gid),
@@ -464,3 +472,15 @@ func tokenVolume() corev1.Volume {
 func ptr[T any](v T) *T { return &v }
 
 func intstrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }
+
+// ImageFor is the image of keyward's containers that goes with a keyward
+// binary of version v: the release's own image, "keyward:" + v, for a
+// release or pre-release ("v1.2.3", "v1.3.0-rc.1"), else DefaultImage (a
+// development build or a Go pseudo-version has no published image). The
+// chart's default, "keyward:" + its appVersion, names the same image.
+func ImageFor(v string) string {
+	if !semver.IsValid(v) || semver.Build(v) != "" || module.IsPseudoVersion(v) {
+		return DefaultImage
+	}
+	return "keyward:" + v
+}

@@ -430,3 +430,20 @@ func names(cs []corev1.Container) []string {
 	}
 	return out
 }
+
+func TestImageFor(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]string{
+		"v1.2.3":                               "keyward:v1.2.3",
+		"v1.3.0-rc.1":                          "keyward:v1.3.0-rc.1",
+		"dev":                                  DefaultImage,
+		"":                                     DefaultImage,
+		"v0.0.0-20261201120000-abcdefabcdef":   DefaultImage,
+		"v1.2.4-0.20261201120000-abcdefabcdef": DefaultImage,
+		"v1.2.3+dirty":                         DefaultImage,
+	} {
+		if got := ImageFor(v); got != want {
+			t.Errorf("ImageFor(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

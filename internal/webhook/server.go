@@ -26,14 +26,16 @@ const maxReviewBytes = 4 << 20
 // Handler serves POST /mutate (admission.k8s.io/v1 AdmissionReview of
 // Pods) and GET /healthz. It is safe for concurrent use.
 type Handler struct {
-	m      *Mutator
-	logger *slog.Logger
-	mux    *http.ServeMux
+	m       *Mutator
+	logger  *slog.Logger
+	metrics *Metrics
+	mux     *http.ServeMux
 }
 
-// NewHandler returns the webhook's HTTP handler around m.
-func NewHandler(m *Mutator, logger *slog.Logger) *Handler {
-	h := &Handler{m: m, logger: logger, mux: http.NewServeMux()}
+// NewHandler returns the webhook's HTTP handler around m, counting
+// admissions in metrics (nil: not counted).
+func NewHandler(m *Mutator, logger *slog.Logger, metrics *Metrics) *Handler {
+	h := &Handler{m: m, logger: logger, metrics: metrics, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /mutate", h.mutate)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	return h
@@ -43,13 +45,16 @@ func NewHandler(m *Mutator, logger *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 func (h *Handler) mutate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	var review admissionv1.AdmissionReview
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxReviewBytes)).Decode(&review); err != nil || review.Request == nil {
+		h.metrics.observe(ResultBadRequest, time.Since(start))
 		http.Error(w, "body is not an admission.k8s.io/v1 AdmissionReview with a request", http.StatusBadRequest)
 		return
 	}
 	req := review.Request
-	resp := h.review(r.Context(), req)
+	resp, result := h.review(r.Context(), req)
+	defer func() { h.metrics.observe(result, time.Since(start)) }()
 	resp.UID = req.UID
 	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
 	if out.APIVersion == "" {
@@ -59,15 +64,15 @@ func (h *Handler) mutate(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// review answers one admission request.
-func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+// review answers one admission request, and says how (a Result word).
+func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, string) {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" || req.Operation != admissionv1.Create {
-		return allow
+		return allow, ResultSkipped
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return denied(http.StatusBadRequest, "object is not a Pod")
+		return denied(http.StatusBadRequest, "object is not a Pod"), ResultBadRequest
 	}
 	name := pod.Name
 	if name == "" {
@@ -78,17 +83,17 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	switch {
 	case errors.As(err, &d):
 		h.logger.Info("denied", "namespace", req.Namespace, "pod", name, "reason", d.Msg)
-		return denied(http.StatusForbidden, "keyward: "+d.Msg)
+		return denied(http.StatusForbidden, "keyward: "+d.Msg), ResultDenied
 	case err != nil:
 		h.logger.Error("admission failed", "namespace", req.Namespace, "pod", name, "err", err)
-		return denied(http.StatusInternalServerError, "keyward: "+err.Error())
+		return denied(http.StatusInternalServerError, "keyward: "+err.Error()), ResultError
 	case patch == nil:
-		return allow
+		return allow, ResultSkipped
 	}
 	h.logger.Info("injected", "namespace", req.Namespace, "pod", name)
 	pt := admissionv1.PatchTypeJSONPatch
 	allow.Patch, allow.PatchType = patch, &pt
-	return allow
+	return allow, ResultInjected
 }
 
 func denied(code int32, msg string) *admissionv1.AdmissionResponse {

@@ -47,7 +47,7 @@ var podKind = metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}
 
 func TestHandler(t *testing.T) {
 	t.Parallel()
-	h := NewHandler(NewMutator(Options{Namespace: "keyward"}, testConfigMaps()), slog.New(slog.DiscardHandler))
+	h := NewHandler(NewMutator(Options{Namespace: "keyward"}, testConfigMaps()), slog.New(slog.DiscardHandler), nil)
 	tests := []struct {
 		name      string
 		body      []byte
@@ -154,7 +154,7 @@ func TestServeTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	h := NewHandler(NewMutator(Options{}, testConfigMaps()), slog.New(slog.DiscardHandler))
+	h := NewHandler(NewMutator(Options{}, testConfigMaps()), slog.New(slog.DiscardHandler), nil)
 	go func() {
 		done <- Serve(ctx, ln, h, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil })
 	}()
