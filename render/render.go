@@ -84,13 +84,14 @@ func (f File) Options() Options {
 
 // SecretNames returns the secret names f's content depends on, for
 // validating a config and for re-rendering only the files a rotated secret
-// affects. For a template these are the names passed as string literals to
-// secret (reading TemplateFile when set). The error is a template read or
-// parse error, or ErrDynamicNames.
+// affects. For a template these are the names it spells out as string
+// literals ({{ secret "A" }}, {{ "A" | secret }}; see TemplateSecrets),
+// reading TemplateFile when set. The error is a template read or parse
+// error, or ErrDynamicNames.
 //
 // A template that computes the name it passes to secret ({{ secret .x }},
-// {{ "A" | secret }}) may use any secret: SecretNames then returns
-// ErrDynamicNames.
+// {{ secret (printf "%s" "A") }}) may use any secret: SecretNames then
+// returns ErrDynamicNames.
 func (f File) SecretNames() ([]string, error) {
 	switch f.Format {
 	case FormatRaw:
@@ -103,19 +104,19 @@ func (f File) SecretNames() ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := parseTemplate(text, nil)
+		uses, err := TemplateSecrets(text)
 		if err != nil {
 			return nil, err
 		}
 		var names []string
 		seen := map[string]bool{}
-		for _, u := range templateSecretUses(t) {
-			if u.dynamic {
+		for _, u := range uses {
+			if u.Dynamic {
 				return nil, ErrDynamicNames
 			}
-			if !seen[u.name] {
-				seen[u.name] = true
-				names = append(names, u.name)
+			if !seen[u.Name] {
+				seen[u.Name] = true
+				names = append(names, u.Name)
 			}
 		}
 		return names, nil

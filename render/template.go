@@ -54,20 +54,59 @@ func templateFuncs(secrets map[string]providers.Resolved) template.FuncMap {
 }
 
 // parseTemplate parses text with the helper functions (secrets may be nil
-// when only the parse tree is wanted). Errors read "line N: ...".
+// when only the parse tree is wanted). Errors are *TemplateError.
 func parseTemplate(text string, secrets map[string]providers.Resolved) (*template.Template, error) {
 	t, err := template.New(tmplName).Option("missingkey=error").Funcs(templateFuncs(secrets)).Parse(text)
 	if err != nil {
-		return nil, errors.New(templateMessage(err.Error()))
+		return nil, parseError(err.Error())
 	}
 	return t, nil
+}
+
+// TemplateError is a template that does not parse. Its message is
+// "line N: reason", without text/template's internal template name.
+type TemplateError struct {
+	// Line is the template line (1-based) where the problem was found.
+	Line int
+	// Start is the line of the action the problem is part of, when
+	// text/template names one ("unclosed action started at ..."); else 0.
+	Start int
+	// Reason is text/template's reason, without a line or the start.
+	Reason string
+}
+
+func (e *TemplateError) Error() string {
+	msg := fmt.Sprintf("line %d: %s", e.Line, e.Reason)
+	if e.Start > 0 {
+		msg += fmt.Sprintf(" started at line %d", e.Start)
+	}
+	return msg
 }
 
 // templateErrRE splits text/template's "template: t:LINE[:COL]: rest".
 var templateErrRE = regexp.MustCompile(`^template: ` + tmplName + `:(\d+)(?::\d+)?: (.*)$`)
 
-// templateMessage rewrites a text/template message to "line N: rest",
-// dropping the internal template name and the `executing "t" at` noise.
+// templateStartRE finds the " started at t:LINE" of an unclosed action.
+var templateStartRE = regexp.MustCompile(` started at ` + tmplName + `:(\d+)$`)
+
+// parseError turns a text/template parse message into a *TemplateError.
+func parseError(msg string) *TemplateError {
+	m := templateErrRE.FindStringSubmatch(msg)
+	if m == nil {
+		return &TemplateError{Line: 1, Reason: strings.TrimPrefix(msg, "template: ")}
+	}
+	e := &TemplateError{Reason: m[2]}
+	e.Line, _ = strconv.Atoi(m[1])
+	if s := templateStartRE.FindStringSubmatchIndex(e.Reason); s != nil {
+		e.Start, _ = strconv.Atoi(e.Reason[s[2]:s[3]])
+		e.Reason = e.Reason[:s[0]]
+	}
+	return e
+}
+
+// templateMessage rewrites a text/template execution message to "line N:
+// rest", dropping the internal template name and the `executing "t" at`
+// noise.
 func templateMessage(msg string) string {
 	m := templateErrRE.FindStringSubmatch(msg)
 	if m == nil {
@@ -77,16 +116,37 @@ func templateMessage(msg string) string {
 	return "line " + m[1] + ": " + rest
 }
 
-// secretUse is one `secret` call: with a literal name, or dynamic when the
-// name is computed at execution.
-type secretUse struct {
-	name    string
-	line    int
-	dynamic bool
+// SecretUse is one call of the secret function in a template.
+type SecretUse struct {
+	// Name is the secret name when the template spells it out as a
+	// string literal: {{ secret "NAME" }} or {{ "NAME" | secret }}.
+	// It is "" when Dynamic.
+	Name string
+	// Line is the template line (1-based) of the call.
+	Line int
+	// Dynamic is set when the name is computed when the template runs
+	// ({{ secret .x }}, {{ secret (printf "%s" "A") }}, {{ $n | secret }}):
+	// the call may then use any secret.
+	Dynamic bool
+}
+
+// TemplateSecrets parses a template (the text of a file of format
+// template) and returns its calls of secret in source order, in every
+// template it defines. It is the one reading of a template's secret names:
+// the config's validation, the dependencies of a file (File.SecretNames)
+// and the check before a template runs all use it. A template that does not
+// parse is a *TemplateError.
+func TemplateSecrets(text string) ([]SecretUse, error) {
+	t, err := parseTemplate(text, nil)
+	if err != nil {
+		return nil, err
+	}
+	return templateSecretUses(t), nil
 }
 
 // walkTemplate calls visit for every node of every template that t
-// defines, with the tree it belongs to.
+// defines, with the tree it belongs to: each pipeline before the commands
+// in it, each command before its arguments.
 func walkTemplate(t *template.Template, visit func(tree *parse.Tree, n parse.Node)) {
 	for _, tt := range t.Templates() {
 		if tt.Tree == nil || tt.Root == nil {
@@ -122,6 +182,7 @@ func walkTemplate(t *template.Template, visit func(tree *parse.Tree, n parse.Nod
 				if n == nil {
 					return
 				}
+				visit(tt.Tree, n)
 				for _, c := range n.Cmds {
 					walk(c)
 				}
@@ -141,20 +202,34 @@ func walkTemplate(t *template.Template, visit func(tree *parse.Tree, n parse.Nod
 }
 
 // templateSecretUses lists the secret calls in every template that t
-// defines, in source order: those with one literal name, and as dynamic
-// those whose name is computed ({{ secret .x }}, {{ "A" | secret }}).
-func templateSecretUses(t *template.Template) []secretUse {
-	var uses []secretUse
+// defines, in source order: with a literal name when the template spells
+// it out ({{ secret "A" }}, {{ "A" | secret }}), as dynamic when the name
+// is computed.
+func templateSecretUses(t *template.Template) []SecretUse {
+	var uses []SecretUse
 	walkTemplate(t, func(tree *parse.Tree, node parse.Node) {
-		n, ok := node.(*parse.CommandNode)
+		pipe, ok := node.(*parse.PipeNode)
 		if !ok {
 			return
 		}
-		for i, a := range n.Args {
-			if id, ok := a.(*parse.IdentifierNode); ok && id.Ident == "secret" {
-				use := secretUse{line: nodeLine(tree, n), dynamic: true}
-				if s, ok := n.Args[min(1, len(n.Args)-1)].(*parse.StringNode); ok && i == 0 && len(n.Args) == 2 {
-					use.name, use.dynamic = s.Text, false
+		for i, cmd := range pipe.Cmds {
+			for j, a := range cmd.Args {
+				if id, ok := a.(*parse.IdentifierNode); !ok || id.Ident != "secret" {
+					continue
+				}
+				use := SecretUse{Line: nodeLine(tree, cmd), Dynamic: true}
+				switch {
+				case j > 0: // secret handed to another function
+				case i == 0 && len(cmd.Args) == 2: // secret X
+					if s, ok := cmd.Args[1].(*parse.StringNode); ok {
+						use.Name, use.Dynamic = s.Text, false
+					}
+				case i > 0 && len(cmd.Args) == 1: // X | secret
+					if prev := pipe.Cmds[i-1]; len(prev.Args) == 1 {
+						if s, ok := prev.Args[0].(*parse.StringNode); ok {
+							use.Name, use.Dynamic = s.Text, false
+						}
+					}
 				}
 				uses = append(uses, use)
 			}
@@ -205,12 +280,12 @@ func buildTemplate(text string, secrets map[string]providers.Resolved) ([]byte, 
 	var missing []string
 	reported := map[string]bool{}
 	for _, u := range templateSecretUses(t) {
-		if u.dynamic {
+		if u.Dynamic {
 			continue // checked when the template runs
 		}
-		if _, ok := secrets[u.name]; !ok && !reported[u.name] {
-			reported[u.name] = true
-			missing = append(missing, fmt.Sprintf("line %d: secret %q not resolved", u.line, u.name))
+		if _, ok := secrets[u.Name]; !ok && !reported[u.Name] {
+			reported[u.Name] = true
+			missing = append(missing, fmt.Sprintf("line %d: secret %q not resolved", u.Line, u.Name))
 		}
 	}
 	if len(missing) > 0 {

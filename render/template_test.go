@@ -2,6 +2,7 @@ package render
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -143,4 +144,60 @@ func randString(r *rand.Rand, alphabet string, n int) []byte {
 		b[i] = alphabet[r.IntN(len(alphabet))]
 	}
 	return b
+}
+
+// TestTemplateSecrets: the one reading of a template's secret names, which
+// config validation, a file's dependencies and the check before running a
+// template share. A name piped into secret as a literal is spelled out as
+// much as one given as its argument.
+func TestTemplateSecrets(t *testing.T) {
+	t.Parallel()
+	lit := func(name string, line int) SecretUse { return SecretUse{Name: name, Line: line} }
+	dyn := func(line int) SecretUse { return SecretUse{Line: line, Dynamic: true} }
+	tests := []struct {
+		text string
+		want []SecretUse
+	}{
+		{`{{ secret "A" }}`, []SecretUse{lit("A", 1)}},
+		{`{{ "A" | secret }}`, []SecretUse{lit("A", 1)}},
+		{"x\n{{ if true }}{{ \"B\" | secret | base64 }}{{ end }}", []SecretUse{lit("B", 2)}},
+		{`{{ $n := "A" | secret }}{{ $n }}`, []SecretUse{lit("A", 1)}},
+		{`{{ secret "A" | secret }}`, []SecretUse{lit("A", 1), dyn(1)}},
+		{`{{ "A" | print | secret }}`, []SecretUse{dyn(1)}},
+		{`{{ secret (printf "%s" "A") }}`, []SecretUse{dyn(1)}},
+		{`{{ with $x := "A" }}{{ secret $x }}{{ end }}`, []SecretUse{dyn(1)}},
+		{"{{ define \"d\" }}{{ secret \"D\" }}{{ end }}\n{{ template \"d\" }}{{ secret \"E\" }}", []SecretUse{lit("D", 1), lit("E", 2)}},
+		{"static", nil},
+	}
+	for _, tt := range tests {
+		got, err := TemplateSecrets(tt.text)
+		if err != nil {
+			t.Errorf("TemplateSecrets(%q): %v", tt.text, err)
+			continue
+		}
+		slices.SortStableFunc(got, func(a, b SecretUse) int { return strings.Compare(a.Name, b.Name) })
+		want := slices.Clone(tt.want)
+		slices.SortStableFunc(want, func(a, b SecretUse) int { return strings.Compare(a.Name, b.Name) })
+		if !slices.Equal(got, want) {
+			t.Errorf("TemplateSecrets(%q) = %+v, want %+v", tt.text, got, want)
+		}
+	}
+}
+
+// TestTemplateParseError: a parse error says the line, and for an
+// unclosed action the line it started at, never text/template's internal
+// template name.
+func TestTemplateParseError(t *testing.T) {
+	t.Parallel()
+	_, err := TemplateSecrets("one\n{{ secret \"A\" \n")
+	var te *TemplateError
+	if !errors.As(err, &te) {
+		t.Fatalf("error %v is not a *TemplateError", err)
+	}
+	if te.Line != 3 || te.Start != 2 || te.Reason != "unclosed action" {
+		t.Errorf("TemplateError = %+v, want line 3, start 2, reason unclosed action", *te)
+	}
+	if got, want := err.Error(), "line 3: unclosed action started at line 2"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
 }

@@ -743,7 +743,8 @@ func TestDynamicTemplateDependsOnAll(t *testing.T) {
 	cases := map[string]bool{
 		`{{ secret "A" }}`:                             false,
 		`{{ secret "A" | base64 }} {{ secret "B" }}`:   false,
-		`{{ "A" | secret }}`:                           true,
+		`{{ "A" | secret }}`:                           false,
+		`{{ "A" | print | secret }}`:                   true,
 		`{{ secret (printf "%s" "A") }}`:               true,
 		`{{ with $x := "A" }}{{ secret $x }}{{ end }}`: true,
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,11 +13,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
-	"text/template/parse"
 	"time"
 
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
 )
 
 var (
@@ -32,14 +32,6 @@ var reservedSchemes = []string{"arn", "gcp", "sm"}
 // signals are the names on_change.signal accepts (without SIG). KILL and
 // STOP are left out: they cannot be handled, use restart instead.
 var signals = []string{"HUP", "INT", "QUIT", "TERM", "USR1", "USR2", "WINCH", "ALRM", "CONT", "TSTP", "TTIN", "TTOU"}
-
-// templateFuncs are the functions render provides to templates; parsing
-// needs their names only.
-var templateFuncs = template.FuncMap{
-	"secret": func(string) (string, error) { return "", nil },
-	"base64": func(any) (string, error) { return "", nil },
-	"json":   func(any) (string, error) { return "", nil },
-}
 
 // reservedTokenParams are set by keyward itself from other keys.
 var reservedTokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "audience", "resource"}
@@ -337,13 +329,8 @@ func modeString(m os.FileMode) string {
 	return fmt.Sprintf("%04o", u)
 }
 
-var (
-	templateErrRe   = regexp.MustCompile(`^template: [^:]*:(\d+):\s*(.*)$`)
-	templateStartRe = regexp.MustCompile(`\btemplate:(\d+)\b`)
-)
-
-// template parses an inline template and checks the names it passes to
-// secret as literals.
+// template parses an inline template (render's reading of it, the one
+// every command uses) and checks the names it spells out for secret.
 func (v *validator) template(path string, f File) {
 	first := f.templateLine
 	if first == 0 {
@@ -355,102 +342,28 @@ func (v *validator) template(path string, f File) {
 		}
 		return first + l - 1
 	}
-	t, err := template.New("template").Funcs(templateFuncs).Option("missingkey=error").Parse(f.Template)
+	uses, err := render.TemplateSecrets(f.Template)
 	if err != nil {
-		msg := err.Error()
-		line := first
-		if m := templateErrRe.FindStringSubmatch(msg); m != nil {
-			l, _ := strconv.Atoi(m[1])
-			line, msg = lineAt(l), m[2]
-		}
-		// "unclosed action started at template:N": the start is the place to look.
-		if m := templateStartRe.FindStringSubmatchIndex(msg); m != nil {
-			l, _ := strconv.Atoi(msg[m[2]:m[3]])
-			line = lineAt(l)
-			msg = msg[:m[0]] + fmt.Sprintf("line %d", line) + msg[m[1]:]
+		var te *render.TemplateError
+		line, msg := first, err.Error()
+		if errors.As(err, &te) {
+			line, msg = lineAt(te.Line), te.Reason
+			if te.Start > 0 {
+				// "unclosed action started at line N": the start is the place to look.
+				line = lineAt(te.Start)
+				msg += fmt.Sprintf(" started at line %d", line)
+			}
 		}
 		if !v.c.broken[path] {
 			v.problems.add(line, path, "invalid template: %s", msg)
 		}
 		return
 	}
-	for _, tt := range t.Templates() {
-		if tt.Tree == nil || tt.Root == nil {
-			continue
-		}
-		walkSecretNames(tt.Root, func(name string, pos parse.Pos) {
-			if !v.c.hasSecret(name) && !v.c.broken[path] {
-				l := strings.Count(f.Template[:min(int(pos), len(f.Template))], "\n") + 1
-				v.problems.add(lineAt(l), path, "unknown secret %q (not declared under secrets:)", name)
-			}
-		})
-	}
-}
-
-// walkSecretNames calls fn for every literal name given to secret in the
-// tree: {{ secret "NAME" }} and {{ "NAME" | secret }}.
-func walkSecretNames(n parse.Node, fn func(string, parse.Pos)) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			walkSecretNames(c, fn)
-		}
-	case *parse.ActionNode:
-		walkSecretNames(n.Pipe, fn)
-	case *parse.IfNode:
-		walkBranch(&n.BranchNode, fn)
-	case *parse.RangeNode:
-		walkBranch(&n.BranchNode, fn)
-	case *parse.WithNode:
-		walkBranch(&n.BranchNode, fn)
-	case *parse.TemplateNode:
-		walkSecretNames(n.Pipe, fn)
-	case *parse.ChainNode:
-		walkSecretNames(n.Node, fn)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for i, cmd := range n.Cmds {
-			if isIdent(cmd, "secret") && len(cmd.Args) == 1 && i > 0 {
-				prev := n.Cmds[i-1]
-				if len(prev.Args) == 1 {
-					if s, ok := prev.Args[0].(*parse.StringNode); ok {
-						fn(s.Text, s.Pos)
-					}
-				}
-			}
-			walkSecretNames(cmd, fn)
-		}
-	case *parse.CommandNode:
-		if isIdent(n, "secret") && len(n.Args) >= 2 {
-			if s, ok := n.Args[1].(*parse.StringNode); ok {
-				fn(s.Text, s.Pos)
-			}
-		}
-		for _, a := range n.Args {
-			walkSecretNames(a, fn)
+	for _, u := range uses {
+		if !u.Dynamic && !v.c.hasSecret(u.Name) && !v.c.broken[path] {
+			v.problems.add(lineAt(u.Line), path, "unknown secret %q (not declared under secrets:)", u.Name)
 		}
 	}
-}
-
-func walkBranch(b *parse.BranchNode, fn func(string, parse.Pos)) {
-	walkSecretNames(b.Pipe, fn)
-	walkSecretNames(b.List, fn)
-	if b.ElseList != nil {
-		walkSecretNames(b.ElseList, fn)
-	}
-}
-
-func isIdent(cmd *parse.CommandNode, name string) bool {
-	if len(cmd.Args) == 0 {
-		return false
-	}
-	id, ok := cmd.Args[0].(*parse.IdentifierNode)
-	return ok && id.Ident == name
 }
 
 func (v *validator) tokens() {
