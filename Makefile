@@ -7,6 +7,7 @@
 #   make unit    only the tests that need no server (go test ./...)
 #   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, and
 #                the AWS provider's render benchmark against moto
+#   make fuzz    every fuzz target for FUZZTIME (default 2m) each
 #
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
 
@@ -29,6 +30,12 @@ export CGO_ENABLED ?= 1
 
 SERVERS   = $(sort $(wildcard test/servers/*.sh))
 
+# Fuzzing: make test splits FUZZ_BUDGET between every fuzz target; make
+# fuzz gives each FUZZTIME.
+FUZZ_BUDGET ?= 60s
+FUZZTIME    ?= 2m
+FUZZ        ?=
+
 .PHONY: all build test lint unit servers integration bench fuzz clean
 
 all: build
@@ -36,8 +43,10 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
 
+# After the tests, every fuzz target runs within FUZZ_BUDGET.
 test: lint servers
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./...
+	@FUZZ_BUDGET=$(FUZZ_BUDGET) bash test/fuzz.sh
 
 # servers builds or installs every real server the integration tests use
 # (cached in .cache/ by version; a cached server costs nothing).
@@ -66,8 +75,10 @@ bench: build servers
 	@$(GO) test -tags integration -run='^$$' -bench=QuietWatch -benchtime=1x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=Admission -benchtime=1000x -count=1 ./internal/webhook/
 
+# fuzz runs every fuzz target for FUZZTIME each; FUZZ=REGEXP picks
+# targets ("mask", "config FuzzParse").
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./providers/
+	@FUZZTIME=$(FUZZTIME) bash test/fuzz.sh $(FUZZ)
 
 clean:
 	rm -rf bin
