@@ -78,7 +78,12 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			set := mask.NewSet(maskSecrets(res), minLen)
+			// The process's masker has learnt exactly these values (at the
+			// default length): its Set serves unless --min-length differs.
+			set := g.masker.Set()
+			if minLen != mask.DefaultMinLength {
+				set = mask.NewSet(maskSecrets(res), minLen)
+			}
 			if skipped := set.Skipped(); len(skipped) > 0 {
 				g.logger.Warn("values too short to search for", "secrets", skipped, "min_length", minLen)
 			}

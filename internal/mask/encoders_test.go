@@ -240,3 +240,29 @@ func TestJSONEscapeMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainValuesNeedNoEscaping: for a value of only the bytes plain
+// accepts, every escaping form equals the value (so Forms may skip them).
+func TestPlainValuesNeedNoEscaping(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 1))
+	for range 200 {
+		v := randBytes(r, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._", 6+r.IntN(30))
+		if !plain(v) {
+			t.Fatal("plain refuses a plain value")
+		}
+		var all [][]byte
+		all = append(all, urlForms(v)...)
+		all = append(all, jsonForms(v)...)
+		all = append(all, htmlForms(v)...)
+		all = append(all, goQuoted(v, false), goQuoted(v, true), pyRepr(v, true), pyRepr(v, false))
+		for _, f := range all {
+			if !bytes.Equal(f, v) {
+				t.Fatalf("an escaping form of a plain value differs from it: %q", f)
+			}
+		}
+	}
+	if plain([]byte("a~b")) || plain([]byte("a b")) || plain([]byte("ä")) {
+		t.Fatal("plain accepts a byte some encoder escapes")
+	}
+}

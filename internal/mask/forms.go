@@ -104,6 +104,9 @@ func Forms(value []byte, minLen int) []Form {
 	}
 	add(KindHex, []byte(hex.EncodeToString(v)))
 	add(KindHex, []byte(strings.ToUpper(hex.EncodeToString(v))))
+	if plain(v) {
+		return out // every escaping below leaves v as it is
+	}
 	for _, u := range urlForms(v) {
 		add(KindURL, u)
 	}
@@ -131,6 +134,18 @@ func Forms(value []byte, minLen int) []Form {
 		add(f.Kind, goQuoted(f.Bytes, false))
 	}
 	return out
+}
+
+// plain reports whether v consists only of bytes that no encoder of
+// urlForms, jsonForms, goQuoted, pyRepr or htmlForms changes: ASCII
+// letters, digits, '-', '.' and '_'.
+func plain(v []byte) bool {
+	for _, c := range v {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // splitLines splits v at \r\n, \n and \r, dropping the separators.

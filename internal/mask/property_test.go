@@ -197,9 +197,25 @@ func benchSecrets(n int) []Secret {
 
 func BenchmarkWriter(b *testing.B) {
 	text := benchText(4 << 20)
-	for _, n := range []int{10, 500} {
-		b.Run(fmt.Sprintf("secrets=%d", n), func(b *testing.B) {
-			m := New(NewSet(benchSecrets(n), 0), Options{})
+	hostile := func(n int) []Secret {
+		var out []Secret
+		for i, v := range hostileValues(rand.New(rand.NewPCG(9, 9)), n) {
+			out = append(out, Secret{Name: fmt.Sprintf("H%d", i), Value: v})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name    string
+		secrets []Secret
+	}{
+		{"secrets=10", benchSecrets(10)},
+		{"secrets=500", benchSecrets(500)},
+		// Values full of characters that encoders escape: each has dozens
+		// of forms (JSON, percent, string, HTML escaping).
+		{"hostile=500", hostile(500)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			m := New(NewSet(c.secrets, 0), Options{})
 			w := m.Writer(io.Discard)
 			b.SetBytes(int64(len(text)))
 			b.ResetTimer()
