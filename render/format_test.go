@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -51,104 +50,6 @@ var dotenvValues = []string{
 	"=",
 }
 
-func TestDotenvBashRoundTrip(t *testing.T) {
-	t.Parallel()
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("bash not installed")
-	}
-	secrets := map[string]providers.Resolved{}
-	var names []string
-	for i, v := range dotenvValues {
-		name := fmt.Sprintf("V%02d", i)
-		names = append(names, name)
-		secrets[name] = providers.Resolved{Value: providers.StringValue(v)}
-	}
-	b, err := buildDotenv(names, secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "app.env")
-	writeRaw(t, path, string(b))
-
-	// set -a exports every assignment: read them back from env -0, which
-	// also shows they reach a child process.
-	cmd := exec.Command(bash, "-c", `set -a; . "$1"; exec env -0`, "bash", path)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("bash: %v\n%s", err, b)
-	}
-	got := map[string]string{}
-	for _, kv := range strings.Split(string(out), "\x00") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			got[k] = v
-		}
-	}
-	for i, want := range dotenvValues {
-		name := fmt.Sprintf("V%02d", i)
-		if v, ok := got[name]; !ok || v != want {
-			t.Errorf("%s: bash read %q (present %v), want %q; line: %s", name, v, ok, want, lineOf(b, name))
-		}
-	}
-}
-
-func lineOf(b []byte, name string) string {
-	i := bytes.Index(b, []byte(name+"="))
-	if i < 0 {
-		return ""
-	}
-	return string(b[i:min(len(b), i+80)])
-}
-
-// TestDotenvPythonRoundTrip reads the file with python-dotenv
-// (interpolate=False), for the values the documented rules say it reads
-// back exactly.
-func TestDotenvPythonRoundTrip(t *testing.T) {
-	t.Parallel()
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		t.Skip("python3 not installed")
-	}
-	if err := exec.Command(py, "-c", "import dotenv").Run(); err != nil {
-		t.Skip("python-dotenv not installed")
-	}
-	secrets := map[string]providers.Resolved{}
-	var names []string
-	want := map[string]string{}
-	for i, v := range dotenvValues {
-		doubleQuoted := strings.ContainsAny(v, `'\`)
-		if strings.Contains(v, "\r") || strings.HasSuffix(v, `\`) || doubleQuoted && strings.ContainsAny(v, "$`") {
-			continue // documented exceptions
-		}
-		name := fmt.Sprintf("V%02d", i)
-		names = append(names, name)
-		want[name] = v
-		secrets[name] = providers.Resolved{Value: providers.StringValue(v)}
-	}
-	b, err := buildDotenv(names, secrets)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "app.env")
-	writeRaw(t, path, string(b))
-	out, err := exec.Command(py, "-c", `import sys, json
-from dotenv import dotenv_values
-print(json.dumps(dotenv_values(sys.argv[1], interpolate=False)))`, path).Output()
-	if err != nil {
-		t.Fatalf("python-dotenv: %v", err)
-	}
-	var got map[string]string
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatal(err)
-	}
-	for name, w := range want {
-		if got[name] != w {
-			t.Errorf("%s: python-dotenv read %q, want %q; line: %s", name, got[name], w, lineOf(b, name))
-		}
-	}
-}
-
 func TestDotenvEncoding(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ value, want string }{
@@ -172,7 +73,7 @@ func TestDotenvFile(t *testing.T) {
 	t.Parallel()
 	secrets := resolved(map[string]string{"B": "two", "A": "one"})
 	secrets["DB"] = whole(map[string]string{"DB_USER": "app", "DB_PASS": "p w"})
-	b, err := buildDotenv([]string{"DB", "B", "A"}, secrets)
+	b, err := buildDotenv([]string{"DB", "B", "A"}, secrets, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,14 +17,11 @@ type Format string
 const (
 	// FormatRaw writes one secret's bytes exactly (binary safe).
 	FormatRaw Format = "raw"
-	// FormatDotenv writes NAME=value lines sorted by name. A value of only
-	// [A-Za-z0-9_./:@%+,=-] is unquoted; one without ' and \ is
-	// single-quoted; any other is double-quoted with \\ \" \$ \` escaped
-	// and newlines kept as newlines. bash `set -a; . FILE` reads back every
-	// value exactly, godotenv and python-dotenv all but rare corner cases,
-	// docker run --env-file only the unquoted ones (it takes quotes
-	// literally and cannot hold a newline). Keys must be valid environment
-	// names ([A-Za-z_][A-Za-z0-9_]*); a value with a NUL byte is an error.
+	// FormatDotenv writes NAME=value lines sorted by name, each value in a
+	// form that the reader named by File.Dialect (bash by default) reads
+	// back exactly; a value that reader cannot represent is an error naming
+	// the key and the secret. Keys must be valid environment names
+	// ([A-Za-z_][A-Za-z0-9_]*); a value with a NUL byte is an error.
 	FormatDotenv Format = "dotenv"
 	// FormatJSON writes one JSON object of string values, keys sorted.
 	FormatJSON Format = "json"
@@ -48,6 +45,9 @@ type File struct {
 	Secrets []string
 	// Secret is, for raw, the one secret whose bytes are written.
 	Secret string
+	// Dialect is, for dotenv, the program that reads the file ("" means
+	// DialectBash).
+	Dialect Dialect
 	// Template is the template text (format template); or TemplateFile:
 	Template string
 	// TemplateFile is the absolute path of a template file, read by Build.
@@ -215,7 +215,7 @@ func build(f File, secrets map[string]providers.Resolved) ([]byte, error) {
 	case FormatRaw:
 		return buildRaw(f.Secret, secrets)
 	case FormatDotenv:
-		return buildDotenv(f.Secrets, secrets)
+		return buildDotenv(f.Secrets, secrets, f.Dialect)
 	case FormatJSON:
 		return buildJSON(f.Secrets, secrets)
 	case FormatYAML:
@@ -273,6 +273,9 @@ func validateFile(f File, seen map[string]bool) error {
 		if f.Secret != "" || f.Template != "" || f.TemplateFile != "" {
 			return fmt.Errorf("%s takes a list of secrets (secrets:) and nothing else", f.Format)
 		}
+		if !knownDialect(f.Dialect) {
+			return fmt.Errorf("unknown dotenv dialect %q (want one of %s)", f.Dialect, dialectList())
+		}
 	case FormatTemplate:
 		if (f.Template == "") == (f.TemplateFile == "") {
 			return errors.New("template takes exactly one of the keys template and template_file")
@@ -285,6 +288,9 @@ func validateFile(f File, seen map[string]bool) error {
 		}
 	default:
 		return fmt.Errorf("unknown format %q", f.Format)
+	}
+	if f.Dialect != "" && f.Format != FormatDotenv {
+		return fmt.Errorf("dialect applies to format dotenv, not %s", f.Format)
 	}
 	return nil
 }

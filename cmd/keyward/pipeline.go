@@ -252,6 +252,7 @@ func renderFiles(cfg *config.Config) []render.File {
 		rf := render.File{
 			Path:         f.Path,
 			Format:       render.Format(f.Format),
+			Dialect:      render.Dialect(f.Dialect),
 			Secrets:      f.Secrets,
 			Secret:       f.Secret,
 			Template:     f.Template,

@@ -124,6 +124,9 @@ type File struct {
 	Secrets []string
 	// Secret is the one secret whose bytes are written (raw).
 	Secret string
+	// Dialect is the program that reads a dotenv file, one of
+	// render.Dialects; "" (the default) means bash.
+	Dialect string
 	// Template is the inline Go text/template (template).
 	Template string
 	// TemplateFile is the template's path, absolute after Parse (template).
@@ -445,7 +448,7 @@ func (c *Config) decodeSecrets(d *decoder, n *yaml.Node) {
 	}
 }
 
-var fileKeys = []string{"path", "format", "secrets", "secret", "template", "template_file", "mode", "owner", "group", "atomic_dir", "allow_symlink", "on_change"}
+var fileKeys = []string{"path", "format", "dialect", "secrets", "secret", "template", "template_file", "mode", "owner", "group", "atomic_dir", "allow_symlink", "on_change"}
 
 var modeRe = regexp.MustCompile(`^(0o)?[0-7]{3,4}$`)
 
@@ -473,6 +476,8 @@ func (c *Config) decodeFiles(d *decoder, n *yaml.Node) {
 					f.Path = d.filePath(v, kp)
 				case "format":
 					f.Format, _ = d.str(v, kp)
+				case "dialect":
+					f.Dialect, _ = d.str(v, kp)
 				case "secrets":
 					f.Secrets, _ = d.strList(v, kp)
 				case "secret":

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
 )
 
 // problemsOf returns the problems of an *Error, failing the test for any
@@ -541,5 +542,27 @@ files:
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("Warnings() = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestFileDialect(t *testing.T) {
+	t.Parallel()
+	const base = "version: 1\nsecrets: {A: vault://a#b}\nfiles:\n"
+	for _, d := range render.Dialects {
+		c, err := Parse([]byte(base+"  - {path: /a.env, secrets: [A], dialect: "+string(d)+"}\n"), "k.yaml")
+		if err != nil || c.Files[0].Dialect != string(d) || c.Files[0].Format != FormatDotenv {
+			t.Errorf("dialect %s: %+v, %v", d, c, err)
+		}
+	}
+	tests := []struct{ file, want string }{
+		{"{path: /a.env, secrets: [A], dialect: ruby}", `k.yaml:4: files[0].dialect: unknown dotenv dialect "ruby" (want bash, docker, python-dotenv, node, godotenv)`},
+		{"{path: /a.json, secrets: [A], dialect: node}", `k.yaml:4: files[0].dialect: dialect applies to format dotenv, not json`},
+		{"{path: /a, secret: A, dialect: bash}", `k.yaml:4: files[0].dialect: dialect applies to format dotenv, not raw`},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(base+"  - "+tt.file+"\n"), "k.yaml")
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: err = %v\nwant %s", tt.file, err, tt.want)
+		}
 	}
 }

@@ -151,6 +151,8 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"keep_env duplicate":          base + "keep_env: [A, A]\n",
 		"empty secrets list in file":  base + "files:\n  - path: /a\n    format: dotenv\n    secrets: []\n",
 		"file path names a directory": base + "files:\n  - path: out/\n    secret: A\n",
+		"unknown dotenv dialect":      base + "files:\n  - path: /a\n    secrets: [A]\n    dialect: ruby\n",
+		"dialect on a json file":      base + "files:\n  - path: /a\n    format: json\n    secrets: [A]\n    dialect: node\n",
 	}
 	for name, src := range bad {
 		t.Run(name, func(t *testing.T) {

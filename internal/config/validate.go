@@ -270,6 +270,13 @@ func (v *validator) files() {
 			}
 		}
 
+		switch {
+		case f.Dialect == "":
+		case !slices.Contains(render.Dialects, render.Dialect(f.Dialect)):
+			v.add(at("dialect"), f.Line, "unknown dotenv dialect %q (want %s)", f.Dialect, dialectNames())
+		case f.Format != FormatDotenv && f.Format != "":
+			v.add(at("dialect"), f.Line, "dialect applies to format dotenv, not %s", f.Format)
+		}
 		if f.Secret != "" {
 			v.needSecret(at("secret"), f.Line, f.Secret)
 		}
@@ -557,4 +564,13 @@ func (v *validator) server() {
 	if !isLoopback(host) && !s.AllowRemote {
 		v.add(path, s.Line, "listening on a non-loopback address exposes tokens to the network; set allow_remote: true to do so")
 	}
+}
+
+// dialectNames lists render's dotenv dialects for a message.
+func dialectNames() string {
+	names := make([]string, len(render.Dialects))
+	for i, d := range render.Dialects {
+		names[i] = string(d)
+	}
+	return strings.Join(names, ", ")
 }
