@@ -27,7 +27,13 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(runHelper())
 	}
-	os.Exit(m.Run())
+	// The copy is made before any test starts a process: an executable
+	// written while another goroutine forks can stay open for writing in
+	// the child for a moment, and exec then fails with ETXTBSY.
+	cleanup := makePublicCopy()
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 // helperFiles are what the helper renders under root: two plain files and

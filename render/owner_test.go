@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 )
@@ -30,47 +29,55 @@ func runWriteHelper() int {
 }
 
 var (
-	publicExeOnce sync.Once
-	publicExe     string
-	publicExeErr  error
+	publicExe    string
+	publicExeErr error
 )
 
-// publicCopy returns a copy of the test binary that any user may run (the
-// one go test built sits in a directory only root may enter).
+// makePublicCopy copies the test binary where any user may run it (the
+// one go test built sits in a directory only its owner may enter), for
+// publicCopy, and returns the function that removes it.
+func makePublicCopy() (cleanup func()) {
+	if os.Geteuid() != 0 {
+		publicExeErr = errors.New("not root")
+		return func() {}
+	}
+	dir, err := os.MkdirTemp("", "render-test-exe-")
+	if err != nil {
+		publicExeErr = err
+		return func() {}
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	exe, err := os.Executable()
+	if err != nil {
+		publicExeErr = err
+		return cleanup
+	}
+	src, err := os.Open(exe)
+	if err != nil {
+		publicExeErr = err
+		return cleanup
+	}
+	defer src.Close()
+	publicExe = filepath.Join(dir, "render.test")
+	dst, err := os.OpenFile(publicExe, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err == nil {
+		_, err = io.Copy(dst, src)
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	publicExeErr = err
+	return cleanup
+}
+
+// publicCopy returns the copy of the test binary that any user may run.
 func publicCopy(t *testing.T) string {
 	t.Helper()
-	publicExeOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "render-test-exe-")
-		if err != nil {
-			publicExeErr = err
-			return
-		}
-		exe, err := os.Executable()
-		if err != nil {
-			publicExeErr = err
-			return
-		}
-		src, err := os.Open(exe)
-		if err != nil {
-			publicExeErr = err
-			return
-		}
-		defer src.Close()
-		publicExe = filepath.Join(dir, "render.test")
-		dst, err := os.OpenFile(publicExe, os.O_CREATE|os.O_WRONLY, 0o755)
-		if err == nil {
-			_, err = io.Copy(dst, src)
-			if cerr := dst.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err == nil {
-			err = os.Chmod(dir, 0o755)
-		}
-		publicExeErr = err
-	})
 	if publicExeErr != nil {
-		t.Fatal(publicExeErr)
+		t.Fatalf("copy of the test binary: %v", publicExeErr)
 	}
 	return publicExe
 }
