@@ -2,7 +2,6 @@ package rotate
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,14 +9,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
-
 	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -170,13 +168,8 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	if t.client == nil {
-		t.client = &http.Client{
-			Timeout: DefaultExchangeTimeout,
-			// A redirect would re-send the client secret (in the body for
-			// auth: post, in Authorization on a same-host redirect) to where
-			// the config's https token_url check never looked: refuse them.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		// oauth.Exchange follows no redirect, whatever the client.
+		t.client = &http.Client{Timeout: DefaultExchangeTimeout}
 	}
 	if t.rand == nil {
 		t.rand = rand.Float64
@@ -407,7 +400,7 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 	name := st.spec.Name
 	start := time.Now()
 	tok, err := t.grant(ctx, st)
-	if isOAuthError(err, "invalid_client") {
+	if oauth.IsCode(err, "invalid_client") {
 		t.log.Warn("token: client authentication failed, fetching the client secret again", "token", name)
 		t.opts.Metrics.refresh(name, resultWord(err))
 		tok, err = t.grant(ctx, st)
@@ -439,48 +432,37 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	if t.opts.OnClientSecret != nil {
 		t.opts.OnClientSecret(s.Name, secret)
 	}
-	cfg := clientcredentials.Config{
-		ClientID:     id.Reveal(),
-		ClientSecret: secret.Reveal(),
-		TokenURL:     s.TokenURL,
-		Scopes:       s.Scopes,
-		AuthStyle:    oauth2.AuthStyleInHeader,
+	req := oauth.Request{
+		TokenURL: s.TokenURL,
+		Client:   oauth.Client{ID: id.Reveal(), Secret: secret.Reveal(), Method: oauth.ClientSecretBasic},
+		Scopes:   s.Scopes,
+		Params:   url.Values{},
 	}
 	if s.AuthPost {
-		cfg.AuthStyle = oauth2.AuthStyleInParams
+		req.Client.Method = oauth.ClientSecretPost
 	}
-	if len(s.Params) > 0 || s.Audience != "" || s.Resource != "" {
-		cfg.EndpointParams = map[string][]string{}
-		for k, v := range s.Params {
-			cfg.EndpointParams[k] = []string{v}
-		}
-		if s.Audience != "" {
-			cfg.EndpointParams["audience"] = []string{s.Audience}
-		}
-		if s.Resource != "" {
-			cfg.EndpointParams["resource"] = []string{s.Resource}
-		}
+	for k, v := range s.Params {
+		req.Params.Set(k, v)
+	}
+	if s.Audience != "" {
+		req.Params.Set("audience", s.Audience)
+	}
+	if s.Resource != "" {
+		req.Params.Set("resource", s.Resource)
 	}
 	issued := time.Now()
-	ot, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, t.client))
+	ot, err := oauth.Exchange(ctx, t.client, req)
 	if err != nil {
-		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: sanitize(err, credentialScrubber(cfg.ClientID, cfg.ClientSecret))}
+		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: err}
 	}
-	tok := &Token{AccessToken: providers.StringValue(ot.AccessToken), TokenType: ot.Type(), Issued: issued}
-	switch {
-	case !ot.Expiry.IsZero():
-		tok.ExpiresAt = ot.Expiry
-	default:
-		if exp, ok := jwtExpiry(ot.AccessToken); ok {
-			tok.ExpiresAt = exp
-		} else {
-			life := s.DefaultLifetime
-			if life <= 0 {
-				life = DefaultTokenLifetime
-			}
-			t.log.Warn("token response has no expires_in and the token carries no exp claim; assuming a lifetime", "token", s.Name, "lifetime", life)
-			tok.ExpiresAt = issued.Add(life)
+	tok := &Token{AccessToken: providers.StringValue(ot.AccessToken), TokenType: ot.TokenType, Issued: issued, ExpiresAt: ot.Expiry}
+	if tok.ExpiresAt.IsZero() {
+		life := s.DefaultLifetime
+		if life <= 0 {
+			life = DefaultTokenLifetime
 		}
+		t.log.Warn("token response has no expires_in and the token carries no exp claim; assuming a lifetime", "token", s.Name, "lifetime", life)
+		tok.ExpiresAt = issued.Add(life)
 	}
 	if !tok.ExpiresAt.After(issued) {
 		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: errors.New("the server issued a token that has already expired")}
@@ -504,30 +486,6 @@ func (t *Tokens) fetchRef(ctx context.Context, ref providers.Ref) (providers.Val
 	}
 	v, _, err := sec.Whole()
 	return v, err
-}
-
-// jwtExpiry reads the exp claim of a JWT without verifying it.
-func jwtExpiry(tok string) (time.Time, bool) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp *json.Number `json:"exp"`
-	}
-	if json.Unmarshal(b, &claims) != nil || claims.Exp == nil {
-		return time.Time{}, false
-	}
-	f, err := claims.Exp.Float64()
-	if err != nil || f <= 0 {
-		return time.Time{}, false
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9)), true
 }
 
 // tokenFileJSON is the JSON file format.
@@ -643,70 +601,10 @@ func (e *TokenError) Error() string { return "token " + e.Token + ": " + e.Op + 
 // Unwrap returns the cause.
 func (e *TokenError) Unwrap() error { return e.Err }
 
-// OAuthError is the authorization server's refusal of a token request.
-type OAuthError struct {
-	// Status is the HTTP status code.
-	Status int
-	// Code and Description are the OAuth error and error_description.
-	Code, Description string
-	// Wait is the server's Retry-After, 0 when none.
-	Wait time.Duration
-}
-
-// Error returns "status N[: CODE[: DESCRIPTION]]".
-func (e *OAuthError) Error() string {
-	s := fmt.Sprintf("status %d", e.Status)
-	if e.Code != "" {
-		s += ": " + e.Code
-	}
-	if e.Description != "" {
-		s += ": " + e.Description
-	}
-	return s
-}
-
-// RetryAfter is the server's Retry-After (backoff.RetryAfterError).
-func (e *OAuthError) RetryAfter() time.Duration { return e.Wait }
-
-// sanitize turns x/oauth2's errors, whose message may quote the response
-// body, into OAuthError (status, code and description only), with scrub
-// applied to the code and the description before they are cut to length:
-// an authorization server may echo the client credentials in them.
-func sanitize(err error, scrub func(string) string) error {
-	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) {
-		return err
-	}
-	oe := &OAuthError{Code: limit(scrub(re.ErrorCode), 64), Description: limit(scrub(re.ErrorDescription), 200)}
-	if re.Response != nil {
-		oe.Status = re.Response.StatusCode
-		if ra, ok := backoff.ParseRetryAfter(re.Response.Header.Get("Retry-After"), time.Now()); ok {
-			oe.Wait = ra
-		}
-	}
-	if oe.Status >= 200 && oe.Status < 300 && oe.Code == "" {
-		oe.Code = "invalid_response"
-		oe.Description = "the token response could not be read"
-	}
-	return oe
-}
-
-func limit(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-func isOAuthError(err error, code string) bool {
-	var oe *OAuthError
-	return errors.As(err, &oe) && oe.Code == code
-}
-
 // retryable reports whether a failed exchange may succeed if tried again
 // unchanged: throttling, server errors and network failures.
 func retryable(err error) bool {
-	var oe *OAuthError
+	var oe *oauth.Error
 	if errors.As(err, &oe) {
 		return oe.Status == http.StatusTooManyRequests || oe.Status >= 500 || oe.Status == 0 ||
 			(oe.Status >= 200 && oe.Status < 300)
@@ -726,7 +624,7 @@ func retryable(err error) bool {
 
 // resultWord is the refreshes metric's result label of err.
 func resultWord(err error) string {
-	var oe *OAuthError
+	var oe *oauth.Error
 	switch {
 	case err == nil:
 		return "ok"

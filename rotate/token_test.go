@@ -557,31 +557,6 @@ func TestTokenEndpoint(t *testing.T) {
 	}
 }
 
-func TestJWTExpiry(t *testing.T) {
-	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-	cases := []struct {
-		name, tok string
-		want      int64
-		ok        bool
-	}{
-		{"exp", "h." + enc(`{"exp":1700000000}`) + ".s", 1700000000, true},
-		{"padded", "h." + base64.URLEncoding.EncodeToString([]byte(`{"exp":1700000000,"x":1}`)) + ".s", 1700000000, true},
-		{"float exp", "h." + enc(`{"exp":1700000000.5}`) + ".s", 1700000000, true},
-		{"no exp", "h." + enc(`{"sub":"a"}`) + ".s", 0, false},
-		{"string exp", "h." + enc(`{"exp":"soon"}`) + ".s", 0, false},
-		{"opaque", "abcdef", 0, false},
-		{"two parts", "a.b", 0, false},
-		{"bad base64", "a.!!!.c", 0, false},
-		{"not json", "a." + enc("xyz") + ".c", 0, false},
-	}
-	for _, c := range cases {
-		got, ok := jwtExpiry(c.tok)
-		if ok != c.ok || (ok && got.Unix() != c.want) {
-			t.Errorf("%s: %v %v, want %v %v", c.name, got.Unix(), ok, c.want, c.ok)
-		}
-	}
-}
-
 func TestNewTokensErrors(t *testing.T) {
 	good := TokenSpec{Name: "a", TokenURL: "http://127.0.0.1/t",
 		ClientID: providers.Ref{Scheme: scheme, Path: "c"}, ClientSecret: providers.Ref{Scheme: scheme, Path: "c"}}

@@ -1,4 +1,4 @@
-package rotate
+package oauth
 
 import (
 	"encoding/base64"
@@ -31,7 +31,7 @@ func credentialScrubber(id, secret string) func(string) string {
 			return withheld
 		}
 	}
-	// x/oauth2 sends url.QueryEscape(id):url.QueryEscape(secret) in the
+	// Exchange sends url.QueryEscape(id):url.QueryEscape(secret) in the
 	// Basic Authorization header.
 	pair := url.QueryEscape(id) + ":" + url.QueryEscape(secret)
 	set := mask.NewSet([]mask.Secret{
