@@ -605,9 +605,13 @@ func (e *Engine) opFor(s *source, now time.Time) op {
 		return opRenew
 	case l != nil:
 		return opFetch
-	case s.prober != nil && s.secret.Version != "":
+	case s.prober != nil && s.secret.Version != "" && s.failing == nil:
 		return opProbe
 	}
+	// A source whose last look failed is read in full: what made it fail
+	// (a deletion, a store restored from a backup) may have reset the
+	// version a probe would compare, as a re-created GCP secret or Vault
+	// KV v2 secret starts again at version 1.
 	return opFetch
 }
 

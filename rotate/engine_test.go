@@ -205,6 +205,33 @@ func TestProbeFetchesOnlyWhenVersionMoves(t *testing.T) {
 	})
 }
 
+// TestRecoveryReadsInFull: after a failed look, the next one is a full
+// read, not a probe: a secret deleted and created again may restart at
+// the version it had (GCP, Vault KV v2), and a probe comparing versions
+// would keep the deleted secret's value.
+func TestRecoveryReadsInFull(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newStore()
+		st.set("a", "sv-1")
+		r := newRig(t, st, proberProvider{plainProvider{st}}, map[string]providers.Ref{"A": ref("a", "")},
+			[]File{rawFile("a", "A", nil)}, func(o *Options) { o.Interval = time.Minute })
+		r.start()
+		st.remove("a")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if r.read("a") != "sv-1" {
+			t.Fatal("the last good value was not kept while the secret was missing")
+		}
+		st.set("a", "sv-2") // version 1 again
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if r.read("a") != "sv-2" {
+			t.Fatalf("the re-created secret's value was not read (probes %d, fetches %d)", st.count("probe a"), st.count("fetch a"))
+		}
+	})
+}
+
 // TestVersionMovedContentSame: a new version with the same bytes is not a
 // change: nothing is rendered and no action runs.
 func TestVersionMovedContentSame(t *testing.T) {

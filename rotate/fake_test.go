@@ -68,6 +68,13 @@ func (s *store) set(path, value string) {
 	e.version++
 }
 
+// remove deletes path: a later set starts again at version 1.
+func (s *store) remove(path string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.entries, path)
+}
+
 func (s *store) setLease(path string, l *providers.Lease) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -123,6 +123,12 @@ func TestConformance(t *testing.T) {
 			vs.Missing = ref(name, ParamVersionID, randomUUID(t))
 			return vs
 		},
+		Delete: func(t *testing.T, name string) {
+			_, err := c.DeleteSecret(t.Context(), &secretsmanager.DeleteSecretInput{SecretId: awssdk.String(name), ForceDeleteWithoutRecovery: awssdk.Bool(true)})
+			if err != nil {
+				t.Fatalf("DeleteSecret %s: %v", name, err)
+			}
+		},
 		Missing: func(t *testing.T, name string) providers.Ref { return ref(name) },
 		Denied: func(t *testing.T, name string, value []byte) providers.Ref {
 			store(t, c, name, value)

@@ -168,6 +168,11 @@ func harness(t *testing.T, l layout) providertest.Harness {
 		PutObject: func(t *testing.T, name string, fields map[string]any) providers.Ref {
 			return write(t, name+l.ext, l.encode(t, fields), 0o600)
 		},
+		Delete: func(t *testing.T, name string) {
+			if err := os.Remove(filepath.Join(dir, name+".bin")); err != nil {
+				t.Fatal(err)
+			}
+		},
 		Missing: func(t *testing.T, name string) providers.Ref {
 			return ref(t, name+l.ext)
 		},

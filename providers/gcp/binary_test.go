@@ -378,7 +378,7 @@ env: {A: A, B: B, C: C, D: D}
 		t.Error("the command ran although secrets failed")
 	}
 	for _, want := range []string{
-		"projects/fail-project/secrets/disabled/versions/latest", "FailedPrecondition", "disabled",
+		"projects/fail-project/secrets/disabled/versions/latest", "versions/1 is DISABLED", "disabled",
 		"projects/fail-project/secrets/denied/versions/latest", "PermissionDenied",
 		"projects/fail-project/secrets/missing/versions/latest", "NotFound",
 	} {

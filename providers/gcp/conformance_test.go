@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
+
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/providers/gcp"
 	"github.com/keyward/keyward/providers/gcp/gcpfake"
@@ -52,6 +54,12 @@ func TestConformance(t *testing.T) {
 					ref(t, "sm://"+testProject+"/"+name+"#3"),
 				},
 				Missing: ref(t, fmt.Sprintf("gcpsm://%s/%s?version=%d", testProject, name, len(values)+1)),
+			}
+		},
+		Delete: func(t *testing.T, name string) {
+			err := shared.admin.DeleteSecret(t.Context(), &secretmanagerpb.DeleteSecretRequest{Name: "projects/" + testProject + "/secrets/" + name})
+			if err != nil {
+				t.Fatalf("DeleteSecret %s: %v", name, err)
 			}
 		},
 		Missing: func(t *testing.T, name string) providers.Ref {

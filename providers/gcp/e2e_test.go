@@ -95,10 +95,10 @@ func TestResolveEverySpelling(t *testing.T) {
 			t.Errorf("%s (%s): got %d bytes (%s), want %q's fingerprint %s", name, refs[name], len(g), got[name].Value.Fingerprint(), name, providers.StringValue(w).Fingerprint())
 		}
 	}
-	if v, w := got["API_KEY"].Version, e.versionName(p, "api-key", 2); v != w {
+	if v, w := got["API_KEY"].Version, e.versionID(t, p, "api-key", 2); v != w {
 		t.Errorf("API_KEY version %q, want %q", v, w)
 	}
-	if v, w := got["API_KEY_STABLE"].Version, e.versionName(p, "api-key", 1); v != w {
+	if v, w := got["API_KEY_STABLE"].Version, e.versionID(t, p, "api-key", 1); v != w {
 		t.Errorf("API_KEY_STABLE version %q, want %q", v, w)
 	}
 	// Distinct fetches: every (scheme, path, params) once. The refs differ
@@ -161,8 +161,8 @@ func TestResolveFailures(t *testing.T) {
 	}{
 		{"DENIED", providers.ErrPermissionDenied, []string{"projects/app-project/secrets/denied/versions/latest", "PermissionDenied", "secretmanager.versions.access"}},
 		{"DENIED_MISSING", providers.ErrPermissionDenied, []string{"denied-and-missing", "PermissionDenied"}},
-		{"DISABLED", gcp.ErrVersionDisabled, []string{"projects/app-project/secrets/disabled/versions/latest", "FailedPrecondition", "versions/1", "DISABLED"}},
-		{"DESTROYED", gcp.ErrVersionDestroyed, []string{"secrets/destroyed", "FailedPrecondition", "DESTROYED"}},
+		{"DISABLED", gcp.ErrVersionDisabled, []string{"projects/app-project/secrets/disabled/versions/latest", "versions/1 is DISABLED"}},
+		{"DESTROYED", gcp.ErrVersionDestroyed, []string{"secrets/destroyed", "versions/1 is DESTROYED"}},
 		{"MISSING", providers.ErrNotFound, []string{"projects/app-project/secrets/missing/versions/latest", "NotFound"}},
 		{"MISSING_VERSION", providers.ErrNotFound, []string{"projects/app-project/secrets/ok/versions/7", "NotFound"}},
 		{"NO_VERSIONS", providers.ErrNotFound, []string{"secrets/empty/versions/latest", "NotFound"}},
@@ -213,7 +213,7 @@ func TestRotation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Fetch(%s): %v", r, err)
 		}
-		if v != value || ver != e.versionName(p, s, n) {
+		if v != value || ver != e.versionID(t, p, s, n) {
 			t.Fatalf("Fetch(%s) = %d bytes at %q, want %q at version %d", r, len(v), ver, value, n)
 		}
 		probed, err := prov.ProbeVersion(t.Context(), r)
@@ -240,7 +240,7 @@ func TestRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if before == after || after != e.versionName(p, s, 2) {
+	if before == after || after != e.versionID(t, p, s, 2) {
 		t.Errorf("probe did not move with a new version: %q, then %q", before, after)
 	}
 	if n := e.fake.Calls("AccessSecretVersion") - accesses; n != 0 {
@@ -292,12 +292,13 @@ func TestTransientErrorsRetried(t *testing.T) {
 		t.Errorf("%d AccessSecretVersion calls, want 3 (two failures, one success)", n)
 	}
 
+	gets := e.fake.Calls("GetSecretVersion")
 	e.fake.InjectErrors("GetSecretVersion", codes.Unavailable)
 	if _, err := prov.ProbeVersion(t.Context(), r); err != nil {
 		t.Fatalf("ProbeVersion after a transient error: %v", err)
 	}
-	if n := e.fake.Calls("GetSecretVersion"); n != 2 {
-		t.Errorf("%d GetSecretVersion calls, want 2", n)
+	if n := e.fake.Calls("GetSecretVersion") - gets; n != 2 {
+		t.Errorf("%d GetSecretVersion calls for one probe after a transient error, want 2", n)
 	}
 
 	e.fake.InjectErrors("AccessSecretVersion", codes.Internal)

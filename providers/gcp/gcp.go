@@ -23,6 +23,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
@@ -109,6 +110,12 @@ type Provider struct {
 	mu     sync.Mutex
 	client secretClient
 	closed bool
+
+	// readOnly is set once GetSecretVersion was denied while
+	// AccessSecretVersion was allowed (a role with
+	// secretmanager.versions.access only): from then on Fetch reads
+	// without GetSecretVersion, and ProbeVersion reads the payload.
+	readOnly atomic.Bool
 }
 
 // New returns a Provider configured by o; logger may be nil. It validates
@@ -241,10 +248,21 @@ func (p *Provider) callOptions() []gax.CallOption {
 	})}
 }
 
-// Fetch reads the version ref names (latest by default) with
-// AccessSecretVersion and returns its payload as Value (Data is nil: a
-// #field is taken from a JSON object payload) and the version's resolved
-// resource name, projects/NUMBER/secrets/SECRET/versions/N, as Version.
+// Fetch reads the version ref names (latest by default) and returns its
+// payload as Value (Data is nil: a #field is taken from a JSON object
+// payload) and the version's identity as Version:
+// projects/NUMBER/secrets/SECRET/versions/N@CREATE_TIME.
+//
+// The version number alone does not identify a payload: a secret deleted
+// and created again starts at versions/1 again. So Fetch first asks
+// GetSecretVersion which version ref resolves to and when that version
+// was created, then reads exactly that version with AccessSecretVersion
+// (so the payload always belongs to the identity reported). When the
+// credentials may access payloads but not get version metadata
+// (secretmanager.versions.get, in roles/secretmanager.viewer but not in
+// secretAccessor), the provider logs it once and from then on reads with
+// AccessSecretVersion alone, with the version's name and a keyed hash of
+// the payload as Version.
 //
 // The payload's CRC32C must match the checksum sent with it, else the
 // error wraps ErrChecksumMismatch and no value is returned. Transient
@@ -267,35 +285,126 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 	if err != nil {
 		return providers.Secret{}, fmt.Errorf("access %s: %w", name, err)
 	}
+	if p.readOnly.Load() {
+		return p.accessOnly(ctx, c, name)
+	}
+	v, err := p.getVersion(ctx, c, name)
+	if err != nil {
+		if status.Code(err) != codes.PermissionDenied || ctx.Err() != nil {
+			return providers.Secret{}, versionError(ctx, name, err)
+		}
+		sec, aerr := p.accessOnly(ctx, c, name)
+		if aerr == nil && p.readOnly.CompareAndSwap(false, true) {
+			p.logger.Warn("gcpsm: reading version metadata (secretmanager.versions.get) is denied; reading payloads only from now on, so every rotation check reads the payload (grant roles/secretmanager.viewer for cheaper checks)")
+		}
+		return sec, aerr
+	}
+	resolved := v.GetName()
+	if resolved == "" {
+		resolved = name
+	}
+	label := name
+	if resolved != name {
+		label = name + " (" + resolved + ")"
+	}
+	data, _, err := p.access(ctx, c, resolved, label)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	return providers.Secret{Value: providers.NewValue(data), Version: versionID(resolved, v)}, nil
+}
+
+// accessOnly reads name with AccessSecretVersion alone; Version is the
+// resolved name and a keyed hash of the payload.
+func (p *Provider) accessOnly(ctx context.Context, c secretClient, name string) (providers.Secret, error) {
+	data, resolved, err := p.access(ctx, c, name, name)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	return providers.Secret{Value: providers.NewValue(data), Version: resolved + "@" + providers.ContentVersion(data)}, nil
+}
+
+// access reads the payload of version name and checks its CRC32C. It
+// returns the version's resolved name (name when the answer has none).
+// Errors call the version label.
+func (p *Provider) access(ctx context.Context, c secretClient, name, label string) ([]byte, string, error) {
 	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name}, p.callOptions()...)
 	if err != nil {
-		return providers.Secret{}, callError(ctx, "access", name, err)
+		return nil, "", callError(ctx, "access", label, err)
 	}
 	data := resp.GetPayload().GetData()
 	if want := resp.GetPayload().DataCrc32C; want != nil {
 		if got := int64(crc32.Checksum(data, castagnoli)); got != *want {
 			clear(data)
-			return providers.Secret{}, fmt.Errorf("access %s: %w", name, ErrChecksumMismatch)
+			return nil, "", fmt.Errorf("access %s: %w", label, ErrChecksumMismatch)
 		}
 	} else {
 		p.logger.Debug("gcpsm payload came without a CRC32C checksum; not verified", "version", resp.GetName())
 	}
-	version := resp.GetName()
-	if version == "" {
-		version = name
+	resolved := resp.GetName()
+	if resolved == "" {
+		resolved = name
 	}
-	return providers.Secret{Value: providers.NewValue(data), Version: version}, nil
+	return data, resolved, nil
+}
+
+// getVersion asks GetSecretVersion for the metadata of the version name
+// resolves to, and checks that it is enabled (readable). On an error from
+// the call, it returns the call's error as it is, for versionError; on a
+// version that is not enabled, the version and an error that already
+// names it.
+func (p *Provider) getVersion(ctx context.Context, c secretClient, name string) (*secretmanagerpb.SecretVersion, error) {
+	v, err := c.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: name}, p.callOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	switch v.GetState() {
+	case secretmanagerpb.SecretVersion_ENABLED:
+		return v, nil
+	case secretmanagerpb.SecretVersion_DISABLED:
+		return v, &stateError{fmt.Errorf("get %s: %s is DISABLED: %w", name, v.GetName(), ErrVersionDisabled)}
+	case secretmanagerpb.SecretVersion_DESTROYED:
+		return v, &stateError{fmt.Errorf("get %s: %s is DESTROYED: %w", name, v.GetName(), ErrVersionDestroyed)}
+	}
+	return v, &stateError{fmt.Errorf("get %s: %s is in state %s", name, v.GetName(), v.GetState())}
+}
+
+// stateError is getVersion's error for a version that is not enabled.
+type stateError struct{ err error }
+
+func (e *stateError) Error() string { return e.err.Error() }
+func (e *stateError) Unwrap() error { return e.err }
+
+// versionError maps an error of getVersion.
+func versionError(ctx context.Context, name string, err error) error {
+	var se *stateError
+	if errors.As(err, &se) {
+		return se.err
+	}
+	return callError(ctx, "get", name, err)
+}
+
+// versionID is the identity of version v (resolved name resolved):
+// NAME@CREATE_TIME, the creation time in RFC 3339 with the service's
+// microseconds. Without a create_time (not sent), it is the name alone.
+func versionID(resolved string, v *secretmanagerpb.SecretVersion) string {
+	if ct := v.GetCreateTime(); ct != nil && ct.IsValid() {
+		return resolved + "@" + ct.AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	return resolved
 }
 
 // castagnoli is the CRC32C table Secret Manager's checksums use.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ProbeVersion asks GetSecretVersion which version ref resolves to
-// (latest, an alias, or the pinned number), without reading the payload.
-// It returns the same resolved name a Fetch reports as Secret.Version, so
-// a changed result means "latest" moved. A version that is disabled or
+// (latest, an alias, or the pinned number) and when it was created,
+// without reading the payload. It returns the identity a Fetch reports
+// as Secret.Version, so a changed result means "latest" moved or the
+// secret was deleted and created again. A version that is disabled or
 // destroyed is an error (ErrVersionDisabled, ErrVersionDestroyed), as a
-// Fetch of it would be; other errors are as for Fetch.
+// Fetch of it would be; other errors are as for Fetch. When version
+// metadata may not be read (see Fetch), it reads the payload instead.
 func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string, error) {
 	t, err := p.target(ref)
 	if err != nil {
@@ -305,27 +414,29 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("get %s: %w", name, err)
 	}
+	if p.readOnly.Load() {
+		sec, err := p.Fetch(ctx, ref)
+		return sec.Version, err
+	}
 	c, err := p.clientFor(ctx)
 	if err != nil {
 		return "", fmt.Errorf("get %s: %w", name, err)
 	}
-	v, err := c.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: name}, p.callOptions()...)
+	v, err := p.getVersion(ctx, c, name)
 	if err != nil {
-		return "", callError(ctx, "get", name, err)
+		if status.Code(err) == codes.PermissionDenied && ctx.Err() == nil {
+			// Fetch tells a role without versions.get from one that may
+			// not read the secret at all, and says which.
+			sec, ferr := p.Fetch(ctx, ref)
+			return sec.Version, ferr
+		}
+		return "", versionError(ctx, name, err)
 	}
-	switch v.GetState() {
-	case secretmanagerpb.SecretVersion_ENABLED:
-	case secretmanagerpb.SecretVersion_DISABLED:
-		return "", fmt.Errorf("get %s: %s: %w", name, v.GetName(), ErrVersionDisabled)
-	case secretmanagerpb.SecretVersion_DESTROYED:
-		return "", fmt.Errorf("get %s: %s: %w", name, v.GetName(), ErrVersionDestroyed)
-	default:
-		return "", fmt.Errorf("get %s: %s is in state %s", name, v.GetName(), v.GetState())
+	resolved := v.GetName()
+	if resolved == "" {
+		resolved = name
 	}
-	if v.GetName() == "" {
-		return name, nil
-	}
-	return v.GetName(), nil
+	return versionID(resolved, v), nil
 }
 
 // Close closes the client if one was created. Later calls fail.
@@ -370,12 +481,12 @@ func callError(ctx context.Context, op, name string, err error) error {
 	case codes.NotFound:
 		return fmt.Errorf("%s %s: secret or version %w (gRPC NotFound)", op, name, providers.ErrNotFound)
 	case codes.PermissionDenied:
-		perm := "secretmanager.versions.access"
+		perm, role := "secretmanager.versions.access", "roles/secretmanager.secretAccessor"
 		if op == "get" {
-			perm = "secretmanager.versions.get"
+			perm, role = "secretmanager.versions.get", "roles/secretmanager.viewer"
 		}
-		return fmt.Errorf("%s %s: %w (gRPC PermissionDenied): the credentials in use lack %s on it (role roles/secretmanager.secretAccessor grants it), or the secret does not exist",
-			op, name, providers.ErrPermissionDenied, perm)
+		return fmt.Errorf("%s %s: %w (gRPC PermissionDenied): the credentials in use lack %s on it (role %s grants it), or the secret does not exist",
+			op, name, providers.ErrPermissionDenied, perm, role)
 	case codes.Unauthenticated:
 		return fmt.Errorf("%s %s: %w (gRPC Unauthenticated): the credentials were refused; check Application Default Credentials (workload identity, GOOGLE_APPLICATION_CREDENTIALS)",
 			op, name, providers.ErrPermissionDenied)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -142,6 +143,20 @@ func lastSegment(s string) string { return s[strings.LastIndexByte(s, '/')+1:] }
 // versionName is the resolved name the fake reports for a version.
 func (e *env) versionName(project, secret string, n int64) string {
 	return fmt.Sprintf("projects/%d/secrets/%s/versions/%d", e.fake.ProjectNumber(project), secret, n)
+}
+
+// versionID is the identity a Fetch or ProbeVersion of version n of
+// project/secret reports: its resolved name and, after an "@", its
+// create_time as the service reports it (admin GetSecretVersion).
+func (e *env) versionID(t *testing.T, project, secret string, n int64) string {
+	t.Helper()
+	v, err := e.admin.GetSecretVersion(t.Context(), &secretmanagerpb.GetSecretVersionRequest{
+		Name: fmt.Sprintf("projects/%s/secrets/%s/versions/%d", project, secret, n),
+	})
+	if err != nil {
+		t.Fatalf("GetSecretVersion %s/%s/%d: %v", project, secret, n, err)
+	}
+	return e.versionName(project, secret, n) + "@" + v.GetCreateTime().AsTime().UTC().Format(time.RFC3339Nano)
 }
 
 // setState enables, disables or destroys version n of project/secret.

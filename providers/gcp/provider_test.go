@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/providers/providertest"
@@ -39,7 +41,21 @@ func (f *fakeClient) AccessSecretVersion(ctx context.Context, req *secretmanager
 
 func (f *fakeClient) GetSecretVersion(ctx context.Context, req *secretmanagerpb.GetSecretVersionRequest, _ ...gax.CallOption) (*secretmanagerpb.SecretVersion, error) {
 	f.record(req.GetName())
+	if f.get == nil {
+		return enabled(resolvedName, created), nil
+	}
 	return f.get(ctx, req)
+}
+
+// resolvedName and created describe the version a fakeClient without a
+// get function reports for every name.
+const resolvedName = "projects/100/secrets/db/versions/4"
+
+var created = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
+
+// enabled is the metadata of an enabled version.
+func enabled(name string, at time.Time) *secretmanagerpb.SecretVersion {
+	return &secretmanagerpb.SecretVersion{Name: name, State: secretmanagerpb.SecretVersion_ENABLED, CreateTime: timestamppb.New(at)}
 }
 
 func (f *fakeClient) Close() error {
@@ -75,7 +91,7 @@ const secretValue = "s3cr3t-value-never-printed"
 func payload(data string) *secretmanagerpb.AccessSecretVersionResponse {
 	crc := int64(crc32.Checksum([]byte(data), castagnoli))
 	return &secretmanagerpb.AccessSecretVersionResponse{
-		Name:    "projects/100/secrets/db/versions/4",
+		Name:    resolvedName,
 		Payload: &secretmanagerpb.SecretPayload{Data: []byte(data), DataCrc32C: &crc},
 	}
 }
@@ -107,14 +123,15 @@ func TestFetch(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Fetch(%s): %v", tt.ref, err)
 		}
-		if sec.Version != "projects/100/secrets/db/versions/4" {
-			t.Errorf("Version = %q", sec.Version)
+		if want := resolvedName + "@2026-03-01T12:00:00.123456Z"; sec.Version != want {
+			t.Errorf("Version = %q, want %q", sec.Version, want)
 		}
 		if v, err := sec.Field("password"); err != nil || v.Reveal() != secretValue {
 			t.Errorf("Field(password) = %d bytes, %v", v.Len(), err)
 		}
-		if got := fc.names[len(fc.names)-1]; got != tt.name {
-			t.Errorf("Fetch(%s) asked for %s, want %s", tt.ref, got, tt.name)
+		// The version is resolved first, then exactly that one is read.
+		if got := fc.names[len(fc.names)-2:]; got[0] != tt.name || got[1] != resolvedName {
+			t.Errorf("Fetch(%s) asked for %v, want [%s %s]", tt.ref, got, tt.name, resolvedName)
 		}
 	}
 	if *dials != 1 {
@@ -438,4 +455,95 @@ func TestNewInstance(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "projcet") {
 		t.Errorf("New with a bad option = %v", err)
 	}
+}
+
+// TestRecreatedVersion: a secret deleted and created again starts at the
+// same version number; its create_time tells the new version from the
+// old one, so probe and fetch report a new identity.
+func TestRecreatedVersion(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	at := created
+	fc := &fakeClient{
+		access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+			return payload(secretValue), nil
+		},
+		get: func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return enabled(resolvedName, at), nil
+		},
+	}
+	p, _ := unitProvider(t, Options{}, fc)
+	r := ref(t, "gcpsm://my-project/db")
+	before, err := p.Fetch(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	at = at.Add(time.Hour)
+	mu.Unlock()
+	probed, err := p.ProbeVersion(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := p.Fetch(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probed == before.Version || after.Version != probed {
+		t.Errorf("versions: fetched %q, then probed %q and fetched %q; want a new identity, the same for both", before.Version, probed, after.Version)
+	}
+}
+
+// TestAccessOnlyRole: credentials that may read payloads but not version
+// metadata (roles/secretmanager.secretAccessor alone) still read, say so
+// once, and probe by reading, with a version that changes with the
+// payload.
+func TestAccessOnlyRole(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	gets := 0
+	data := "first-payload-value"
+	fc := &fakeClient{
+		access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return payload(data), nil
+		},
+		get: func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			gets++
+			return nil, status.Error(codes.PermissionDenied, "Permission 'secretmanager.versions.get' denied")
+		},
+	}
+	var logs bytes.Buffer
+	p, _ := unitProvider(t, Options{}, fc)
+	p.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	r := ref(t, "gcpsm://my-project/db")
+	sec, err := p.Fetch(t.Context(), r)
+	if err != nil || sec.Value.Reveal() != data {
+		t.Fatalf("Fetch with access only: %v", err)
+	}
+	probed, err := p.ProbeVersion(t.Context(), r)
+	if err != nil || probed != sec.Version {
+		t.Fatalf("ProbeVersion = %q, %v; Fetch reported %q", probed, err, sec.Version)
+	}
+	mu.Lock()
+	data = "second-payload-value"
+	mu.Unlock()
+	moved, err := p.ProbeVersion(t.Context(), r)
+	if err != nil || moved == probed {
+		t.Errorf("ProbeVersion after the payload changed = %q, %v; was %q", moved, err, probed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gets != 1 {
+		t.Errorf("%d GetSecretVersion calls, want 1: after the first denial, only payloads are read", gets)
+	}
+	if n := strings.Count(logs.String(), "secretmanager.versions.get"); n != 1 {
+		t.Errorf("the missing permission was logged %d times, want once:\n%s", n, logs.String())
+	}
+	providertest.AssertRedacted(t, logs.String(), []byte("first-payload-value"), []byte("second-payload-value"))
 }

@@ -54,6 +54,7 @@ func TestIntegrationConformance(t *testing.T) {
 			putSecret(t, "conformance", name, d)
 			return providers.Ref{Scheme: KindName, Path: "conformance/" + name}
 		},
+		Delete: func(t *testing.T, name string) { deleteSecret(t, "conformance", name) },
 		Missing: func(t *testing.T, name string) providers.Ref {
 			return providers.Ref{Scheme: KindName, Path: "conformance/" + name}
 		},

@@ -226,6 +226,7 @@ func TestConformance(t *testing.T) {
 			c.put("conformance", name, d)
 			return providers.Ref{Scheme: KindName, Path: "conformance/" + name}
 		},
+		Delete: func(t *testing.T, name string) { c.del("conformance", name) },
 		Missing: func(t *testing.T, name string) providers.Ref {
 			return providers.Ref{Scheme: KindName, Path: "conformance/" + name}
 		},

@@ -5,9 +5,10 @@
 //
 // The suite checks the contract of providers.Provider: whole values and
 // #fields come back as stored, not-found and denied map to the providers
-// sentinels, versions pin, a cancelled context is honoured, concurrent
-// fetches are safe, the provider works inside a providers.Set, and no
-// stored value ever appears in an error message. A provider that is a
+// sentinels, versions pin, a secret deleted and created again has a new
+// Version, a cancelled context is honoured, concurrent fetches are safe,
+// the provider works inside a providers.Set, and no stored value ever
+// appears in an error message. A provider that is a
 // providers.VersionProber is checked against its own Fetch as well.
 package providertest
 
@@ -72,6 +73,12 @@ type Harness struct {
 	// PutVersions stores values, in order, as successive versions of the
 	// secret name. Nil skips the version subtest: the store has none.
 	PutVersions func(t *testing.T, name string, values [][]byte) Versions
+
+	// Delete removes the secret name that PutValue stored, entirely (a
+	// Vault KV v2 secret with its metadata, a GCP secret with its
+	// versions), so that PutValue of the same name creates it anew. Nil
+	// skips the subtest that needs it.
+	Delete func(t *testing.T, name string)
 
 	// Missing returns a reference to a secret that does not exist.
 	// Required.
@@ -146,6 +153,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("NotFound", s.testNotFound)
 	t.Run("PermissionDenied", s.testPermissionDenied)
 	t.Run("Versions", s.testVersions)
+	t.Run("Recreated", s.testRecreated)
 	t.Run("CancelledContext", s.testCancelledContext)
 	t.Run("Malformed", s.testMalformed)
 	t.Run("Concurrent", s.testConcurrent)
@@ -502,6 +510,47 @@ func (s *suite) testVersions(t *testing.T) {
 		_, _, err := s.fetch(t, p, vs.Missing)
 		if !errors.Is(err, providers.ErrNotFound) {
 			t.Errorf("Fetch(%s) of a missing version: got %v, want an error wrapping providers.ErrNotFound", vs.Missing, err)
+		}
+	}
+}
+
+// testRecreated checks that a secret deleted and created again under its
+// name reports another Version than before, by Fetch and by
+// ProbeVersion. Stores that number versions per secret (GCP, Vault KV v2)
+// start again at 1 after a re-creation: a Version that is only that
+// number would make a rotation check keep the deleted secret's value.
+func (s *suite) testRecreated(t *testing.T) {
+	t.Parallel()
+	s.needValue(t)
+	if s.h.Delete == nil {
+		t.Skip("Harness.Delete is nil")
+	}
+	p := s.provider(t)
+	vp, probes := p.(providers.VersionProber)
+	n := name(t)
+	v1, v2 := s.secret(t), s.secret(t)
+	ref := s.h.PutValue(t, n, v1)
+	before := s.mustFetch(t, p, ref, v1)
+	if before.Version == "" {
+		t.Skip("the provider reports no Version")
+	}
+	s.h.Delete(t, n)
+	if _, _, err := s.fetch(t, p, ref); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("Fetch(%s) of a deleted secret: got %v, want an error wrapping providers.ErrNotFound", ref, err)
+	}
+	ref = s.h.PutValue(t, n, v2)
+	after := s.mustFetch(t, p, ref, v2)
+	if after.Version == before.Version {
+		t.Errorf("the secret created again reports the deleted one's Version %q: a rotation check would keep the old value", before.Version)
+	}
+	if probes {
+		got, err := vp.ProbeVersion(ctx(t), ref.Whole())
+		s.sawError(t, err)
+		if err != nil {
+			t.Fatalf("ProbeVersion(%s): %v", ref, err)
+		}
+		if got != after.Version {
+			t.Errorf("ProbeVersion(%s) of the secret created again = %q, Fetch reports %q", ref, got, after.Version)
 		}
 	}
 }

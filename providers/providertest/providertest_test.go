@@ -42,6 +42,8 @@ type mem struct {
 
 	mu     sync.Mutex
 	store  map[string][][]byte // name → versions
+	born   map[string]int      // name → when it was created (a counter)
+	clock  int
 	denied map[string]bool
 }
 
@@ -54,7 +56,29 @@ var (
 func (m *mem) put(name string, v []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.store[name]; !ok {
+		m.clock++
+		m.born[name] = m.clock
+	}
 	m.store[name] = append(m.store[name], append([]byte(nil), v...))
+}
+
+func (m *mem) delete(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.store, name)
+	delete(m.born, name)
+}
+
+// version is the Version of version n of name: its number and when the
+// secret was created, as GCP and Vault tell a re-created secret apart.
+func (m *mem) version(name string, n int) string {
+	if m.broken == "reused-version" {
+		return strconv.Itoa(n)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return strconv.Itoa(n) + "@" + strconv.Itoa(m.born[name])
 }
 
 func (m *mem) lookup(ctx context.Context, ref providers.Ref) ([]byte, int, error) {
@@ -93,7 +117,7 @@ func (m *mem) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, e
 	if err != nil {
 		return providers.Secret{}, err
 	}
-	return providers.Secret{Value: providers.NewValue(b), Version: strconv.Itoa(n)}, nil
+	return providers.Secret{Value: providers.NewValue(b), Version: m.version(ref.Path, n)}, nil
 }
 
 func (m *mem) ProbeVersion(ctx context.Context, ref providers.Ref) (string, error) {
@@ -102,9 +126,9 @@ func (m *mem) ProbeVersion(ctx context.Context, ref providers.Ref) (string, erro
 		return "", err
 	}
 	if m.broken == "probe" {
-		return "v" + strconv.Itoa(n), nil
+		return "v" + m.version(ref.Path, n), nil
 	}
-	return strconv.Itoa(n), nil
+	return m.version(ref.Path, n), nil
 }
 
 func (m *mem) FetchBatch(ctx context.Context, refs []providers.Ref) ([]providers.Secret, []error) {
@@ -118,7 +142,7 @@ func (m *mem) FetchBatch(ctx context.Context, refs []providers.Ref) ([]providers
 func (m *mem) Close() error { return nil }
 
 func memHarness(t *testing.T, broken string) providertest.Harness {
-	m := &mem{broken: broken, store: map[string][][]byte{}, denied: map[string]bool{}}
+	m := &mem{broken: broken, store: map[string][][]byte{}, born: map[string]int{}, denied: map[string]bool{}}
 	ref := func(name string) providers.Ref { return providers.Ref{Scheme: memKind, Path: name} }
 	return providertest.Harness{
 		Kind:       memKind,
@@ -147,6 +171,7 @@ func memHarness(t *testing.T, broken string) providertest.Harness {
 			}
 			return vs
 		},
+		Delete:  func(t *testing.T, name string) { m.delete(name) },
 		Missing: func(t *testing.T, name string) providers.Ref { return ref(name) },
 		Denied: func(t *testing.T, name string, v []byte) providers.Ref {
 			m.put(name, v)
@@ -188,6 +213,7 @@ func TestSuiteCatches(t *testing.T) {
 		{"plain-not-found", "want an error wrapping providers.ErrNotFound"},
 		{"ignore-ctx", "want an error wrapping context.Canceled"},
 		{"probe", "ProbeVersion"},
+		{"reused-version", "the secret created again reports the deleted one's Version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.broken, func(t *testing.T) {

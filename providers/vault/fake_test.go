@@ -79,16 +79,23 @@ func mountAnswer(t testing.TB, path, typ, version string) *api.Secret {
 	return secretJSON(t, `{"data":{"path":"`+path+`","type":"`+typ+`","options":`+opts+`}}`)
 }
 
-// kv2Answer is a KV v2 read answer with data and version.
+// kv2Answer is a KV v2 read answer with data and version, created at
+// createdTime(version).
 func kv2Answer(t testing.TB, data map[string]any, version int) *api.Secret {
 	b, err := json.Marshal(map[string]any{"data": map[string]any{
 		"data":     data,
-		"metadata": map[string]any{"version": version, "deletion_time": "", "destroyed": false},
+		"metadata": map[string]any{"version": version, "created_time": createdTime(version), "deletion_time": "", "destroyed": false},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return secretJSON(t, string(b))
+}
+
+// createdTime is the created_time the fakes give KV v2 version n, written
+// as Vault writes it.
+func createdTime(n int) string {
+	return time.Date(2026, 1, 1, 0, 0, n, 123456789, time.UTC).Format(time.RFC3339Nano)
 }
 
 // clock is a settable time for token and lease tests.

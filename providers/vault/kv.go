@@ -184,9 +184,20 @@ func (p *Provider) readKV2(ctx context.Context, ref providers.Ref, m mount) (pro
 	}
 	out := providers.Secret{Data: data}
 	if md, ok := sec.Data["metadata"].(map[string]any); ok {
-		out.Version = numberString(md["version"])
+		out.Version = kvVersion(numberString(md["version"]), md["created_time"])
 	}
 	return out, nil
+}
+
+// kvVersion is the identity of a KV v2 version: its number and, after an
+// "@", its created_time as Vault reports it. The number alone does not
+// identify it: after a delete of the secret's metadata, the next write is
+// version 1 again. Without a created_time it is the number alone.
+func kvVersion(n string, created any) string {
+	if t, ok := created.(string); ok && t != "" && n != "" {
+		return n + "@" + t
+	}
+	return n
 }
 
 // kv2Hint explains how a KV v2 reference path was mapped to the API path.
@@ -260,11 +271,13 @@ func (p *Provider) forgetOnNoRoute(m mount, err error) {
 
 // ProbeVersion returns the current version of a KV v2 secret from its
 // metadata (MOUNT/metadata/PATH), which is cheaper than reading it and
-// needs only "read" on the metadata path. The result compares with
-// Secret.Version of a Fetch of the same ref. A reference pinned with
-// ?version=N returns N without asking Vault. For a KV v1 or dynamic path
-// it returns an error wrapping errors.ErrUnsupported (the caller fetches
-// and compares Version instead). A deleted or destroyed current version
+// needs only "read" on the metadata path: the version's number and
+// created_time, the identity Fetch reports as Secret.Version, so a secret
+// deleted and written again (version 1 again) is seen as changed. A
+// reference pinned with ?version=N returns the identity of version N. For
+// a KV v1 or dynamic path it returns an error wrapping
+// errors.ErrUnsupported (the caller fetches and compares Version instead).
+// A deleted or destroyed version, or a pinned one that does not exist,
 // wraps providers.ErrNotFound.
 func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string, error) {
 	if err := ctx.Err(); err != nil {
@@ -284,9 +297,6 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 		}
 		return "", fmt.Errorf("vault probe %s: %s is %s, which has no version metadata: %w", ref.Path, m.describe(), kind, errors.ErrUnsupported)
 	}
-	if v, ok := ref.Params[ParamVersion]; ok {
-		return v, nil
-	}
 	rest, hadData := kvPath(ref.Path, m)
 	apiPath := m.path + "metadata/" + rest
 	sec, err := p.call(ctx, request{method: http.MethodGet, path: apiPath})
@@ -300,21 +310,24 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 	if sec == nil || sec.Data == nil {
 		return "", fmt.Errorf("vault read %s: no secret at this path: %w", apiPath, providers.ErrNotFound)
 	}
-	cur := numberString(sec.Data["current_version"])
-	if cur == "" || cur == "0" {
+	which, want := "the current version", numberString(sec.Data["current_version"])
+	if v, ok := ref.Params[ParamVersion]; ok {
+		which, want = "version", v
+	} else if want == "" || want == "0" {
 		return "", fmt.Errorf("vault read %s: the secret has no versions: %w", apiPath, providers.ErrNotFound)
 	}
-	if versions, ok := sec.Data["versions"].(map[string]any); ok {
-		if v, ok := versions[cur].(map[string]any); ok {
-			if d, _ := v["destroyed"].(bool); d {
-				return "", fmt.Errorf("vault read %s: the current version %s was destroyed: %w", apiPath, cur, providers.ErrNotFound)
-			}
-			if t, _ := v["deletion_time"].(string); t != "" {
-				return "", fmt.Errorf("vault read %s: the current version %s was deleted at %s: %w", apiPath, cur, t, providers.ErrNotFound)
-			}
-		}
+	versions, _ := sec.Data["versions"].(map[string]any)
+	v, ok := versions[want].(map[string]any)
+	if !ok {
+		return "", fmt.Errorf("vault read %s: %s %s does not exist: %w", apiPath, which, want, providers.ErrNotFound)
 	}
-	return cur, nil
+	if d, _ := v["destroyed"].(bool); d {
+		return "", fmt.Errorf("vault read %s: %s %s was destroyed: %w", apiPath, which, want, providers.ErrNotFound)
+	}
+	if t, _ := v["deletion_time"].(string); t != "" {
+		return "", fmt.Errorf("vault read %s: %s %s was deleted at %s: %w", apiPath, which, want, t, providers.ErrNotFound)
+	}
+	return kvVersion(want, v["created_time"]), nil
 }
 
 // numberString formats a JSON number from Vault's answer ("3"); "" when

@@ -168,7 +168,8 @@ func CheckRef(ref providers.Ref) error {
 }
 
 // Fetch reads the secret ref names. On a KV v2 mount it reads the latest
-// version, or the one ?version= pins, and sets Version to its number; on a
+// version, or the one ?version= pins, and sets Version to its number and
+// created_time ("3@2026-01-02T03:04:05.123456789Z", see ProbeVersion); on a
 // KV v1 mount it sets Version to a fingerprint of the content. Any other
 // path is read (or, with write parameters, written) and its lease, if
 // Vault returned one, is in Secret.Lease with Version set to the lease ID.

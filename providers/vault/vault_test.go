@@ -253,7 +253,7 @@ func kvStore(t testing.TB) *fakeAPI {
 		case r.path == "secret/data/denied":
 			return nil, vaultErr(403, "1 error occurred:\n\t* permission denied\n\n")
 		case r.path == "secret/metadata/app":
-			return secretJSON(t, `{"data":{"current_version":2,"versions":{"1":{"deletion_time":"","destroyed":false},"2":{"deletion_time":"","destroyed":false}}}}`), nil
+			return secretJSON(t, `{"data":{"current_version":2,"versions":{"1":{"created_time":"`+createdTime(1)+`","deletion_time":"","destroyed":false},"2":{"created_time":"`+createdTime(2)+`","deletion_time":"","destroyed":false}}}}`), nil
 		case r.path == "secret/metadata/gone":
 			return secretJSON(t, `{"data":{"current_version":3,"versions":{"3":{"deletion_time":"2026-01-01T00:00:00Z","destroyed":false}}}}`), nil
 		case r.path == "kv1/app":
@@ -275,13 +275,13 @@ func TestFetch(t *testing.T) {
 		ref, field, want, version string
 		apiPath                   string
 	}{
-		{ref: "vault://secret/app", field: "password", want: "current-pass-2", version: "2", apiPath: "secret/data/app"},
-		{ref: "vault://secret/app#port", field: "port", want: "5432", version: "2"},
-		{ref: "vault://secret/app", field: "nested.a", want: "b", version: "2"},
-		{ref: "vault://secret/app?version=1", field: "password", want: "old-pass-value-1", version: "1"},
-		{ref: "vault:secret/data/app#password", field: "password", want: "current-pass-2", version: "2", apiPath: "secret/data/app"},
-		{ref: "vault:secret/data/app#password#1", field: "password", want: "old-pass-value-1", version: "1"},
-		{ref: "vault://secret/data/app", field: "password", want: "current-pass-2", version: "2"},
+		{ref: "vault://secret/app", field: "password", want: "current-pass-2", version: "2@2026-01-01T00:00:02.123456789Z", apiPath: "secret/data/app"},
+		{ref: "vault://secret/app#port", field: "port", want: "5432", version: "2@2026-01-01T00:00:02.123456789Z"},
+		{ref: "vault://secret/app", field: "nested.a", want: "b", version: "2@2026-01-01T00:00:02.123456789Z"},
+		{ref: "vault://secret/app?version=1", field: "password", want: "old-pass-value-1", version: "1@2026-01-01T00:00:01.123456789Z"},
+		{ref: "vault:secret/data/app#password", field: "password", want: "current-pass-2", version: "2@2026-01-01T00:00:02.123456789Z", apiPath: "secret/data/app"},
+		{ref: "vault:secret/data/app#password#1", field: "password", want: "old-pass-value-1", version: "1@2026-01-01T00:00:01.123456789Z"},
+		{ref: "vault://secret/data/app", field: "password", want: "current-pass-2", version: "2@2026-01-01T00:00:02.123456789Z"},
 		{ref: "vault://kv1/app", field: "password", want: "kv1-pass-value", apiPath: "kv1/app"},
 	}
 	for _, tt := range tests {
@@ -480,19 +480,25 @@ func TestProbeVersion(t *testing.T) {
 	t.Parallel()
 	f := kvStore(t)
 	p, _, _ := fakeProvider(t, f, AuthOptions{}, map[string]string{envToken: "tok"})
-	v, err := p.ProbeVersion(t.Context(), mustParse(t, "vault://secret/app"))
-	if err != nil || v != "2" {
-		t.Errorf("ProbeVersion = %q, %v", v, err)
+	// The number and created_time, as Fetch reports them.
+	for _, ref := range []string{"vault://secret/app", "vault://secret/app?version=1"} {
+		v, err := p.ProbeVersion(t.Context(), mustParse(t, ref))
+		if err != nil {
+			t.Fatalf("ProbeVersion(%s): %v", ref, err)
+		}
+		sec, err := p.Fetch(t.Context(), mustParse(t, ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != sec.Version || !strings.Contains(v, "@2026-01-01T") {
+			t.Errorf("ProbeVersion(%s) = %q, Fetch reports %q", ref, v, sec.Version)
+		}
 	}
-	if n := f.count(http.MethodGet, "secret/data/app"); n != 0 {
-		t.Errorf("ProbeVersion read the secret %d times", n)
+	if n := f.count(http.MethodGet, "secret/data/app"); n != 2 {
+		t.Errorf("%d reads of the secret for two fetches: ProbeVersion read it too", n)
 	}
-	before := len(f.requests())
-	if v, err := p.ProbeVersion(t.Context(), mustParse(t, "vault://secret/app?version=1")); err != nil || v != "1" {
-		t.Errorf("ProbeVersion of a pinned ref = %q, %v", v, err)
-	}
-	if len(f.requests()) != before {
-		t.Error("ProbeVersion of a pinned version asked vault")
+	if _, err := p.ProbeVersion(t.Context(), mustParse(t, "vault://secret/app?version=5")); !errors.Is(err, providers.ErrNotFound) {
+		t.Errorf("ProbeVersion of a missing pinned version = %v", err)
 	}
 	if _, err := p.ProbeVersion(t.Context(), mustParse(t, "vault://secret/gone")); !errors.Is(err, providers.ErrNotFound) {
 		t.Errorf("ProbeVersion of a deleted current version = %v", err)

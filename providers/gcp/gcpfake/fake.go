@@ -6,9 +6,11 @@
 // numbers, the "latest" alias and named version aliases, ENABLED /
 // DISABLED / DESTROYED states (reading a version that is not enabled is
 // FAILED_PRECONDITION), CRC32C checksums stored and returned, resource names
-// reported with the project number, NOT_FOUND and ALREADY_EXISTS codes, and
-// PERMISSION_DENIED through IAM-like deny rules, checked before existence as
-// Google does.
+// reported with the project number, create_time and destroy_time in
+// microseconds (a secret deleted and created again starts at versions/1
+// again, told apart from the old one only by its create_time), NOT_FOUND
+// and ALREADY_EXISTS codes, and PERMISSION_DENIED through IAM-like deny
+// rules, checked before existence as Google does.
 //
 // Tests can also inject transient errors, add latency, corrupt the checksum
 // of answers (as a broken network path would), and count calls.
@@ -400,6 +402,12 @@ func (s *Server) lookupVersion(r resource, sec *secret, aliases bool) (*version,
 	return nil, status.Errorf(codes.InvalidArgument, "invalid secret version [%s]: this method takes a version number", v)
 }
 
+// stamp is the time of a change, at the microsecond precision of the
+// service's create_time and destroy_time. Caller holds mu.
+func (s *Server) stamp() *timestamppb.Timestamp {
+	return timestamppb.New(s.now().UTC().Truncate(time.Microsecond))
+}
+
 func (s *Server) etag() string {
 	s.etagCounter++
 	return fmt.Sprintf("\"%x\"", s.etagCounter)
@@ -442,7 +450,7 @@ func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecr
 	}
 	meta := proto.Clone(in).(*secretmanagerpb.Secret)
 	meta.Name = r.secretName()
-	meta.CreateTime = timestamppb.New(s.now())
+	meta.CreateTime = s.stamp()
 	meta.VersionAliases = nil
 	sec := &secret{meta: meta, etag: s.etag()}
 	meta.Etag = sec.etag
@@ -591,7 +599,7 @@ func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSec
 	v := &version{
 		meta: &secretmanagerpb.SecretVersion{
 			Name:                           r.versionName(n),
-			CreateTime:                     timestamppb.New(s.now()),
+			CreateTime:                     s.stamp(),
 			State:                          secretmanagerpb.SecretVersion_ENABLED,
 			Etag:                           s.etag(),
 			ClientSpecifiedPayloadChecksum: clientCRC,
@@ -702,7 +710,7 @@ func (s *Server) setState(name, etag, perm string, state secretmanagerpb.SecretV
 	v.meta.State = state
 	v.meta.Etag = s.etag()
 	if state == secretmanagerpb.SecretVersion_DESTROYED {
-		v.meta.DestroyTime = timestamppb.New(s.now())
+		v.meta.DestroyTime = s.stamp()
 		clear(v.data)
 		v.data = nil
 		// Aliases of a destroyed version are removed.

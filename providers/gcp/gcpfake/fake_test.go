@@ -143,15 +143,30 @@ func TestVersionsAndLatest(t *testing.T) {
 	wantCode(t, "CreateSecret twice", err, codes.AlreadyExists, "already exists")
 
 	// A deleted secret is gone; one created again under its name starts
-	// again at version 1.
+	// again at version 1, told from the old version 1 by its create_time
+	// alone (in microseconds, as the service's).
+	old1, err := c.GetSecretVersion(t.Context(), &secretmanagerpb.GetSecretVersionRequest{Name: "projects/my-project/secrets/db/versions/1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := c.DeleteSecret(t.Context(), &secretmanagerpb.DeleteSecretRequest{Name: "projects/my-project/secrets/db"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = access(t, c, "projects/my-project/secrets/db/versions/1")
 	wantCode(t, "access after delete", err, codes.NotFound, "")
 	create(t, c, "my-project", "db")
-	if v := add(t, c, "projects/my-project/secrets/db", "again"); !strings.HasSuffix(v.GetName(), "/versions/1") {
-		t.Errorf("a re-created secret's first version is %q", v.GetName())
+	v := add(t, c, "projects/my-project/secrets/db", "again")
+	if v.GetName() != old1.GetName() {
+		t.Errorf("a re-created secret's first version is %q, want %q", v.GetName(), old1.GetName())
+	}
+	oldT, newT := old1.GetCreateTime().AsTime(), v.GetCreateTime().AsTime()
+	if !newT.After(oldT) {
+		t.Errorf("re-created version 1 has create_time %v, not after the old one's %v", newT, oldT)
+	}
+	for _, ts := range []time.Time{oldT, newT} {
+		if ts.Nanosecond()%1000 != 0 {
+			t.Errorf("create_time %v has sub-microsecond digits", ts)
+		}
 	}
 }
 
