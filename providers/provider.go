@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Provider fetches secrets from one store. Implementations are synchronous
@@ -63,6 +64,9 @@ type Instance struct {
 	Getenv func(string) string
 	// Logger receives the provider's log lines.
 	Logger *slog.Logger
+	// OnRetry, when set, is called with each failed attempt the provider
+	// retries (see Retries); the Set points it at its retry observer.
+	OnRetry func(err error)
 }
 
 // describe names the instance for messages: "provider vault", or
@@ -140,6 +144,16 @@ type Set struct {
 
 	mu    sync.Mutex
 	built map[string]Provider
+
+	retryObserver atomic.Pointer[func(instance string, err error)]
+}
+
+// ObserveRetries makes f receive every failed attempt that a provider of
+// the set retries, with the instance's name (the agent counts them), from
+// now on, for providers built before the call too. f must be safe for
+// concurrent use and must not block.
+func (s *Set) ObserveRetries(f func(instance string, err error)) {
+	s.retryObserver.Store(&f)
 }
 
 // NewSet returns a Set with the default instance of every builtin kind and
@@ -236,6 +250,12 @@ func (s *Set) Provider(scheme string) (Provider, error) {
 	k, ok := LookupKind(in.Kind)
 	if !ok {
 		return nil, fmt.Errorf("%s is not available in this build: %w", in.describe(), ErrUnavailable)
+	}
+	name := in.Name
+	in.OnRetry = func(err error) {
+		if f := s.retryObserver.Load(); f != nil {
+			(*f)(name, err)
+		}
 	}
 	p, err := k.New(in)
 	if err != nil {

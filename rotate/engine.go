@@ -132,7 +132,9 @@ type Options struct {
 	// Logger receives the engine's lines; nil discards them. No line
 	// carries a value.
 	Logger *slog.Logger
-	// Metrics records the engine's metrics; nil records none.
+	// Metrics records the engine's metrics; nil records none. When
+	// Providers can report the failed attempts its providers retry
+	// (ObserveRetries, as *providers.Set does), they are counted too.
 	Metrics *Metrics
 	// Rand returns numbers in [0, 1) for jitter and splay; nil uses
 	// math/rand/v2. Tests set it.
@@ -293,8 +295,17 @@ func New(opts Options) (*Engine, error) {
 	}
 	if m := opts.Metrics; m != nil {
 		m.setReadyFunc(func() bool { return e.Ready() == nil })
+		if o, ok := opts.Providers.(retryObservable); ok {
+			o.ObserveRetries(m.providerRetry)
+		}
 	}
 	return e, nil
+}
+
+// retryObservable is a ProviderSet that reports its providers' retried
+// failures (*providers.Set): the engine counts them in its metrics.
+type retryObservable interface {
+	ObserveRetries(func(instance string, err error))
 }
 
 // fileDeps returns the secret names f's content depends on, or nil when

@@ -78,7 +78,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"action", "result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyward_errors_total",
-			Help: "Errors by stage (fetch, render, action, watch).",
+			Help: "Errors by stage: fetch (a look at a secret failed, after the provider's retries), retry (a provider call attempt failed and is retried), render, action, watch.",
 		}, []string{"stage"}),
 		last: map[string]time.Time{},
 	}
@@ -91,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return 0
 	})
-	for _, stage := range []string{"fetch", "render", "action", "watch"} {
+	for _, stage := range []string{"fetch", "retry", "render", "action", "watch"} {
 		m.errors.WithLabelValues(stage)
 	}
 	for _, r := range []string{"ok", "error"} {
@@ -209,6 +209,15 @@ func (m *Metrics) action(kind string, err error) {
 		return
 	}
 	m.actions.WithLabelValues(kind, "ok").Inc()
+}
+
+// providerRetry counts a failed provider call attempt that the provider
+// retries (see providers.Set.ObserveRetries): an outage shows from its
+// first failure, not only once a look at a secret gives up.
+func (m *Metrics) providerRetry(string, error) {
+	if m != nil {
+		m.errors.WithLabelValues("retry").Inc()
+	}
 }
 
 func (m *Metrics) watchError() {

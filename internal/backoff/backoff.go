@@ -55,7 +55,9 @@ func (b *Backoff) Reset() { b.attempt = 0 }
 
 // Ceiling returns the cap of the delay the next call to Next draws from,
 // min(Max, Base·2^attempt).
-func (b *Backoff) Ceiling() time.Duration {
+func (b *Backoff) Ceiling() time.Duration { return b.ceilingAt(b.attempt) }
+
+func (b *Backoff) ceilingAt(attempt int) time.Duration {
 	base, max := b.Base, b.Max
 	if base <= 0 {
 		base = DefaultBase
@@ -64,7 +66,7 @@ func (b *Backoff) Ceiling() time.Duration {
 		max = DefaultMax
 	}
 	d := base
-	for i := 0; i < b.attempt && d < max; i++ {
+	for i := 0; i < attempt && d < max; i++ {
 		d *= 2
 	}
 	return min(d, max)
@@ -79,8 +81,18 @@ func (b *Backoff) Next() time.Duration {
 // retryAfter (0 when it did not): the delay is the longer of the jittered
 // exponential and retryAfter, the latter capped at MaxRetryAfter.
 func (b *Backoff) NextAfter(retryAfter time.Duration) time.Duration {
-	ceil := b.Ceiling()
+	d := b.Delay(b.attempt, retryAfter)
 	b.attempt++
+	return d
+}
+
+// Delay returns the delay before retry number attempt (0-based) after
+// which the server asked to wait retryAfter (0 when it did not), as
+// NextAfter would draw it at that attempt, without counting it: for
+// callers (an SDK's retryer) that keep the attempt number themselves. It
+// is safe for concurrent use when Rand is.
+func (b *Backoff) Delay(attempt int, retryAfter time.Duration) time.Duration {
+	ceil := b.ceilingAt(max(attempt, 0))
 	r := b.Rand
 	if r == nil {
 		r = rand.Float64

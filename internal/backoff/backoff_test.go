@@ -247,3 +247,33 @@ func TestEvery(t *testing.T) {
 		}
 	}
 }
+
+// TestDelayIsNextWithoutCounting: Delay(n, ra) is what the n-th NextAfter
+// draws, and leaves the attempt count alone.
+func TestDelayIsNextWithoutCounting(t *testing.T) {
+	t.Parallel()
+	b := &Backoff{Base: 100 * time.Millisecond, Max: time.Second, MaxRetryAfter: 2 * time.Second, Rand: func() float64 { return 0.5 }}
+	want := []time.Duration{50, 100, 200, 400, 500, 500}
+	for i, w := range want {
+		if got := b.Delay(i, 0); got != w*time.Millisecond {
+			t.Errorf("Delay(%d) = %v, want %v", i, got, w*time.Millisecond)
+		}
+	}
+	if b.Attempt() != 0 {
+		t.Fatalf("Delay counted attempts: %d", b.Attempt())
+	}
+	for i, w := range want {
+		if got := b.Next(); got != w*time.Millisecond {
+			t.Errorf("Next #%d = %v, want %v", i, got, w*time.Millisecond)
+		}
+	}
+	if got := b.Delay(0, 1500*time.Millisecond); got != 1500*time.Millisecond {
+		t.Errorf("Delay with Retry-After 1.5s = %v", got)
+	}
+	if got := b.Delay(0, time.Hour); got != 2*time.Second {
+		t.Errorf("Delay with Retry-After 1h = %v, want the 2s cap", got)
+	}
+	if got := b.Delay(-3, 0); got != 50*time.Millisecond {
+		t.Errorf("Delay(-3) = %v, want the first delay", got)
+	}
+}

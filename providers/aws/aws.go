@@ -26,6 +26,7 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -123,7 +124,8 @@ var _ api = (*secretsmanager.Client)(nil)
 type Provider struct {
 	opts    Options
 	log     *slog.Logger
-	backoff *backoff
+	delays  *delays
+	retries *providers.Retries
 
 	mu     sync.Mutex
 	client api
@@ -150,7 +152,7 @@ func New(opts Options) (*Provider, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{opts: opts, log: log, backoff: newBackoff()}, nil
+	return &Provider{opts: opts, log: log, delays: newDelays(), retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: log})}, nil
 }
 
 // newWithAPI returns a Provider that uses client (a fake in unit tests)
@@ -175,7 +177,12 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 	if opts.Logger != nil {
 		opts.Logger = opts.Logger.With("provider", in.Name)
 	}
-	return New(opts)
+	p, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	p.retries = providers.NewRetries(in)
+	return p, nil
 }
 
 var (
@@ -242,8 +249,11 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 	}
 	retryer := retry.NewStandard(func(o *retry.StandardOptions) {
 		o.MaxAttempts = attempts
-		o.MaxBackoff = p.backoff.max
-		o.Backoff = p.backoff
+		o.MaxBackoff = maxRetryDelay
+		o.Backoff = p.delays
+		// No client-side retry quota: every call gets its attempts, so
+		// that a long outage does not turn into "retry quota exceeded".
+		o.RateLimiter = ratelimit.None
 	})
 	p.client = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		if p.opts.Endpoint != "" {
@@ -342,9 +352,10 @@ func (p *Provider) get(ctx context.Context, client api, region string, t target)
 	if t.version != "" {
 		in.VersionId = awssdk.String(t.version)
 	}
-	out, err := client.GetSecretValue(ctx, in, callOptions(t, region)...)
+	att := p.retries.Call(op, t.String())
+	out, err := client.GetSecretValue(ctx, in, append(callOptions(t, region), observe(att))...)
 	if err != nil {
-		return providers.Secret{}, apiError(op, t.String(), err)
+		return providers.Secret{}, apiError(ctx, op, t.String(), err, att)
 	}
 	return secretOf(out.SecretString, out.SecretBinary, out.VersionId), nil
 }

@@ -933,8 +933,8 @@ func TestProbeVersionDescribeDenied(t *testing.T) {
 
 func TestBackoff(t *testing.T) {
 	t.Parallel()
-	b := newBackoff()
-	b.jitter = func() float64 { return 1 }
+	b := newDelays()
+	b.setRand(func() float64 { return 1 })
 	throttle := &smithy.GenericAPIError{Code: "ThrottlingException"}
 	unavailable := &smithy.GenericAPIError{Code: "InternalFailure"}
 	tests := []struct {
@@ -945,8 +945,8 @@ func TestBackoff(t *testing.T) {
 		{1, throttle, 500 * time.Millisecond},
 		{2, throttle, time.Second},
 		{3, throttle, 2 * time.Second},
-		{7, throttle, b.max},
-		{100, throttle, b.max},
+		{7, throttle, maxRetryDelay},
+		{100, throttle, maxRetryDelay},
 		{1, unavailable, 100 * time.Millisecond},
 		{2, unavailable, 200 * time.Millisecond},
 		{0, unavailable, 100 * time.Millisecond},
@@ -957,7 +957,7 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("BackoffDelay(%d, %v) = %v, %v; want %v", tt.attempt, tt.err, got, err, tt.want)
 		}
 	}
-	b.jitter = func() float64 { return 0 }
+	b.setRand(func() float64 { return 0 })
 	if got, _ := b.BackoffDelay(3, throttle); got != 0 {
 		t.Errorf("full jitter at 0: %v", got)
 	}
@@ -973,7 +973,7 @@ func TestBackoff(t *testing.T) {
 	}{
 		{withHeader("X-Amz-Retry-After", "1500"), 1500 * time.Millisecond},
 		{withHeader("Retry-After", "3"), 3 * time.Second},
-		{withHeader("Retry-After", "3600"), b.max},
+		{withHeader("Retry-After", "3600"), maxRetryDelay},
 		{withHeader("Retry-After", "soon"), 0},
 	} {
 		if got, _ := b.BackoffDelay(1, tt.err); got != tt.want {
@@ -1027,8 +1027,8 @@ func TestSDKRetriesThrottling(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.backoff.jitter = func() float64 { return 1 }
-			p.backoff.base, p.backoff.throttleBase = 10*time.Millisecond, 20*time.Millisecond
+			p.delays.setRand(func() float64 { return 1 })
+			p.delays.normal.Base, p.delays.throttled.Base = 10*time.Millisecond, 20*time.Millisecond
 			sec, err := p.Fetch(t.Context(), parse(t, "awssm://x"))
 			if tt.wantOK != (err == nil) {
 				t.Fatalf("Fetch: %v", err)
@@ -1140,7 +1140,7 @@ func TestCredentialProcessOutputNotShown(t *testing.T) {
 	const key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 	sdkErr := fmt.Errorf("failed to retrieve credentials: %w",
 		&processcreds.ProviderError{Err: fmt.Errorf(`parse failed of process output: {"SecretAccessKey": %q}`, key)})
-	err := apiError("GetSecretValue", "prod/db", sdkErr)
+	err := apiError(t.Context(), "GetSecretValue", "prod/db", sdkErr, nil)
 	if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), "SecretAccessKey") {
 		t.Fatalf("credential_process output in the error (%d bytes)", len(err.Error()))
 	}

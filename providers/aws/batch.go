@@ -176,7 +176,8 @@ func (p *Provider) batch(ctx context.Context, client api, clientRegion, region s
 		return
 	}
 	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
-	opts := callOptions(target{region: region}, clientRegion)
+	att := p.retries.Call(op, strings.Join(ids, ","))
+	opts := append(callOptions(target{region: region}, clientRegion), observe(att))
 	for page := 0; page < maxBatchPages; page++ {
 		out, err := client.BatchGetSecretValue(ctx, in, opts...)
 		if err != nil {
@@ -188,7 +189,7 @@ func (p *Provider) batch(ctx context.Context, client api, clientRegion, region s
 			}
 			for _, w := range ws {
 				if !w.done {
-					w.err, w.done = apiError(op, w.t.String(), err), true
+					w.err, w.done = apiError(ctx, op, w.t.String(), err, att), true
 				}
 			}
 			return

@@ -99,11 +99,18 @@ func sentinelOf(code string) error {
 }
 
 // apiError describes err, returned by op for the secret what. Service
-// errors become *APIError; others (network, credentials, cancellation)
-// are wrapped as they are.
-func apiError(op, what string, err error) error {
+// errors become *APIError; others (network, credentials) are wrapped as
+// they are. When ctx ended during the call, the error wraps ctx's error
+// and says how the attempts before it failed (from att), rather than only
+// "context deadline exceeded".
+func apiError(ctx context.Context, op, what string, err error, att *providers.Attempts) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%s %s: %w", op, what, att.Expired(cerr))
+	}
 	if ctxErr := contextError(err); ctxErr != nil {
-		return fmt.Errorf("%s %s: %w", op, what, ctxErr)
+		// Attempts that each ran out of time (AttemptTimeout) with the
+		// call's own context still live: the SDK's message says so.
+		return fmt.Errorf("%s %s: no answer: %w", op, what, err)
 	}
 	var pe *processcreds.ProviderError
 	if errors.As(err, &pe) {
@@ -128,6 +135,25 @@ func apiError(op, what string, err error) error {
 		e.Attempts = me.Attempt
 	}
 	return e
+}
+
+// causeOf describes the error of one failed attempt for a log line and
+// for the error of a call that runs out of time: the AWS error code and
+// message, or the transport error (connection refused, a TLS handshake,
+// a timeout); never the output of a credential_process.
+func causeOf(err error) error {
+	var pe *processcreds.ProviderError
+	if errors.As(err, &pe) {
+		return errors.New("getting AWS credentials from credential_process failed (its output is not shown)")
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		if m := cleanMessage(ae.ErrorMessage()); m != "" {
+			return fmt.Errorf("%s (%s)", ae.ErrorCode(), m)
+		}
+		return errors.New(ae.ErrorCode())
+	}
+	return err
 }
 
 // entryError describes one failed entry of a BatchGetSecretValue answer.

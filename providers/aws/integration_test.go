@@ -523,8 +523,8 @@ func TestThrottling(t *testing.T) {
 				}
 			})
 			p := newProvider(t, px.URL, func(o *Options) { o.MaxAttempts = 5 })
-			p.backoff.jitter = func() float64 { return 1 }
-			p.backoff.throttleBase = 40 * time.Millisecond
+			p.delays.setRand(func() float64 { return 1 })
+			p.delays.throttled.Base = 40 * time.Millisecond
 			start := time.Now()
 			secs, errs := p.FetchBatch(t.Context(), tt.refs)
 			elapsed := time.Since(start)
@@ -548,7 +548,7 @@ func TestThrottling(t *testing.T) {
 			}
 			var minTotal time.Duration
 			for i := 1; i < len(calls); i++ {
-				want := p.backoff.throttleBase << (i - 1)
+				want := p.delays.throttled.Base << (i - 1)
 				minTotal += want
 				if gap := calls[i].At.Sub(calls[i-1].At); gap < want {
 					t.Errorf("gap before attempt %d: %v, want at least %v (no tight loop)", i+1, gap, want)

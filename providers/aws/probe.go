@@ -40,7 +40,8 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 	if err := needRegion(op, t, region); err != nil {
 		return "", err
 	}
-	out, err := client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(t.id)}, callOptions(t, region)...)
+	att := p.retries.Call(op, t.String())
+	out, err := client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(t.id)}, append(callOptions(t, region), observe(att))...)
 	if err != nil {
 		if isCode(err, "AccessDeniedException", "AccessDenied") {
 			if p.describeDenied.CompareAndSwap(false, true) {
@@ -48,7 +49,7 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 			}
 			return p.probeByRead(ctx, client, region, t)
 		}
-		return "", apiError(op, t.String(), err)
+		return "", apiError(ctx, op, t.String(), err, att)
 	}
 	if t.version != "" {
 		stages, ok := out.VersionIdsToStages[t.version]

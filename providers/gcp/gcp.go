@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/keyward/keyward/internal/backoff"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -92,10 +93,13 @@ var (
 	_ secretClient            = (*secretmanager.Client)(nil)
 )
 
-// retryBackoff paces retries of transient errors (UNAVAILABLE,
-// RESOURCE_EXHAUSTED): capped exponential with full jitter, until the
+// Retry pacing of transient errors (UNAVAILABLE, RESOURCE_EXHAUSTED):
+// capped exponential with full jitter (internal/backoff), until the
 // caller's context ends.
-var retryBackoff = gax.Backoff{Initial: 250 * time.Millisecond, Max: 8 * time.Second, Multiplier: 2}
+const (
+	retryBase = 250 * time.Millisecond
+	retryMax  = 8 * time.Second
+)
 
 // Provider reads secrets from Secret Manager. Its client is created on the
 // first Fetch or ProbeVersion, so an unused Provider needs no credentials
@@ -105,7 +109,9 @@ type Provider struct {
 	project string
 	logger  *slog.Logger
 	dial    func(ctx context.Context) (secretClient, error)
-	backoff gax.Backoff
+	retries *providers.Retries
+	// rand draws the jitter of retries; tests set it.
+	rand func() float64
 
 	mu     sync.Mutex
 	client secretClient
@@ -128,7 +134,7 @@ func New(o Options, logger *slog.Logger) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{project: o.Project, logger: logger, backoff: retryBackoff}
+	p := &Provider{project: o.Project, logger: logger, retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: logger})}
 	p.dial = func(ctx context.Context) (secretClient, error) {
 		c, err := secretmanager.NewClient(ctx, clientOpts...)
 		if err != nil {
@@ -204,7 +210,12 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 	if logger != nil {
 		logger = logger.With("provider", in.Name)
 	}
-	return New(o, logger)
+	p, err := New(o, logger)
+	if err != nil {
+		return nil, err
+	}
+	p.retries = providers.NewRetries(in)
+	return p, nil
 }
 
 // target resolves ref to the version it names, with the default project
@@ -241,11 +252,37 @@ func (p *Provider) clientFor(ctx context.Context) (secretClient, error) {
 	return p.client, nil
 }
 
-func (p *Provider) callOptions() []gax.CallOption {
-	bo := p.backoff
+// callOptions returns the options of one call of op on the version name:
+// a gax.Retryer over internal/backoff that retries transient codes and
+// records each failure in the returned Attempts.
+func (p *Provider) callOptions(op, name string) ([]gax.CallOption, *providers.Attempts) {
+	att := p.retries.Call(op, name)
+	rnd := p.rand
 	return []gax.CallOption{gax.WithRetry(func() gax.Retryer {
-		return gax.OnCodes([]codes.Code{codes.Unavailable, codes.ResourceExhausted}, bo)
-	})}
+		return &retryer{bo: backoff.Backoff{Base: retryBase, Max: retryMax, Rand: rnd}, att: att, op: op, name: name}
+	})}, att
+}
+
+// retryer is the gax.Retryer of one call.
+type retryer struct {
+	bo       backoff.Backoff
+	att      *providers.Attempts
+	op, name string
+}
+
+// Retry retries UNAVAILABLE and RESOURCE_EXHAUSTED after the next delay
+// of its backoff, recording the failure (described as callError would,
+// so that no credential source's output is repeated); other errors are
+// final.
+func (r *retryer) Retry(err error) (time.Duration, bool) {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted:
+	default:
+		return 0, false
+	}
+	d := r.bo.Next()
+	r.att.Failed(errors.New(statusText(err)), d)
+	return d, true
 }
 
 // Fetch reads the version ref names (latest by default) and returns its
@@ -328,9 +365,10 @@ func (p *Provider) accessOnly(ctx context.Context, c secretClient, name string) 
 // returns the version's resolved name (name when the answer has none).
 // Errors call the version label.
 func (p *Provider) access(ctx context.Context, c secretClient, name, label string) ([]byte, string, error) {
-	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name}, p.callOptions()...)
+	opts, att := p.callOptions("access", label)
+	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name}, opts...)
 	if err != nil {
-		return nil, "", callError(ctx, "access", label, err)
+		return nil, "", callError(ctx, "access", label, err, att)
 	}
 	data := resp.GetPayload().GetData()
 	if want := resp.GetPayload().DataCrc32C; want != nil {
@@ -354,9 +392,10 @@ func (p *Provider) access(ctx context.Context, c secretClient, name, label strin
 // version that is not enabled, the version and an error that already
 // names it.
 func (p *Provider) getVersion(ctx context.Context, c secretClient, name string) (*secretmanagerpb.SecretVersion, error) {
-	v, err := c.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: name}, p.callOptions()...)
+	opts, att := p.callOptions("get", name)
+	v, err := c.GetSecretVersion(ctx, &secretmanagerpb.GetSecretVersionRequest{Name: name}, opts...)
 	if err != nil {
-		return nil, err
+		return nil, &getError{err: err, att: att}
 	}
 	switch v.GetState() {
 	case secretmanagerpb.SecretVersion_ENABLED:
@@ -375,13 +414,26 @@ type stateError struct{ err error }
 func (e *stateError) Error() string { return e.err.Error() }
 func (e *stateError) Unwrap() error { return e.err }
 
+// getError is getVersion's error from the call, with its attempts.
+type getError struct {
+	err error
+	att *providers.Attempts
+}
+
+func (e *getError) Error() string { return e.err.Error() }
+func (e *getError) Unwrap() error { return e.err }
+
 // versionError maps an error of getVersion.
 func versionError(ctx context.Context, name string, err error) error {
 	var se *stateError
 	if errors.As(err, &se) {
 		return se.err
 	}
-	return callError(ctx, "get", name, err)
+	var ge *getError
+	if errors.As(err, &ge) {
+		return callError(ctx, "get", name, ge.err, ge.att)
+	}
+	return callError(ctx, "get", name, err, nil)
 }
 
 // versionID is the identity of version v (resolved name resolved):
@@ -461,22 +513,19 @@ const maxStatusMessage = 200
 // callError turns a failed call on the version name into an error that
 // names it and the gRPC code and wraps the matching sentinel. Secret
 // Manager's messages name resources, never payloads; they are included
-// (shortened) where they say more than the code.
-func callError(ctx context.Context, op, name string, err error) error {
+// (shortened) where they say more than the code. When ctx ended during
+// the call, the error wraps ctx's error and says how the attempts before
+// it failed (connection refused, a TLS handshake, …), from att.
+func callError(ctx context.Context, op, name string, err error, att *providers.Attempts) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("%s %s: %w", op, name, ctxErr)
+		return fmt.Errorf("%s %s: %w", op, name, att.Expired(ctxErr))
 	}
 	st, _ := status.FromError(err)
 	code, msg := st.Code(), st.Message()
-	if strings.Contains(msg, "per-RPC creds") || strings.Contains(msg, "credentials") && code != codes.PermissionDenied && code != codes.Unauthenticated {
-		// A failure to obtain credentials (an executable or file source
-		// that printed something unexpected) may quote what it got, which
-		// can be a token: say what failed, never what it printed.
-		return fmt.Errorf("%s %s: gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials): %w", op, name, code, providers.ErrPermissionDenied)
+	if credentialFailure(code, msg) {
+		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err), providers.ErrPermissionDenied)
 	}
-	if len(msg) > maxStatusMessage {
-		msg = msg[:maxStatusMessage] + "…"
-	}
+	msg = clipMessage(msg)
 	switch code {
 	case codes.NotFound:
 		return fmt.Errorf("%s %s: secret or version %w (gRPC NotFound)", op, name, providers.ErrNotFound)
@@ -504,8 +553,36 @@ func callError(ctx context.Context, op, name string, err error) error {
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s %s: %w (gRPC DeadlineExceeded)", op, name, context.DeadlineExceeded)
 	}
-	if msg == "" {
-		return fmt.Errorf("%s %s: gRPC %s", op, name, code)
+	return fmt.Errorf("%s %s: %s", op, name, statusText(err))
+}
+
+// credentialFailure reports whether a status says that obtaining
+// credentials failed (an executable or file source that printed something
+// unexpected), whose message may quote what the source printed, which can
+// be a token.
+func credentialFailure(code codes.Code, msg string) bool {
+	return strings.Contains(msg, "per-RPC creds") || strings.Contains(msg, "credentials") && code != codes.PermissionDenied && code != codes.Unauthenticated
+}
+
+// statusText describes a failed call's status for an error or a log line:
+// "gRPC Unavailable: connection error: … connect: connection refused".
+// A credential failure says what failed, never what the source printed.
+func statusText(err error) string {
+	st, _ := status.FromError(err)
+	code, msg := st.Code(), st.Message()
+	switch {
+	case credentialFailure(code, msg):
+		return fmt.Sprintf("gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials)", code)
+	case msg == "":
+		return "gRPC " + code.String()
 	}
-	return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, msg)
+	return "gRPC " + code.String() + ": " + clipMessage(msg)
+}
+
+// clipMessage shortens a server's message to maxStatusMessage bytes.
+func clipMessage(msg string) string {
+	if len(msg) > maxStatusMessage {
+		return msg[:maxStatusMessage] + "…"
+	}
+	return msg
 }

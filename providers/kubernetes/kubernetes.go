@@ -98,6 +98,9 @@ type Provider struct {
 	mu      sync.Mutex
 	api     secretsAPI
 	fetched map[string]observed // Secret key (ns/name) -> what Fetch last saw
+
+	// retries records the failures that calls and watches retry.
+	retries *providers.Retries
 }
 
 // New returns a Provider configured by opts, env (the ecosystem's variables:
@@ -116,7 +119,8 @@ func newProvider(src configSource, logger *slog.Logger) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{opts: src.opts, logger: logger, sleep: backoff.Wait, fetched: map[string]observed{}}
+	p := &Provider{opts: src.opts, logger: logger, sleep: backoff.Wait, fetched: map[string]observed{},
+		retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: logger})}
 	p.connect = func() (secretsAPI, error) {
 		cfg, how, err := src.restConfig()
 		if err != nil {
@@ -147,6 +151,7 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("k8s provider options: %w", err)
 	}
+	p.retries = providers.NewRetries(in)
 	return p, nil
 }
 
@@ -266,18 +271,25 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 }
 
 // retry calls call until it succeeds, fails permanently, ctx is done or
-// fetchAttempts calls were made, backing off between transient failures.
-// It returns call's last error.
+// fetchAttempts calls were made, backing off between transient failures,
+// each recorded in the provider's Retries (logged at most once a minute,
+// counted by the agent). It returns call's last error or, when ctx ended,
+// ctx's error with how the attempts before failed.
 func (p *Provider) retry(ctx context.Context, verb, ns, name string, call func() error) error {
 	b := newBackoff(fetchBackoffBase, fetchBackoffCap)
+	att := p.retries.Call(verb, ns+"/"+name)
 	for attempt := 1; ; attempt++ {
 		err := call()
-		if err == nil || attempt == fetchAttempts || !transient(err) || ctx.Err() != nil {
+		if err != nil && ctx.Err() != nil {
+			return att.Expired(ctx.Err())
+		}
+		if err == nil || attempt == fetchAttempts || !transient(err) {
 			return err
 		}
-		p.logger.Debug("kubernetes request failed, retrying", "verb", verb, "namespace", ns, "secret", name, "attempt", attempt, "error", err)
-		if p.sleep(ctx, b.NextAfter(retryAfter(err))) != nil {
-			return err
+		d := b.NextAfter(retryAfter(err))
+		att.Failed(err, d)
+		if p.sleep(ctx, d) != nil {
+			return att.Expired(ctx.Err())
 		}
 	}
 }

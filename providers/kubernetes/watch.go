@@ -242,12 +242,18 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 	}
 	var (
 		established bool // a watch of this stream has been opened once
-		failing     bool // the last attempt failed (logged once per run)
+		failing     bool // the last attempt failed
 		needList    = true
 		rv          string
 	)
+	what := s.ns + "/" + s.name
+	if s.name == "" {
+		what = s.ns + "/*"
+	}
 	// retry handles a failed call: it returns the error that ends the
-	// stream, or nil after backing off.
+	// stream, or nil after backing off. The failure is recorded in the
+	// provider's Retries: logged at most once a minute for all streams
+	// together, counted by the agent.
 	retry := func(verb string, err error) error {
 		if ctx.Err() != nil {
 			return nil
@@ -255,13 +261,10 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		if !established && permanent(err) {
 			return apiError(ctx, verb, s.ns, s.name, err)
 		}
-		if !failing {
-			log.Warn("kubernetes watch interrupted; retrying with backoff", "verb", verb, "error", err)
-			failing = true
-		} else {
-			log.Debug("kubernetes watch still failing", "verb", verb, "error", err)
-		}
-		_ = p.sleep(ctx, b.NextAfter(retryAfter(err)))
+		failing = true
+		d := b.NextAfter(retryAfter(err))
+		p.retries.Call(verb, what).Failed(err, d)
+		_ = p.sleep(ctx, d)
 		return nil
 	}
 	for ctx.Err() == nil {

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/keyward/keyward/providers"
 )
 
 // request is one call to Vault's HTTP API.
@@ -16,6 +18,8 @@ type request struct {
 	token  string // the X-Vault-Token; "" for logins
 	query  url.Values
 	body   map[string]any // JSON body of a PUT; nil for none
+	// attempts records the failures the client retries; nil for none.
+	attempts *providers.Attempts
 }
 
 // vaultAPI is the part of the Vault client the provider uses: one request
@@ -77,6 +81,7 @@ func (a *apiClient) do(ctx context.Context, req request) (*api.Secret, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx = withAttempts(ctx, req.attempts)
 	if req.method != http.MethodGet {
 		// 404: the parsed body when it has data or warnings, else nil, nil.
 		return c.Logical().WriteWithContext(ctx, req.path, req.body)

@@ -100,6 +100,10 @@ var notFoundText = regexp.MustCompile(`(?i)unknown role|role .*(not found|does n
 // errors are wrapped as they are (they were already retried).
 func (p *Provider) apiError(ctx context.Context, op, path string, err error, hint string) error {
 	if cerr := ctx.Err(); cerr != nil {
+		if errors.Is(err, cerr) {
+			// call's error: ctx's, with how the attempts failed.
+			return fmt.Errorf("vault %s %s: %w", op, path, err)
+		}
 		return fmt.Errorf("vault %s %s: %w", op, path, cerr)
 	}
 	var tr *tokenRejected

@@ -1,11 +1,11 @@
 package vault
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/providers"
 )
 
 // Options are a vault instance's settings: the keys beside kind under
@@ -334,8 +337,8 @@ func newClient(s settings) (*apiClient, error) {
 		MaxRetries:   s.maxRetries,
 		MinRetryWait: minRetryWait,
 		MaxRetryWait: maxRetryWait,
-		Backoff:      backoff,
-		CheckRetry:   api.DefaultRetryPolicy,
+		Backoff:      retryDelay,
+		CheckRetry:   observedRetryPolicy(s.maxRetries),
 	}
 	if err := cfg.ConfigureTLS(&s.tls); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
@@ -356,20 +359,61 @@ func newClient(s settings) (*apiClient, error) {
 	return &apiClient{base: c, transport: transport, byToken: map[string]*api.Client{}}, nil
 }
 
-// backoff is the wait before retry attemptNum (0-based) of a transient
-// failure: Vault's Retry-After on 429/503 when it sends one (capped at
-// max), else capped exponential backoff with full jitter.
-func backoff(minWait, maxWait time.Duration, attemptNum int, resp *http.Response) time.Duration {
+// retryDelay is the wait before retry attemptNum (0-based) of a transient
+// failure, a thin adapter over internal/backoff: capped exponential with
+// full jitter between minWait and maxWait, and at least Vault's
+// Retry-After on 429/503 when it sends one (capped at maxWait).
+func retryDelay(minWait, maxWait time.Duration, attemptNum int, resp *http.Response) time.Duration {
+	var ra time.Duration
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-			return min(time.Duration(s)*time.Second, maxWait)
+		ra, _ = backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	b := backoff.Backoff{Base: minWait, Max: maxWait, MaxRetryAfter: maxWait}
+	return b.Delay(attemptNum, ra)
+}
+
+// observedRetryPolicy is the client's retry policy (Vault's own: connection
+// errors, 429, 5xx but 501) that also records each failure that will be
+// retried in the Attempts of the request's context (see call), so that it
+// is logged, counted and quoted if the call runs out of time. A client
+// that makes maxRetries retries calls it once more, after the last
+// attempt, which is not recorded: no retry follows it.
+func observedRetryPolicy(maxRetries int) func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	return func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		retry, perr := api.DefaultRetryPolicy(ctx, resp, err)
+		if att := attemptsOf(ctx); retry && att != nil && att.Count() < maxRetries {
+			att.Failed(retryCause(resp, err), -1)
 		}
+		return retry, perr
 	}
-	ceiling := maxWait
-	if attemptNum < 30 {
-		ceiling = min(minWait<<attemptNum, maxWait)
+}
+
+// retryCause describes a failed attempt: the transport error (connection
+// refused, a TLS handshake), or the HTTP status (never the body, which
+// the final error reports, scrubbed).
+func retryCause(resp *http.Response, err error) error {
+	if err != nil {
+		return err
 	}
-	return rand.N(ceiling + 1)
+	if resp != nil {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	return errors.New("no answer")
+}
+
+type attemptsKey struct{}
+
+// withAttempts returns ctx carrying att for the retry policy.
+func withAttempts(ctx context.Context, att *providers.Attempts) context.Context {
+	if att == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, attemptsKey{}, att)
+}
+
+func attemptsOf(ctx context.Context) *providers.Attempts {
+	att, _ := ctx.Value(attemptsKey{}).(*providers.Attempts)
+	return att
 }
 
 // warnInsecure logs the loud warning for disabled TLS verification.

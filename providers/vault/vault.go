@@ -84,6 +84,8 @@ type Provider struct {
 	tok      token
 
 	mounts mountCache
+
+	retries *providers.Retries
 }
 
 // New builds a provider for the instance: its options (Options, decoded
@@ -118,7 +120,10 @@ func New(in providers.Instance) (*Provider, error) {
 		return nil, fmt.Errorf("vault provider %s: %w", name, err)
 	}
 	warnInsecure(log, name, s)
-	return newProvider(name, s, c, log, getenv, in.BaseDir), nil
+	p := newProvider(name, s, c, log, getenv, in.BaseDir)
+	in.Name, in.Logger = name, log
+	p.retries = providers.NewRetries(in)
+	return p, nil
 }
 
 func newProvider(name string, s settings, c vaultAPI, log *slog.Logger, getenv func(string) string, baseDir string) *Provider {
@@ -127,6 +132,7 @@ func newProvider(name string, s settings, c vaultAPI, log *slog.Logger, getenv f
 		now:      time.Now,
 		authLock: make(chan struct{}, 1),
 		mounts:   mountCache{inflight: map[string]chan struct{}{}},
+		retries:  providers.NewRetries(providers.Instance{Name: name, Logger: log}),
 	}
 }
 
@@ -220,7 +226,12 @@ func (e *tokenRejected) Error() string { return "vault rejects the token from " 
 // Vault whether it still knows the token: if not, it obtains a new one
 // (login or token file) and tries once more; if the token is fine, the 403
 // is a policy denial and is returned as it is.
+//
+// The client retries transient failures; each one is recorded (logged at
+// most once a minute, counted by the agent), and when ctx ends during the
+// call the error wraps ctx's error with how those attempts failed.
 func (p *Provider) call(ctx context.Context, req request) (*api.Secret, error) {
+	req.attempts = p.retries.Call(strings.ToLower(req.method), req.path)
 	for attempt := 0; ; attempt++ {
 		tok, err := p.currentToken(ctx)
 		if err != nil {
@@ -228,6 +239,9 @@ func (p *Provider) call(ctx context.Context, req request) (*api.Secret, error) {
 		}
 		req.token = tok
 		sec, err := p.api.do(ctx, req)
+		if err != nil && ctx.Err() != nil {
+			return nil, req.attempts.Expired(ctx.Err())
+		}
 		if err == nil || statusOf(err) != http.StatusForbidden {
 			return sec, err
 		}

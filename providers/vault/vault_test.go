@@ -972,17 +972,17 @@ func TestBackoff(t *testing.T) {
 	for attempt := range 8 {
 		ceiling := min(minRetryWait<<attempt, maxRetryWait)
 		for range 50 {
-			if d := backoff(minRetryWait, maxRetryWait, attempt, nil); d < 0 || d > ceiling {
+			if d := retryDelay(minRetryWait, maxRetryWait, attempt, nil); d < 0 || d > ceiling {
 				t.Fatalf("attempt %d: backoff %v outside [0, %v]", attempt, d, ceiling)
 			}
 		}
 	}
 	resp := &http.Response{StatusCode: 503, Header: http.Header{"Retry-After": {"2"}}}
-	if d := backoff(minRetryWait, maxRetryWait, 0, resp); d != 2*time.Second {
+	if d := retryDelay(minRetryWait, maxRetryWait, 0, resp); d != 2*time.Second {
 		t.Errorf("Retry-After 2: backoff %v", d)
 	}
 	resp.Header.Set("Retry-After", "600")
-	if d := backoff(minRetryWait, maxRetryWait, 0, resp); d != maxRetryWait {
+	if d := retryDelay(minRetryWait, maxRetryWait, 0, resp); d != maxRetryWait {
 		t.Errorf("Retry-After 600: backoff %v, want the cap", d)
 	}
 }
