@@ -46,3 +46,17 @@ func (l Lease) Expires() time.Time { return l.Obtained.Add(l.Duration) }
 type LeaseRenewer interface {
 	Renew(ctx context.Context, ref Ref, lease Lease) (Lease, error)
 }
+
+// Pinner is a provider whose references can name one version of a secret
+// that never changes (Vault ?version=3, AWS ?version-id=, a GCP version
+// number): a rotation check of such a reference is pointless, so the
+// engine neither probes nor polls it. Pinned is pure: no I/O.
+type Pinner interface {
+	Pinned(ref Ref) bool
+}
+
+// IsPinned reports whether p says ref names a version that never changes.
+func IsPinned(p Provider, ref Ref) bool {
+	pn, ok := p.(Pinner)
+	return ok && pn.Pinned(ref)
+}

@@ -208,6 +208,7 @@ type source struct {
 	prov    providers.Provider
 	prober  providers.VersionProber
 	renewer providers.LeaseRenewer
+	pinned  bool // names a version that never changes: never looked at again
 
 	secret providers.Secret // last good
 	lease  *providers.Lease // of the last good value
@@ -301,6 +302,11 @@ func New(opts Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+var (
+	_ ProviderSet     = (*providers.Set)(nil)
+	_ retryObservable = (*providers.Set)(nil)
+)
 
 // retryObservable is a ProviderSet that reports its providers' retried
 // failures (*providers.Set): the engine counts them in its metrics.
@@ -408,6 +414,7 @@ func (e *Engine) Init(ctx context.Context) error {
 			s.prov = p
 			s.prober, _ = p.(providers.VersionProber)
 			s.renewer, _ = p.(providers.LeaseRenewer)
+			s.pinned = providers.IsPinned(p, s.ref)
 		}
 		if bf, ok := p.(providers.BatchFetcher); ok && len(ss) > 1 {
 			wg.Go(func() {
@@ -579,11 +586,19 @@ func (e *Engine) interval(s *source) time.Duration {
 	return d
 }
 
+// never is the next look of a source that is not looked at again.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // scheduleNext sets when a healthy s, looked at successfully at now, is
 // looked at again: at about 2/3 of its lease, else after the interval,
-// both with jitter.
+// both with jitter; never, for a pinned version without a lease (it
+// cannot change, so neither a probe nor a poll can find anything).
 func (e *Engine) scheduleNext(s *source, now time.Time) {
 	s.looked = now
+	if s.pinned && s.lease == nil {
+		s.next = never
+		return
+	}
 	if l := s.lease; l != nil && l.Duration > 0 {
 		frac := leaseFraction * (1 - e.opts.Jitter*e.rand())
 		s.next = l.Obtained.Add(time.Duration(frac * float64(l.Duration)))

@@ -74,7 +74,15 @@ var (
 	_ providers.Provider      = (*Provider)(nil)
 	_ providers.BatchFetcher  = (*Provider)(nil)
 	_ providers.VersionProber = (*Provider)(nil)
+	_ providers.Pinner        = (*Provider)(nil)
 )
+
+// Pinned implements providers.Pinner: a reference with ?version-id=
+// names one version, whose value never changes (a staging label such as
+// AWSCURRENT moves, so ?version-stage= alone is not pinned).
+func (p *Provider) Pinned(ref providers.Ref) bool {
+	return ref.Params[ParamVersionID] != ""
+}
 
 // Options configures a Provider. The fields with yaml tags are the
 // instance's options in a keyward config file; the others are for callers

@@ -1148,3 +1148,18 @@ func TestCredentialProcessOutputNotShown(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+func TestPinned(t *testing.T) {
+	t.Parallel()
+	p := fakeProvider(t, newFake())
+	for s, want := range map[string]bool{
+		"awssm://prod/db": false,
+		"awssm://prod/db?version-stage=AWSPREVIOUS":                                                            false,
+		"awssm://prod/db?version-id=0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0":                                      true,
+		"arn:aws:secretsmanager:eu-west-1:123456789012:secret:db::AWSPENDING:0123456789abcdef0123456789abcdef": true,
+	} {
+		if got := p.Pinned(parse(t, s)); got != want {
+			t.Errorf("Pinned(%s) = %v, want %v", s, got, want)
+		}
+	}
+}

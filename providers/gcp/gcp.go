@@ -90,8 +90,17 @@ type secretClient interface {
 var (
 	_ providers.Provider      = (*Provider)(nil)
 	_ providers.VersionProber = (*Provider)(nil)
+	_ providers.Pinner        = (*Provider)(nil)
 	_ secretClient            = (*secretmanager.Client)(nil)
 )
+
+// Pinned implements providers.Pinner: a reference to a version number
+// (?version=3, .../versions/3, berglas #3) names one version, whose payload
+// never changes; latest and aliases move.
+func (p *Provider) Pinned(ref providers.Ref) bool {
+	t, err := parseTarget(ref)
+	return err == nil && t.Version != "" && t.Version[0] >= '1' && t.Version[0] <= '9'
+}
 
 // Retry pacing of transient errors (UNAVAILABLE, RESOURCE_EXHAUSTED):
 // capped exponential with full jitter (internal/backoff), until the

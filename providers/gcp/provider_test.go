@@ -547,3 +547,22 @@ func TestAccessOnlyRole(t *testing.T) {
 	}
 	providertest.AssertRedacted(t, logs.String(), []byte("first-payload-value"), []byte("second-payload-value"))
 }
+
+func TestPinned(t *testing.T) {
+	t.Parallel()
+	p, _ := unitProvider(t, Options{}, &fakeClient{})
+	for s, want := range map[string]bool{
+		"gcpsm://my-project/db":                                false,
+		"gcpsm://my-project/db?version=3":                      true,
+		"gcpsm://my-project/db?version=latest":                 false,
+		"gcpsm://my-project/db?version=current":                false,
+		"gcpsm://projects/my-project/secrets/db/versions/12":   true,
+		"gcpsm://projects/my-project/secrets/db/versions/prod": false,
+		"sm://my-project/db#2":                                 true,
+		"gcpsm://my-project/db?version=0":                      false,
+	} {
+		if got := p.Pinned(ref(t, s)); got != want {
+			t.Errorf("Pinned(%s) = %v, want %v", s, got, want)
+		}
+	}
+}

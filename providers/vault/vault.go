@@ -64,7 +64,15 @@ var (
 	_ providers.Provider      = (*Provider)(nil)
 	_ providers.VersionProber = (*Provider)(nil)
 	_ providers.LeaseRenewer  = (*Provider)(nil)
+	_ providers.Pinner        = (*Provider)(nil)
 )
+
+// Pinned implements providers.Pinner: a KV v2 reference with ?version=N
+// names one version, which never changes.
+func (p *Provider) Pinned(ref providers.Ref) bool {
+	_, ok := ref.Params[ParamVersion]
+	return ok
+}
 
 // Provider reads secrets from one Vault (one address and namespace) with
 // one identity. It starts no goroutines and is safe for concurrent use.

@@ -1001,3 +1001,19 @@ func TestVaultMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestPinned(t *testing.T) {
+	t.Parallel()
+	p, _, _ := fakeProvider(t, kvStore(t), AuthOptions{}, nil)
+	for s, want := range map[string]bool{
+		"vault://secret/app":                  false,
+		"vault://secret/app?version=3":        true,
+		"vault:secret/data/app#key#2":         true,
+		"vault://database/creds/ro":           false,
+		"vault://pki/issue/web?common_name=x": false,
+	} {
+		if got := p.Pinned(mustParse(t, s)); got != want {
+			t.Errorf("Pinned(%s) = %v, want %v", s, got, want)
+		}
+	}
+}
