@@ -9,8 +9,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrPermissionDenied: the store refused access with the credentials in use.
 	ErrPermissionDenied = errors.New("permission denied")
-	// ErrUnavailable: the provider kind is known but not compiled into this build.
-	ErrUnavailable = errors.New("not compiled in")
+	// ErrUnavailable: the provider kind is known but not compiled into this
+	// build (a build tag left it out; see RegisterNotInBuild).
+	ErrUnavailable = errors.New("not in this build")
 	// ErrInvalidReference: a reference is malformed or names an unknown scheme or option.
 	ErrInvalidReference = errors.New("invalid reference")
 )

@@ -45,6 +45,10 @@ type Kind struct {
 	// built on first use, so with nothing to resolve keyward needs no
 	// network and no credentials.
 	New func(in Instance) (Provider, error)
+	// NotInBuild, when set, says that the kind exists but was left out
+	// of this build, and how ("keyward was built with -tags no_vault"):
+	// see RegisterNotInBuild. Such a kind has no New, Params or CheckRef.
+	NotInBuild string
 }
 
 // Instance is the configuration handed to Kind.New.
@@ -78,10 +82,6 @@ func (in Instance) describe() string {
 	return "provider " + in.Name + " (kind " + in.Kind + ")"
 }
 
-// BuiltinKinds are the provider kinds keyward knows, whether or not this
-// build contains them. Each has a default instance named after it.
-var BuiltinKinds = []string{"vault", "awssm", "gcpsm", "k8s", "file"}
-
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Kind{}
@@ -92,7 +92,7 @@ var (
 func Register(k Kind) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	if k.Name == "" || k.New == nil {
+	if k.Name == "" || (k.New == nil) == (k.NotInBuild == "") {
 		panic("providers: Register of an incomplete kind")
 	}
 	if _, dup := registry[k.Name]; dup {
@@ -101,22 +101,48 @@ func Register(k Kind) {
 	registry[k.Name] = k
 }
 
-// LookupKind returns the registered kind of that name.
+// RegisterNotInBuild records that kind name exists but that the build tag
+// tag left it out of this binary (and its SDK with it). Its default
+// instance and the instances a config declares still exist; their
+// references are rejected with an error wrapping ErrUnavailable that says
+// so, rather than as an unknown scheme. It is meant for the init function
+// of the file that the tag selects (providers/builtin).
+func RegisterNotInBuild(name, tag string) {
+	Register(Kind{Name: name, NotInBuild: "keyward was built with -tags " + tag})
+}
+
+// LookupKind returns the kind of that name if it is in this build.
 func LookupKind(name string) (Kind, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	k, ok := registry[name]
+	return k, ok && k.NotInBuild == ""
+}
+
+// lookupAny returns the kind of that name, in this build or not.
+func lookupAny(name string) (Kind, bool) {
 	registryMu.RLock()
 	defer registryMu.RUnlock()
 	k, ok := registry[name]
 	return k, ok
 }
 
-// Kinds returns the names of the registered kinds, sorted: the providers
-// compiled into this binary.
-func Kinds() []string {
+// Kinds returns the names of the kinds in this build, sorted: the
+// providers compiled into this binary.
+func Kinds() []string { return kindNames(false) }
+
+// KnownKinds returns the names of every registered kind, in this build or
+// not, sorted. Each has a default instance named after it.
+func KnownKinds() []string { return kindNames(true) }
+
+func kindNames(all bool) []string {
 	registryMu.RLock()
 	defer registryMu.RUnlock()
 	out := make([]string, 0, len(registry))
-	for k := range registry {
-		out = append(out, k)
+	for name, k := range registry {
+		if all || k.NotInBuild == "" {
+			out = append(out, name)
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -124,12 +150,18 @@ func Kinds() []string {
 
 // KnownKind reports whether name is a kind keyward knows (built or not).
 func KnownKind(name string) bool {
-	_, ok := LookupKind(name)
-	return ok || slices.Contains(BuiltinKinds, name)
+	_, ok := lookupAny(name)
+	return ok
+}
+
+// notInBuildError is the error for a reference or an instance of a kind
+// left out of this build.
+func notInBuildError(in Instance, k Kind) error {
+	return fmt.Errorf("%s is %w (%s)", in.describe(), ErrUnavailable, k.NotInBuild)
 }
 
 // Set is the group of provider instances one keyward process uses: the
-// default instance of every builtin kind plus those declared in the
+// default instance of every registered kind plus those declared in the
 // config. Providers are built on first use and closed by Close. A Set is
 // safe for concurrent use.
 type Set struct {
@@ -156,15 +188,16 @@ func (s *Set) ObserveRetries(f func(instance string, err error)) {
 	s.retryObserver.Store(&f)
 }
 
-// NewSet returns a Set with the default instance of every builtin kind and
-// the given declared instances (which may override a default by name).
-// base supplies BaseDir, Getenv and Logger for the default instances.
+// NewSet returns a Set with the default instance of every registered
+// kind (KnownKinds, in this build or not) and the given declared instances
+// (which may override a default by name). base supplies BaseDir, Getenv
+// and Logger for the default instances.
 func NewSet(base Instance, declared []Instance) *Set {
 	s := &Set{specs: map[string]Instance{}, built: map[string]Provider{}, Concurrency: 8}
 	if base.Decode == nil {
 		base.Decode = func(any) error { return nil }
 	}
-	for _, k := range BuiltinKinds {
+	for _, k := range KnownKinds() {
 		in := base
 		in.Name, in.Kind = k, k
 		s.specs[k] = in
@@ -215,9 +248,12 @@ func (s *Set) CheckRef(ref Ref) error {
 	if !ok {
 		return fmt.Errorf("%s: unknown provider %q (known: %v): %w", ref.String(), ref.Scheme, s.Schemes(), ErrInvalidReference)
 	}
-	k, ok := LookupKind(in.Kind)
-	if !ok {
-		return fmt.Errorf("%s: %s is not available in this build: %w", ref.String(), in.describe(), ErrUnavailable)
+	k, ok := lookupAny(in.Kind)
+	switch {
+	case !ok:
+		return fmt.Errorf("%s: %s has an unknown kind: %w", ref.String(), in.describe(), ErrInvalidReference)
+	case k.NotInBuild != "":
+		return fmt.Errorf("%s: %w", ref.String(), notInBuildError(in, k))
 	}
 	for p := range ref.Params {
 		if !slices.Contains(k.Params, p) {
@@ -247,9 +283,12 @@ func (s *Set) Provider(scheme string) (Provider, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown provider %q: %w", scheme, ErrInvalidReference)
 	}
-	k, ok := LookupKind(in.Kind)
-	if !ok {
-		return nil, fmt.Errorf("%s is not available in this build: %w", in.describe(), ErrUnavailable)
+	k, ok := lookupAny(in.Kind)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%s has an unknown kind: %w", in.describe(), ErrInvalidReference)
+	case k.NotInBuild != "":
+		return nil, notInBuildError(in, k)
 	}
 	name := in.Name
 	in.OnRetry = func(err error) {

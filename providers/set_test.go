@@ -49,6 +49,39 @@ func init() {
 		Name: "fake-noparams",
 		New:  func(providers.Instance) (providers.Provider, error) { return &fake{}, nil },
 	})
+	// keyward's kinds, none of which this test binary links: as a build
+	// with every tag (no_vault, …) registers them (providers/builtin).
+	for kind, tag := range map[string]string{"vault": "no_vault", "awssm": "no_awssm", "gcpsm": "no_gcpsm", "k8s": "no_k8s"} {
+		providers.RegisterNotInBuild(kind, tag)
+	}
+	providers.RegisterNotInBuild("file", "providers_tests")
+}
+
+// TestRegisterRules: a kind is registered once, with New or as not in
+// this build, never both nor neither.
+func TestRegisterRules(t *testing.T) {
+	t.Parallel()
+	for name, k := range map[string]providers.Kind{
+		"twice":   {Name: fakeKind, New: func(providers.Instance) (providers.Provider, error) { return nil, nil }},
+		"neither": {Name: "reg-neither"},
+		"both":    {Name: "reg-both", NotInBuild: "x", New: func(providers.Instance) (providers.Provider, error) { return nil, nil }},
+		"no name": {New: func(providers.Instance) (providers.Provider, error) { return nil, nil }},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: Register did not panic", name)
+				}
+			}()
+			providers.Register(k)
+		}()
+	}
+	if _, ok := providers.LookupKind("vault"); ok {
+		t.Error("LookupKind finds a kind not in this build")
+	}
+	if slices.Contains(providers.Kinds(), "vault") || !slices.Contains(providers.KnownKinds(), "vault") {
+		t.Errorf("Kinds %v, KnownKinds %v: want vault in the second only", providers.Kinds(), providers.KnownKinds())
+	}
 }
 
 // fake is a Provider whose Fetch is a function field; it counts calls.
@@ -144,8 +177,13 @@ func mustParse(t *testing.T, refs map[string]string) map[string]providers.Ref {
 func TestSetInstances(t *testing.T) {
 	t.Parallel()
 	s := newSet(t, map[string]*fake{"vault-eu": {}})
-	want := append(slices.Clone(providers.BuiltinKinds), "vault-eu")
+	want := append(providers.KnownKinds(), "vault-eu")
 	slices.Sort(want)
+	for _, k := range []string{"vault", "awssm", "gcpsm", "k8s", "file", fakeKind} {
+		if !slices.Contains(want, k) {
+			t.Errorf("KnownKinds = %v lacks %s", providers.KnownKinds(), k)
+		}
+	}
 	if got := s.Schemes(); !slices.Equal(got, want) {
 		t.Errorf("Schemes = %v, want %v", got, want)
 	}
@@ -163,7 +201,7 @@ func TestSetInstances(t *testing.T) {
 func TestSetCheckRef(t *testing.T) {
 	t.Parallel()
 	if _, ok := providers.LookupKind("vault"); ok {
-		t.Fatal("the vault kind is registered in this test binary; the not-available cases need a builtin kind that is not")
+		t.Fatal("the vault kind is in this test binary; the not-in-this-build cases need a kind that is not")
 	}
 	f := &fake{}
 	s := newSet(t, map[string]*fake{"fk": f})
@@ -176,9 +214,9 @@ func TestSetCheckRef(t *testing.T) {
 	}{
 		{s, "fk://db#password", nil, ""},
 		{s, "fk://db?version=2#password", nil, ""},
-		{s, "nope://x", providers.ErrInvalidReference, `nope://x: unknown provider "nope" (known: [awssm file fk gcpsm k8s vault])`},
-		{s, "vault://secret/x#k", providers.ErrUnavailable, "vault://secret/x#k: provider vault is not available in this build"},
-		{declared, "vault-eu://secret/x", providers.ErrUnavailable, "provider vault-eu (kind vault) is not available in this build"},
+		{s, "nope://x", providers.ErrInvalidReference, fmt.Sprintf(`nope://x: unknown provider "nope" (known: %v)`, s.Schemes())},
+		{s, "vault://secret/x#k", providers.ErrUnavailable, "vault://secret/x#k: provider vault is not in this build (keyward was built with -tags no_vault)"},
+		{declared, "vault-eu://secret/x", providers.ErrUnavailable, "provider vault-eu (kind vault) is not in this build (keyward was built with -tags no_vault)"},
 		{s, "fk://db?colour=red", providers.ErrInvalidReference, `unknown option "colour" for provider kind fake-kind (allowed: [version])`},
 		{declared, "np://x?version=1", providers.ErrInvalidReference, `unknown option "version" for provider kind fake-noparams (allowed: none)`},
 		{s, "fk://invalid", providers.ErrInvalidReference, `fk://invalid: path "invalid" is not allowed`},
@@ -390,7 +428,7 @@ func TestSetCancelledContext(t *testing.T) {
 func TestResolveError(t *testing.T) {
 	t.Parallel()
 	if _, ok := providers.LookupKind("vault"); ok {
-		t.Fatal("the vault kind is registered in this test binary")
+		t.Fatal("the vault kind is in this test binary")
 	}
 	const secret = "hunter2-top-secret"
 	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {

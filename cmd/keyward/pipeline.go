@@ -20,7 +20,7 @@ import (
 	"github.com/keyward/keyward/render"
 
 	// Provider kinds compiled into this build.
-	_ "github.com/keyward/keyward/providers/file"
+	_ "github.com/keyward/keyward/providers/builtin" // every provider kind, or its "not in this build" registration
 )
 
 // session is what one command works with: the optional config, the

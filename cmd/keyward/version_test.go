@@ -37,7 +37,7 @@ func TestVersion(t *testing.T) {
 	t.Parallel()
 	in := versionJSON(t, binPath)
 	// The test binary is built without tags: every builtin kind is in it.
-	want := slices.Sorted(slices.Values(providers.BuiltinKinds))
+	want := providers.KnownKinds()
 	if !slices.Equal(in.Providers, want) {
 		t.Errorf("providers = %v, want %v", in.Providers, want)
 	}

@@ -17,7 +17,7 @@ const EnvSource = "environment"
 type EnvOptions struct {
 	// Schemes are the provider instance names a reference may use: the
 	// builtin kinds and the config's declared instances
-	// (providers.Set.Schemes). nil means providers.BuiltinKinds.
+	// (providers.Set.Schemes). nil means providers.KnownKinds().
 	Schemes []string
 	// FileRefs makes file: values references too (--env-file-refs, or
 	// env_file_refs: true in the config). Off by default, since file: URIs
@@ -59,7 +59,7 @@ type EnvWarning struct {
 func FromEnv(environ []string, opts EnvOptions) (map[string]providers.Ref, []EnvWarning, error) {
 	schemes := opts.Schemes
 	if schemes == nil {
-		schemes = providers.BuiltinKinds
+		schemes = providers.KnownKinds()
 	}
 	vals := map[string]string{}
 	for _, kv := range environ {

@@ -44,7 +44,9 @@ var reservedTokenParams = []string{"grant_type", "client_id", "client_secret", "
 // after changing a Config in code. It does not modify c.
 func (c *Config) Validate() error {
 	v := &validator{c: c, kinds: map[string]string{}}
-	for _, k := range providers.BuiltinKinds {
+	// The kinds registered in this binary, in it or not (providers/builtin
+	// registers keyward's), each with its default instance.
+	for _, k := range providers.KnownKinds() {
 		v.kinds[k] = k
 	}
 	for name, p := range c.Providers {
@@ -117,10 +119,10 @@ func (v *validator) providers() {
 		}
 		switch {
 		case p.Kind == "":
-			v.add(path, p.Line, "kind is required (one of %s)", strings.Join(providers.BuiltinKinds, ", "))
+			v.add(path, p.Line, "kind is required (one of %s)", strings.Join(providers.KnownKinds(), ", "))
 		case !providers.KnownKind(p.Kind):
-			v.add(join(path, "kind"), p.Line, "unknown provider kind %q (want one of %s)", p.Kind, strings.Join(providers.BuiltinKinds, ", "))
-		case slices.Contains(providers.BuiltinKinds, name) && p.Kind != name:
+			v.add(join(path, "kind"), p.Line, "unknown provider kind %q (want one of %s)", p.Kind, strings.Join(providers.KnownKinds(), ", "))
+		case slices.Contains(providers.KnownKinds(), name) && p.Kind != name:
 			v.add(join(path, "kind"), p.Line, "instance %q replaces the builtin provider of that name and must have kind %q", name, name)
 		}
 	}
