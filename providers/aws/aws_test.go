@@ -46,6 +46,7 @@ type fakeAPI struct {
 	mu      sync.Mutex
 	secrets map[string]map[string][]version // region → name → versions
 	calls   []fakeCall
+	ids     int // version ids ever given out: unique, as AWS's UUIDs are
 
 	// errFor, when set, answers a call instead of the store.
 	errFor func(op, id string) error
@@ -95,7 +96,8 @@ func (f *fakeAPI) put(region, name string, value []byte, str bool) string {
 			}
 		}
 	}
-	v := version{id: fmt.Sprintf("%08d-0000-0000-0000-%012d", len(vs)+1, len(name)), stages: []string{StageCurrent}}
+	f.ids++
+	v := version{id: fmt.Sprintf("%08d-0000-0000-0000-%012d", f.ids, len(name)), stages: []string{StageCurrent}}
 	if str {
 		s := string(value)
 		v.str = &s
@@ -104,6 +106,14 @@ func (f *fakeAPI) put(region, name string, value []byte, str bool) string {
 	}
 	f.secrets[region][name] = append(vs, v)
 	return v.id
+}
+
+// remove deletes name in region with its versions (DeleteSecret with
+// ForceDeleteWithoutRecovery).
+func (f *fakeAPI) remove(region, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.secrets[region], name)
 }
 
 // lookup finds a secret by name, full ARN or partial ARN.

@@ -90,6 +90,15 @@ type Harness struct {
 	// nil skips the subtest.
 	Denied func(t *testing.T, name string, value []byte) providers.Ref
 
+	// WatchTimeout bounds how long the Watcher subtest waits for a change
+	// to be reported; 0 means 30s. An in-memory store can set less.
+	WatchTimeout time.Duration
+
+	// PutLeased returns a reference to a secret that expires: a Fetch of
+	// it returns a renewable providers.Lease (a Vault dynamic secret). Nil
+	// skips the LeaseRenewer subtest.
+	PutLeased func(t *testing.T, name string) providers.Ref
+
 	// PutMalformed stores a secret holding value that the provider must
 	// fail to fetch, or whose reference's Field must fail to extract (a
 	// .json file that is not JSON). Nil skips the subtest.
@@ -158,6 +167,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Malformed", s.testMalformed)
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("VersionProbe", s.testVersionProbe)
+	t.Run("Watcher", s.testWatcher)
+	t.Run("LeaseRenewer", s.testLeaseRenewer)
 	t.Run("Resolve", s.testResolve)
 	t.Run("CloseUnused", s.testCloseUnused)
 }
@@ -696,6 +707,177 @@ func (s *suite) testVersionProbe(t *testing.T) {
 	if _, err := vp.ProbeVersion(c, ref.Whole()); !errors.Is(err, context.Canceled) {
 		s.sawError(t, err)
 		t.Errorf("ProbeVersion with a cancelled context: got %v, want an error wrapping context.Canceled", err)
+	}
+}
+
+// watchTimeout is the default of Harness.WatchTimeout, a failure bound,
+// not a measurement.
+const watchTimeout = 30 * time.Second
+
+// testWatcher checks a providers.Watcher: a change to a watched secret is
+// reported with its whole-secret ref, never with a ref that was not
+// watched, never by concurrent calls of changed; Watch returns an error
+// wrapping context.Canceled once its context is cancelled, and changed is
+// not called after it returned.
+func (s *suite) testWatcher(t *testing.T) {
+	t.Parallel()
+	p := s.provider(t)
+	w, ok := p.(providers.Watcher)
+	if !ok {
+		t.Skip("the provider does not implement providers.Watcher")
+	}
+	s.needValue(t)
+	nA, nB := name(t), name(t)
+	refA := s.h.PutValue(t, nA, s.secret(t)).Whole()
+	refB := s.h.PutValue(t, nB, s.secret(t)).Whole()
+	for _, r := range []providers.Ref{refA, refB} {
+		if _, _, err := s.fetch(t, p, r); err != nil {
+			t.Fatalf("Fetch(%s): %v", r, err)
+		}
+	}
+
+	var (
+		mu       sync.Mutex
+		inflight int
+		returned bool
+		problems []string
+	)
+	events := make(chan providers.Ref, 1024)
+	changed := func(r providers.Ref) {
+		mu.Lock()
+		inflight++
+		switch {
+		case returned:
+			problems = append(problems, "changed was called after Watch returned")
+		case inflight > 1:
+			problems = append(problems, "changed was called concurrently with itself")
+		case r.Key() != refA.Key() && r.Key() != refB.Key():
+			problems = append(problems, fmt.Sprintf("changed was called with %s, which was not watched", r))
+		case r.Field != "":
+			problems = append(problems, fmt.Sprintf("changed was called with %s, not a whole-secret ref", r))
+		}
+		mu.Unlock()
+		select {
+		case events <- r:
+		default:
+		}
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}
+	c, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		err := w.Watch(c, []providers.Ref{refA, refB}, changed)
+		mu.Lock()
+		returned = true
+		mu.Unlock()
+		done <- err
+	}()
+
+	// The watch may still be setting up: change A again every second
+	// until a report of A arrives.
+	bound := s.h.WatchTimeout
+	if bound <= 0 {
+		bound = watchTimeout
+	}
+	deadline := time.After(bound)
+	tick := time.NewTicker(min(time.Second, bound/4))
+	defer tick.Stop()
+	s.h.PutValue(t, nA, s.secret(t))
+wait:
+	for {
+		select {
+		case r := <-events:
+			if r.Key() == refA.Key() {
+				break wait
+			}
+		case <-tick.C:
+			s.h.PutValue(t, nA, s.secret(t))
+		case err := <-done:
+			s.sawError(t, err)
+			t.Fatalf("Watch returned before it reported a change: %v", err)
+		case <-deadline:
+			t.Fatalf("a change of %s was not reported within %v", refA, bound)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		s.sawError(t, err)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch after its context was cancelled returned %v, want an error wrapping context.Canceled", err)
+		}
+	case <-time.After(watchTimeout):
+		t.Fatalf("Watch did not return within %v of its context's cancellation", watchTimeout)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, pr := range problems {
+		t.Error(pr)
+	}
+}
+
+// testLeaseRenewer checks a providers.LeaseRenewer with a secret from
+// Harness.PutLeased: its Fetch carries a renewable lease, which Renew
+// extends; a lease marked not renewable, an expired one and one the store
+// does not know are refused (the first and last wrapping
+// providers.ErrLeaseNotRenewable, so that the caller fetches afresh); a
+// cancelled context is honoured.
+func (s *suite) testLeaseRenewer(t *testing.T) {
+	t.Parallel()
+	p := s.provider(t)
+	lr, ok := p.(providers.LeaseRenewer)
+	if !ok {
+		t.Skip("the provider does not implement providers.LeaseRenewer")
+	}
+	if s.h.PutLeased == nil {
+		t.Skip("Harness.PutLeased is nil: the store has no expiring secrets in this setup")
+	}
+	ref := s.h.PutLeased(t, name(t)).Whole()
+	sec, err := p.Fetch(ctx(t), ref)
+	s.sawError(t, err)
+	if err != nil {
+		t.Fatalf("Fetch(%s): %v", ref, err)
+	}
+	l := sec.Lease
+	if l == nil || l.ID == "" || l.Duration <= 0 || !l.Renewable || l.Obtained.IsZero() {
+		t.Fatalf("Fetch(%s) returned lease %+v, want a renewable lease with an ID, a duration and the time obtained", ref, l)
+	}
+	renew := func(c context.Context, l providers.Lease) (providers.Lease, error) {
+		got, err := lr.Renew(c, ref, l)
+		s.sawError(t, err)
+		return got, err
+	}
+	got, err := renew(ctx(t), *l)
+	if err != nil {
+		t.Fatalf("Renew of a fresh lease: %v", err)
+	}
+	if got.ID == "" || got.Duration <= 0 || got.Obtained.IsZero() {
+		t.Errorf("Renew returned %+v, want a lease with an ID, a duration and the time obtained", got)
+	}
+
+	notRenewable := *l
+	notRenewable.Renewable = false
+	if _, err := renew(ctx(t), notRenewable); !errors.Is(err, providers.ErrLeaseNotRenewable) {
+		t.Errorf("Renew of a lease not renewable = %v, want an error wrapping providers.ErrLeaseNotRenewable", err)
+	}
+	expired := *l
+	expired.Obtained = time.Now().Add(-2 * l.Duration)
+	if _, err := renew(ctx(t), expired); err == nil {
+		t.Error("Renew of an expired lease succeeded")
+	}
+	unknown := *l
+	unknown.ID = l.ID + "-" + randomHex(t, 4)
+	if _, err := renew(ctx(t), unknown); !errors.Is(err, providers.ErrLeaseNotRenewable) {
+		t.Errorf("Renew of a lease the store does not know = %v, want an error wrapping providers.ErrLeaseNotRenewable", err)
+	}
+	c, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := renew(c, *l); !errors.Is(err, context.Canceled) {
+		t.Errorf("Renew with a cancelled context = %v, want an error wrapping context.Canceled", err)
 	}
 }
 

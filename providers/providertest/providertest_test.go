@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/providers/providertest"
@@ -40,18 +42,74 @@ func init() {
 type mem struct {
 	broken string // which rule to break, for TestSuiteCatches
 
-	mu     sync.Mutex
-	store  map[string][][]byte // name → versions
-	born   map[string]int      // name → when it was created (a counter)
-	clock  int
-	denied map[string]bool
+	mu       sync.Mutex
+	store    map[string][][]byte // name → versions
+	born     map[string]int      // name → when it was created (a counter)
+	clock    int
+	denied   map[string]bool
+	leases   map[string]string // name → lease ID of a leased secret
+	watchers []chan string     // of the running watches: names put
 }
 
 var (
 	_ providers.Provider      = (*mem)(nil)
 	_ providers.VersionProber = (*mem)(nil)
 	_ providers.BatchFetcher  = (*mem)(nil)
+	_ providers.Watcher       = (*mem)(nil)
+	_ providers.LeaseRenewer  = (*mem)(nil)
 )
+
+// leaseTTL is the duration of the mem store's leases.
+const leaseTTL = time.Hour
+
+// Watch reports each put of a watched name, from its own goroutine (never
+// concurrently), until ctx is done.
+func (m *mem) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
+	ch := make(chan string, 64)
+	m.mu.Lock()
+	m.watchers = append(m.watchers, ch)
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.watchers = slices.DeleteFunc(m.watchers, func(c chan string) bool { return c == ch })
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case name := <-ch:
+			if m.broken == "watch-silent" {
+				continue
+			}
+			for _, r := range refs {
+				if r.Path == name {
+					changed(r)
+				}
+			}
+		}
+	}
+}
+
+// Renew extends a lease the store gave out by leaseTTL.
+func (m *mem) Renew(ctx context.Context, ref providers.Ref, l providers.Lease) (providers.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return providers.Lease{}, fmt.Errorf("mem renew %s: %w", ref.Path, err)
+	}
+	m.mu.Lock()
+	known := m.leases[ref.Path] == l.ID
+	m.mu.Unlock()
+	switch {
+	case !l.Renewable:
+		return providers.Lease{}, fmt.Errorf("mem renew %s: %w", l.ID, providers.ErrLeaseNotRenewable)
+	case !time.Now().Before(l.Expires()):
+		return providers.Lease{}, fmt.Errorf("mem renew %s: expired: %w", l.ID, providers.ErrLeaseNotRenewable)
+	case !known && m.broken != "renew-unknown":
+		return providers.Lease{}, fmt.Errorf("mem renew %s: no such lease: %w", l.ID, providers.ErrLeaseNotRenewable)
+	}
+	l.Duration, l.Obtained = leaseTTL, time.Now()
+	return l, nil
+}
 
 func (m *mem) put(name string, v []byte) {
 	m.mu.Lock()
@@ -61,6 +119,12 @@ func (m *mem) put(name string, v []byte) {
 		m.born[name] = m.clock
 	}
 	m.store[name] = append(m.store[name], append([]byte(nil), v...))
+	for _, ch := range m.watchers {
+		select {
+		case ch <- name:
+		default:
+		}
+	}
 }
 
 func (m *mem) delete(name string) {
@@ -117,7 +181,13 @@ func (m *mem) Fetch(ctx context.Context, ref providers.Ref) (providers.Secret, e
 	if err != nil {
 		return providers.Secret{}, err
 	}
-	return providers.Secret{Value: providers.NewValue(b), Version: m.version(ref.Path, n)}, nil
+	sec := providers.Secret{Value: providers.NewValue(b), Version: m.version(ref.Path, n)}
+	m.mu.Lock()
+	if id, ok := m.leases[ref.Path]; ok {
+		sec.Lease = &providers.Lease{ID: id, Duration: leaseTTL, Renewable: true, Obtained: time.Now()}
+	}
+	m.mu.Unlock()
+	return sec, nil
 }
 
 func (m *mem) ProbeVersion(ctx context.Context, ref providers.Ref) (string, error) {
@@ -142,12 +212,13 @@ func (m *mem) FetchBatch(ctx context.Context, refs []providers.Ref) ([]providers
 func (m *mem) Close() error { return nil }
 
 func memHarness(t *testing.T, broken string) providertest.Harness {
-	m := &mem{broken: broken, store: map[string][][]byte{}, born: map[string]int{}, denied: map[string]bool{}}
+	m := &mem{broken: broken, store: map[string][][]byte{}, born: map[string]int{}, denied: map[string]bool{}, leases: map[string]string{}}
 	ref := func(name string) providers.Ref { return providers.Ref{Scheme: memKind, Path: name} }
 	return providertest.Harness{
-		Kind:       memKind,
-		New:        func(*testing.T) providers.Provider { return m },
-		BinarySafe: true,
+		Kind:         memKind,
+		New:          func(*testing.T) providers.Provider { return m },
+		WatchTimeout: 2 * time.Second,
+		BinarySafe:   true,
 		PutValue: func(t *testing.T, name string, v []byte) providers.Ref {
 			m.put(name, v)
 			return ref(name)
@@ -171,7 +242,14 @@ func memHarness(t *testing.T, broken string) providertest.Harness {
 			}
 			return vs
 		},
-		Delete:  func(t *testing.T, name string) { m.delete(name) },
+		Delete: func(t *testing.T, name string) { m.delete(name) },
+		PutLeased: func(t *testing.T, name string) providers.Ref {
+			m.put(name, []byte(`{"username":"u","password":"p"}`))
+			m.mu.Lock()
+			m.leases[name] = "mem/creds/" + name
+			m.mu.Unlock()
+			return ref(name)
+		},
 		Missing: func(t *testing.T, name string) providers.Ref { return ref(name) },
 		Denied: func(t *testing.T, name string, v []byte) providers.Ref {
 			m.put(name, v)
@@ -214,6 +292,8 @@ func TestSuiteCatches(t *testing.T) {
 		{"ignore-ctx", "want an error wrapping context.Canceled"},
 		{"probe", "ProbeVersion"},
 		{"reused-version", "the secret created again reports the deleted one's Version"},
+		{"watch-silent", "was not reported within"},
+		{"renew-unknown", "Renew of a lease the store does not know"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.broken, func(t *testing.T) {

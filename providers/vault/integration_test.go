@@ -260,6 +260,10 @@ func TestConformance(t *testing.T) {
 			kv2Put(t, "denied/"+name, map[string]any{"value": string(value)})
 			return providers.Ref{Scheme: KindName, Path: "secret/denied/" + name, Field: "value"}
 		},
+		// PostgreSQL credentials from the database engine (role ro).
+		PutLeased: func(t *testing.T, name string) providers.Ref {
+			return providers.Ref{Scheme: KindName, Path: "database/creds/ro"}
+		},
 	})
 }
 
