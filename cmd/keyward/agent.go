@@ -60,7 +60,8 @@ keyward's environment to choose the file, by default
 /run/keyward/endpoint-token-HOST-PORT as root; each agent locks its own).
 
 With -- COMMAND the agent also runs the workload as its child, like
-keyward exec with a watch: the child gets the config's env, the signals keyward
+keyward exec with a watch: the child gets the config's variables as exec gives
+them (env:, or every secret under its own name without it), the signals keyward
 receives, on_change signals and restarts (a restart gives it a fresh
 environment), and keyward exits with its code. Without a command, on_change may
 only run commands (signal and restart need a child).
@@ -176,7 +177,7 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	var envSecrets []string
 	if hasChild {
 		seen := map[string]bool{}
-		for _, secret := range cfg.Env {
+		for _, secret := range cfg.EnvVars() {
 			seen[secret] = true
 		}
 		for name := range envRefs {

@@ -176,8 +176,9 @@ func wholeStructuredUses(cfg *config.Config, name string, r providers.Resolved) 
 		return nil
 	}
 	var uses []string
-	for _, v := range sortedKeys(cfg.Env) {
-		if cfg.Env[v] == name {
+	vars := cfg.EnvVars()
+	for _, v := range sortedKeys(vars) {
+		if vars[v] == name {
 			uses = append(uses, "env "+v)
 		}
 	}

@@ -25,8 +25,9 @@ func newCICmd(g *globals) *cobra.Command {
 		Long: `ci resolves every secret of the config and hands them to the CI system it
 runs under, then exits. Nothing is written unless every reference resolves.
 
-The variables handed on are the config's env: entries (VARIABLE: secret), or,
-when the config has no env: section, every secret under its own name.
+The variables handed on are the ones keyward exec gives its child: the
+config's env: entries (VARIABLE: secret), or, when the config has no env:
+section, every secret under its own name (env: {} hands on none).
 
 GitHub Actions (GITHUB_ACTIONS=true): first, before anything else, an
 ::add-mask:: command on stdout for every value and for every line of 6 bytes
@@ -174,18 +175,13 @@ func materialize(g *globals, cfg *config.Config, sys ci.System, dotenvFlag strin
 	return nil
 }
 
-// ciVars returns the variables keyward ci hands on: the config's env:
-// entries, or every secret under its own name when there are none.
+// ciVars returns the variables keyward ci hands on: those a child of
+// keyward exec gets from the config (cfg.EnvVars), sorted by name.
 func ciVars(cfg *config.Config, res map[string]providers.Resolved) []ci.Var {
-	var out []ci.Var
-	if len(cfg.Env) > 0 {
-		for _, name := range sortedKeys(cfg.Env) {
-			out = append(out, ci.Var{Name: name, Value: res[cfg.Env[name]].Value})
-		}
-		return out
-	}
-	for _, name := range sortedKeys(res) {
-		out = append(out, ci.Var{Name: name, Value: res[name].Value})
+	vars := cfg.EnvVars()
+	out := make([]ci.Var, 0, len(vars))
+	for _, name := range sortedKeys(vars) {
+		out = append(out, ci.Var{Name: name, Value: res[vars[name]].Value})
 	}
 	return out
 }

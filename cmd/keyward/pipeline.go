@@ -205,8 +205,10 @@ func (s *session) resolve(ctx context.Context, refs map[string]providers.Ref) (m
 
 // childEnvironment is the environment exec and agent give the child:
 // environ with the variables found in it as references (envRefs) replaced
-// by their values (vals[envRefPrefix+NAME]), the config's env: added
-// (vals[SECRET]) and then whatever extra adds (token variables), with
+// by their values (vals[envRefPrefix+NAME]), the config's variables added
+// (cfg.EnvVars: its env: entries, or every secret under its own name when
+// it has no env: section; keyward ci hands on the same) and then whatever
+// extra adds (token variables), with
 // keyward's own credentials removed unless the config keeps them. It is
 // the one place the child's environment is assembled and validated (names,
 // NUL bytes); check calls it too, so it refuses exactly what exec and agent
@@ -219,7 +221,7 @@ func childEnvironment(environ []string, envRefs map[string]providers.Ref, cfg *c
 	added := map[string]providers.Value{}
 	var keep []string
 	if cfg != nil {
-		for v, secret := range cfg.Env {
+		for v, secret := range cfg.EnvVars() {
 			added[v] = vals[secret].Value
 		}
 		keep = cfg.KeepEnv
@@ -227,7 +229,12 @@ func childEnvironment(environ []string, envRefs map[string]providers.Ref, cfg *c
 	if extra != nil {
 		extra(added)
 	}
-	return render.Env(environ, replaced, added, keep)
+	env, err := render.Env(environ, replaced, added, keep)
+	if err != nil && cfg != nil && cfg.Env == nil && len(cfg.Secrets) > 0 {
+		// The config did not list the variables: say how to choose them.
+		err = fmt.Errorf("%w (%s has no env: section, so every secret goes into the child's environment: list the child's variables under env:, or write env: {} for none)", err, cfg.Path)
+	}
+	return env, err
 }
 
 // configRefs returns the config's secrets as NAME -> Ref.

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Stands for a job's deploy script: it needs the secrets in its environment
-# and, carelessly, prints some of them. Run through `keyward exec --mask`,
-# what it prints reaches the log as ***.
+# and, carelessly, prints some of them. Run it through keyward exec:
+#   keyward exec --mask -c examples/ci/keyward.yaml -- ./examples/ci/deploy.sh
+# The config has no env: section, so exec hands it every secret under its
+# own name (as keyward ci hands them to the job), and with --mask (the
+# default when CI is set) what it prints of them reaches the log as ***.
 set -eu
 : "${DB_PASSWORD:?DB_PASSWORD is not set}"
 : "${API_TOKEN:?API_TOKEN is not set}"

@@ -75,7 +75,8 @@ type Config struct {
 	Providers map[string]Provider
 	// Secrets maps each secret name to its reference.
 	Secrets map[string]Secret
-	// Env maps an environment variable of the child to a secret name.
+	// Env maps an environment variable of the child to a secret name; nil
+	// when the config has no env: section. EnvVars says what a child gets.
 	Env map[string]string
 	// KeepEnv lists keyward's own credential variables (VAULT_TOKEN,
 	// KEYWARD_*) that are passed on to the child instead of being removed.

@@ -1,0 +1,23 @@
+package config
+
+import "maps"
+
+// EnvVars returns the variables the config hands to a child process
+// (keyward exec, keyward agent -- COMMAND) and to a CI job (keyward ci), as
+// VARIABLE -> secret name. A config with an env: section hands over exactly
+// its entries (env: {} hands over none); a config without one hands over
+// every secret under its own name, as chamber exec and op run do. A nil
+// config hands over nothing. The map is the caller's to keep.
+func (c *Config) EnvVars() map[string]string {
+	if c == nil {
+		return nil
+	}
+	if c.Env != nil {
+		return maps.Clone(c.Env)
+	}
+	out := make(map[string]string, len(c.Secrets))
+	for name := range c.Secrets {
+		out[name] = name
+	}
+	return out
+}
