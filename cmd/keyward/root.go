@@ -202,8 +202,35 @@ func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, std
 	if code == exitUsage {
 		msg += " (see 'keyward --help')"
 	}
-	fmt.Fprintf(g.errOut, "keyward: %s\n", msg)
+	format := g.logFormat
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		// cobra stops before parsing flags: read --log-format from args.
+		format = logFormatArg(args, format)
+	}
+	if format == "json" {
+		// One JSON record like every log line before it, so a log
+		// pipeline that parses keyward's stderr sees why it stopped.
+		slog.New(slog.NewJSONHandler(g.errOut, nil)).Error(msg, "exit_code", code)
+	} else {
+		fmt.Fprintf(g.errOut, "keyward: %s\n", msg)
+	}
 	return code
+}
+
+// logFormatArg returns the value of the last --log-format in args before
+// "--", or def when there is none.
+func logFormatArg(args []string, def string) string {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return def
+		case a == "--log-format" && i+1 < len(args):
+			def = args[i+1]
+		case strings.HasPrefix(a, "--log-format="):
+			def = strings.TrimPrefix(a, "--log-format=")
+		}
+	}
+	return def
 }
 
 // isCobraUsage recognises the argument errors cobra returns for unknown
