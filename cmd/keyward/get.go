@@ -2,12 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/providers"
 )
@@ -15,25 +18,31 @@ import (
 func newGetCmd(g *globals) *cobra.Command {
 	var newline bool
 	cmd := &cobra.Command{
-		Use:   "get [-c FILE] REFERENCE",
+		Use:   "get [-c FILE] NAME|REFERENCE",
 		Short: "Print one secret value to stdout, for scripts",
-		Long: `get resolves one reference and writes its value to stdout, byte for byte (add
--n for a trailing newline). With -c, the provider instances declared in the
-config are available and file: paths are relative to the config's directory.`,
-		Example: `  keyward get file:examples/local/dev.yaml#db.password
+		Long: `get resolves one secret and writes its value to stdout, byte for byte (add -n
+for a trailing newline). The secret is a name declared under secrets: in the
+config (-c FILE or KEYWARD_CONFIG), or a reference. A name never contains ':'
+and a reference always does, so no argument is both; an argument that is a
+name of the config is always read as that name.
+
+With -c, the provider instances declared in the config are available and
+file: paths are relative to the config's directory.`,
+		Example: `  keyward get -c examples/local/keyward.yaml DB_PASSWORD
+  keyward get file:examples/local/dev.yaml#db.password
   PGPASSWORD="$(keyward get vault://secret/payments/db#password)" psql …`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError("get takes exactly one reference, got %d arguments", len(args))
+				return usageError("get takes exactly one secret name or reference, got %d arguments", len(args))
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := providers.Parse(args[0])
-			if err != nil {
-				return usageError("%v", err)
-			}
 			cfg, err := loadConfig(g, false)
+			if err != nil {
+				return err
+			}
+			ref, name, err := getTarget(cfg, args[0])
 			if err != nil {
 				return err
 			}
@@ -45,20 +54,25 @@ config are available and file: paths are relative to the config's directory.`,
 				return err
 			}
 			defer s.set.Close()
-			if err := s.set.CheckRef(ref); err != nil {
+			if name != "" {
+				// A secret of the config: a problem is the config's, with its line.
+				if err := s.check(map[string]providers.Ref{name: ref}); err != nil {
+					return err
+				}
+			} else if err := s.set.CheckRef(ref); err != nil {
 				return usageError("%v", err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			res, err := s.set.Resolve(ctx, map[string]providers.Ref{"reference": ref})
+			res, err := s.set.Resolve(ctx, map[string]providers.Ref{args[0]: ref})
 			if err != nil {
 				var re *providers.ResolveError
-				if errors.As(err, &re) && len(re.Failures) == 1 {
-					return re.Failures[0].Err
+				if name == "" && errors.As(err, &re) && len(re.Failures) == 1 {
+					return fmt.Errorf("%s: %w", ref, re.Failures[0].Err)
 				}
-				return err
+				return err // names the secret and its reference
 			}
-			out := res["reference"].Value.Bytes()
+			out := res[args[0]].Value.Bytes()
 			if newline {
 				out = append(append([]byte(nil), out...), '\n')
 			}
@@ -68,4 +82,28 @@ config are available and file: paths are relative to the config's directory.`,
 	}
 	cmd.Flags().BoolVarP(&newline, "newline", "n", false, "append a newline to the value")
 	return cmd
+}
+
+// getTarget reads get's argument: the secret of cfg named arg, with its
+// name, or else arg parsed as a reference (name ""). An argument that
+// cannot be a reference (no ':') is taken for a secret name, and the error
+// says what is missing: the config, or the name in it.
+func getTarget(cfg *config.Config, arg string) (ref providers.Ref, name string, err error) {
+	if cfg != nil {
+		if sec, ok := cfg.Secrets[arg]; ok {
+			return sec.Ref, arg, nil
+		}
+	}
+	if !strings.Contains(arg, ":") {
+		if cfg == nil {
+			return providers.Ref{}, "", usageError("%q is not a reference, and without a config (-c FILE or KEYWARD_CONFIG) there is no secret of that name", arg)
+		}
+		_, err := cfg.LookupSecret(arg)
+		return providers.Ref{}, "", usageError("%v", err)
+	}
+	ref, err = providers.Parse(arg)
+	if err != nil {
+		return providers.Ref{}, "", usageError("%v", err)
+	}
+	return ref, "", nil
 }
