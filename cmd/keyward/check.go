@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,9 +24,9 @@ import (
 
 func newCheckCmd(g *globals) *cobra.Command {
 	var offline bool
-	var keyFile string
+	var keyFile, output string
 	cmd := &cobra.Command{
-		Use:   "check -c FILE",
+		Use:   "check -c FILE [-o text|json]",
 		Short: "Validate a config and resolve every reference without printing values",
 		Long: `check validates a config file, resolves every reference in it and builds every
 file in memory, without writing anything and without printing a value. For each
@@ -39,15 +41,28 @@ whose operators share the key can be compared without revealing secrets.
 Without a key there is no fingerprint: a plain hash of a short value (a PIN, a
 port, a word) gives the value away to anyone who tries the candidates.
 
-With --offline it only validates: config syntax, references and options, templates.`,
+With --offline it only validates: config syntax, references and options, templates.
+
+-o json prints one JSON object instead of the table: config (the file),
+resolved (false with --offline), files (how many), warnings (the config's,
+each with line and message), and secrets, a list of objects with name,
+reference (as written), provider (the instance name), version and length
+(when resolved), fingerprint (with a key) and warnings (about that secret).
+Warnings are logged to stderr as well. A config that fails prints no JSON:
+the error goes to stderr (as JSON with --log-format json) and the exit code
+says what kind it is.`,
 		Example: `  keyward check -c keyward.yaml
   keyward check --offline -c keyward.yaml   # no provider is contacted
+  keyward check -c keyward.yaml -o json | jq -r '.secrets[] | "\(.name) \(.length)"'
 
   # compare two environments: run in each with the same key
   head -c 32 /dev/urandom | base64 > fp.key
   keyward check -c keyward.yaml --fingerprint-key-file fp.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return usageError("invalid -o %q: want text or json", output)
+			}
 			cfg, err := loadConfig(g, true)
 			if err != nil {
 				return err
@@ -65,7 +80,22 @@ With --offline it only validates: config syntax, references and options, templat
 			if err := s.check(refs); err != nil {
 				return err
 			}
+			report := checkReport{Config: cfg.Path, Files: len(cfg.Files), Warnings: []checkWarning{}}
+			for _, w := range cfg.Warnings() {
+				report.Warnings = append(report.Warnings, checkWarning{Line: w.Line, Message: w.Msg})
+			}
+			for _, name := range sortedKeys(refs) {
+				r := refs[name]
+				reference := r.Raw
+				if reference == "" {
+					reference = r.String()
+				}
+				report.Secrets = append(report.Secrets, checkSecret{Name: name, Reference: reference, Provider: r.Scheme, Warnings: []string{}})
+			}
 			if offline {
+				if output == "json" {
+					return writeJSON(g.redacted(g.stdout), report)
+				}
 				fmt.Fprintf(g.stdout, "%s: ok (%d secrets, %d files; not resolved)\n", cfg.Path, len(refs), len(cfg.Files))
 				return nil
 			}
@@ -87,35 +117,59 @@ With --offline it only validates: config syntax, references and options, templat
 			if _, err := childEnvironment(nil, nil, cfg, res, nil); err != nil {
 				return err
 			}
-			for _, name := range sortedKeys(res) {
-				if uses := wholeStructuredUses(cfg, name, res[name]); len(uses) > 0 {
-					g.logger.Warn("structured secret used whole where one value is expected: it is handed on as the JSON of all its fields; add #FIELD to its reference to pick one (ignore this if the whole object is meant)",
-						"secret", name, "used_as", strings.Join(uses, ", "), "fields", len(res[name].Fields))
+			report.Resolved = true
+			for i := range report.Secrets {
+				sec := &report.Secrets[i]
+				r := res[sec.Name]
+				sec.Version = r.Version
+				n := r.Value.Len()
+				sec.Length = &n
+				if fpKey != nil {
+					sec.Fingerprint = r.Value.KeyedFingerprint(fpKey)
+				}
+				if uses := wholeStructuredUses(cfg, sec.Name, r); len(uses) > 0 {
+					const msg = "structured secret used whole where one value is expected: it is handed on as the JSON of all its fields; add #FIELD to its reference to pick one (ignore this if the whole object is meant)"
+					g.logger.Warn(msg, "secret", sec.Name, "used_as", strings.Join(uses, ", "), "fields", len(r.Fields))
+					sec.Warnings = append(sec.Warnings, fmt.Sprintf("%s (used as %s; %d fields)", msg, strings.Join(uses, ", "), len(r.Fields)))
 				}
 			}
-			for _, sec := range maskSecrets(res) {
-				if n := len(sec.Value); n > 0 && n < mask.DefaultMinLength {
-					g.logger.Warn("value shorter than the masking threshold: exec --mask and scan neither hide nor find it", "secret", sec.Name, "length", n, "threshold", mask.DefaultMinLength)
+			for _, ms := range maskSecrets(res) {
+				if n := len(ms.Value); n > 0 && n < mask.DefaultMinLength {
+					const msg = "value shorter than the masking threshold: exec --mask and scan neither hide nor find it"
+					g.logger.Warn(msg, "secret", ms.Name, "length", n, "threshold", mask.DefaultMinLength)
+					name, field, _ := strings.Cut(ms.Name, "#")
+					for i := range report.Secrets {
+						if sec := &report.Secrets[i]; sec.Name == name {
+							w := fmt.Sprintf("%s (length %d, threshold %d)", msg, n, mask.DefaultMinLength)
+							if field != "" {
+								w = "field " + field + ": " + w
+							}
+							sec.Warnings = append(sec.Warnings, w)
+						}
+					}
 				}
+			}
+			if fpKey == nil {
+				g.logger.Info("no fingerprints without a key: give --fingerprint-key-file or " + fingerprintKeyEnv + " to compare values across environments")
 			}
 			stdout := g.redacted(g.stdout)
+			if output == "json" {
+				return writeJSON(stdout, report)
+			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			header := "NAME\tPROVIDER\tVERSION\tLENGTH"
 			if fpKey != nil {
 				header += "\tFINGERPRINT"
-			} else {
-				g.logger.Info("no fingerprints without a key: give --fingerprint-key-file or " + fingerprintKeyEnv + " to compare values across environments")
 			}
 			fmt.Fprintln(tw, header)
-			for _, name := range sortedKeys(res) {
-				r := res[name]
-				version := r.Version
+			for _, sec := range report.Secrets {
+				version := sec.Version
 				if version == "" {
 					version = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d", name, r.Ref.Scheme, version, r.Value.Len())
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d", sec.Name, sec.Provider, version, *sec.Length)
 				if fpKey != nil {
-					fmt.Fprintf(tw, "\t%s", r.Value.KeyedFingerprint(fpKey))
+					fmt.Fprintf(tw, "\t%s", sec.Fingerprint)
 				}
 				fmt.Fprintln(tw)
 			}
@@ -128,7 +182,48 @@ With --offline it only validates: config syntax, references and options, templat
 	}
 	cmd.Flags().BoolVar(&offline, "offline", false, "validate only; contact no provider")
 	cmd.Flags().StringVar(&keyFile, "fingerprint-key-file", "", "print an HMAC-SHA256 fingerprint of each value keyed by this file's content (at least 16 bytes; overrides "+fingerprintKeyEnv+")")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// checkReport is what keyward check -o json prints: names, references,
+// versions, lengths and keyed fingerprints, never a value.
+type checkReport struct {
+	Config   string         `json:"config"`
+	Resolved bool           `json:"resolved"`
+	Files    int            `json:"files"`
+	Warnings []checkWarning `json:"warnings"`
+	Secrets  []checkSecret  `json:"secrets"`
+}
+
+// checkWarning is one of the config's warnings (config.Config.Warnings).
+type checkWarning struct {
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
+// checkSecret is one secret of a checkReport. Version and Length are
+// absent when the secret was not resolved (--offline), Fingerprint when
+// there is no fingerprint key.
+type checkSecret struct {
+	Name        string   `json:"name"`
+	Reference   string   `json:"reference"`
+	Provider    string   `json:"provider"`
+	Version     string   `json:"version,omitempty"`
+	Length      *int     `json:"length,omitempty"`
+	Fingerprint string   `json:"fingerprint,omitempty"`
+	Warnings    []string `json:"warnings"`
+}
+
+// writeJSON writes v to w as indented JSON in one Write, so a redacting
+// writer sees the whole document at once.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 // fingerprintKeyEnv holds a fingerprint key for keyward check itself.

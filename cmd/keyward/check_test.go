@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -185,5 +186,132 @@ files:
 		if !strings.Contains(warnings[0], want) {
 			t.Errorf("warning %q lacks %q", warnings[0], want)
 		}
+	}
+}
+
+// TestCheckJSON parses keyward check -o json: every secret with its name,
+// reference as written, provider, version, length and (with a key) keyed
+// fingerprint, the warnings of each secret and of the config, no value;
+// --offline lists the secrets unresolved.
+func TestCheckJSON(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	values := map[string]string{"DB_PASSWORD": "check-json-db-pw-7Q2x", "PIN": "4711"}
+	writeFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  password: "+values["DB_PASSWORD"]+"\npin: \""+values["PIN"]+"\"\n")
+	writeFile(t, filepath.Join(dir, "db.yaml"), "user: check-json-user\npassword: check-json-pw-2\n")
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB_PASSWORD: file:dev.yaml#db.password
+  DB: file:db.yaml
+  PIN: file:dev.yaml#pin
+env:
+  DATABASE: DB
+  DATABASE_PASSWORD: DB_PASSWORD
+files:
+  - path: out/pin
+    secret: PIN
+    mode: "0640"
+`)
+	const key = "k3y-0f-the-operat0r-32-bytes-lng"
+	fingerprint := func(v string) string {
+		mac := hmac.New(sha256.New, []byte(key))
+		mac.Write([]byte(v))
+		return "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))[:16]
+	}
+	type secret struct {
+		Name        string   `json:"name"`
+		Reference   *string  `json:"reference"`
+		Provider    *string  `json:"provider"`
+		Version     *string  `json:"version"`
+		Length      *int     `json:"length"`
+		Fingerprint *string  `json:"fingerprint"`
+		Warnings    []string `json:"warnings"`
+	}
+	type report struct {
+		Config   string `json:"config"`
+		Resolved bool   `json:"resolved"`
+		Files    int    `json:"files"`
+		Warnings []struct {
+			Line    int    `json:"line"`
+			Message string `json:"message"`
+		} `json:"warnings"`
+		Secrets []secret `json:"secrets"`
+	}
+	parse := func(t *testing.T, out string) report {
+		t.Helper()
+		var rep report
+		dec := json.NewDecoder(strings.NewReader(out))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rep); err != nil {
+			t.Fatalf("check -o json is not the documented JSON: %v\n%s", err, out)
+		}
+		if dec.More() {
+			t.Fatalf("more than one JSON document:\n%s", out)
+		}
+		return rep
+	}
+
+	r := keyward(t, dir, []string{"KEYWARD_FINGERPRINT_KEY=" + key}, "check", "-c", "keyward.yaml", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("check -o json: exit %d: %s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, values["DB_PASSWORD"]) || strings.Contains(r.stdout+r.stderr, "check-json-user") {
+		t.Fatal("leaked value of a secret in check -o json")
+	}
+	rep := parse(t, r.stdout)
+	if rep.Config != "keyward.yaml" || !rep.Resolved || rep.Files != 1 {
+		t.Errorf("config %q, resolved %v, files %d", rep.Config, rep.Resolved, rep.Files)
+	}
+	if len(rep.Warnings) != 1 || rep.Warnings[0].Line != 12 || !strings.Contains(rep.Warnings[0].Message, "0640") {
+		t.Errorf("config warnings %+v: want the group-readable mode on line 12", rep.Warnings)
+	}
+	refs := map[string]string{"DB_PASSWORD": "file:dev.yaml#db.password", "DB": "file:db.yaml", "PIN": "file:dev.yaml#pin"}
+	if len(rep.Secrets) != len(refs) {
+		t.Fatalf("%d secrets, want %d", len(rep.Secrets), len(refs))
+	}
+	for _, s := range rep.Secrets {
+		if s.Reference == nil || *s.Reference != refs[s.Name] || s.Provider == nil || *s.Provider != "file" {
+			t.Errorf("%s: reference %v, provider %v", s.Name, s.Reference, s.Provider)
+		}
+		if s.Version == nil || *s.Version == "" || s.Length == nil || s.Fingerprint == nil || s.Warnings == nil {
+			t.Errorf("%s: a field is missing: %+v", s.Name, s)
+			continue
+		}
+		if v, ok := values[s.Name]; ok {
+			if *s.Length != len(v) || *s.Fingerprint != fingerprint(v) {
+				t.Errorf("%s: length %d, fingerprint %s; want %d and the HMAC under the key", s.Name, *s.Length, *s.Fingerprint, len(v))
+			}
+		}
+		var want string
+		switch s.Name {
+		case "DB":
+			want = "structured secret used whole"
+		case "PIN":
+			want = "shorter than the masking threshold"
+		}
+		if want == "" && len(s.Warnings) > 0 || want != "" && (len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], want)) {
+			t.Errorf("%s: warnings %q, want one about %q", s.Name, s.Warnings, want)
+		}
+	}
+
+	// Without a key: no fingerprint. --offline: nothing resolved.
+	r = keyward(t, dir, nil, "check", "-c", "keyward.yaml", "-o", "json")
+	for _, s := range parse(t, r.stdout).Secrets {
+		if s.Fingerprint != nil {
+			t.Errorf("%s: a fingerprint without a key", s.Name)
+		}
+	}
+	r = keyward(t, dir, nil, "check", "--offline", "-c", "keyward.yaml", "-o", "json")
+	rep = parse(t, r.stdout)
+	if rep.Resolved || len(rep.Secrets) != 3 {
+		t.Errorf("--offline: resolved %v, %d secrets", rep.Resolved, len(rep.Secrets))
+	}
+	for _, s := range rep.Secrets {
+		if s.Version != nil || s.Length != nil || s.Reference == nil {
+			t.Errorf("--offline: %s has a version or a length, or no reference: %+v", s.Name, s)
+		}
+	}
+	if r := keyward(t, dir, nil, "check", "-c", "keyward.yaml", "-o", "yaml"); r.code != exitUsage {
+		t.Errorf("-o yaml: exit %d, want %d", r.code, exitUsage)
 	}
 }
