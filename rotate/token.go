@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,17 +62,26 @@ type TokenSpec struct {
 	Name string
 	// TokenURL is the authorization server's token endpoint.
 	TokenURL string
-	// ClientID and ClientSecret are references, fetched from their
-	// providers at every exchange (so a rotated secret is used at the next
-	// one).
-	ClientID, ClientSecret providers.Ref
+	// ClientID is a reference to the client_id.
+	ClientID providers.Ref
+	// Auth is how the client authenticates, one of the methods of
+	// internal/oauth; "" means oauth.ClientSecretBasic.
+	Auth string
+	// ClientSecret (client_secret_*), PrivateKey (private_key_jwt and the
+	// TLS methods) and Certificate (the TLS methods) are references to
+	// the client's credentials, each used only by the methods named. Like
+	// ClientID they are fetched from their providers at every exchange,
+	// so a rotated one is used from the next exchange on.
+	ClientSecret, PrivateKey, Certificate providers.Ref
+	// KeyID is the kid of a private_key_jwt client assertion; "" for none.
+	KeyID string
+	// SigningAlg is the JWS algorithm of a private_key_jwt client
+	// assertion; "" means the key's default (see oauth.SigningAlg).
+	SigningAlg string
 	// Scopes, Audience, Resource and Params go into the token request.
 	Scopes             []string
 	Audience, Resource string
 	Params             map[string]string
-	// AuthPost sends the client credentials in the request body instead
-	// of HTTP Basic authentication.
-	AuthPost bool
 	// RefreshBefore is the latest a token is refreshed before it expires,
 	// when that fits in the token's lifetime.
 	RefreshBefore time.Duration
@@ -121,10 +131,12 @@ type TokenOptions struct {
 	// served or written anywhere (the output masker learns it first). It
 	// must not block.
 	OnToken func(name string, token providers.Value)
-	// OnClientSecret, when set, is called with the client secret each time
-	// it is fetched, before it is sent (the masker learns it, so that a
-	// server echoing it cannot get it into a log line). It must not block.
-	OnClientSecret func(name string, secret providers.Value)
+	// OnCredential, when set, is called with every credential of a
+	// token's client each time it is fetched or made, before it is used:
+	// what is client_secret, private_key or client_assertion (the masker
+	// learns them, so that a server echoing one cannot get it into a log
+	// line). It must not block.
+	OnCredential func(name, what string, v providers.Value)
 }
 
 // Tokens keeps OAuth2 client-credentials tokens fresh: Init gets each one
@@ -184,10 +196,20 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		if s.TokenURL == "" {
 			return nil, fmt.Errorf("token %s: no token_url", s.Name)
 		}
-		for _, r := range []providers.Ref{s.ClientID, s.ClientSecret} {
-			if err := opts.Providers.CheckRef(r); err != nil {
-				return nil, fmt.Errorf("token %s: %w", s.Name, err)
+		if s.Auth == "" {
+			s.Auth = oauth.ClientSecretBasic
+		}
+		refs, err := clientRefs(s)
+		if err != nil {
+			return nil, fmt.Errorf("token %s: %w", s.Name, err)
+		}
+		for _, r := range refs {
+			if err := opts.Providers.CheckRef(r.ref); err != nil {
+				return nil, fmt.Errorf("token %s: %s: %w", s.Name, r.what, err)
 			}
+		}
+		if s.SigningAlg != "" && !slices.Contains(oauth.SigningAlgs(), s.SigningAlg) {
+			return nil, fmt.Errorf("token %s: unknown signing_alg %q", s.Name, s.SigningAlg)
 		}
 		if s.FileFormat == "" {
 			s.FileFormat = TokenFileRaw
@@ -401,7 +423,7 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 	start := time.Now()
 	tok, err := t.grant(ctx, st)
 	if oauth.IsCode(err, "invalid_client") {
-		t.log.Warn("token: client authentication failed, fetching the client secret again", "token", name)
+		t.log.Warn("token: client authentication failed, fetching the client credentials again", "token", name)
 		t.opts.Metrics.refresh(name, resultWord(err))
 		tok, err = t.grant(ctx, st)
 	}
@@ -418,28 +440,79 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 	return tok, nil
 }
 
+// namedRef is one reference of a token's client.
+type namedRef struct {
+	what string // client_id, client_secret, private_key, certificate
+	ref  providers.Ref
+}
+
+// clientRefs returns the references s's client authentication method
+// uses, client_id first.
+func clientRefs(s TokenSpec) ([]namedRef, error) {
+	refs := []namedRef{{"client_id", s.ClientID}}
+	switch s.Auth {
+	case oauth.ClientSecretBasic, oauth.ClientSecretPost:
+		refs = append(refs, namedRef{"client_secret", s.ClientSecret})
+	case oauth.PrivateKeyJWT:
+		refs = append(refs, namedRef{"private_key", s.PrivateKey})
+	case oauth.TLSClientAuth, oauth.SelfSignedTLSClientAuth:
+		refs = append(refs, namedRef{"certificate", s.Certificate}, namedRef{"private_key", s.PrivateKey})
+	default:
+		return nil, fmt.Errorf("unknown client authentication method %q", s.Auth)
+	}
+	return refs, nil
+}
+
+// oauthClient fetches the credentials of s's client and returns it; errors are
+// *TokenError.
+func (t *Tokens) oauthClient(ctx context.Context, s TokenSpec) (oauth.Client, error) {
+	refs, err := clientRefs(s)
+	if err != nil {
+		return oauth.Client{}, &TokenError{Token: s.Name, Op: "client", Err: err}
+	}
+	vals := map[string]providers.Value{}
+	for _, r := range refs {
+		v, err := t.fetchRef(ctx, r.ref)
+		if err != nil {
+			return oauth.Client{}, &TokenError{Token: s.Name, Op: "fetch " + r.what, Err: err}
+		}
+		if r.what != "client_id" && r.what != "certificate" && t.opts.OnCredential != nil {
+			t.opts.OnCredential(s.Name, r.what, v)
+		}
+		vals[r.what] = v
+	}
+	c := oauth.Client{ID: vals["client_id"].Reveal(), Secret: vals["client_secret"].Reveal(), Method: s.Auth, KeyID: s.KeyID, SigningAlg: s.SigningAlg}
+	switch s.Auth {
+	case oauth.PrivateKeyJWT:
+		if c.Key, err = oauth.ParsePrivateKey(vals["private_key"].Bytes()); err == nil {
+			c.SigningAlg, err = oauth.SigningAlg(c.Key, s.SigningAlg)
+		}
+		if err != nil {
+			return oauth.Client{}, &TokenError{Token: s.Name, Op: "read private_key", Err: err}
+		}
+	case oauth.TLSClientAuth, oauth.SelfSignedTLSClientAuth:
+		if c.Certificate, err = oauth.ParseCertificate(vals["certificate"].Bytes(), vals["private_key"].Bytes()); err != nil {
+			return oauth.Client{}, &TokenError{Token: s.Name, Op: "read certificate", Err: err}
+		}
+	}
+	return c, nil
+}
+
 // grant fetches the client credentials and makes one token request.
 func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	s := st.spec
-	id, err := t.fetchRef(ctx, s.ClientID)
+	client, err := t.oauthClient(ctx, s)
 	if err != nil {
-		return nil, &TokenError{Token: s.Name, Op: "fetch client_id", Err: err}
-	}
-	secret, err := t.fetchRef(ctx, s.ClientSecret)
-	if err != nil {
-		return nil, &TokenError{Token: s.Name, Op: "fetch client_secret", Err: err}
-	}
-	if t.opts.OnClientSecret != nil {
-		t.opts.OnClientSecret(s.Name, secret)
+		return nil, err
 	}
 	req := oauth.Request{
 		TokenURL: s.TokenURL,
-		Client:   oauth.Client{ID: id.Reveal(), Secret: secret.Reveal(), Method: oauth.ClientSecretBasic},
+		Client:   client,
 		Scopes:   s.Scopes,
 		Params:   url.Values{},
 	}
-	if s.AuthPost {
-		req.Client.Method = oauth.ClientSecretPost
+	if t.opts.OnCredential != nil {
+		req.Learn = func(what, v string) { t.opts.OnCredential(s.Name, what, providers.StringValue(v)) }
 	}
 	for k, v := range s.Params {
 		req.Params.Set(k, v)
@@ -614,6 +687,11 @@ func retryable(err error) bool {
 		return true
 	}
 	var te *TokenError
+	if errors.As(err, &te) && strings.HasPrefix(te.Op, "read ") {
+		// A credential that is no key or certificate, or does not fit
+		// the configuration: wait for someone to fix the store.
+		return false
+	}
 	if errors.As(err, &te) && te.Op != "exchange" {
 		// A provider failure fetching the client credentials or a
 		// file write: retried like the engine retries its secrets.

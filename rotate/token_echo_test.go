@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -92,7 +93,7 @@ func TestTokenServerEchoesCredentials(t *testing.T) {
 				tk, err := NewTokens(TokenOptions{
 					Providers: set{plainProvider{st}},
 					Tokens: []TokenSpec{{
-						Name: "api", TokenURL: "http://127.0.0.1:1/token", AuthPost: post,
+						Name: "api", TokenURL: "http://127.0.0.1:1/token", Auth: map[bool]string{false: oauth.ClientSecretBasic, true: oauth.ClientSecretPost}[post],
 						ClientID:     providers.Ref{Scheme: scheme, Path: "client", Field: "id"},
 						ClientSecret: providers.Ref{Scheme: scheme, Path: "client", Field: "secret"},
 					}},

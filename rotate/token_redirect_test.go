@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -27,7 +28,7 @@ func TestTokenRedirectRefused(t *testing.T) {
 	tk, err := NewTokens(TokenOptions{
 		Providers: set{plainProvider{st}},
 		Tokens: []TokenSpec{{
-			Name: "api", TokenURL: as.URL + "/token", AuthPost: true,
+			Name: "api", TokenURL: as.URL + "/token", Auth: oauth.ClientSecretPost,
 			ClientID:     providers.Ref{Scheme: scheme, Path: "client", Field: "id"},
 			ClientSecret: providers.Ref{Scheme: scheme, Path: "client", Field: "secret"},
 		}},

@@ -23,6 +23,7 @@ import (
 	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
@@ -543,6 +544,15 @@ const (
 	envTokenGuardFile = "KEYWARD_TOKEN_GUARD_FILE"
 )
 
+// tokenAuth maps the config's auth: to the client authentication method.
+var tokenAuth = map[string]string{
+	config.AuthBasic:               oauth.ClientSecretBasic,
+	config.AuthPost:                oauth.ClientSecretPost,
+	config.AuthPrivateKeyJWT:       oauth.PrivateKeyJWT,
+	config.AuthTLSClient:           oauth.TLSClientAuth,
+	config.AuthSelfSignedTLSClient: oauth.SelfSignedTLSClientAuth,
+}
+
 // tokenSpecs converts the config's tokens, sorted by name.
 func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.TokenSpec {
 	var out []rotate.TokenSpec
@@ -552,9 +562,11 @@ func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 			continue
 		}
 		out = append(out, rotate.TokenSpec{
-			Name: name, TokenURL: t.TokenURL, ClientID: t.ClientID, ClientSecret: t.ClientSecret,
+			Name: name, TokenURL: t.TokenURL, ClientID: t.ClientID, Auth: tokenAuth[t.AuthStyle],
+			ClientSecret: t.ClientSecret, PrivateKey: t.PrivateKey, Certificate: t.Certificate,
+			KeyID: t.KeyID, SigningAlg: t.SigningAlg,
 			Scopes: t.Scopes, Audience: t.Audience, Resource: t.Resource, Params: t.Params,
-			AuthPost: t.AuthStyle == config.AuthPost, RefreshBefore: t.RefreshBefore,
+			RefreshBefore:   t.RefreshBefore,
 			DefaultLifetime: t.DefaultLifetime, File: t.File, FileFormat: t.FileFormat,
 		})
 	}
@@ -563,7 +575,7 @@ func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 
 // newTokens builds the token loop for cfg's tokens (nil when there are
 // none); an invalid client reference is a configuration error. The masker
-// learns every client secret and access token before it is used.
+// learns every client credential and access token before it is used.
 func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Registerer, only func(config.Token) bool) (*rotate.Tokens, error) {
 	specs := tokenSpecs(cfg, only)
 	if len(specs) == 0 {
@@ -573,13 +585,13 @@ func newTokens(g *globals, cfg *config.Config, s *session, reg prometheus.Regist
 	if reg != nil {
 		m = rotate.NewTokenMetrics(reg)
 	}
-	learn := func(what string) func(string, providers.Value) {
-		return func(name string, v providers.Value) {
-			g.learn(map[string]providers.Resolved{what + name: {Value: v}})
-		}
-	}
 	tk, err := rotate.NewTokens(rotate.TokenOptions{Providers: s.set, Tokens: specs, Logger: g.logger, Metrics: m,
-		OnToken: learn("token:"), OnClientSecret: learn("client_secret:")})
+		OnToken: func(name string, v providers.Value) {
+			g.learn(map[string]providers.Resolved{"token:" + name: {Value: v}})
+		},
+		OnCredential: func(name, what string, v providers.Value) {
+			g.learn(map[string]providers.Resolved{what + ":" + name: {Value: v}})
+		}})
 	if err != nil {
 		return nil, configError(fmt.Errorf("%s: %w", cfg.Path, err))
 	}

@@ -6,11 +6,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-server=$(bash "$root/test/servers/oauth.sh" | tail -n 1)
+entry=$(bash "$root/test/servers/oauth.sh" | tail -n 1)
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 echo '[{"client_id":"keyward-demo","client_secret":"demo-client-secret-not-for-production"}]' >"$work/clients.json"
-node "$server" 9400 "$work/clients.json" >"$work/server.log" 2>&1 &
+OIDC_PROVIDER=$entry node "$root/test/servers/oauth/server.mjs" 9400 "$work/clients.json" >"$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do
 	curl -sf http://127.0.0.1:9400/.well-known/openid-configuration >/dev/null && break

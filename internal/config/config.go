@@ -47,8 +47,20 @@ const (
 
 // Token client authentication styles (tokens.*.auth).
 const (
+	// AuthBasic sends client_id and client_secret in HTTP Basic
+	// authentication (the default).
 	AuthBasic = "basic"
-	AuthPost  = "post"
+	// AuthPost sends them in the request body.
+	AuthPost = "post"
+	// AuthPrivateKeyJWT signs a client assertion with private_key
+	// (RFC 7523).
+	AuthPrivateKeyJWT = "private_key_jwt"
+	// AuthTLSClient presents certificate and private_key in the TLS
+	// handshake, a certificate from a CA the server trusts (RFC 8705 §2.1).
+	AuthTLSClient = "tls_client_auth"
+	// AuthSelfSignedTLSClient does the same with a certificate registered
+	// at the server (RFC 8705 §2.2).
+	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
 )
 
 // Token file formats (tokens.*.file_format).
@@ -160,6 +172,12 @@ type Token struct {
 	TokenURL string
 	// ClientID and ClientSecret are references, resolved like secrets.
 	ClientID, ClientSecret providers.Ref
+	// PrivateKey (private_key_jwt and the TLS methods) and Certificate
+	// (the TLS methods) are references to PEM documents.
+	PrivateKey, Certificate providers.Ref
+	// KeyID and SigningAlg are the kid and alg of a private_key_jwt
+	// client assertion; "" when not given.
+	KeyID, SigningAlg string
 	// Scopes are the requested scopes.
 	Scopes []string
 	// Audience and Resource are the optional audience and resource
@@ -167,7 +185,8 @@ type Token struct {
 	Audience, Resource string
 	// Params are extra token request parameters.
 	Params map[string]string
-	// AuthStyle is how the client authenticates: AuthBasic (default) or AuthPost.
+	// AuthStyle is how the client authenticates: AuthBasic (default),
+	// AuthPost, AuthPrivateKeyJWT, AuthTLSClient or AuthSelfSignedTLSClient.
 	AuthStyle string
 	// RefreshBefore is the latest a token is refreshed before it expires
 	// (default DefaultRefreshBefore).
@@ -563,7 +582,7 @@ func (d *decoder) id(n *yaml.Node, path string) *int {
 	return &v
 }
 
-var tokenKeys = []string{"token_url", "client_id", "client_secret", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
+var tokenKeys = []string{"token_url", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
 
 func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	ps, ok := d.mapping(n, "tokens")
@@ -588,7 +607,7 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 			switch key {
 			case "token_url":
 				t.TokenURL, _ = d.str(v, kp)
-			case "client_id", "client_secret":
+			case "client_id", "client_secret", "private_key", "certificate":
 				s, ok := d.str(v, kp)
 				if !ok {
 					continue
@@ -598,11 +617,20 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 					d.fail(v, kp, "%v", err)
 					continue
 				}
-				if key == "client_id" {
+				switch key {
+				case "client_id":
 					t.ClientID = ref
-				} else {
+				case "client_secret":
 					t.ClientSecret = ref
+				case "private_key":
+					t.PrivateKey = ref
+				default:
+					t.Certificate = ref
 				}
+			case "key_id":
+				t.KeyID, _ = d.str(v, kp)
+			case "signing_alg":
+				t.SigningAlg, _ = d.str(v, kp)
 			case "scopes":
 				t.Scopes, _ = d.strList(v, kp)
 			case "audience":

@@ -566,3 +566,26 @@ func TestFileDialect(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenAuthMethods reads each client authentication method's keys.
+func TestTokenAuthMethods(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/tokens.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Token{
+		"basic":            {AuthStyle: AuthBasic, ClientSecret: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "client_secret"}},
+		"jwt":              {AuthStyle: AuthPrivateKeyJWT, PrivateKey: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "key_pem"}, KeyID: "k1", SigningAlg: "PS256"},
+		"jwt-default-alg":  {AuthStyle: AuthPrivateKeyJWT, PrivateKey: providers.Ref{Scheme: "file", Path: "/etc/kw/client.key"}},
+		"mtls":             {AuthStyle: AuthTLSClient, Certificate: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "cert_pem"}, PrivateKey: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "key_pem"}},
+		"mtls-self-signed": {AuthStyle: AuthSelfSignedTLSClient, Certificate: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.crt"}, PrivateKey: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.key"}},
+	}
+	for name, w := range want {
+		got := c.Tokens[name]
+		if got.AuthStyle != w.AuthStyle || got.KeyID != w.KeyID || got.SigningAlg != w.SigningAlg ||
+			got.ClientSecret.String() != w.ClientSecret.String() || got.PrivateKey.String() != w.PrivateKey.String() || got.Certificate.String() != w.Certificate.String() {
+			t.Errorf("token %s = %+v, want %+v", name, got, w)
+		}
+	}
+}

@@ -84,7 +84,7 @@ func exampleConfigs(t *testing.T) []string {
 func TestSchemaAcceptsExamples(t *testing.T) {
 	t.Parallel()
 	sch := compileSchema(t)
-	files := append(exampleConfigs(t), "testdata/design.yaml")
+	files := append(exampleConfigs(t), "testdata/design.yaml", "testdata/tokens.yaml")
 	for _, path := range files {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
@@ -109,6 +109,8 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 	sch := compileSchema(t)
 	const base = "version: 1\nsecrets: {A: vault://a#b}\n"
 	const tok = "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    client_secret: vault://a#s\n    file: /t\n"
+	const jwtTok = "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    auth: private_key_jwt\n    file: /t\n"
+	const tlsTok = "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    auth: tls_client_auth\n    file: /t\n"
 	bad := map[string]string{
 		"unknown top-level key":       base + "secretz: {}\n",
 		"unknown key in file entry":   base + "files:\n  - path: /a\n    secret: A\n    fromat: raw\n",
@@ -153,6 +155,14 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"file path names a directory": base + "files:\n  - path: out/\n    secret: A\n",
 		"unknown dotenv dialect":      base + "files:\n  - path: /a\n    secrets: [A]\n    dialect: ruby\n",
 		"dialect on a json file":      base + "files:\n  - path: /a\n    format: json\n    secrets: [A]\n    dialect: node\n",
+		"private_key_jwt without key": base + jwtTok,
+		"private_key_jwt with secret": base + jwtTok + "    private_key: vault://a#k\n    client_secret: vault://a#s\n",
+		"private_key_jwt bad alg":     base + jwtTok + "    private_key: vault://a#k\n    signing_alg: HS256\n",
+		"tls without certificate":     base + tlsTok + "    private_key: vault://a#k\n",
+		"tls with key_id":             base + tlsTok + "    private_key: vault://a#k\n    certificate: vault://a#c\n    key_id: k1\n",
+		"basic with private_key":      base + tok + "    private_key: vault://a#k\n",
+		"basic with signing_alg":      base + tok + "    signing_alg: RS256\n",
+		"basic without secret":        base + "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    file: /t\n",
 	}
 	for name, src := range bad {
 		t.Run(name, func(t *testing.T) {

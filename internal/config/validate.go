@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -389,11 +390,7 @@ func (v *validator) tokens() {
 		} else {
 			v.checkRef(at("client_id"), t.Line, t.ClientID)
 		}
-		if t.ClientSecret.Scheme == "" {
-			v.add(at("client_secret"), t.Line, "client_secret is required (a reference)")
-		} else {
-			v.checkRef(at("client_secret"), t.Line, t.ClientSecret)
-		}
+		v.tokenAuth(path, t)
 		for i, s := range t.Scopes {
 			if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
 				v.add(index(at("scopes"), i), t.Line, "a scope must be non-empty and contain no space, '\"' or '\\'")
@@ -406,11 +403,6 @@ func (v *validator) tokens() {
 			case slices.Contains(reservedTokenParams, k):
 				v.add(join(at("params"), k), t.Line, "parameter %q is set by keyward (use the token's own keys)", k)
 			}
-		}
-		switch t.AuthStyle {
-		case AuthBasic, AuthPost:
-		default:
-			v.add(at("auth"), t.Line, "unknown auth %q (want basic or post)", t.AuthStyle)
 		}
 		if t.RefreshBefore < 0 {
 			v.add(at("refresh_before"), t.Line, "must not be negative")
@@ -429,6 +421,47 @@ func (v *validator) tokens() {
 		if t.File == "" && v.c.Server == nil && !v.c.broken[at("file")] {
 			v.add(path, t.Line, "token goes nowhere: set file or configure server")
 		}
+	}
+}
+
+// tokenAuth checks the client credentials of t's auth method: those it
+// uses are required references, the others must be absent.
+func (v *validator) tokenAuth(path string, t Token) {
+	at := func(key string) string { return join(path, key) }
+	var need []string
+	switch t.AuthStyle {
+	case AuthBasic, AuthPost:
+		need = []string{"client_secret"}
+	case AuthPrivateKeyJWT:
+		need = []string{"private_key"}
+	case AuthTLSClient, AuthSelfSignedTLSClient:
+		need = []string{"certificate", "private_key"}
+	default:
+		v.add(at("auth"), t.Line, "unknown auth %q (want %s, %s, %s, %s or %s)", t.AuthStyle,
+			AuthBasic, AuthPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient)
+		return
+	}
+	refs := map[string]providers.Ref{"client_secret": t.ClientSecret, "private_key": t.PrivateKey, "certificate": t.Certificate}
+	for _, key := range []string{"client_secret", "certificate", "private_key"} {
+		ref := refs[key]
+		switch {
+		case slices.Contains(need, key) && ref.Scheme == "":
+			v.add(at(key), t.Line, "%s is required with auth: %s (a reference)", key, t.AuthStyle)
+		case slices.Contains(need, key):
+			v.checkRef(at(key), t.Line, ref)
+		case ref.Scheme != "":
+			v.add(at(key), t.Line, "%s is not used with auth: %s", key, t.AuthStyle)
+		}
+	}
+	if t.AuthStyle != AuthPrivateKeyJWT {
+		if t.KeyID != "" {
+			v.add(at("key_id"), t.Line, "key_id is used only with auth: %s", AuthPrivateKeyJWT)
+		}
+		if t.SigningAlg != "" {
+			v.add(at("signing_alg"), t.Line, "signing_alg is used only with auth: %s", AuthPrivateKeyJWT)
+		}
+	} else if t.SigningAlg != "" && !slices.Contains(oauth.SigningAlgs(), t.SigningAlg) {
+		v.add(at("signing_alg"), t.Line, "unknown signing_alg %q (want one of %s)", t.SigningAlg, strings.Join(oauth.SigningAlgs(), ", "))
 	}
 }
 

@@ -7,6 +7,9 @@ package oauth
 
 import (
 	"context"
+	"crypto"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +37,15 @@ const (
 	ClientSecretBasic = "client_secret_basic"
 	// ClientSecretPost sends them in the request body.
 	ClientSecretPost = "client_secret_post"
+	// PrivateKeyJWT sends a client assertion signed with the client's
+	// private key (RFC 7523 §2.2), fresh for each request.
+	PrivateKeyJWT = "private_key_jwt"
+	// TLSClientAuth authenticates with a client certificate issued by a
+	// CA the server trusts (RFC 8705 §2.1).
+	TLSClientAuth = "tls_client_auth"
+	// SelfSignedTLSClientAuth authenticates with a client certificate
+	// registered at the server (RFC 8705 §2.2).
+	SelfSignedTLSClientAuth = "self_signed_tls_client_auth"
 )
 
 // maxResponse caps the token response read.
@@ -47,6 +59,16 @@ type Client struct {
 	Secret string
 	// Method is the authentication method; "" means ClientSecretBasic.
 	Method string
+	// Key signs the client assertion of PrivateKeyJWT.
+	Key crypto.Signer
+	// KeyID is the assertion's kid header; "" for none.
+	KeyID string
+	// SigningAlg is the assertion's JWS algorithm; "" means the key's
+	// default (see SigningAlg).
+	SigningAlg string
+	// Certificate is the TLS client certificate of the *TLSClientAuth
+	// methods.
+	Certificate *tls.Certificate
 }
 
 // Request is one token request.
@@ -62,6 +84,9 @@ type Request struct {
 	// Params are further form parameters (audience, resource, …); they do
 	// not override those set from the fields above.
 	Params url.Values
+	// Learn, when set, is called with each credential Exchange makes for
+	// the request (the client assertion) before it is sent, naming it.
+	Learn func(what, value string)
 }
 
 // Token is a successful token response.
@@ -130,11 +155,37 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 	if method == "" {
 		method = ClientSecretBasic
 	}
+	// The credentials the request carries, which an answer may echo.
+	var sent []string
 	switch method {
 	case ClientSecretBasic:
+		// RFC 6749 §2.3.1: both form-encoded before Basic encoding.
+		pair := url.QueryEscape(r.Client.ID) + ":" + url.QueryEscape(r.Client.Secret)
+		sent = append(sent, r.Client.Secret, pair, base64.StdEncoding.EncodeToString([]byte(pair)))
 	case ClientSecretPost:
 		form.Set("client_id", r.Client.ID)
 		form.Set("client_secret", r.Client.Secret)
+		sent = append(sent, r.Client.Secret)
+	case PrivateKeyJWT:
+		if r.Client.Key == nil {
+			return nil, errors.New("private_key_jwt without a private key")
+		}
+		a, err := assertion(r.Client.Key, r.Client.SigningAlg, r.Client.KeyID, r.Client.ID, r.TokenURL, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if r.Learn != nil {
+			r.Learn("client_assertion", a)
+		}
+		form.Set("client_id", r.Client.ID)
+		form.Set("client_assertion_type", clientAssertionType)
+		form.Set("client_assertion", a)
+		sent = append(sent, a)
+	case TLSClientAuth, SelfSignedTLSClientAuth:
+		if r.Client.Certificate == nil {
+			return nil, fmt.Errorf("%s without a client certificate", method)
+		}
+		form.Set("client_id", r.Client.ID)
 	default:
 		return nil, fmt.Errorf("unknown client authentication method %q", method)
 	}
@@ -145,12 +196,21 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	if method == ClientSecretBasic {
-		// RFC 6749 §2.3.1: both form-encoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(r.Client.ID), url.QueryEscape(r.Client.Secret))
 	}
-	scrub := credentialScrubber(r.Client.ID, r.Client.Secret)
+	scrub := credentialScrubber(sent...)
 	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if r.Client.Certificate != nil {
+		t, err := withCertificate(hc.Transport, r.Client.Certificate)
+		if err != nil {
+			return nil, err
+		}
+		// One connection for this request only: the next request may have
+		// another certificate (a rotated one) and must not reuse this one.
+		defer t.CloseIdleConnections()
+		c.Transport = t
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
@@ -232,4 +292,27 @@ func limit(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// withCertificate returns a transport like base (nil: the default one)
+// that presents cert to servers asking for a client certificate and keeps
+// no connection alive.
+func withCertificate(base http.RoundTripper, cert *tls.Certificate) (*http.Transport, error) {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	bt, ok := base.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("TLS client authentication needs an *http.Transport, not %T", base)
+	}
+	t := bt.Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{}
+	}
+	// Always the configured certificate: crypto/tls would send none when
+	// the server lists CAs that did not issue it (a self-signed one).
+	t.TLSClientConfig.Certificates = nil
+	t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	t.DisableKeepAlives = true
+	return t, nil
 }

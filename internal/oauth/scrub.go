@@ -1,7 +1,7 @@
 package oauth
 
 import (
-	"encoding/base64"
+	"fmt"
 	"net/url"
 
 	"github.com/keyward/keyward/internal/mask"
@@ -11,37 +11,36 @@ import (
 // shown safely.
 const withheld = "(withheld: it may contain the client credentials)"
 
-// credentialScrubber returns a function that hides the client credentials
-// in a message from the authorization server, which may echo them (in its
-// error_description, say): the client secret, the id:secret pair that Basic
-// authentication sends and its base64 (the Authorization header), each in
-// every form the mask package knows (raw, base64 at any alignment, hex,
-// percent-encoded, JSON- and string-escaped…), become ***, and a message
-// that ends in the beginning of one of them (an echo cut short) loses that
-// end. Any run of fragmentLength or more bytes of one of them anywhere in
-// the message (an echo cut short and followed by more text, or cut in the
-// middle of a character) becomes *** as well. A secret too short to be
-// recognised safely withholds the whole message.
-func credentialScrubber(id, secret string) func(string) string {
-	if len(secret) < mask.MinPatternLength {
-		return func(s string) string {
-			if s == "" {
-				return ""
+// credentialScrubber returns a function that hides the credentials a
+// request sent (the client secret, the id:secret pair that Basic
+// authentication sends and its base64, a client assertion…) in a message
+// from the authorization server, which may echo them (in its
+// error_description, say): each, in every form the mask package knows
+// (raw, base64 at any alignment, hex, percent-encoded, JSON- and
+// string-escaped…), becomes ***, and a message that ends in the beginning
+// of one of them (an echo cut short) loses that end. Any run of
+// fragmentLength or more bytes of one of them anywhere in the message (an
+// echo cut short and followed by more text, or cut in the middle of a
+// character) becomes *** as well. A credential too short to be recognised
+// safely withholds the whole message.
+func credentialScrubber(sent ...string) func(string) string {
+	var secrets []mask.Secret
+	var raw [][]byte
+	for i, c := range sent {
+		if len(c) < mask.MinPatternLength {
+			return func(s string) string {
+				if s == "" {
+					return ""
+				}
+				return withheld
 			}
-			return withheld
 		}
+		secrets = append(secrets, mask.Secret{Name: fmt.Sprintf("credential%d", i), Value: []byte(c)})
+		raw = append(raw, []byte(c), []byte(url.QueryEscape(c)))
 	}
-	// Exchange sends url.QueryEscape(id):url.QueryEscape(secret) in the
-	// Basic Authorization header.
-	pair := url.QueryEscape(id) + ":" + url.QueryEscape(secret)
-	set := mask.NewSet([]mask.Secret{
-		{Name: "client_secret", Value: []byte(secret)},
-		{Name: "basic_credentials", Value: []byte(pair)},
-		{Name: "authorization", Value: []byte(base64.StdEncoding.EncodeToString([]byte(pair)))},
-	}, mask.MinPatternLength)
+	set := mask.NewSet(secrets, mask.MinPatternLength)
 	m := mask.New(set, mask.Options{})
-	frags := newFragments(fragmentLength, []byte(secret), []byte(pair), []byte(url.QueryEscape(secret)),
-		[]byte(base64.StdEncoding.EncodeToString([]byte(pair))))
+	frags := newFragments(fragmentLength, raw...)
 	return func(s string) string {
 		if s == "" {
 			return ""

@@ -17,28 +17,47 @@ import (
 // OAuthClient is one client registered at the OAuth server.
 type OAuthClient struct {
 	ID     string `json:"client_id"`
-	Secret string `json:"client_secret"`
-	// Auth is client_secret_basic (default) or client_secret_post.
+	Secret string `json:"client_secret,omitempty"`
+	// Auth is the token_endpoint_auth_method: client_secret_basic
+	// (default), client_secret_post, private_key_jwt, tls_client_auth or
+	// self_signed_tls_client_auth.
 	Auth string `json:"auth,omitempty"`
+	// JWKS holds the client's public keys (private_key_jwt, and the
+	// certificate of self_signed_tls_client_auth); see JWKS.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// SigningAlg pins the alg of its client assertions.
+	SigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// SANDNS is the DNS name the certificate of tls_client_auth must have.
+	SANDNS string `json:"tls_client_auth_san_dns,omitempty"`
 }
 
-// OAuth is oidc-provider (test/servers/oauth.sh) started by StartOAuth on a
-// free 127.0.0.1 port, limited to the client_credentials grant. The
-// resource indicator picks a token's format and lifetime:
-// urn:kw:opaque:SECONDS or urn:kw:jwt:SECONDS (default urn:kw:opaque:10).
+// OAuth is oidc-provider (test/servers/oauth.sh, oauth/server.mjs) started
+// by StartOAuth on free 127.0.0.1 ports: HTTP, and HTTPS asking for a client
+// certificate (for mutual-TLS client authentication). The resource
+// indicator picks a token's format and lifetime: urn:kw:opaque:SECONDS or
+// urn:kw:jwt:SECONDS (default urn:kw:opaque:10).
 type OAuth struct {
 	// URL is the issuer, http://127.0.0.1:PORT; TokenURL its token endpoint.
 	URL, TokenURL string
+	// TLSTokenURL is the token endpoint over HTTPS, whose certificate CA
+	// issued; it trusts client certificates that CA issued.
+	TLSTokenURL string
+	// CA is the test CA (see TestCA).
+	CA *TestCA
 
-	script, dir, clients string
-	port                 int
-	proc                 *Process
+	entry, script, dir, clients string
+	port, tlsPort               int
+	proc                        *Process
 }
 
 // StartOAuth installs (when needed) and starts the server with clients.
 // Stop it with Stop.
 func StartOAuth(ctx context.Context, clients []OAuthClient) (*OAuth, error) {
-	script, err := Binary("oauth.sh")
+	entry, err := Binary("oauth.sh")
+	if err != nil {
+		return nil, err
+	}
+	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -46,20 +65,44 @@ func StartOAuth(ctx context.Context, clients []OAuthClient) (*OAuth, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	o, err := startOAuth(ctx, entry, filepath.Join(root, "test", "servers", "oauth", "server.mjs"), dir, clients)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	o := &OAuth{script: script, dir: dir, clients: filepath.Join(dir, "clients.json"), port: port}
+	return o, nil
+}
+
+func startOAuth(ctx context.Context, entry, script, dir string, clients []OAuthClient) (*OAuth, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	tlsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	ca, err := NewTestCA()
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := ca.Issue("127.0.0.1", true)
+	if err != nil {
+		return nil, err
+	}
+	for name, b := range map[string][]byte{"server.crt": cert, "server.key": key, "ca.crt": ca.PEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	o := &OAuth{entry: entry, script: script, dir: dir, clients: filepath.Join(dir, "clients.json"), port: port, tlsPort: tlsPort, CA: ca}
 	o.URL = "http://127.0.0.1:" + strconv.Itoa(port)
 	o.TokenURL = o.URL + "/token"
+	o.TLSTokenURL = "https://127.0.0.1:" + strconv.Itoa(tlsPort) + "/token"
 	if err := o.SetClients(clients); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	if err := o.Start(ctx); err != nil {
-		os.RemoveAll(dir)
 		return nil, err
 	}
 	return o, nil
@@ -68,7 +111,8 @@ func StartOAuth(ctx context.Context, clients []OAuthClient) (*OAuth, error) {
 // Start (re)starts a stopped server on the same port. Tokens it issued
 // before are forgotten (its store is in memory).
 func (o *OAuth) Start(ctx context.Context) error {
-	proc, err := Start("oidc-provider", o.dir, []string{"node", o.script, strconv.Itoa(o.port), o.clients}, nil)
+	proc, err := Start("oidc-provider", o.dir, []string{"node", o.script, strconv.Itoa(o.port), o.clients, strconv.Itoa(o.tlsPort), o.dir},
+		[]string{"OIDC_PROVIDER=" + o.entry})
 	if err != nil {
 		return err
 	}
