@@ -1,6 +1,7 @@
 # keyward — build, test, benchmark.
 #
 #   make build   static binary in bin/keyward
+#   make release binaries, SBOMs, OCI image and SHA256SUMS in dist/
 #   make test    everything CI runs: gofmt, go vet, staticcheck, then every
 #                test under the race detector, including the integration
 #                suites against real servers (built once into .cache/)
@@ -36,12 +37,21 @@ FUZZ_BUDGET ?= 60s
 FUZZTIME    ?= 2m
 FUZZ        ?=
 
-.PHONY: all build test lint unit servers integration bench fuzz clean
+.PHONY: all build release test lint unit servers integration bench fuzz clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/keyward
+
+# release builds into dist/: static binaries for linux and darwin on amd64
+# and arm64, a CycloneDX SBOM of each, the multi-arch OCI image (layout and
+# archive, built without Docker) and SHA256SUMS; byte-identical on every run
+# for one commit (RELEASE_TARGETS="linux/amd64" to build one platform).
+RELEASE_TARGETS ?= linux/amd64,linux/arm64,darwin/amd64,darwin/arm64
+release:
+	$(GO) run ./internal/tools/release -dist dist -targets '$(RELEASE_TARGETS)' -tags '$(TAGS)' \
+		-version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)'
 
 # After the tests, every fuzz target runs within FUZZ_BUDGET.
 test: lint servers
@@ -81,4 +91,4 @@ fuzz:
 	@FUZZTIME=$(FUZZTIME) bash test/fuzz.sh $(FUZZ)
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
