@@ -130,7 +130,6 @@ func newRoot(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
 	root.Version = buildInfo().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetOut(g.stdout)
@@ -148,6 +147,7 @@ func newRoot(g *globals) *cobra.Command {
 	for _, newCmd := range optionalCommands {
 		root.AddCommand(newCmd(g))
 	}
+	setupCompletion(root)
 	return root
 }
 
