@@ -2,8 +2,9 @@
 // (`make release` runs it into dist/):
 //
 //   - keyward-OS-ARCH: static binaries (CGO_ENABLED=0, -trimpath,
-//     -buildvcs=false) for linux and darwin on amd64 and arm64, stamped with
-//     the version, the commit and the commit's date;
+//     -buildvcs=false) for linux on amd64 and arm64 (and any other -targets
+//     keyward builds for), stamped with the version, the commit and the
+//     commit's date;
 //   - keyward-OS-ARCH.cdx.json: a CycloneDX SBOM of each binary, made by
 //     the pinned cyclonedx-gomod from the module list the binary embeds;
 //   - keyward-image.oci.tar and oci/: the multi-arch OCI image of the two
@@ -43,7 +44,9 @@ import (
 const pkg = "github.com/keyward/keyward"
 
 // defaultTargets are the platforms a release has binaries for.
-var defaultTargets = []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"}
+// darwin is not one yet: render, internal/child and internal/harden use
+// Linux-only system calls.
+var defaultTargets = []string{"linux/amd64", "linux/arm64"}
 
 // stamps are the build's identity, set in internal/version.
 type stamps struct {
