@@ -11,14 +11,16 @@ import (
 
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/scan"
+	"github.com/keyward/keyward/internal/version"
 )
 
 func newScanCmd(g *globals) *cobra.Command {
 	var maxSize string
 	var minLen int
 	var envFileRefs bool
+	var format string
 	cmd := &cobra.Command{
-		Use:   "scan [-c FILE] PATH...",
+		Use:   "scan [-c FILE] [--format text|sarif] PATH...",
 		Short: "Search files for secret values before they are published",
 		Long: `scan resolves the config's secrets (and, as exec does, every environment
 variable whose whole value is a reference) and searches the files and
@@ -33,13 +35,21 @@ a PATH are not followed, so the scan stays inside the trees given; devices,
 FIFOs and sockets are skipped, and so are files larger than --max-size (with a
 warning).
 
+--format sarif prints a SARIF 2.1.0 log instead, for GitHub code scanning
+and other SARIF consumers: a rule per secret found, a result per occurrence
+(file, line, byte range, the form), unreadable paths as tool notifications,
+and still no value.
+
 Exit status: 0 nothing found, 1 a value was found, a secret could not be
 fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 		Example: `  # before uploading build artifacts
   keyward scan -c keyward.yaml dist/ build/logs/
 
   # without a config: the references in the environment
-  DB_PASSWORD=vault://secret/db#password keyward scan ./out`,
+  DB_PASSWORD=vault://secret/db#password keyward scan ./out
+
+  # for GitHub code scanning (upload keyward.sarif with codeql-action/upload-sarif)
+  keyward scan -c keyward.yaml --format sarif dist/ > keyward.sarif`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError("scan needs at least one PATH: keyward scan [-c FILE] PATH...")
@@ -47,6 +57,9 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "text" && format != "sarif" {
+				return usageError("invalid --format %q: want text or sarif", format)
+			}
 			limit, err := parseSize(maxSize)
 			if err != nil {
 				return usageError("--max-size: %v", err)
@@ -95,22 +108,33 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			return scanReport(g, rep, time.Since(start))
+			return scanReport(g, rep, format, time.Since(start))
 		},
 	}
 	cmd.Flags().StringVar(&maxSize, "max-size", "256MiB", "skip files larger than this (B, KiB, MiB, GiB; 0 for no limit)")
 	cmd.Flags().IntVar(&minLen, "min-length", mask.DefaultMinLength, "do not search for values shorter than this many bytes")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text, or sarif (SARIF 2.1.0)")
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "sarif"}, cobra.ShellCompDirectiveNoFileComp))
 	envFileRefsFlag(cmd, &envFileRefs)
 	return cmd
 }
 
-// scanReport prints rep's hits on stdout and its problems as warnings, and
-// returns the error that sets the exit status.
-func scanReport(g *globals, rep *scan.Report, took time.Duration) error {
+// scanReport prints rep's hits on stdout, as text lines or a SARIF log, and
+// its problems as warnings, and returns the error that sets the exit status.
+func scanReport(g *globals, rep *scan.Report, format string, took time.Duration) error {
 	secrets, files := map[string]bool{}, map[string]bool{}
 	stdout := g.redacted(g.stdout)
+	if format == "sarif" {
+		tool := scan.Tool{Name: "keyward", Version: version.Get().Version, InformationURI: "https://github.com/keyward/keyward"}
+		if err := scan.WriteSARIF(stdout, rep, tool); err != nil {
+			return fmt.Errorf("write SARIF: %w", err)
+		}
+	}
 	for _, h := range rep.Hits {
 		secrets[h.Secret], files[h.Path] = true, true
+		if format == "sarif" {
+			continue
+		}
 		if h.Line > 0 {
 			fmt.Fprintf(stdout, "%s:%d: %s (%s, offset %d)\n", h.Path, h.Line, h.Secret, h.Kind, h.Offset)
 		} else {
