@@ -97,6 +97,7 @@ config is invalid; with a command, the command's.`,
 	}
 	cmd.Flags().SetInterspersed(false)
 	envFileRefsFlag(cmd, &w.envFileRefs)
+	fileGroupFlag(cmd, &w.fileGroup)
 	cmd.Flags().DurationVar(&w.initTimeout, "init-timeout", defaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
 	cmd.Flags().DurationVar(&w.stopTimeout, "stop-timeout", child.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
 	cmd.Flags().DurationVar(&w.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM, or after the child exited (in-flight fetches, on_change commands, the server); keyward exits when it is over")
@@ -108,6 +109,7 @@ config is invalid; with a command, the command's.`,
 type watchRun struct {
 	args            []string // the child's command; empty for none
 	envFileRefs     bool     // resolve file: references in the child's environment (--env-file-refs)
+	fileGroup       int      // the files' group (--file-group); -1 for none
 	retryInit       bool     // retry the first fetch until initTimeout (agent)
 	initTimeout     time.Duration
 	stopTimeout     time.Duration
@@ -129,7 +131,10 @@ func runWatched(parent context.Context, g *globals, cfg *config.Config, w watchR
 	if err != nil {
 		return err
 	}
-	files := renderFiles(cfg)
+	files, err := withFileGroup(renderFiles(cfg), w.fileGroup)
+	if err != nil {
+		return err
+	}
 	rfiles := make([]rotate.File, len(files))
 	for i, f := range files {
 		rfiles[i].File = f

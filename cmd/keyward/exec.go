@@ -98,7 +98,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			}
 			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
 				// Rotation: supervise the child through the engine (agent.go).
-				w := watchRun{args: args, envFileRefs: envFileRefs, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
+				w := watchRun{args: args, envFileRefs: envFileRefs, fileGroup: -1, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
 				if maskOutput && !noMask {
 					w.output = func() (io.Writer, io.Writer, func()) { return maskedOutput(g, maskIdle) }
 				}

@@ -281,6 +281,35 @@ func renderFiles(cfg *config.Config) []render.File {
 	return out
 }
 
+// fileGroupFlag adds --file-group to cmd (render, agent): the group of a pod
+// in which keyward and the application run as different users.
+func fileGroupFlag(cmd *cobra.Command, gid *int) {
+	cmd.Flags().IntVar(gid, "file-group", -1, "give each file whose config sets no group: this group, readable by it whenever the owner may read (0400 becomes 0440): for a pod whose application runs as another user than keyward, which shares this group (the admission webhook passes the pod's group)")
+}
+
+// withFileGroup applies --file-group: each file whose config names no
+// group gets gid and the group read permission when its owner has it
+// (never write or execute, never anything for others). A gid below 0
+// leaves the files as they are; one that keyward is not a member of fails
+// the render, naming the file (render.ErrOwner).
+func withFileGroup(files []render.File, gid int) ([]render.File, error) {
+	if gid < -1 {
+		return nil, usageError("--file-group %d: not a group id", gid)
+	}
+	if gid < 0 {
+		return files, nil
+	}
+	out := slices.Clone(files)
+	for i := range out {
+		if out[i].GID >= 0 {
+			continue
+		}
+		out[i].GID = gid
+		out[i].Mode |= (out[i].Mode & 0o400) >> 3
+	}
+	return out, nil
+}
+
 // unsupported reports config sections that the given command parses but
 // cannot act on, as a configuration error: tokens are kept fresh by agent
 // and exec, and fetched once by render, but keyward ci has no use for them.

@@ -9,6 +9,7 @@ import (
 
 func newRenderCmd(g *globals) *cobra.Command {
 	var once bool
+	fileGroup := -1
 	cmd := &cobra.Command{
 		Use:   "render --once -c FILE",
 		Short: "Resolve every secret and write the config's files, then exit",
@@ -33,6 +34,10 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
+			files, err := withFileGroup(renderFiles(cfg), fileGroup)
+			if err != nil {
+				return err
+			}
 			ctx, s, done, err := start(cmd, g, cfg)
 			if err != nil {
 				return err
@@ -42,7 +47,7 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			result, err := render.Render(renderFiles(cfg), res)
+			result, err := render.Render(files, res)
 			if err != nil {
 				return err
 			}
@@ -62,5 +67,6 @@ written (the previous files stay intact), 78 the config is invalid.`,
 		},
 	}
 	cmd.Flags().BoolVar(&once, "once", true, "render once and exit (the init-container mode; always true for render)")
+	fileGroupFlag(cmd, &fileGroup)
 	return cmd
 }

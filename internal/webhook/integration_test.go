@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +34,7 @@ func checkInjected(t *testing.T, pod *corev1.Pod, wantInits string) {
 		t.Errorf("no %s annotation", AnnotationStatus)
 	}
 	init := &pod.Spec.InitContainers[0]
-	if init.Image != testImage || strings.Join(init.Args, " ") != "render --once -c "+ConfigPath {
+	if init.Image != testImage || strings.Join(init.Args, " ") != "render --once -c "+ConfigPath+" --file-group=65532" {
 		t.Errorf("init container %s %q", init.Image, init.Args)
 	}
 	checkKeywardContainer(t, init, 1000, 2000, DefaultSecretsPath)
@@ -227,6 +228,17 @@ func TestE2EInitContainerRendersFiles(t *testing.T) {
 		t.Fatalf("init container sets command %q; the test runs the image entrypoint (keyward) with args", init.Command)
 	}
 	uid, gid := *init.SecurityContext.RunAsUser, *init.SecurityContext.RunAsGroup
+	// The kubelet gives every container of the pod its supplemental
+	// groups (the webhook adds the group that shares the files).
+	var groups []string
+	if psc := stored.Spec.SecurityContext; psc != nil {
+		for _, g := range psc.SupplementalGroups {
+			groups = append(groups, itoa(g))
+		}
+	}
+	if !slices.Contains(groups, itoa(DefaultFileGroup)) {
+		t.Fatalf("stored pod's supplementalGroups %v lack %d", groups, DefaultFileGroup)
+	}
 	var mountPath string
 	for _, m := range init.VolumeMounts {
 		if m.Name == VolumeSecrets {
@@ -257,11 +269,11 @@ mount --bind "$ETC" /etc
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p "$SECRETS"
 mount --bind "$VOL" "$SECRETS"
-exec setpriv --reuid="$RUID" --regid="$RGID" --clear-groups --no-new-privs env -i KUBECONFIG=/etc/kubeconfig "$@"`
+exec setpriv --reuid="$RUID" --regid="$RGID" --groups="$SUPP_GROUPS" --no-new-privs env -i KUBECONFIG=/etc/kubeconfig "$@"`
 	args := append([]string{"--mount", "sh", "-c", script, "sh", keywardBin}, init.Args...)
 	cmd := exec.CommandContext(ctx, "unshare", args...)
 	cmd.Env = append(os.Environ(), "ETC="+etc, "VOL="+vol, "SECRETS="+mountPath,
-		"RUID="+itoa(uid), "RGID="+itoa(gid))
+		"RUID="+itoa(uid), "RGID="+itoa(gid), "SUPP_GROUPS="+strings.Join(groups, ","))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -275,8 +287,9 @@ exec setpriv --reuid="$RUID" --regid="$RGID" --clear-groups --no-new-privs env -
 		mode os.FileMode
 		want string
 	}{
-		{"db-password", 0o400, dbPassword},
-		{"db.env", 0o600, dbPassword},
+		// The config's modes, with the group's read permission.
+		{"db-password", 0o440, dbPassword},
+		{"db.env", 0o640, dbPassword},
 	} {
 		p := filepath.Join(vol, f.name)
 		st, err := os.Lstat(p)
@@ -285,8 +298,8 @@ exec setpriv --reuid="$RUID" --regid="$RGID" --clear-groups --no-new-privs env -
 			continue
 		}
 		sys := st.Sys().(*syscall.Stat_t)
-		if st.Mode() != f.mode || int64(sys.Uid) != uid || int64(sys.Gid) != gid {
-			t.Errorf("%s: mode %v owner %d:%d, want %v %d:%d", f.name, st.Mode(), sys.Uid, sys.Gid, f.mode, uid, gid)
+		if st.Mode() != f.mode || int64(sys.Uid) != uid || int64(sys.Gid) != DefaultFileGroup {
+			t.Errorf("%s: mode %v owner %d:%d, want %v %d:%d", f.name, st.Mode(), sys.Uid, sys.Gid, f.mode, uid, DefaultFileGroup)
 		}
 		b, _ := os.ReadFile(p)
 		if !strings.Contains(string(b), f.want) {

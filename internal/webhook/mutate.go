@@ -66,6 +66,10 @@ const (
 	// DefaultUID is the uid keyward's containers run as when the pod
 	// names no non-root uid (distroless's nonroot user).
 	DefaultUID = 65532
+	// DefaultFileGroup is the group that shares the rendered files
+	// between keyward and the app when the pod has no fsGroup: the
+	// webhook adds it to the pod's supplementalGroups.
+	DefaultFileGroup = 65532
 
 	VolumeSecrets = "keyward-secrets"
 	VolumeConfig  = "keyward-config"
@@ -255,6 +259,12 @@ func (m *Mutator) ops(ctx context.Context, namespace string, pod *corev1.Pod) ([
 	}
 
 	uid, gid := podIdentity(pod)
+	fileGroup, podSC := podFileGroup(pod)
+	if mode == "files" {
+		if err := checkOwners(cfg, namespace, pod, uid, gid, fileGroup); err != nil {
+			return nil, err
+		}
+	}
 	k := keywardContainer{m: m, uid: uid, gid: gid, secretsPath: secretsPath, resources: resources}
 	var inits []corev1.Container
 	appMount := corev1.VolumeMount{Name: VolumeSecrets, MountPath: secretsPath, ReadOnly: true}
@@ -270,9 +280,10 @@ func (m *Mutator) ops(ctx context.Context, namespace string, pod *corev1.Pod) ([
 	)
 	switch mode {
 	case "files":
-		inits = append(inits, k.container(ContainerInit, []string{"render", "--once", "-c", ConfigPath}))
+		group := "--file-group=" + strconv.FormatInt(fileGroup, 10)
+		inits = append(inits, k.container(ContainerInit, []string{"render", "--once", "-c", ConfigPath, group}))
 		if agent {
-			sc := k.container(ContainerAgent, []string{"agent", "-c", ConfigPath})
+			sc := k.container(ContainerAgent, []string{"agent", "-c", ConfigPath, group})
 			sc.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)
 			sc.Ports = []corev1.ContainerPort{{Name: "keyward-http", ContainerPort: int32(probePort), Protocol: corev1.ProtocolTCP}}
 			sc.StartupProbe = &corev1.Probe{
@@ -322,12 +333,77 @@ func (m *Mutator) ops(ctx context.Context, namespace string, pod *corev1.Pod) ([
 		annotations[key] = v
 	}
 	annotations[AnnotationStatus] = "injected"
-	return []PatchOp{
+	ops := []PatchOp{
 		{Op: "add", Path: "/metadata/annotations", Value: annotations},
 		{Op: "add", Path: "/spec/volumes", Value: volumes},
 		{Op: "add", Path: "/spec/initContainers", Value: inits},
 		{Op: "add", Path: "/spec/containers", Value: containers},
-	}, nil
+	}
+	if mode == "files" && podSC != nil {
+		ops = append(ops, PatchOp{Op: "add", Path: "/spec/securityContext", Value: podSC})
+	}
+	return ops, nil
+}
+
+// podFileGroup picks the group through which the app reads the files
+// keyward renders: the pod's fsGroup, which the kubelet gives every
+// container, else DefaultFileGroup, which the returned security context
+// (nil when the pod needs no change) adds to the pod's
+// supplementalGroups. keyward gives each file that group and lets it read
+// what the owner may (--file-group), so the app reads its files whatever
+// uid it runs as — the image's USER, which the webhook cannot know without
+// asking a registry, included — and no process outside the pod can.
+//
+// A supplemental group, unlike an fsGroup added by the webhook, changes
+// no volume: the kubelet chowns every volume of a pod with an fsGroup
+// (persistent ones included) to that group.
+func podFileGroup(pod *corev1.Pod) (int64, *corev1.PodSecurityContext) {
+	psc := pod.Spec.SecurityContext
+	if psc != nil && psc.FSGroup != nil {
+		return *psc.FSGroup, nil
+	}
+	if psc != nil && slices.Contains(psc.SupplementalGroups, DefaultFileGroup) {
+		return DefaultFileGroup, nil
+	}
+	sc := &corev1.PodSecurityContext{}
+	if psc != nil {
+		sc = psc.DeepCopy()
+	}
+	sc.SupplementalGroups = append(sc.SupplementalGroups, DefaultFileGroup)
+	return DefaultFileGroup, sc
+}
+
+// checkOwners denies a config whose files name an owner or group that
+// keyward's init container cannot give (it runs as uid with primary group
+// gid, no capabilities, and the pod's groups): rendering would fail, so
+// the pod would never start.
+func checkOwners(cfg *config.Config, namespace string, pod *corev1.Pod, uid, gid, fileGroup int64) error {
+	groups := []int64{gid, fileGroup}
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		groups = append(groups, psc.SupplementalGroups...)
+	}
+	for _, f := range cfg.Files {
+		if f.Owner != nil && int64(*f.Owner) != uid {
+			return deny("ConfigMap %s/%s: file %s: owner: %d cannot be applied: keyward's containers run as uid %d (the app's runAsUser, else %d) without CAP_CHOWN; remove owner: (the app reads its files through the pod's group %d) or run the app as uid %d (runAsUser)",
+				namespace, pod.Annotations[AnnotationConfig], f.Path, *f.Owner, uid, DefaultUID, fileGroup, *f.Owner)
+		}
+		if f.Group != nil && !slices.Contains(groups, int64(*f.Group)) {
+			return deny("ConfigMap %s/%s: file %s: group: %d cannot be applied: keyward's containers are not in group %d (they have %s); remove group: (the files get the pod's group %d) or set the pod's fsGroup to %d",
+				namespace, pod.Annotations[AnnotationConfig], f.Path, *f.Group, *f.Group, joinIDs(groups), fileGroup, *f.Group)
+		}
+	}
+	return nil
+}
+
+func joinIDs(ids []int64) string {
+	var b strings.Builder
+	for i, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
 }
 
 // config reads and checks the ConfigMap the pod names.
@@ -391,7 +467,9 @@ func agentPort(cfg *config.Config) (int, error) {
 
 // podIdentity picks the uid and gid keyward's containers run as: the
 // first app container's, else the pod's, else DefaultUID, so the files
-// (0600 by default) belong to the app's user. A root uid is never used.
+// belong to the app's user when the pod spec names it; otherwise the app
+// reads them through the pod's group (podFileGroup). A root uid is never
+// used.
 func podIdentity(pod *corev1.Pod) (uid, gid int64) {
 	uid, gid = -1, -1
 	if len(pod.Spec.Containers) > 0 && pod.Spec.Containers[0].SecurityContext != nil {

@@ -72,6 +72,9 @@ func testConfigMaps() fakeConfigMaps {
 		"app/custom":   {ConfigKey: customPathConfig},
 		"app/nokey":    {"other.yaml": filesConfig},
 		"app/invalid":  {ConfigKey: "version: 1\nsecrets:\n  X: nosuchscheme\nbogus: 1\n"},
+		"app/owned":    {ConfigKey: filesConfig + "    owner: 1000\n    group: 2000\n"},
+		"app/owner":    {ConfigKey: filesConfig + "    owner: 1234\n"},
+		"app/group":    {ConfigKey: filesConfig + "    group: 77\n"},
 	}}
 }
 
@@ -280,7 +283,7 @@ func TestMutateInjects(t *testing.T) {
 					t.Fatalf("init containers %v, want keyward-init then the app's", names(got.Spec.InitContainers))
 				}
 				init := &got.Spec.InitContainers[0]
-				if want := []string{"render", "--once", "-c", ConfigPath}; strings.Join(init.Args, " ") != strings.Join(want, " ") || init.Command != nil {
+				if want := []string{"render", "--once", "-c", ConfigPath, "--file-group=65532"}; strings.Join(init.Args, " ") != strings.Join(want, " ") || init.Command != nil {
 					t.Errorf("init args %q command %q, want %q", init.Args, init.Command, want)
 				}
 				if init.Image != DefaultImage || init.RestartPolicy != nil {
@@ -337,7 +340,7 @@ func TestMutateInjects(t *testing.T) {
 				if sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 					t.Errorf("sidecar restartPolicy %v, want Always (a native sidecar)", sc.RestartPolicy)
 				}
-				if strings.Join(sc.Args, " ") != "agent -c "+ConfigPath {
+				if strings.Join(sc.Args, " ") != "agent -c "+ConfigPath+" --file-group=65532" {
 					t.Errorf("sidecar args %q", sc.Args)
 				}
 				p := sc.StartupProbe
@@ -369,6 +372,9 @@ func TestMutateInjects(t *testing.T) {
 				want := BinDir + "/keyward exec -c " + ConfigPath + " -- /app serve"
 				if strings.Join(app.Command, " ") != want || strings.Join(app.Args, " ") != "--port=80" {
 					t.Errorf("app command %q args %q, want %q and the args unchanged", app.Command, app.Args, want)
+				}
+				if got.Spec.SecurityContext != nil {
+					t.Errorf("exec mode changed the pod's securityContext: %+v (keyward exec writes the files as the app's own user)", got.Spec.SecurityContext)
 				}
 				for vol, ro := range map[string]bool{VolumeBin: true, VolumeConfig: true, VolumeSecrets: false, VolumeToken: true} {
 					if m := findMount(app, vol); m == nil || m.ReadOnly != ro {
@@ -445,5 +451,78 @@ func TestImageFor(t *testing.T) {
 		if got := ImageFor(v); got != want {
 			t.Errorf("ImageFor(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestMutateFileGroup checks how the app gets to read the files whatever
+// user it runs as: keyward renders them for the pod's fsGroup, else for
+// DefaultFileGroup, which the webhook adds to the pod's supplemental
+// groups (so every container of the pod has it, whatever its image's
+// USER), and the config's owner: and group: must be ones keyward can give.
+func TestMutateFileGroup(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, config string
+		podSC        *corev1.PodSecurityContext
+		noAppUser    bool
+		wantGroup    string
+		wantSupp     []int64 // the pod's supplementalGroups after the patch; nil: securityContext unchanged
+		wantDenial   string
+	}{
+		{name: "no pod securityContext", config: "kw", wantGroup: "65532", wantSupp: []int64{DefaultFileGroup}},
+		{name: "image user only", config: "kw", noAppUser: true, wantGroup: "65532", wantSupp: []int64{DefaultFileGroup}},
+		{name: "supplemental groups kept", config: "kw", podSC: &corev1.PodSecurityContext{SupplementalGroups: []int64{4000}, RunAsNonRoot: ptr(true)}, wantGroup: "65532", wantSupp: []int64{4000, DefaultFileGroup}},
+		{name: "group already there", config: "kw", podSC: &corev1.PodSecurityContext{SupplementalGroups: []int64{DefaultFileGroup}}, wantGroup: "65532"},
+		{name: "fsGroup", config: "kw", podSC: &corev1.PodSecurityContext{FSGroup: ptr(int64(3000))}, wantGroup: "3000"},
+		{name: "owner and group keyward runs as", config: "owned", wantGroup: "65532", wantSupp: []int64{DefaultFileGroup}},
+		{name: "owner keyward cannot give", config: "owner", wantDenial: "file /run/secrets/keyward/db-password: owner: 1234 cannot be applied: keyward's containers run as uid 1000"},
+		{name: "owner without a runAsUser", config: "owned", noAppUser: true, wantDenial: "owner: 1000 cannot be applied: keyward's containers run as uid 65532"},
+		{name: "group keyward is not in", config: "group", wantDenial: "group: 77 cannot be applied: keyward's containers are not in group 77 (they have 2000, 65532)"},
+		{name: "group from the pod", config: "group", podSC: &corev1.PodSecurityContext{SupplementalGroups: []int64{77}}, wantGroup: "65532", wantSupp: []int64{77, DefaultFileGroup}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := NewMutator(Options{}, testConfigMaps())
+			pod := testPod(inject(map[string]string{AnnotationConfig: tt.config}))
+			pod.Spec.SecurityContext = tt.podSC
+			if tt.noAppUser {
+				pod.Spec.Containers[0].SecurityContext = nil
+			}
+			patch, err := m.Mutate(context.Background(), "app", pod)
+			if tt.wantDenial != "" {
+				var d *Denial
+				if !errors.As(err, &d) || !strings.Contains(d.Msg, tt.wantDenial) {
+					t.Fatalf("Mutate = %v, want a denial containing %q", err, tt.wantDenial)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := applyPatch(t, pod, patch)
+			for _, c := range got.Spec.InitContainers[:1] {
+				if want := "--file-group=" + tt.wantGroup; c.Args[len(c.Args)-1] != want {
+					t.Errorf("%s args %q, want %s last", c.Name, c.Args, want)
+				}
+			}
+			if tt.wantSupp == nil {
+				want, _ := json.Marshal(tt.podSC)
+				if b, _ := json.Marshal(got.Spec.SecurityContext); string(b) != string(want) {
+					t.Errorf("securityContext changed to %+v", got.Spec.SecurityContext)
+				}
+				return
+			}
+			sc := got.Spec.SecurityContext
+			if sc == nil || fmt.Sprint(sc.SupplementalGroups) != fmt.Sprint(tt.wantSupp) {
+				t.Fatalf("securityContext %+v, want supplementalGroups %v", sc, tt.wantSupp)
+			}
+			if tt.podSC != nil && tt.podSC.RunAsNonRoot != nil && (sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot) {
+				t.Errorf("securityContext lost runAsNonRoot: %+v", sc)
+			}
+			if tt.podSC != nil && len(tt.podSC.SupplementalGroups) != len(pod.Spec.SecurityContext.SupplementalGroups) {
+				t.Errorf("Mutate modified its input pod's securityContext")
+			}
+		})
 	}
 }
