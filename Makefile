@@ -6,6 +6,8 @@
 #                test under the race detector, including the integration
 #                suites against real servers (built once into .cache/)
 #   make unit    only the tests that need no server (go test ./...)
+#   make e2e     only the end-to-end tests: keyward in real pods on a real
+#                kubelet (test/e2e; needs root, as CI; part of make test)
 #   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, and
 #                the AWS provider's render benchmark against moto
 #   make fuzz    every fuzz target for FUZZTIME (default 2m) each
@@ -37,7 +39,7 @@ FUZZ_BUDGET ?= 60s
 FUZZTIME    ?= 2m
 FUZZ        ?=
 
-.PHONY: all build release test lint unit servers integration bench fuzz clean
+.PHONY: all build release test lint unit e2e servers integration bench fuzz clean
 
 all: build
 
@@ -70,6 +72,9 @@ lint:
 	@$(GO) vet ./...
 	@$(GO) tool staticcheck ./...
 	@echo "lint: gofmt, go vet, staticcheck clean"
+
+e2e: servers
+	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./test/e2e/
 
 unit:
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 ./...

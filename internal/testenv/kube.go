@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,9 @@ type Kube struct {
 
 	apiBin string
 	etcd   *Process
+	opts   KubeOptions
+	caKey  *ecdsa.PrivateKey
+	caCert *x509.Certificate
 
 	mu      sync.Mutex
 	started int // API server processes started, to name their logs
@@ -79,6 +83,25 @@ type APIServer struct {
 // ready (/readyz, which includes RBAC's bootstrap policy). users are
 // added to the token file beside "admin". Stop it with Kube.Stop.
 func StartKube(ctx context.Context, dir string, users ...KubeUser) (*Kube, error) {
+	return StartKubeWith(ctx, dir, KubeOptions{Users: users})
+}
+
+// KubeOptions tune StartKubeWith.
+type KubeOptions struct {
+	// Users are added to the token file beside "admin".
+	Users []KubeUser
+	// Port is the secure port of the first API server; 0 picks a free one.
+	Port int
+	// Args are extra kube-apiserver flags (--name=value); one that names
+	// a default flag replaces it.
+	Args []string
+	// BeforeStart runs once the credentials are written (in Dir), before
+	// etcd and the API server start: it can add files that Args name.
+	BeforeStart func(k *Kube) error
+}
+
+// StartKubeWith is StartKube with options.
+func StartKubeWith(ctx context.Context, dir string, opts KubeOptions) (*Kube, error) {
 	etcdBin, err := Binary("etcd.sh")
 	if err != nil {
 		return nil, err
@@ -87,14 +110,19 @@ func StartKube(ctx context.Context, dir string, users ...KubeUser) (*Kube, error
 	if err != nil {
 		return nil, err
 	}
-	k := &Kube{Dir: dir, apiBin: apiBin, Tokens: map[string]string{}}
-	if err := k.writeCredentials(users); err != nil {
+	k := &Kube{Dir: dir, apiBin: apiBin, Tokens: map[string]string{}, opts: opts}
+	if err := k.writeCredentials(opts.Users); err != nil {
 		return nil, err
+	}
+	if opts.BeforeStart != nil {
+		if err := opts.BeforeStart(k); err != nil {
+			return nil, err
+		}
 	}
 	if err := k.startEtcd(ctx, etcdBin); err != nil {
 		return nil, err
 	}
-	api, err := k.NewAPIServer(ctx)
+	api, err := k.newAPIServer(ctx, opts.Port)
 	if err != nil {
 		k.Stop()
 		return nil, err
@@ -128,6 +156,7 @@ func (k *Kube) writeCredentials(users []KubeUser) error {
 	if err != nil {
 		return err
 	}
+	k.caKey, k.caCert = caKey, ca
 	k.CAData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 
 	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -239,9 +268,15 @@ func (k *Kube) startEtcd(ctx context.Context, bin string) error {
 // NewAPIServer starts another kube-apiserver on a free port, sharing the
 // cluster's etcd, certificates and tokens, and waits until it is ready.
 func (k *Kube) NewAPIServer(ctx context.Context) (*APIServer, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	return k.newAPIServer(ctx, 0)
+}
+
+func (k *Kube) newAPIServer(ctx context.Context, port int) (*APIServer, error) {
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	a := &APIServer{URL: "https://127.0.0.1:" + strconv.Itoa(port), port: port, k: k}
 	if err := a.start(ctx); err != nil {
@@ -255,7 +290,7 @@ func (k *Kube) NewAPIServer(ctx context.Context) (*APIServer, error) {
 
 func (k *Kube) apiArgs(port int) []string {
 	f := func(name string) string { return filepath.Join(k.Dir, name) }
-	return []string{k.apiBin,
+	return overrideArgs([]string{k.apiBin,
 		"--etcd-servers=" + k.EtcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -270,7 +305,20 @@ func (k *Kube) apiArgs(port int) []string {
 		"--authorization-mode=RBAC",
 		"--token-auth-file=" + f("tokens.csv"),
 		"--profiling=false",
+	}, k.opts.Args)
+}
+
+// overrideArgs returns the defaults without the flags that extra names,
+// followed by extra.
+func overrideArgs(defaults, extra []string) []string {
+	name := func(a string) string { n, _, _ := strings.Cut(a, "="); return n }
+	out := make([]string, 0, len(defaults)+len(extra))
+	for _, d := range defaults {
+		if !slices.ContainsFunc(extra, func(e string) bool { return name(e) == name(d) }) {
+			out = append(out, d)
+		}
 	}
+	return append(out, extra...)
 }
 
 func (a *APIServer) start(ctx context.Context) error {
@@ -368,6 +416,39 @@ func (a *APIServer) LogTail(n int64) string {
 // proxy in front of them that clients verify like an API server.
 func (k *Kube) ServingCert() (tls.Certificate, error) {
 	return tls.LoadX509KeyPair(filepath.Join(k.Dir, "apiserver.crt"), filepath.Join(k.Dir, "apiserver.key"))
+}
+
+// ClientCert returns a client certificate and its key (PEM) signed by the
+// cluster's CA, valid for a day: common name cn, organizations (groups)
+// orgs. The API server presents one to the kubelet, which trusts the CA.
+func (k *Kube) ClientCert(cn string, orgs ...string) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, k.caCert, &key.PublicKey, k.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // Kubeconfig returns a kubeconfig (YAML) for the API server at url

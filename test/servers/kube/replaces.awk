@@ -2,7 +2,7 @@
 # k8s.io/kubernetes go.mod requires at v0.0.0, replacing it with the
 # published version given as -v to=vX.Y.Z:
 #   -replace=k8s.io/api=k8s.io/api@v0.36.3
-# Used by test/servers/kube-apiserver.sh; handles both the block form
+# Used by test/servers/kube.sh; handles both the block form
 # (require ( … )) and single-line `require path version` lines.
 /^require[[:space:]]*\($/ { inreq = 1; next }
 inreq && /^\)/ { inreq = 0; next }
