@@ -297,19 +297,6 @@ func TestCheckWarnsShortValues(t *testing.T) {
 	}
 }
 
-// workflow is the part of a GitHub Actions workflow the emulator runs.
-type workflow struct {
-	Jobs map[string]struct {
-		Steps []struct {
-			ID   string            `yaml:"id"`
-			Name string            `yaml:"name"`
-			Uses string            `yaml:"uses"`
-			Run  string            `yaml:"run"`
-			Env  map[string]string `yaml:"env"`
-		} `yaml:"steps"`
-	} `yaml:"jobs"`
-}
-
 // copyExample copies examples/ci into work/examples/ci, as a checkout.
 func copyExample(t *testing.T, work string) {
 	t.Helper()
@@ -336,102 +323,6 @@ func copyExample(t *testing.T, work string) {
 }
 
 var exampleSecrets = []string{"ci-demo-db-password-7Q2x", "ci-demo-api-token-Zk93mW1p", "MIIdemoSigningKeyLineOne4f7a", "MIIdemoSigningKeyLineTwo9c2e"}
-
-// TestExampleGitHubActions runs the run: steps of
-// examples/ci/github-actions.yml the way a runner does: each in bash -eo
-// pipefail from the workspace, with fresh $GITHUB_ENV and $GITHUB_OUTPUT
-// files that are read back with the runner's rules after the step, their
-// variables passed to later steps and ${{ steps.ID.outputs.NAME }}
-// expanded in env:. uses: steps (checkout, setup-go) are what the test's
-// own checkout and Go provide. keyward is on PATH, so the install step
-// finds it.
-func TestExampleGitHubActions(t *testing.T) {
-	t.Parallel()
-	var wf workflow
-	if err := yaml.Unmarshal([]byte(readFile(t, "../../examples/ci/github-actions.yml")), &wf); err != nil {
-		t.Fatal(err)
-	}
-	work, runnerTemp := t.TempDir(), t.TempDir()
-	copyExample(t, work)
-	jobEnv := map[string]string{}
-	outputs := map[string]map[string]string{}
-	expr := regexp.MustCompile(`\$\{\{\s*steps\.([A-Za-z0-9_-]+)\.outputs\.([A-Za-z0-9_-]+)\s*\}\}`)
-	logs := map[string]string{}
-	ran := 0
-	for _, job := range wf.Jobs {
-		for i, st := range job.Steps {
-			if st.Run == "" {
-				continue
-			}
-			ran++
-			envFile := filepath.Join(runnerTemp, fmt.Sprintf("set_env_%d", i))
-			outFile := filepath.Join(runnerTemp, fmt.Sprintf("set_output_%d", i))
-			writeFile(t, envFile, "")
-			writeFile(t, outFile, "")
-			env := []string{
-				"PATH=" + filepath.Dir(binPath) + ":" + os.Getenv("PATH"),
-				"HOME=" + runnerTemp, "CI=true", "GITHUB_ACTIONS=true",
-				"GITHUB_WORKSPACE=" + work, "RUNNER_TEMP=" + runnerTemp,
-				"GITHUB_ENV=" + envFile, "GITHUB_OUTPUT=" + outFile,
-			}
-			for k, v := range jobEnv {
-				env = append(env, k+"="+v)
-			}
-			for k, v := range st.Env {
-				v = expr.ReplaceAllStringFunc(v, func(m string) string {
-					s := expr.FindStringSubmatch(m)
-					return outputs[s[1]][s[2]]
-				})
-				env = append(env, k+"="+v)
-			}
-			cmd := exec.Command("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", st.Run)
-			cmd.Dir, cmd.Env = work, env
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("step %q failed: %v\nstderr: %s", st.Name, err, stderr.String())
-			}
-			logs[st.Name] = stdout.String()
-			if st.ID == "secrets" {
-				assertNoValue(t, "the Fetch secrets step's stderr", stderr.String(), exampleSecrets)
-			} else {
-				assertNoValue(t, fmt.Sprintf("step %q's log", st.Name), stdout.String()+stderr.String(), exampleSecrets)
-			}
-			vars, err := ci.ParseGitHubFile(readFile(t, envFile))
-			if err != nil {
-				t.Fatalf("step %q: the runner would fail on $GITHUB_ENV: %v", st.Name, err)
-			}
-			maps.Copy(jobEnv, vars)
-			if outputs[st.ID], err = ci.ParseGitHubFile(readFile(t, outFile)); err != nil {
-				t.Fatalf("step %q: the runner would fail on $GITHUB_OUTPUT: %v", st.Name, err)
-			}
-		}
-	}
-	if ran < 5 {
-		t.Fatalf("ran %d run: steps, want at least 5", ran)
-	}
-	want := map[string]string{
-		"DB_PASSWORD": exampleSecrets[0],
-		"API_TOKEN":   exampleSecrets[1],
-		"SIGNING_KEY": "-----BEGIN DEMO KEY-----\n" + exampleSecrets[2] + "\n" + exampleSecrets[3] + "\n-----END DEMO KEY-----\n",
-	}
-	compareVars(t, "job environment", jobEnv, want)
-	if got := outputs["secrets"]["API_TOKEN"]; got != exampleSecrets[1] {
-		t.Errorf("step output API_TOKEN: %d bytes", len(got))
-	}
-	fetch := logs["Fetch secrets"]
-	for _, v := range append([]string{want["SIGNING_KEY"]}, exampleSecrets...) {
-		if !strings.Contains(fetch, "::add-mask::"+ci.EscapeCommandData(v)+"\n") {
-			t.Errorf("Fetch secrets: a value (%d bytes) has no ::add-mask::", len(v))
-		}
-	}
-	if deploy := logs["Deploy"]; !strings.Contains(deploy, "Bearer ***") || !strings.Contains(deploy, "database password") {
-		t.Errorf("Deploy log not masked as expected:\n%s", deploy)
-	}
-	if got := logs["Use the step output"]; got != fmt.Sprintf("the token has %d bytes\n", len(exampleSecrets[1])) {
-		t.Errorf("step output not passed on: %q", got)
-	}
-}
 
 // gitlabJob is the part of a .gitlab-ci.yml job the emulator runs.
 type gitlabJob struct {
