@@ -60,3 +60,17 @@ func IsPinned(p Provider, ref Ref) bool {
 	pn, ok := p.(Pinner)
 	return ok && pn.Pinned(ref)
 }
+
+// Canonicalizer is a provider whose references can spell one secret in
+// more than one way (a default project or base directory left out, the
+// default version named or not). Canonical returns ref (which has no
+// Field) in one spelling per secret and version, its defaults filled in,
+// so that the Set fetches two spellings of one secret once and gives all
+// names of it the fields of one version. Two references whose canonical
+// forms differ may still name one secret (when telling would need I/O);
+// two whose forms are equal must not name different ones. It does no I/O,
+// keeps the Scheme, and fails (wrapping ErrInvalidReference) for a
+// reference the instance cannot serve, as Fetch would.
+type Canonicalizer interface {
+	Canonical(ref Ref) (Ref, error)
+}

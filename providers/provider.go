@@ -166,7 +166,9 @@ func notInBuildError(in Instance, k Kind) error {
 // safe for concurrent use.
 type Set struct {
 	specs map[string]Instance
-	// Concurrency bounds the fetches in flight per instance (default 8).
+	// Concurrency bounds the provider calls in flight per instance, of
+	// every caller of the set together (default DefaultConcurrency). Set
+	// it before the first call.
 	Concurrency int
 	// Observe, when set, is called by Resolve with every name that
 	// resolved, also when others failed, before Resolve returns: keyward's
@@ -176,6 +178,9 @@ type Set struct {
 
 	mu    sync.Mutex
 	built map[string]Provider
+	sems  map[string]chan struct{} // per instance: its calls in flight
+
+	calls atomic.Pointer[func(Call)] // ObserveCalls
 
 	retryObserver atomic.Pointer[func(instance string, err error)]
 }
@@ -193,7 +198,7 @@ func (s *Set) ObserveRetries(f func(instance string, err error)) {
 // (which may override a default by name). base supplies BaseDir, Getenv
 // and Logger for the default instances.
 func NewSet(base Instance, declared []Instance) *Set {
-	s := &Set{specs: map[string]Instance{}, built: map[string]Provider{}, Concurrency: 8}
+	s := &Set{specs: map[string]Instance{}, built: map[string]Provider{}, sems: map[string]chan struct{}{}, Concurrency: DefaultConcurrency}
 	if base.Decode == nil {
 		base.Decode = func(any) error { return nil }
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 )
 
 // BatchFetcher is an optional capability: a provider that can fetch several
@@ -63,110 +61,34 @@ func (e *ResolveError) Unwrap() []error {
 	return out
 }
 
-// FetchTimeout bounds each provider call made by Resolve.
-const FetchTimeout = 30 * time.Second
-
-// Resolve fetches every named reference. References to the same secret
-// (same scheme, path and options; fields may differ) are fetched once;
-// distinct secrets are fetched concurrently, at most s.Concurrency at a
-// time per provider instance, each call bounded by FetchTimeout.
+// Resolve fetches every named reference through a Plan: references to one
+// secret, however spelled (same Identity; fields may differ), are fetched
+// once, so all of its fields come from one version; distinct secrets are
+// fetched as FetchPlan does (batched, at most s.Concurrency at a time per
+// instance, each call bounded by FetchTimeout).
 //
 // It returns either every name resolved, or a *ResolveError listing every
 // failure (all-or-nothing); s.Observe sees what resolved in either case. It
 // returns only after all its goroutines exit.
 func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Resolved, error) {
-	type job struct {
-		ref    Ref
-		secret Secret
-		err    error
-	}
-	jobs := map[string]*job{}
-	byScheme := map[string][]*job{}
-	var failures []Failure
-	for name, r := range refs {
-		if err := s.CheckRef(r); err != nil {
-			failures = append(failures, Failure{Name: name, Ref: r, Err: err})
-			continue
-		}
-		k := r.Key()
-		if _, ok := jobs[k]; !ok {
-			j := &job{ref: r.Whole()}
-			jobs[k] = j
-			byScheme[r.Scheme] = append(byScheme[r.Scheme], j)
-		}
-	}
-	var wg sync.WaitGroup
-	for scheme, js := range byScheme {
-		p, err := s.Provider(scheme)
-		if err != nil {
-			for _, j := range js {
-				j.err = err
+	plan, failures := s.Plan(refs)
+	got := s.FetchPlan(ctx, plan)
+	out := make(map[string]Resolved, len(refs))
+	for i, src := range plan.Sources() {
+		if got[i].Err != nil {
+			for _, name := range src.Names {
+				failures = append(failures, Failure{Name: name, Ref: refs[name], Err: got[i].Err})
 			}
 			continue
 		}
-		if bf, ok := p.(BatchFetcher); ok && len(js) > 1 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rs := make([]Ref, len(js))
-				for i, j := range js {
-					rs[i] = j.ref
-				}
-				cctx, cancel := context.WithTimeout(ctx, FetchTimeout)
-				defer cancel()
-				secs, errs := bf.FetchBatch(cctx, rs)
-				for i, j := range js {
-					j.secret, j.err = secs[i], errs[i]
-				}
-			}()
-			continue
+		for _, name := range src.Names {
+			r, err := pick(refs[name], got[i].Secret)
+			if err != nil {
+				failures = append(failures, Failure{Name: name, Ref: refs[name], Err: err})
+				continue
+			}
+			out[name] = r
 		}
-		limit := s.Concurrency
-		if limit <= 0 {
-			limit = 8
-		}
-		sem := make(chan struct{}, limit)
-		for _, j := range js {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					j.err = ctx.Err()
-					return
-				}
-				defer func() { <-sem }()
-				cctx, cancel := context.WithTimeout(ctx, FetchTimeout)
-				defer cancel()
-				j.secret, j.err = p.Fetch(cctx, j.ref)
-			}()
-		}
-	}
-	wg.Wait()
-
-	out := make(map[string]Resolved, len(refs))
-	for name, r := range refs {
-		j, ok := jobs[r.Key()]
-		if !ok {
-			continue // failed CheckRef, already recorded
-		}
-		if j.err != nil {
-			failures = append(failures, Failure{Name: name, Ref: r, Err: j.err})
-			continue
-		}
-		res := Resolved{Ref: r, Version: j.secret.Version}
-		var err error
-		if r.Field != "" {
-			res.Value, err = j.secret.Field(r.Field)
-		} else {
-			res.Value, res.Fields, err = j.secret.Whole()
-		}
-		if err != nil {
-			failures = append(failures, Failure{Name: name, Ref: r, Err: err})
-			continue
-		}
-		out[name] = res
 	}
 	if s.Observe != nil && len(out) > 0 {
 		s.Observe(out)

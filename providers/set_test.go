@@ -529,3 +529,157 @@ func TestResolveObserve(t *testing.T) {
 		t.Errorf("Observe saw %d names, want OK with its value", len(seen))
 	}
 }
+
+// defaulted is a fake whose references may leave out a default prefix
+// ("dflt/"), as gcpsm://SECRET leaves out the instance's project: it reads
+// "dflt/x" and "x" alike, and says so through Canonical.
+type defaulted struct{ *fake }
+
+var _ providers.Canonicalizer = defaulted{}
+
+func (d defaulted) Canonical(r providers.Ref) (providers.Ref, error) {
+	if r.Path == "invalid-here" {
+		return providers.Ref{}, fmt.Errorf("path %q is not served by this instance: %w", r.Path, providers.ErrInvalidReference)
+	}
+	if !strings.HasPrefix(r.Path, "dflt/") {
+		r.Path = "dflt/" + r.Path
+	}
+	return r, nil
+}
+
+// defaultedSet returns a Set whose instance "fk" is a defaulted f.
+func defaultedSet(t *testing.T, f *fake) *providers.Set {
+	t.Helper()
+	const kind = "fake-defaulted"
+	if _, ok := providers.LookupKind(kind); !ok {
+		providers.Register(providers.Kind{
+			Name:   kind,
+			Params: []string{"version"},
+			New: func(in providers.Instance) (providers.Provider, error) {
+				var f *fake
+				if err := in.Decode(&f); err != nil {
+					return nil, err
+				}
+				return defaulted{f}, nil
+			},
+		})
+	}
+	return providers.NewSet(providers.Instance{}, []providers.Instance{{
+		Name: "fk", Kind: kind,
+		Decode: func(into any) error { *into.(**fake) = f; return nil },
+	}})
+}
+
+// TestResolveOneFetchPerIdentity: two spellings of one secret (one leaves
+// out the instance's default, the other spells it out) are one fetch, and
+// every field comes from it, so from one version. A different version of
+// the same secret is a fetch of its own.
+func TestResolveOneFetchPerIdentity(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		v := n.Add(1) // every read sees a new version
+		return providers.Secret{Version: fmt.Sprint(v), Data: map[string]any{"user": fmt.Sprintf("u%d", v), "pass": fmt.Sprintf("p%d", v)}}, nil
+	}}
+	s := defaultedSet(t, f)
+	defer s.Close()
+	got, err := s.Resolve(t.Context(), mustParse(t, map[string]string{
+		"USER":   "fk://app#user",
+		"PASS":   "fk://dflt/app#pass",
+		"PINNED": "fk://app?version=3#user",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := f.totalCalls(); c != 2 {
+		t.Errorf("%d fetches for two spellings of one secret and a pinned version of it, want 2 (%v)", c, f.calls)
+	}
+	if f.calls[providers.Ref{Scheme: "fk", Path: "dflt/app"}.Key()] != 1 {
+		t.Errorf("the provider was not asked for the canonical spelling: %v", f.calls)
+	}
+	u, p := got["USER"], got["PASS"]
+	if u.Version != p.Version || strings.TrimPrefix(u.Value.Reveal(), "u") != strings.TrimPrefix(p.Value.Reveal(), "p") {
+		t.Errorf("USER (version %s) and PASS (version %s) come from two versions of one secret", u.Version, p.Version)
+	}
+	if u.Ref.Path != "app" || p.Ref.Path != "dflt/app" {
+		t.Errorf("the names lost the references they were given: %s, %s", u.Ref, p.Ref)
+	}
+}
+
+// TestPlanFailures: a reference its instance's Canonical refuses fails on
+// its own, named, like one CheckRef refuses; the others are planned.
+func TestPlanFailures(t *testing.T) {
+	t.Parallel()
+	s := defaultedSet(t, &fake{})
+	defer s.Close()
+	plan, failures := s.Plan(mustParse(t, map[string]string{"A": "fk://a", "B": "fk://invalid-here", "C": "nope://c", "D": "fk://dflt/a#x"}))
+	if len(failures) != 2 || failures[0].Name != "B" || failures[1].Name != "C" ||
+		!errors.Is(failures[0].Err, providers.ErrInvalidReference) || !errors.Is(failures[1].Err, providers.ErrInvalidReference) {
+		t.Errorf("failures %v, want B (refused by Canonical) and C (unknown scheme)", failures)
+	}
+	if src := plan.Sources(); len(src) != 1 || !slices.Equal(src[0].Names, []string{"A", "D"}) || src[0].Ref.Path != "dflt/a" || src[0].Ref.Field != "" {
+		t.Errorf("sources %+v, want one, dflt/a without a field, for A and D", src)
+	}
+}
+
+// TestSetLimitShared: the per-instance limit holds for every caller of
+// the set together: a plan being fetched and single calls share it.
+func TestSetLimitShared(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var inflight atomic.Int32
+		f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+			inflight.Add(1)
+			defer inflight.Add(-1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return providers.Secret{}, ctx.Err()
+			}
+			return providers.Secret{Value: providers.StringValue(ref.Path)}, nil
+		}}
+		s := newSet(t, map[string]*fake{"fk": f})
+		s.Concurrency = 3
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				_, _ = s.Resolve(t.Context(), mustParse(t, map[string]string{"A": fmt.Sprintf("fk://r%d", i), "B": fmt.Sprintf("fk://s%d", i)}))
+			})
+			wg.Go(func() { _, _ = s.Fetch(t.Context(), providers.Ref{Scheme: "fk", Path: fmt.Sprintf("one%d", i)}) })
+		}
+		synctest.Wait()
+		if n := inflight.Load(); n != 3 {
+			t.Errorf("%d calls in flight from several callers, want the instance's limit 3", n)
+		}
+		close(release)
+		wg.Wait()
+	})
+}
+
+// TestObserveCalls: every call the set makes is observed once, with its
+// instance, operation and outcome.
+func TestObserveCalls(t *testing.T) {
+	t.Parallel()
+	f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+		if ref.Path == "missing" {
+			return providers.Secret{}, providers.ErrNotFound
+		}
+		return providers.Secret{Value: providers.StringValue("x")}, nil
+	}}
+	s := newSet(t, map[string]*fake{"fk": f})
+	var mu sync.Mutex
+	var calls []string
+	s.ObserveCalls(func(c providers.Call) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, fmt.Sprintf("%s %s %v", c.Instance, c.Op, c.Err))
+	})
+	_, _ = s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "fk://a", "A2": "fk://a#k", "M": "fk://missing"}))
+	_, _ = s.ProbeVersion(t.Context(), providers.Ref{Scheme: "fk", Path: "a"})
+	slices.Sort(calls)
+	want := []string{"fk fetch <nil>", "fk fetch not found", "fk probe provider fk cannot probe versions"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("observed %q, want %q", calls, want)
+	}
+}

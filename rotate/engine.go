@@ -33,8 +33,6 @@ const (
 	DefaultMaxDelay = time.Second
 	// DefaultLogEvery is how often a persisting failure is logged.
 	DefaultLogEvery = time.Minute
-	// DefaultConcurrency bounds the provider calls in flight per instance.
-	DefaultConcurrency = 8
 
 	// leaseFraction is the share of a lease's duration after which it is
 	// renewed (or the secret fetched again).
@@ -61,15 +59,6 @@ const (
 	minSafetyInterval = 10 * time.Minute
 )
 
-// ProviderSet gives the engine the provider instance for a reference's
-// scheme. *providers.Set implements it.
-type ProviderSet interface {
-	// Provider returns the instance named scheme, building it on first use.
-	Provider(scheme string) (providers.Provider, error)
-	// CheckRef validates ref without I/O.
-	CheckRef(ref providers.Ref) error
-}
-
 // File is one file the engine renders, with its own on_change action.
 type File struct {
 	render.File
@@ -80,8 +69,10 @@ type File struct {
 
 // Options configure an Engine.
 type Options struct {
-	// Providers gives the provider instances. Required.
-	Providers ProviderSet
+	// Providers is the provider set every look at a secret goes through
+	// (its plan groups the secrets by identity; its per-instance
+	// concurrency limit and timeout bound every call). Required.
+	Providers *providers.Set
 	// Secrets maps each secret name to its reference. Required.
 	Secrets map[string]providers.Ref
 	// Files are rendered by Init and re-rendered when a secret they use
@@ -125,16 +116,13 @@ type Options struct {
 	// LogEvery is how often a persisting failure is logged again; 0 uses
 	// DefaultLogEvery.
 	LogEvery time.Duration
-	// Concurrency bounds provider calls in flight per instance; 0 uses
-	// DefaultConcurrency.
-	Concurrency int
 
 	// Logger receives the engine's lines; nil discards them. No line
 	// carries a value.
 	Logger *slog.Logger
-	// Metrics records the engine's metrics; nil records none. When
-	// Providers can report the failed attempts its providers retry
-	// (ObserveRetries, as *providers.Set does), they are counted too.
+	// Metrics records the engine's metrics; nil records none. Every call
+	// of Providers is counted in them (providers.Set.ObserveCalls), and so
+	// are the failed attempts its providers retry (ObserveRetries).
 	Metrics *Metrics
 	// Rand returns numbers in [0, 1) for jitter and splay; nil uses
 	// math/rand/v2. Tests set it.
@@ -152,9 +140,9 @@ type Engine struct {
 	env      map[string]bool
 
 	// Loop state, owned by Init and then by Run's goroutine.
+	plan    *providers.Plan
 	sources map[string]*source
-	order   []*source // sorted by key
-	sems    map[string]chan struct{}
+	order   []*source       // sorted by key
 	pending map[string]bool // names changed, not yet handed to the applier
 	since   time.Time       // when the oldest pending change was found
 	running bool
@@ -200,14 +188,15 @@ func (o op) String() string {
 	return "fetch"
 }
 
-// source is one whole secret (a providers.Ref.Key) and the names using it.
+// source is one secret of the plan (a providers.Source) and the names
+// using it.
 type source struct {
 	key     string
-	ref     providers.Ref // whole
+	ref     providers.Ref // the identity: canonical, whole
 	names   []string      // sorted
 	prov    providers.Provider
-	prober  providers.VersionProber
-	renewer providers.LeaseRenewer
+	prober  bool // the provider is a VersionProber
+	renewer bool // the provider is a LeaseRenewer
 	pinned  bool // names a version that never changes: never looked at again
 
 	secret providers.Secret // last good
@@ -243,9 +232,6 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.LogEvery <= 0 {
 		opts.LogEvery = DefaultLogEvery
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = DefaultConcurrency
 	}
 	e := &Engine{
 		opts:     opts,
@@ -296,22 +282,10 @@ func New(opts Options) (*Engine, error) {
 	}
 	if m := opts.Metrics; m != nil {
 		m.setReadyFunc(func() bool { return e.Ready() == nil })
-		if o, ok := opts.Providers.(retryObservable); ok {
-			o.ObserveRetries(m.providerRetry)
-		}
+		opts.Providers.ObserveCalls(func(c providers.Call) { m.request(c.Instance, c.Op, c.Err, c.Took) })
+		opts.Providers.ObserveRetries(m.providerRetry)
 	}
 	return e, nil
-}
-
-var (
-	_ ProviderSet     = (*providers.Set)(nil)
-	_ retryObservable = (*providers.Set)(nil)
-)
-
-// retryObservable is a ProviderSet that reports its providers' retried
-// failures (*providers.Set): the engine counts them in its metrics.
-type retryObservable interface {
-	ObserveRetries(func(instance string, err error))
 }
 
 // fileDeps returns the secret names f's content depends on, or nil when
@@ -362,127 +336,49 @@ func (e *Engine) Ready() error {
 	return nil
 }
 
-// Init fetches every secret at once (deduplicated by whole secret,
-// concurrently, a BatchFetcher's batch where the provider has one) and, if
-// all resolve, renders every file. It is all-or-nothing: on failure
-// nothing is written and the error is a *providers.ResolveError listing
-// every failing name, or a *render.Error. Init may be called again after
-// a failure (to retry), but not after Run started.
+// Init fetches every secret at once through a plan of the provider set
+// (one fetch per secret however its references spell it, concurrently, a
+// BatchFetcher's batch where the provider has one) and, if all resolve,
+// renders every file. It is all-or-nothing: on failure nothing is written
+// and the error is a *providers.ResolveError listing every failing name,
+// or a *render.Error. Init may be called again after a failure (to
+// retry), but not after Run started.
 func (e *Engine) Init(ctx context.Context) error {
 	if e.running {
 		return errors.New("rotate: Init after Run")
 	}
+	set := e.opts.Providers
+	plan, failures := set.Plan(e.opts.Secrets)
+	got := set.FetchPlan(ctx, plan)
 	sources := map[string]*source{}
-	var failures []providers.Failure
-	for _, name := range sortedKeys(e.opts.Secrets) {
-		ref := e.opts.Secrets[name]
-		if err := e.opts.Providers.CheckRef(ref); err != nil {
-			failures = append(failures, providers.Failure{Name: name, Ref: ref, Err: err})
-			continue
-		}
-		k := ref.Key()
-		s, ok := sources[k]
-		if !ok {
-			s = &source{key: k, ref: ref.Whole()}
-			s.bo = backoff.Backoff{Base: retryBase, Max: retryMax, Rand: e.rand}
-			s.logEvery = backoff.Every{Interval: e.opts.LogEvery}
-			sources[k] = s
-		}
-		s.names = append(s.names, name)
-	}
-	byScheme := map[string][]*source{}
-	for _, s := range sources {
-		byScheme[s.ref.Scheme] = append(byScheme[s.ref.Scheme], s)
-	}
-	errs := map[*source]error{}
 	secrets := map[*source]providers.Secret{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sems := map[string]chan struct{}{}
-	for scheme, ss := range byScheme {
-		sort.Slice(ss, func(a, b int) bool { return ss[a].key < ss[b].key })
-		p, err := e.opts.Providers.Provider(scheme)
-		if err != nil {
-			for _, s := range ss {
-				errs[s] = err
-			}
-			continue
-		}
-		sem := make(chan struct{}, e.opts.Concurrency)
-		sems[scheme] = sem
-		for _, s := range ss {
-			s.prov = p
-			s.prober, _ = p.(providers.VersionProber)
-			s.renewer, _ = p.(providers.LeaseRenewer)
-			s.pinned = providers.IsPinned(p, s.ref)
-		}
-		if bf, ok := p.(providers.BatchFetcher); ok && len(ss) > 1 {
-			wg.Go(func() {
-				refs := make([]providers.Ref, len(ss))
-				for i, s := range ss {
-					refs[i] = s.ref
-				}
-				cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
-				defer cancel()
-				start := time.Now()
-				got, gotErrs := bf.FetchBatch(cctx, refs)
-				d := time.Since(start)
-				mu.Lock()
-				defer mu.Unlock()
-				for i, s := range ss {
-					e.opts.Metrics.request(scheme, "fetch", gotErrs[i], d)
-					if gotErrs[i] != nil {
-						errs[s] = gotErrs[i]
-					} else {
-						secrets[s] = got[i]
-					}
-				}
-			})
-			continue
-		}
-		for _, s := range ss {
-			wg.Go(func() {
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					mu.Lock()
-					errs[s] = ctx.Err()
-					mu.Unlock()
-					return
-				}
-				defer func() { <-sem }()
-				cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
-				defer cancel()
-				start := time.Now()
-				sec, err := p.Fetch(cctx, s.ref)
-				e.opts.Metrics.request(scheme, "fetch", err, time.Since(start))
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs[s] = err
-				} else {
-					secrets[s] = sec
-				}
-			})
-		}
-	}
-	wg.Wait()
-
-	now := time.Now()
 	values := map[string]providers.Resolved{}
-	for _, s := range sources {
-		err := errs[s]
+	for i, ps := range plan.Sources() {
+		s := &source{key: ps.Ref.Key(), ref: ps.Ref, names: ps.Names}
+		s.bo = backoff.Backoff{Base: retryBase, Max: retryMax, Rand: e.rand}
+		s.logEvery = backoff.Every{Interval: e.opts.LogEvery}
+		sources[s.key] = s
+		err := got[i].Err
 		if err == nil {
 			var vals map[string]providers.Resolved
-			vals, err = e.resolveNames(s, secrets[s])
+			vals, err = e.resolveNames(plan, s, got[i].Secret)
 			maps.Copy(values, vals)
+			secrets[s] = got[i].Secret
 		}
 		if err != nil {
 			for _, n := range s.names {
 				failures = append(failures, providers.Failure{Name: n, Ref: e.opts.Secrets[n], Err: err})
 			}
 			e.opts.Metrics.failure(s.names)
+			continue
 		}
+		// The plan built the instance: this cannot fail.
+		if s.prov, err = set.Provider(s.ref.Scheme); err != nil {
+			return err
+		}
+		_, s.prober = s.prov.(providers.VersionProber)
+		_, s.renewer = s.prov.(providers.LeaseRenewer)
+		s.pinned = providers.IsPinned(s.prov, s.ref)
 	}
 	if e.opts.BeforeApply != nil && len(values) > 0 {
 		// The values fetched, also when others failed, before any error
@@ -493,6 +389,7 @@ func (e *Engine) Init(ctx context.Context) error {
 		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })
 		return &providers.ResolveError{Failures: failures}
 	}
+	now := time.Now()
 	files := make([]render.File, len(e.opts.Files))
 	for i, f := range e.opts.Files {
 		files[i] = f.File
@@ -502,7 +399,7 @@ func (e *Engine) Init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.sources, e.sems = sources, sems
+	e.plan, e.sources = plan, sources
 	e.order = e.order[:0]
 	for _, s := range sources {
 		s.secret = secrets[s]
@@ -535,18 +432,11 @@ func leaseOf(sec providers.Secret, now time.Time) *providers.Lease {
 	return &l
 }
 
-// resolveNames picks each name's value of s out of sec.
-func (e *Engine) resolveNames(s *source, sec providers.Secret) (map[string]providers.Resolved, error) {
+// resolveNames picks each name's value of s out of sec, one version of it.
+func (e *Engine) resolveNames(plan *providers.Plan, s *source, sec providers.Secret) (map[string]providers.Resolved, error) {
 	out := make(map[string]providers.Resolved, len(s.names))
 	for _, n := range s.names {
-		ref := e.opts.Secrets[n]
-		r := providers.Resolved{Ref: ref, Version: sec.Version}
-		var err error
-		if ref.Field != "" {
-			r.Value, err = sec.Field(ref.Field)
-		} else {
-			r.Value, r.Fields, err = sec.Whole()
-		}
+		r, err := plan.Pick(n, sec)
 		if err != nil {
 			return nil, err
 		}
@@ -577,7 +467,7 @@ func (e *Engine) interval(s *source) time.Duration {
 	switch {
 	case e.opts.Interval > 0:
 		d = e.opts.Interval
-	case s.prober != nil:
+	case s.prober:
 		d = DefaultProbeInterval
 	}
 	if e.up[s.ref.Scheme] {
@@ -627,11 +517,11 @@ func later(a, b time.Time) time.Time {
 // opFor chooses how to look at s now.
 func (e *Engine) opFor(s *source, now time.Time) op {
 	switch l := s.lease; {
-	case l != nil && l.Renewable && s.renewer != nil && now.Before(l.Expires()):
+	case l != nil && l.Renewable && s.renewer && now.Before(l.Expires()):
 		return opRenew
 	case l != nil:
 		return opFetch
-	case s.prober != nil && s.secret.Version != "" && s.failing == nil:
+	case s.prober && s.secret.Version != "" && s.failing == nil:
 		return opProbe
 	}
 	// A source whose last look failed is read in full: what made it fail
@@ -661,12 +551,8 @@ type checkInput struct {
 	op      op
 	watch   bool
 	ref     providers.Ref
-	prov    providers.Provider
-	prober  providers.VersionProber
-	renewer providers.LeaseRenewer
 	version string
 	lease   *providers.Lease
-	sem     chan struct{}
 }
 
 type checkResult struct {
@@ -677,32 +563,14 @@ type checkResult struct {
 	err     error
 }
 
-// check runs one look at a source, off the loop goroutine.
+// check runs one look at a source, off the loop goroutine, through the
+// provider set (its concurrency limit and timeout bound each call).
 func (e *Engine) check(ctx context.Context, in checkInput) checkResult {
 	res := checkResult{in: in}
-	select {
-	case in.sem <- struct{}{}:
-	case <-ctx.Done():
-		res.err = ctx.Err()
-		return res
-	}
-	defer func() { <-in.sem }()
-	scheme := in.ref.Scheme
-	call := func(o op, fn func(ctx context.Context) error) error {
-		cctx, cancel := context.WithTimeout(ctx, providers.FetchTimeout)
-		defer cancel()
-		start := time.Now()
-		err := fn(cctx)
-		e.opts.Metrics.request(scheme, o.String(), err, time.Since(start))
-		return err
-	}
+	set := e.opts.Providers
 	switch in.op {
 	case opRenew:
-		var l providers.Lease
-		err := call(opRenew, func(ctx context.Context) (err error) {
-			l, err = in.renewer.Renew(ctx, in.ref, *in.lease)
-			return err
-		})
+		l, err := set.Renew(ctx, in.ref, *in.lease)
 		if err == nil {
 			res.renewed = &l
 			return res
@@ -713,11 +581,7 @@ func (e *Engine) check(ctx context.Context, in checkInput) checkResult {
 		}
 		e.log.Debug("lease not renewed; fetching the secret again", "ref", in.ref.String(), "err", err)
 	case opProbe:
-		var v string
-		err := call(opProbe, func(ctx context.Context) (err error) {
-			v, err = in.prober.ProbeVersion(ctx, in.ref)
-			return err
-		})
+		v, err := set.ProbeVersion(ctx, in.ref)
 		if err != nil {
 			res.err = err
 			return res
@@ -726,10 +590,7 @@ func (e *Engine) check(ctx context.Context, in checkInput) checkResult {
 			return res
 		}
 	}
-	res.err = call(opFetch, func(ctx context.Context) (err error) {
-		res.secret, err = in.prov.Fetch(ctx, in.ref)
-		return err
-	})
+	res.secret, res.err = set.Fetch(ctx, in.ref)
 	res.fetched = res.err == nil
 	return res
 }
@@ -834,10 +695,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // launch starts a check of s in its own goroutine.
 func (e *Engine) launch(ctx context.Context, wg *sync.WaitGroup, results chan<- checkResult, s *source, o op, watch bool) {
 	s.busy = true
-	in := checkInput{
-		src: s, op: o, watch: watch, ref: s.ref, prov: s.prov, prober: s.prober, renewer: s.renewer,
-		version: s.secret.Version, lease: s.lease, sem: e.sems[s.ref.Scheme],
-	}
+	in := checkInput{src: s, op: o, watch: watch, ref: s.ref, version: s.secret.Version, lease: s.lease}
 	wg.Go(func() {
 		r := e.check(ctx, in)
 		select {
@@ -855,7 +713,7 @@ func (e *Engine) handle(ctx context.Context, wg *sync.WaitGroup, results chan<- 
 	case r.err != nil:
 		e.fail(s, r.in.op, r.err, now)
 	case r.fetched:
-		vals, err := e.resolveNames(s, r.secret)
+		vals, err := e.resolveNames(e.plan, s, r.secret)
 		if err != nil {
 			e.fail(s, opFetch, err, now)
 			break

@@ -321,7 +321,7 @@ func TestWatchedNotPolled(t *testing.T) {
 		st.set("a", "sv-1")
 		st.set("p", "sv-p") // polled: the watch of another provider does not slow it
 		plain := plainProvider{st}
-		p := multiSet{scheme: watcherProvider{plain}, "poll": plain}
+		p := newSet(t, map[string]providers.Provider{scheme: watcherProvider{plain}, "poll": plain})
 		r := newRig(t, st, nil, map[string]providers.Ref{"A": ref("a", ""), "P": {Scheme: "poll", Path: "p"}},
 			[]File{rawFile("a", "A", hup)}, func(o *Options) { o.Providers, o.Interval = p, 10*time.Second })
 		r.start()
@@ -396,21 +396,6 @@ func TestWatchedNotPolled(t *testing.T) {
 			t.Fatalf("%d probes of a provider without a probe", got)
 		}
 	})
-}
-
-// multiSet is a ProviderSet with a provider per scheme.
-type multiSet map[string]providers.Provider
-
-func (m multiSet) Provider(sch string) (providers.Provider, error) {
-	if p, ok := m[sch]; ok {
-		return p, nil
-	}
-	return nil, fmt.Errorf("unknown provider %q: %w", sch, providers.ErrInvalidReference)
-}
-
-func (m multiSet) CheckRef(r providers.Ref) error {
-	_, err := m.Provider(r.Scheme)
-	return err
 }
 
 // TestWatchTwoSecretsOneApply: two secrets rotated in one burst are applied

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -258,21 +259,32 @@ func (p renewerProvider) Renew(ctx context.Context, r providers.Ref, l providers
 	return p.s.renew(ctx, r, l)
 }
 
-// set is a ProviderSet with one provider under the scheme "fake".
-type set struct{ p providers.Provider }
+// testKinds numbers the provider kinds newSet registers.
+var testKinds atomic.Int64
 
-func (s set) Provider(sch string) (providers.Provider, error) {
-	if sch != scheme {
-		return nil, fmt.Errorf("unknown provider %q: %w", sch, providers.ErrInvalidReference)
+// newSet returns a providers.Set whose instance of each name in ps is
+// that provider: each gets a kind of its own, registered for this test
+// binary (the kinds accept ?version=).
+func newSet(t testing.TB, ps map[string]providers.Provider) *providers.Set {
+	t.Helper()
+	var declared []providers.Instance
+	for name, p := range ps {
+		kind := fmt.Sprintf("rotate-test-%d", testKinds.Add(1))
+		providers.Register(providers.Kind{
+			Name:   kind,
+			Params: []string{"version"},
+			New:    func(providers.Instance) (providers.Provider, error) { return p, nil },
+		})
+		declared = append(declared, providers.Instance{Name: name, Kind: kind})
 	}
-	return s.p, nil
+	set := providers.NewSet(providers.Instance{}, declared)
+	t.Cleanup(func() { _ = set.Close() })
+	return set
 }
 
-func (s set) CheckRef(r providers.Ref) error {
-	if r.Scheme != scheme {
-		return fmt.Errorf("unknown provider %q: %w", r.Scheme, providers.ErrInvalidReference)
-	}
-	return nil
+// oneSet returns a providers.Set with p under the scheme "fake".
+func oneSet(t testing.TB, p providers.Provider) *providers.Set {
+	return newSet(t, map[string]providers.Provider{scheme: p})
 }
 
 // fakeChild records the actions.
@@ -381,8 +393,12 @@ func newRig(t *testing.T, st *store, p providers.Provider, secrets map[string]pr
 		files[i].Path = filepath.Join(r.dir, files[i].Path)
 		files[i].UID, files[i].GID = -1, -1
 	}
+	var ps *providers.Set
+	if p != nil {
+		ps = oneSet(t, p)
+	}
 	opts := Options{
-		Providers:  set{p},
+		Providers:  ps,
 		Secrets:    secrets,
 		Files:      files,
 		Child:      r.child,

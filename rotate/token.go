@@ -110,8 +110,9 @@ type Token struct {
 
 // TokenOptions configure a Tokens.
 type TokenOptions struct {
-	// Providers gives the provider instances of the client references.
-	Providers ProviderSet
+	// Providers is the provider set the client references are fetched
+	// through. Required when there are tokens.
+	Providers *providers.Set
 	// Tokens are the tokens to keep fresh; names must be unique.
 	Tokens []TokenSpec
 	// HTTPClient makes the token requests; nil uses a client with
@@ -470,16 +471,9 @@ func (t *Tokens) oauthClient(ctx context.Context, s TokenSpec) (oauth.Client, er
 	if err != nil {
 		return oauth.Client{}, &TokenError{Token: s.Name, Op: "client", Err: err}
 	}
-	vals := map[string]providers.Value{}
-	for _, r := range refs {
-		v, err := t.fetchRef(ctx, r.ref)
-		if err != nil {
-			return oauth.Client{}, &TokenError{Token: s.Name, Op: "fetch " + r.what, Err: err}
-		}
-		if r.what != "client_id" && r.what != "certificate" && t.opts.OnCredential != nil {
-			t.opts.OnCredential(s.Name, r.what, v)
-		}
-		vals[r.what] = v
+	vals, err := t.fetchClient(ctx, s.Name, refs)
+	if err != nil {
+		return oauth.Client{}, err
 	}
 	c := oauth.Client{ID: vals["client_id"].Reveal(), Secret: vals["client_secret"].Reveal(), Method: s.Auth, KeyID: s.KeyID, SigningAlg: s.SigningAlg}
 	switch s.Auth {
@@ -543,22 +537,47 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	return tok, nil
 }
 
-func (t *Tokens) fetchRef(ctx context.Context, ref providers.Ref) (providers.Value, error) {
-	p, err := t.opts.Providers.Provider(ref.Scheme)
-	if err != nil {
-		return providers.Value{}, err
+// fetchClient fetches the references of a token's client through one plan
+// of the provider set: those that are fields of one secret come from one
+// read of it, so from one version (a client_id and client_secret, a
+// certificate and its private key). The credentials among them reach
+// OnCredential before anything else. Errors are *TokenError naming the
+// first reference, in refs' order, that failed.
+func (t *Tokens) fetchClient(ctx context.Context, token string, refs []namedRef) (map[string]providers.Value, error) {
+	set := t.opts.Providers
+	byName := make(map[string]providers.Ref, len(refs))
+	for _, r := range refs {
+		byName[r.what] = r.ref
 	}
-	whole := ref
-	whole.Field = ""
-	sec, err := p.Fetch(ctx, whole)
-	if err != nil {
-		return providers.Value{}, err
+	plan, failures := set.Plan(byName)
+	errs := map[string]error{}
+	for _, f := range failures {
+		errs[f.Name] = f.Err
 	}
-	if ref.Field != "" {
-		return sec.Field(ref.Field)
+	vals := map[string]providers.Value{}
+	for i, got := range set.FetchPlan(ctx, plan) {
+		for _, what := range plan.Sources()[i].Names {
+			if got.Err != nil {
+				errs[what] = got.Err
+				continue
+			}
+			r, err := plan.Pick(what, got.Secret)
+			if err != nil {
+				errs[what] = err
+				continue
+			}
+			vals[what] = r.Value
+			if what != "client_id" && what != "certificate" && t.opts.OnCredential != nil {
+				t.opts.OnCredential(token, what, r.Value)
+			}
+		}
 	}
-	v, _, err := sec.Whole()
-	return v, err
+	for _, r := range refs {
+		if err := errs[r.what]; err != nil {
+			return nil, &TokenError{Token: token, Op: "fetch " + r.what, Err: err}
+		}
+	}
+	return vals, nil
 }
 
 // tokenFileJSON is the JSON file format.

@@ -91,7 +91,7 @@ func TestTokenServerEchoesCredentials(t *testing.T) {
 				var logs bytes.Buffer
 				var logMu sync.Mutex
 				tk, err := NewTokens(TokenOptions{
-					Providers: set{plainProvider{st}},
+					Providers: oneSet(t, plainProvider{st}),
 					Tokens: []TokenSpec{{
 						Name: "api", TokenURL: "http://127.0.0.1:1/token", Auth: map[bool]string{false: oauth.ClientSecretBasic, true: oauth.ClientSecretPost}[post],
 						ClientID:     providers.Ref{Scheme: scheme, Path: "client", Field: "id"},

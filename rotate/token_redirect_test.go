@@ -26,7 +26,7 @@ func TestTokenRedirectRefused(t *testing.T) {
 	st := newStore()
 	st.set("client", `{"id":"app","secret":"sv-redirect-secret"}`)
 	tk, err := NewTokens(TokenOptions{
-		Providers: set{plainProvider{st}},
+		Providers: oneSet(t, plainProvider{st}),
 		Tokens: []TokenSpec{{
 			Name: "api", TokenURL: as.URL + "/token", Auth: oauth.ClientSecretPost,
 			ClientID:     providers.Ref{Scheme: scheme, Path: "client", Field: "id"},

@@ -125,7 +125,7 @@ func newTokenRig(t *testing.T, as *fakeAS, mod func(*TokenSpec)) *tokenRig {
 	r := &tokenRig{t: t, as: as, store: st, logs: &bytes.Buffer{}, logMu: &sync.Mutex{}, file: spec.File}
 	r.m = NewTokenMetrics(prometheus.NewRegistry())
 	tk, err := NewTokens(TokenOptions{
-		Providers:  set{plainProvider{st}},
+		Providers:  oneSet(t, plainProvider{st}),
 		Tokens:     []TokenSpec{spec},
 		HTTPClient: &http.Client{Transport: as},
 		Metrics:    r.m,
@@ -571,7 +571,7 @@ func TestNewTokensErrors(t *testing.T) {
 		{"bad format", []TokenSpec{{Name: "a", TokenURL: "http://x", ClientID: good.ClientID, ClientSecret: good.ClientSecret, File: "/x", FileFormat: "yaml"}}, "file format"},
 	}
 	for _, c := range cases {
-		_, err := NewTokens(TokenOptions{Providers: set{plainProvider{newStore()}}, Tokens: c.specs})
+		_, err := NewTokens(TokenOptions{Providers: oneSet(t, plainProvider{newStore()}), Tokens: c.specs})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
 		}

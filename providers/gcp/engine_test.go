@@ -2,8 +2,10 @@ package gcp
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -32,11 +34,22 @@ func (d directClient) GetSecretVersion(ctx context.Context, req *secretmanagerpb
 
 func (directClient) Close() error { return nil }
 
-// oneProvider is the engine's ProviderSet over one gcpsm provider.
-type oneProvider struct{ p *Provider }
+// engineKinds numbers the kinds setOf registers.
+var engineKinds atomic.Int64
 
-func (o oneProvider) Provider(string) (providers.Provider, error) { return o.p, nil }
-func (o oneProvider) CheckRef(r providers.Ref) error              { return CheckRef(r) }
+// setOf returns a provider set whose gcpsm instance is p, through a kind
+// registered for this test binary.
+func setOf(t *testing.T, p *Provider) *providers.Set {
+	t.Helper()
+	kind := fmt.Sprintf("gcpsm-engine-test-%d", engineKinds.Add(1))
+	providers.Register(providers.Kind{
+		Name: kind, Params: []string{ParamVersion}, CheckRef: CheckRef,
+		New: func(providers.Instance) (providers.Provider, error) { return p, nil },
+	})
+	set := providers.NewSet(providers.Instance{}, []providers.Instance{{Name: KindName, Kind: kind}})
+	t.Cleanup(func() { _ = set.Close() })
+	return set
+}
 
 // TestEngineSeesRecreatedSecret runs the rotation engine over the fake
 // Secret Manager: a secret deleted and created again (versions/1 again)
@@ -84,7 +97,7 @@ func TestEngineSeesRecreatedSecret(t *testing.T) {
 				dir := t.TempDir()
 				out := filepath.Join(dir, "db")
 				eng, err := rotate.New(rotate.Options{
-					Providers: oneProvider{p},
+					Providers: setOf(t, p),
 					Secrets:   map[string]providers.Ref{"DB": {Scheme: KindName, Path: "eng-project/db"}},
 					Files:     []rotate.File{{File: render.File{Path: out, Format: render.FormatRaw, Secret: "DB", UID: -1, GID: -1}}},
 					Interval:  10 * time.Second,
