@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -243,39 +242,6 @@ func (s *Set) Schemes() []string {
 
 // KindOf returns the kind of the instance named scheme, or "".
 func (s *Set) KindOf(scheme string) string { return s.specs[scheme].Kind }
-
-// CheckRef validates ref against the set without I/O: its scheme names an
-// instance, the kind is in this build, its parameters are ones the kind
-// accepts, and the kind's own CheckRef passes. Errors wrap
-// ErrInvalidReference or ErrUnavailable.
-func (s *Set) CheckRef(ref Ref) error {
-	in, ok := s.specs[ref.Scheme]
-	if !ok {
-		return fmt.Errorf("%s: unknown provider %q (known: %v): %w", ref.String(), ref.Scheme, s.Schemes(), ErrInvalidReference)
-	}
-	k, ok := lookupAny(in.Kind)
-	switch {
-	case !ok:
-		return fmt.Errorf("%s: %s has an unknown kind: %w", ref.String(), in.describe(), ErrInvalidReference)
-	case k.NotInBuild != "":
-		return fmt.Errorf("%s: %w", ref.String(), notInBuildError(in, k))
-	}
-	for p := range ref.Params {
-		if !slices.Contains(k.Params, p) {
-			allowed := "none"
-			if len(k.Params) > 0 {
-				allowed = fmt.Sprint(k.Params)
-			}
-			return fmt.Errorf("%s: unknown option %q for provider kind %s (allowed: %s): %w", ref.String(), p, k.Name, allowed, ErrInvalidReference)
-		}
-	}
-	if k.CheckRef != nil {
-		if err := k.CheckRef(ref); err != nil {
-			return fmt.Errorf("%s: %w", ref.String(), err)
-		}
-	}
-	return nil
-}
 
 // Provider returns the instance named scheme, building it on first use.
 func (s *Set) Provider(scheme string) (Provider, error) {

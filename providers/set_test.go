@@ -214,10 +214,11 @@ func TestSetCheckRef(t *testing.T) {
 	}{
 		{s, "fk://db#password", nil, ""},
 		{s, "fk://db?version=2#password", nil, ""},
-		{s, "nope://x", providers.ErrInvalidReference, fmt.Sprintf(`nope://x: unknown provider "nope" (known: %v)`, s.Schemes())},
+		{s, "nope://x", providers.ErrInvalidReference, `nope://x: unknown provider "nope" (declare it under providers: or use one of ` + strings.Join(s.Schemes(), ", ") + ")"},
 		{s, "vault://secret/x#k", providers.ErrUnavailable, "vault://secret/x#k: provider vault is not in this build (keyward was built with -tags no_vault)"},
 		{declared, "vault-eu://secret/x", providers.ErrUnavailable, "provider vault-eu (kind vault) is not in this build (keyward was built with -tags no_vault)"},
-		{s, "fk://db?colour=red", providers.ErrInvalidReference, `unknown option "colour" for provider kind fake-kind (allowed: [version])`},
+		{s, "fk://db?colour=red", providers.ErrInvalidReference, `fk://db?colour=red: unknown option "colour" for provider kind fake-kind (allowed: version)`},
+		{s, "fk://invalid?a=1&b=2", providers.ErrInvalidReference, `fk://invalid?a=1&b=2: unknown option "a" for provider kind fake-kind (allowed: version); unknown option "b" for provider kind fake-kind (allowed: version); path "invalid" is not allowed`},
 		{declared, "np://x?version=1", providers.ErrInvalidReference, `unknown option "version" for provider kind fake-noparams (allowed: none)`},
 		{s, "fk://invalid", providers.ErrInvalidReference, `fk://invalid: path "invalid" is not allowed`},
 	}
