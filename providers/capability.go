@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -74,3 +75,27 @@ func IsPinned(p Provider, ref Ref) bool {
 type Canonicalizer interface {
 	Canonical(ref Ref) (Ref, error)
 }
+
+// Writer is a provider that can store a new value in a secret, guarded by
+// the version it was read at (compare-and-set): keyward writes back a
+// rotated OAuth2 refresh token with it. Write stores value at ref, which
+// names a field of a structured secret (the secret's other fields are
+// kept) or, where the store holds plain values, the whole secret. from is
+// the Version of the Fetch of ref that value replaces; the write succeeds
+// only while the secret is still at that version, and returns the new
+// version (comparable with Secret.Version).
+//
+// Write is idempotent: when the secret has moved on from from and already
+// holds value at ref (a write whose answer was lost, retried), it returns
+// the current version. When it holds anything else, the error wraps
+// ErrConflict and nothing is written. A reference the store cannot write
+// (a pinned version, a store without a compare-and-set, a field of a file)
+// wraps errors.ErrUnsupported. Other errors follow Fetch's rules; value
+// never appears in an error.
+type Writer interface {
+	Write(ctx context.Context, ref Ref, value []byte, from string) (version string, err error)
+}
+
+// ErrConflict is wrapped by Writer.Write when the secret changed since the
+// version the write was based on.
+var ErrConflict = errors.New("the secret changed since it was read")

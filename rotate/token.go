@@ -32,7 +32,7 @@ const (
 	// token of the last forced refresh.
 	DefaultRefreshWindow = 2 * time.Second
 	// DefaultExchangeTimeout bounds one token exchange, client secret
-	// lookup included.
+	// lookup and refresh token write-back included.
 	DefaultExchangeTimeout = 30 * time.Second
 
 	// tokenFraction is the share of a token's lifetime after which it is
@@ -62,10 +62,19 @@ type TokenSpec struct {
 	Name string
 	// TokenURL is the authorization server's token endpoint.
 	TokenURL string
+	// Grant is oauth.GrantClientCredentials ("" too) or
+	// oauth.GrantRefreshToken.
+	Grant string
+	// RefreshToken is a reference to the refresh token of the
+	// refresh_token grant, read at every exchange. When the server rotates
+	// it, the new one is written back there (its provider should be a
+	// providers.Writer) before the access token is served.
+	RefreshToken providers.Ref
 	// ClientID is a reference to the client_id.
 	ClientID providers.Ref
 	// Auth is how the client authenticates, one of the methods of
-	// internal/oauth; "" means oauth.ClientSecretBasic.
+	// internal/oauth; "" means oauth.ClientSecretBasic. oauth.None (a
+	// public client) is only for the refresh_token grant.
 	Auth string
 	// ClientSecret (client_secret_*), PrivateKey (private_key_jwt and the
 	// TLS methods) and Certificate (the TLS methods) are references to
@@ -158,6 +167,9 @@ type tokenState struct {
 	wake    chan struct{} // size 1: a forced refresh changed the schedule
 	logFail backoff.Every
 
+	// refresh is the refresh_token grant's state (see refreshState).
+	refresh refreshState
+
 	mu         sync.Mutex
 	cur        *Token
 	lastForced time.Time
@@ -199,6 +211,19 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		}
 		if s.Auth == "" {
 			s.Auth = oauth.ClientSecretBasic
+		}
+		switch s.Grant {
+		case "", oauth.GrantClientCredentials:
+			s.Grant = oauth.GrantClientCredentials
+			if s.Auth == oauth.None {
+				return nil, fmt.Errorf("token %s: the client_credentials grant needs client authentication", s.Name)
+			}
+		case oauth.GrantRefreshToken:
+			if err := opts.Providers.CheckRef(s.RefreshToken); err != nil {
+				return nil, fmt.Errorf("token %s: refresh_token: %w", s.Name, err)
+			}
+		default:
+			return nil, fmt.Errorf("token %s: unknown grant %q", s.Name, s.Grant)
 		}
 		refs, err := clientRefs(s)
 		if err != nil {
@@ -458,6 +483,7 @@ func clientRefs(s TokenSpec) ([]namedRef, error) {
 		refs = append(refs, namedRef{"private_key", s.PrivateKey})
 	case oauth.TLSClientAuth, oauth.SelfSignedTLSClientAuth:
 		refs = append(refs, namedRef{"certificate", s.Certificate}, namedRef{"private_key", s.PrivateKey})
+	case oauth.None:
 	default:
 		return nil, fmt.Errorf("unknown client authentication method %q", s.Auth)
 	}
@@ -492,9 +518,16 @@ func (t *Tokens) oauthClient(ctx context.Context, s TokenSpec) (oauth.Client, er
 	return c, nil
 }
 
-// grant fetches the client credentials and makes one token request.
+// grant fetches the client credentials (and the refresh token) and makes
+// one token request; for the refresh_token grant it writes back a rotated
+// refresh token first.
 func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	s := st.spec
+	if refreshGrant(s) {
+		if tok, err := t.flushPending(ctx, st); tok != nil || err != nil {
+			return tok, err
+		}
+	}
 	client, err := t.oauthClient(ctx, s)
 	if err != nil {
 		return nil, err
@@ -517,9 +550,19 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	if s.Resource != "" {
 		req.Params.Set("resource", s.Resource)
 	}
+	var rt refreshRead
+	if refreshGrant(s) {
+		if rt, err = t.readRefreshToken(ctx, st); err != nil {
+			return nil, err
+		}
+		req.Grant, req.RefreshToken = oauth.GrantRefreshToken, rt.value.Reveal()
+	}
 	issued := time.Now()
 	ot, err := oauth.Exchange(ctx, t.client, req)
 	if err != nil {
+		if refreshGrant(s) && oauth.IsCode(err, "invalid_grant") {
+			return nil, t.refuse(st, rt, err)
+		}
 		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: err}
 	}
 	tok := &Token{AccessToken: providers.StringValue(ot.AccessToken), TokenType: ot.TokenType, Issued: issued, ExpiresAt: ot.Expiry}
@@ -530,6 +573,13 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 		}
 		t.log.Warn("token response has no expires_in and the token carries no exp claim; assuming a lifetime", "token", s.Name, "lifetime", life)
 		tok.ExpiresAt = issued.Add(life)
+	}
+	if refreshGrant(s) {
+		// Before anything else: a rotated refresh token replaces the only
+		// valid one.
+		if err := t.storeRotated(ctx, st, rt, ot.RefreshToken, tok); err != nil {
+			return nil, err
+		}
 	}
 	if !tok.ExpiresAt.After(issued) {
 		return nil, &TokenError{Token: s.Name, Op: "exchange", Err: errors.New("the server issued a token that has already expired")}
@@ -567,8 +617,8 @@ func (t *Tokens) fetchClient(ctx context.Context, token string, refs []namedRef)
 				continue
 			}
 			vals[what] = r.Value
-			if what != "client_id" && what != "certificate" && t.opts.OnCredential != nil {
-				t.opts.OnCredential(token, what, r.Value)
+			if what != "client_id" && what != "certificate" {
+				t.learn(token, what, r.Value)
 			}
 		}
 	}
@@ -578,6 +628,22 @@ func (t *Tokens) fetchClient(ctx context.Context, token string, refs []namedRef)
 		}
 	}
 	return vals, nil
+}
+
+// fetchVersioned reads ref's value, and the version of its secret, through
+// the provider set.
+func (t *Tokens) fetchVersioned(ctx context.Context, ref providers.Ref) (providers.Value, string, error) {
+	set := t.opts.Providers
+	plan, failures := set.Plan(map[string]providers.Ref{"v": ref})
+	if len(failures) > 0 {
+		return providers.Value{}, "", failures[0].Err
+	}
+	got := set.FetchPlan(ctx, plan)[0]
+	if got.Err != nil {
+		return providers.Value{}, "", got.Err
+	}
+	r, err := plan.Pick("v", got.Secret)
+	return r.Value, got.Secret.Version, err
 }
 
 // tokenFileJSON is the JSON file format.
@@ -659,7 +725,12 @@ func (t *Tokens) Ready() error {
 	now := time.Now()
 	for _, st := range t.order {
 		cur := st.current()
+		st.mu.Lock()
+		refused := st.refresh.refused != ""
+		st.mu.Unlock()
 		switch {
+		case refused:
+			bad = append(bad, st.spec.Name+" refresh token refused")
 		case cur == nil:
 			bad = append(bad, st.spec.Name+" not obtained yet")
 		case !now.Before(cur.ExpiresAt):
@@ -706,6 +777,14 @@ func retryable(err error) bool {
 		return true
 	}
 	var te *TokenError
+	if errors.As(err, &te) && te.Op == writeBackOp {
+		// The only valid refresh token is in memory: keep trying to store
+		// it, whatever the store said (a policy may be fixed meanwhile).
+		return true
+	}
+	if errors.Is(err, ErrRefreshTokenRefused) {
+		return false
+	}
 	if errors.As(err, &te) && strings.HasPrefix(te.Op, "read ") {
 		// A credential that is no key or certificate, or does not fit
 		// the configuration: wait for someone to fix the store.
@@ -735,7 +814,12 @@ func resultWord(err error) string {
 		return "rejected"
 	}
 	var te *TokenError
-	if errors.As(err, &te) && te.Op != "exchange" {
+	switch {
+	case errors.Is(err, ErrRefreshTokenRefused):
+		return "refresh_token_refused"
+	case errors.As(err, &te) && te.Op == writeBackOp:
+		return "write_back_failed"
+	case errors.As(err, &te) && te.Op != "exchange":
 		return "client_credentials_error"
 	}
 	return "error"

@@ -556,6 +556,7 @@ var tokenAuth = map[string]string{
 	config.AuthPrivateKeyJWT:       oauth.PrivateKeyJWT,
 	config.AuthTLSClient:           oauth.TLSClientAuth,
 	config.AuthSelfSignedTLSClient: oauth.SelfSignedTLSClientAuth,
+	config.AuthNone:                oauth.None,
 }
 
 // tokenSpecs converts the config's tokens, sorted by name.
@@ -567,7 +568,8 @@ func tokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 			continue
 		}
 		out = append(out, rotate.TokenSpec{
-			Name: name, TokenURL: t.TokenURL, ClientID: t.ClientID, Auth: tokenAuth[t.AuthStyle],
+			Name: name, TokenURL: t.TokenURL, Grant: t.Grant, RefreshToken: t.RefreshToken,
+			ClientID: t.ClientID, Auth: tokenAuth[t.AuthStyle],
 			ClientSecret: t.ClientSecret, PrivateKey: t.PrivateKey, Certificate: t.Certificate,
 			KeyID: t.KeyID, SigningAlg: t.SigningAlg,
 			Scopes: t.Scopes, Audience: t.Audience, Resource: t.Resource, Params: t.Params,

@@ -61,6 +61,17 @@ const (
 	// AuthSelfSignedTLSClient does the same with a certificate registered
 	// at the server (RFC 8705 §2.2).
 	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
+	// AuthNone sends client_id alone (a public client); refresh_token
+	// grant only.
+	AuthNone = "none"
+)
+
+// Token grants (tokens.*.grant).
+const (
+	// GrantClientCredentials is the client-credentials grant (the default).
+	GrantClientCredentials = "client_credentials"
+	// GrantRefreshToken exchanges refresh_token, writing a rotated one back.
+	GrantRefreshToken = "refresh_token"
 )
 
 // Token file formats (tokens.*.file_format).
@@ -170,6 +181,10 @@ type File struct {
 type Token struct {
 	// TokenURL is the token endpoint; https unless the host is loopback.
 	TokenURL string
+	// Grant is GrantClientCredentials (default) or GrantRefreshToken.
+	Grant string
+	// RefreshToken is a reference to the refresh token of GrantRefreshToken.
+	RefreshToken providers.Ref
 	// ClientID and ClientSecret are references, resolved like secrets.
 	ClientID, ClientSecret providers.Ref
 	// PrivateKey (private_key_jwt and the TLS methods) and Certificate
@@ -186,7 +201,8 @@ type Token struct {
 	// Params are extra token request parameters.
 	Params map[string]string
 	// AuthStyle is how the client authenticates: AuthBasic (default),
-	// AuthPost, AuthPrivateKeyJWT, AuthTLSClient or AuthSelfSignedTLSClient.
+	// AuthPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient
+	// or (refresh_token grant only) AuthNone.
 	AuthStyle string
 	// RefreshBefore is the latest a token is refreshed before it expires
 	// (default DefaultRefreshBefore).
@@ -582,7 +598,7 @@ func (d *decoder) id(n *yaml.Node, path string) *int {
 	return &v
 }
 
-var tokenKeys = []string{"token_url", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
+var tokenKeys = []string{"token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
 
 func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	ps, ok := d.mapping(n, "tokens")
@@ -593,7 +609,7 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	for _, p := range ps {
 		path := join("tokens", p.key)
 		d.lines[path] = p.keyNode.Line
-		t := Token{AuthStyle: AuthBasic, RefreshBefore: DefaultRefreshBefore, Line: p.keyNode.Line}
+		t := Token{Grant: GrantClientCredentials, AuthStyle: AuthBasic, RefreshBefore: DefaultRefreshBefore, Line: p.keyNode.Line}
 		var keys map[string]*yaml.Node
 		if !isNull(p.val) {
 			keys, _ = d.object(p.val, path, tokenKeys...)
@@ -607,7 +623,9 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 			switch key {
 			case "token_url":
 				t.TokenURL, _ = d.str(v, kp)
-			case "client_id", "client_secret", "private_key", "certificate":
+			case "grant":
+				t.Grant, _ = d.str(v, kp)
+			case "client_id", "client_secret", "private_key", "certificate", "refresh_token":
 				s, ok := d.str(v, kp)
 				if !ok {
 					continue
@@ -624,6 +642,8 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 					t.ClientSecret = ref
 				case "private_key":
 					t.PrivateKey = ref
+				case "refresh_token":
+					t.RefreshToken = ref
 				default:
 					t.Certificate = ref
 				}

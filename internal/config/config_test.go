@@ -579,11 +579,16 @@ func TestTokenAuthMethods(t *testing.T) {
 		"jwt":              {AuthStyle: AuthPrivateKeyJWT, PrivateKey: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "key_pem"}, KeyID: "k1", SigningAlg: "PS256"},
 		"jwt-default-alg":  {AuthStyle: AuthPrivateKeyJWT, PrivateKey: providers.Ref{Scheme: "file", Path: "/etc/kw/client.key"}},
 		"mtls":             {AuthStyle: AuthTLSClient, Certificate: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "cert_pem"}, PrivateKey: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "key_pem"}},
+		"refreshed":        {Grant: GrantRefreshToken, AuthStyle: AuthBasic, RefreshToken: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "refresh_token"}, ClientSecret: providers.Ref{Scheme: "vault", Path: "secret/app", Field: "client_secret"}},
+		"public-client":    {Grant: GrantRefreshToken, AuthStyle: AuthNone, RefreshToken: providers.Ref{Scheme: "file", Path: "/var/lib/app/refresh_token"}},
 		"mtls-self-signed": {AuthStyle: AuthSelfSignedTLSClient, Certificate: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.crt"}, PrivateKey: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.key"}},
 	}
 	for name, w := range want {
 		got := c.Tokens[name]
-		if got.AuthStyle != w.AuthStyle || got.KeyID != w.KeyID || got.SigningAlg != w.SigningAlg ||
+		if w.Grant == "" {
+			w.Grant = GrantClientCredentials
+		}
+		if got.Grant != w.Grant || got.RefreshToken.String() != w.RefreshToken.String() || got.AuthStyle != w.AuthStyle || got.KeyID != w.KeyID || got.SigningAlg != w.SigningAlg ||
 			got.ClientSecret.String() != w.ClientSecret.String() || got.PrivateKey.String() != w.PrivateKey.String() || got.Certificate.String() != w.Certificate.String() {
 			t.Errorf("token %s = %+v, want %+v", name, got, w)
 		}

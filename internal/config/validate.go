@@ -35,7 +35,8 @@ var reservedSchemes = []string{"arn", "gcp", "sm"}
 var signals = []string{"HUP", "INT", "QUIT", "TERM", "USR1", "USR2", "WINCH", "ALRM", "CONT", "TSTP", "TTIN", "TTOU"}
 
 // reservedTokenParams are set by keyward itself from other keys.
-var reservedTokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "audience", "resource"}
+var reservedTokenParams = []string{"grant_type", "client_id", "client_secret", "scope", "audience", "resource",
+	"refresh_token", "client_assertion", "client_assertion_type"}
 
 // Validate checks the config without I/O and reports every problem at
 // once as an *Error: names and references, that every secret used by env,
@@ -423,8 +424,26 @@ func (v *validator) tokens() {
 // uses are required references, the others must be absent.
 func (v *validator) tokenAuth(path string, t Token) {
 	at := func(key string) string { return join(path, key) }
+	switch t.Grant {
+	case GrantClientCredentials:
+		if t.RefreshToken.Scheme != "" {
+			v.add(at("refresh_token"), t.Line, "refresh_token is used only with grant: %s", GrantRefreshToken)
+		}
+	case GrantRefreshToken:
+		if t.RefreshToken.Scheme == "" {
+			v.add(at("refresh_token"), t.Line, "refresh_token is required with grant: %s (a reference)", GrantRefreshToken)
+		} else {
+			v.checkRef(at("refresh_token"), t.Line, t.RefreshToken)
+		}
+	default:
+		v.add(at("grant"), t.Line, "unknown grant %q (want %s or %s)", t.Grant, GrantClientCredentials, GrantRefreshToken)
+	}
 	var need []string
 	switch t.AuthStyle {
+	case AuthNone:
+		if t.Grant != GrantRefreshToken {
+			v.add(at("auth"), t.Line, "auth: %s (a public client) is only for grant: %s", AuthNone, GrantRefreshToken)
+		}
 	case AuthBasic, AuthPost:
 		need = []string{"client_secret"}
 	case AuthPrivateKeyJWT:
@@ -432,8 +451,8 @@ func (v *validator) tokenAuth(path string, t Token) {
 	case AuthTLSClient, AuthSelfSignedTLSClient:
 		need = []string{"certificate", "private_key"}
 	default:
-		v.add(at("auth"), t.Line, "unknown auth %q (want %s, %s, %s, %s or %s)", t.AuthStyle,
-			AuthBasic, AuthPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient)
+		v.add(at("auth"), t.Line, "unknown auth %q (want %s, %s, %s, %s, %s or %s)", t.AuthStyle,
+			AuthBasic, AuthPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLSClient, AuthNone)
 		return
 	}
 	refs := map[string]providers.Ref{"client_secret": t.ClientSecret, "private_key": t.PrivateKey, "certificate": t.Certificate}

@@ -27,6 +27,7 @@ import (
 // Grant types (RFC 6749 §4.4 and §6).
 const (
 	GrantClientCredentials = "client_credentials"
+	GrantRefreshToken      = "refresh_token"
 )
 
 // Client authentication methods, named as in the OAuth dynamic client
@@ -46,6 +47,9 @@ const (
 	// SelfSignedTLSClientAuth authenticates with a client certificate
 	// registered at the server (RFC 8705 §2.2).
 	SelfSignedTLSClientAuth = "self_signed_tls_client_auth"
+	// None sends the client_id alone: a public client (RFC 6749 §2.1),
+	// for the refresh_token grant.
+	None = "none"
 )
 
 // maxResponse caps the token response read.
@@ -79,6 +83,8 @@ type Request struct {
 	Client Client
 	// Grant is the grant_type; "" means GrantClientCredentials.
 	Grant string
+	// RefreshToken is the refresh_token of GrantRefreshToken.
+	RefreshToken string
 	// Scopes are sent space-separated in scope when there are any.
 	Scopes []string
 	// Params are further form parameters (audience, resource, …); they do
@@ -99,6 +105,8 @@ type Token struct {
 	// Expiry is when the token expires: now plus expires_in, else the exp
 	// claim when the token is a JWT; zero when neither says.
 	Expiry time.Time
+	// RefreshToken is the response's refresh_token, "" when it sent none.
+	RefreshToken string
 }
 
 // Error is the authorization server's refusal of a token request, or a
@@ -157,6 +165,13 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 	}
 	// The credentials the request carries, which an answer may echo.
 	var sent []string
+	if form.Get("grant_type") == GrantRefreshToken {
+		if r.RefreshToken == "" {
+			return nil, errors.New("refresh_token grant without a refresh token")
+		}
+		form.Set("refresh_token", r.RefreshToken)
+		sent = append(sent, r.RefreshToken)
+	}
 	switch method {
 	case ClientSecretBasic:
 		// RFC 6749 §2.3.1: both form-encoded before Basic encoding.
@@ -185,6 +200,8 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 		if r.Client.Certificate == nil {
 			return nil, fmt.Errorf("%s without a client certificate", method)
 		}
+		form.Set("client_id", r.Client.ID)
+	case None:
 		form.Set("client_id", r.Client.ID)
 	default:
 		return nil, fmt.Errorf("unknown client authentication method %q", method)
@@ -227,18 +244,20 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 // send it) received at now.
 func parse(resp *http.Response, body []byte, scrub func(string) string, now time.Time) (*Token, error) {
 	var f struct {
-		AccessToken string          `json:"access_token"`
-		TokenType   string          `json:"token_type"`
-		ExpiresIn   json.RawMessage `json:"expires_in"`
-		Error       string          `json:"error"`
-		Description string          `json:"error_description"`
+		AccessToken  string          `json:"access_token"`
+		TokenType    string          `json:"token_type"`
+		RefreshToken string          `json:"refresh_token"`
+		ExpiresIn    json.RawMessage `json:"expires_in"`
+		Error        string          `json:"error"`
+		Description  string          `json:"error_description"`
 	}
 	readable := true
 	switch ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct {
 	case "application/x-www-form-urlencoded", "text/plain":
 		v, err := url.ParseQuery(string(body))
 		readable = err == nil
-		f.AccessToken, f.TokenType, f.Error, f.Description = v.Get("access_token"), v.Get("token_type"), v.Get("error"), v.Get("error_description")
+		f.AccessToken, f.TokenType, f.RefreshToken = v.Get("access_token"), v.Get("token_type"), v.Get("refresh_token")
+		f.Error, f.Description = v.Get("error"), v.Get("error_description")
 		if e := v.Get("expires_in"); e != "" {
 			f.ExpiresIn = json.RawMessage(strconv.Quote(e))
 		}
@@ -256,7 +275,7 @@ func parse(resp *http.Response, body []byte, scrub func(string) string, now time
 	if !readable || f.AccessToken == "" {
 		return nil, &Error{Status: resp.StatusCode, Code: "invalid_response", Description: "the token response could not be read"}
 	}
-	tok := &Token{AccessToken: f.AccessToken, TokenType: f.TokenType}
+	tok := &Token{AccessToken: f.AccessToken, TokenType: f.TokenType, RefreshToken: f.RefreshToken}
 	if tok.TokenType == "" || strings.EqualFold(tok.TokenType, "bearer") {
 		tok.TokenType = "Bearer"
 	}

@@ -205,3 +205,32 @@ func TestJWTExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshTokenGrant: the refresh token goes in the body, a public
+// client sends its id alone, the answer's new refresh token is returned,
+// and a server that echoes the refresh token in its error cannot show it.
+func TestRefreshTokenGrant(t *testing.T) {
+	t.Parallel()
+	const rt = "refresh-token-value-0001"
+	hc := &http.Client{Transport: roundTrip(func(r *http.Request, form url.Values) (int, http.Header, string) {
+		if _, _, ok := r.BasicAuth(); ok || form.Get("grant_type") != "refresh_token" || form.Get("refresh_token") != rt ||
+			form.Get("client_id") != "cli" || form.Has("client_secret") {
+			return 400, nil, `{"error":"invalid_request","error_description":"got ` + form.Encode() + `"}`
+		}
+		return 200, nil, `{"access_token":"at","refresh_token":"refresh-token-value-0002","expires_in":60}`
+	})}
+	tok, err := Exchange(t.Context(), hc, Request{TokenURL: "http://127.0.0.1:1/token", Grant: GrantRefreshToken, RefreshToken: rt, Client: Client{ID: "cli", Method: None}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.RefreshToken != "refresh-token-value-0002" {
+		t.Fatalf("refresh token %q", tok.RefreshToken)
+	}
+	echo := &http.Client{Transport: roundTrip(func(r *http.Request, form url.Values) (int, http.Header, string) {
+		return 400, nil, `{"error":"invalid_grant","error_description":"token ` + form.Get("refresh_token")[:20] + ` expired"}`
+	})}
+	_, err = Exchange(t.Context(), echo, Request{TokenURL: "http://127.0.0.1:1/token", Grant: GrantRefreshToken, RefreshToken: rt, Client: Client{ID: "cli", Method: None}})
+	if err == nil || strings.Contains(err.Error(), rt[:20]) || !IsCode(err, "invalid_grant") {
+		t.Fatal("leaked value of the refresh token into the error, or no invalid_grant")
+	}
+}
