@@ -57,9 +57,12 @@ release:
 	$(GO) run ./internal/tools/release -dist dist -targets '$(RELEASE_TARGETS)' -tags '$(TAGS)' \
 		-version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)'
 
-# After the tests, every fuzz target runs within FUZZ_BUDGET.
+# After the tests, the release checks (a reproducible build of the release
+# binary from an empty build cache, the whole release pipeline; about 3
+# minutes of CPU, so alone), then every fuzz target within FUZZ_BUDGET.
 test: lint servers
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./...
+	@$(GO) tool gotestsum --format pkgname-and-test-fails --hide-summary=skipped -- -count=1 -tags release -timeout 20m ./internal/tools/release/
 	@FUZZ_BUDGET=$(FUZZ_BUDGET) bash test/fuzz.sh
 
 # servers builds or installs every real server the integration tests use
