@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyward/keyward/internal/csiprovider"
+	"github.com/keyward/keyward/providers"
+)
+
+func init() { optionalCommands = append(optionalCommands, newCSIProviderCmd) }
+
+func newCSIProviderCmd(g *globals) *cobra.Command {
+	var (
+		socketDir string
+		nodeKinds []string
+	)
+	cmd := &cobra.Command{
+		Use:   "csi-provider",
+		Short: "Serve the Secrets Store CSI Driver's provider API: pods mount keyward-rendered files",
+		Long: `csi-provider serves the Kubernetes Secrets Store CSI Driver's provider API
+(Version, Mount) on the unix socket keyward.sock of --socket-dir, mode 0600 (the
+driver runs as root). It runs as a DaemonSet beside the driver (charts/keyward,
+csiProvider.enabled).
+
+A SecretProviderClass with provider: keyward carries a keyward config in its
+parameter "config": its secrets and files (the same references and formats as
+keyward render). Each Mount resolves the secrets and returns the files to the
+driver, which writes them into the pod's volume; keyward writes nothing. A file
+without mode: takes the driver's permission. There is no child and no token
+endpoint: env, tokens, server, watch, on_change, template_file, owner and group
+are refused. The driver's rotation reconciler mounts again; each secret's object
+version is the store's version (a keyed hash of the value for a store without
+one), so it sees changes.
+
+The providers of a mount never see this process's environment. A provider kind
+without a per-pod identity is refused unless --node-identity-kinds names it:
+every pod on the node can then read what this process can.
+Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
+2 a bad flag.`,
+		Example: `  # beside the driver (the chart's DaemonSet does this)
+  keyward csi-provider --socket-dir /var/run/secrets-store-csi-providers`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, k := range nodeKinds {
+				if !slices.Contains(providers.Kinds(), k) {
+					return usageError("--node-identity-kinds: %q is not a provider kind of this build (%v)", k, providers.Kinds())
+				}
+			}
+			l, err := csiprovider.Listen(socketDir)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			srv := csiprovider.New(csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds})
+			g.logger.Info("serving the CSI driver's provider API", "socket", l.Addr().String())
+			return csiprovider.Serve(ctx, l, srv)
+		},
+	}
+	cmd.Flags().StringVar(&socketDir, "socket-dir", csiprovider.DefaultSocketDir, "the driver's providers directory, where keyward.sock is created")
+	cmd.Flags().StringSliceVar(&nodeKinds, "node-identity-kinds", nil, "provider kinds that pods may use with this process's own identity (e.g. file); none by default")
+	return cmd
+}

@@ -1,0 +1,267 @@
+// Package csiprovider is keyward as a provider of the Kubernetes Secrets
+// Store CSI Driver: a gRPC server of the driver's provider API
+// (sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1) on a unix
+// socket of the driver's providers directory. A SecretProviderClass's
+// parameters carry a keyward config (its secrets and files); each Mount
+// resolves its secrets through the providers package and returns the
+// rendered files to the driver, which writes them into the pod's volume.
+// keyward writes nothing to disk.
+package csiprovider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/server"
+	"github.com/keyward/keyward/internal/version"
+	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
+)
+
+// Defaults of keyward csi-provider.
+const (
+	// DefaultSocketDir is the driver's providers directory.
+	DefaultSocketDir = "/var/run/secrets-store-csi-providers"
+	// SocketName is the socket's name in it: the driver finds a provider
+	// by the SecretProviderClass's provider: keyward.
+	SocketName = "keyward.sock"
+	// DefaultMountTimeout bounds one Mount when the driver's call has no
+	// deadline.
+	DefaultMountTimeout = 30 * time.Second
+	// RuntimeName is what Version reports.
+	RuntimeName = "keyward"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Logger receives the server's log lines (never a value or token);
+	// nil discards them.
+	Logger *slog.Logger
+	// NodeIdentityKinds are the provider kinds a SecretProviderClass may
+	// use with the provider's own identity rather than the pod's: every
+	// pod of the node can then read whatever the provider can (the file
+	// kind reads the provider container's files). Empty by default.
+	NodeIdentityKinds []string
+	// Getenv is the environment the providers of a mount see; nil means
+	// none, so that a SecretProviderClass never picks up the
+	// credentials of the provider's own environment.
+	Getenv func(string) string
+}
+
+// Server implements the driver's CSIDriverProviderServer.
+type Server struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+
+	opts   Options
+	logger *slog.Logger
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	return &Server{opts: opts, logger: logger}
+}
+
+// Version reports keyward's name and version.
+func (s *Server) Version(context.Context, *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	return &v1alpha1.VersionResponse{Version: "v1alpha1", RuntimeName: RuntimeName, RuntimeVersion: version.Get().Version}, nil
+}
+
+// Mount resolves the secrets of the SecretProviderClass's keyward config
+// and returns its files with an object version per secret. A config
+// error is InvalidArgument, a kind the pod may not use PermissionDenied;
+// a failed fetch keeps the provider's error, which names the reference
+// and never a value.
+func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultMountTimeout)
+		defer cancel()
+	}
+	r, err := parseRequest(req.GetAttributes(), req.GetPermission())
+	if err != nil {
+		s.logger.Warn("mount refused", "err", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	log := s.logger.With("pod", r.pod.Namespace+"/"+r.pod.Name)
+	set := s.newSet(r.cfg)
+	defer func() {
+		if err := set.Close(); err != nil {
+			log.Warn("closing providers", "err", err)
+		}
+	}()
+	refs := map[string]providers.Ref{}
+	for name, sec := range r.cfg.Secrets {
+		refs[name] = sec.Ref
+	}
+	if err := s.checkRefs(set, refs); err != nil {
+		log.Warn("mount refused", "err", err)
+		return nil, err
+	}
+	res, err := set.Resolve(ctx, refs)
+	if err != nil {
+		log.Warn("mount failed", "err", err)
+		return nil, status.Error(grpcCode(err), err.Error())
+	}
+	files := make([]render.File, len(r.cfg.Files))
+	for i, f := range r.cfg.Files {
+		files[i] = render.File{
+			Path: f.Path, Format: render.Format(f.Format), Dialect: render.Dialect(f.Dialect),
+			Secrets: f.Secrets, Secret: f.Secret, Template: f.Template,
+			Mode: r.files[i].mode, UID: -1, GID: -1,
+		}
+	}
+	contents, err := render.Build(files, res)
+	if err != nil {
+		log.Warn("mount failed", "err", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp := &v1alpha1.MountResponse{}
+	for i, f := range r.files {
+		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.rel, Mode: int32(f.mode.Perm()), Contents: contents[i]})
+	}
+	resp.ObjectVersion = objectVersions(res)
+	log.Info("mounted", "secrets", len(res), "files", len(resp.Files))
+	return resp, nil
+}
+
+// objectVersions is an object version per secret, by name: the store's
+// version, or for a store without one a keyed hash of the value
+// (providers.ContentVersion, whose key is random per process).
+func objectVersions(res map[string]providers.Resolved) []*v1alpha1.ObjectVersion {
+	names := make([]string, 0, len(res))
+	for name := range res {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]*v1alpha1.ObjectVersion, 0, len(names))
+	for _, name := range names {
+		v := res[name].Version
+		if v == "" {
+			v = res[name].Value.Fingerprint()
+		}
+		out = append(out, &v1alpha1.ObjectVersion{Id: name, Version: v})
+	}
+	return out
+}
+
+// newSet is the provider set of one mount: the default instances and
+// those the config declares, seeing only Options.Getenv.
+func (s *Server) newSet(cfg *config.Config) *providers.Set {
+	base := providers.Instance{BaseDir: cfg.Dir, Getenv: s.opts.Getenv, Logger: s.logger}
+	var declared []providers.Instance
+	for name, p := range cfg.Providers {
+		declared = append(declared, providers.Instance{Name: name, Kind: p.Kind, Decode: p.Decode})
+	}
+	return providers.NewSet(base, declared)
+}
+
+// checkRefs validates every reference without I/O and refuses a kind the
+// pod may not use.
+func (s *Server) checkRefs(set *providers.Set, refs map[string]providers.Ref) error {
+	var probs []string
+	names := make([]string, 0, len(refs))
+	for name := range refs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ref := refs[name]
+		if err := set.CheckRef(ref); err != nil {
+			probs = append(probs, name+": "+err.Error())
+			continue
+		}
+		if kind := set.KindOf(ref.Scheme); !slices.Contains(s.opts.NodeIdentityKinds, kind) {
+			return status.Errorf(codes.PermissionDenied, "secret %s: provider kind %s is not available to pods through keyward csi-provider (it has no per-pod identity; an operator may allow it with --node-identity-kinds)", name, kind)
+		}
+	}
+	if len(probs) > 0 {
+		return status.Error(codes.InvalidArgument, "SecretProviderClass parameter config: "+strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// grpcCode maps a resolve error to a gRPC code.
+func grpcCode(err error) codes.Code {
+	switch {
+	case errors.Is(err, providers.ErrPermissionDenied):
+		return codes.PermissionDenied
+	case errors.Is(err, providers.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, providers.ErrInvalidReference):
+		return codes.InvalidArgument
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	}
+	return codes.Unavailable
+}
+
+// Listen creates the provider's socket in dir (mode 0600: the driver runs
+// as root), replacing a stale socket left by an earlier run but never
+// another kind of file.
+func Listen(dir string) (net.Listener, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("socket directory: %w", err)
+	}
+	path := filepath.Join(dir, SocketName)
+	l, err := server.ListenUnix(path)
+	if err != nil {
+		return nil, err
+	}
+	return &socket{Listener: l, path: path}, nil
+}
+
+// socket is the provider's listener: its address is the socket's path,
+// and closing it removes the socket.
+type socket struct {
+	net.Listener
+	path string
+	once sync.Once
+}
+
+func (s *socket) Addr() net.Addr { return &net.UnixAddr{Name: s.path, Net: "unix"} }
+
+func (s *socket) Close() error {
+	err := s.Listener.Close()
+	s.once.Do(func() { _ = os.Remove(s.path) })
+	return err
+}
+
+// Serve serves s on l until ctx is done, then stops gracefully (mounts in
+// flight finish) and removes the socket.
+func Serve(ctx context.Context, l net.Listener, s *Server) error {
+	g := grpc.NewServer()
+	v1alpha1.RegisterCSIDriverProviderServer(g, s)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		g.GracefulStop()
+		<-errc
+		return nil
+	}
+}
