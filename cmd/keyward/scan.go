@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -67,38 +68,13 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 			if minLen < mask.MinPatternLength {
 				return usageError("--min-length must be at least %d", mask.MinPatternLength)
 			}
-			cfg, err := loadConfig(g, false)
-			if err != nil {
-				return err
-			}
-			ctx, s, done, err := start(cmd, g, cfg)
+			ctx, set, done, err := knownValues(cmd, g, minLen, envFileRefs)
 			if err != nil {
 				return err
 			}
 			defer done()
-			envRefs, err := s.envRefs(g.env.environ(), envFileRefs)
-			if err != nil {
-				return err
-			}
-			refs := configRefs(cfg)
-			for name, r := range envRefs {
-				refs[envRefPrefix+name] = r
-			}
-			if len(refs) == 0 {
+			if set == nil {
 				return usageError("nothing to scan for: give a config with secrets (-c FILE) or references in the environment")
-			}
-			res, err := s.resolve(ctx, refs)
-			if err != nil {
-				return err
-			}
-			// The process's masker has learnt exactly these values (at the
-			// default length): its Set serves unless --min-length differs.
-			set := g.masker.Set()
-			if minLen != mask.DefaultMinLength {
-				set = mask.NewSet(maskSecrets(res), minLen)
-			}
-			if skipped := set.Skipped(); len(skipped) > 0 {
-				g.logger.Warn("values too short to search for", "secrets", skipped, "min_length", minLen)
 			}
 			if set.Matcher().Empty() {
 				return errors.New("nothing to scan for: every value is shorter than --min-length")
@@ -117,6 +93,51 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "sarif"}, cobra.ShellCompDirectiveNoFileComp))
 	envFileRefsFlag(cmd, &envFileRefs)
 	return cmd
+}
+
+// knownValues resolves the values that scan and audit search for: the
+// config's secrets (-c) and, as exec does, the environment's references.
+// The set is nil when there are none; values shorter than minLen are left
+// out of it, with a warning. done closes the providers.
+func knownValues(cmd *cobra.Command, g *globals, minLen int, envFileRefs bool) (ctx context.Context, set *mask.Set, done func(), err error) {
+	cfg, err := loadConfig(g, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, s, stop, err := start(cmd, g, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	envRefs, err := s.envRefs(g.env.environ(), envFileRefs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	refs := configRefs(cfg)
+	for name, r := range envRefs {
+		refs[envRefPrefix+name] = r
+	}
+	if len(refs) == 0 {
+		return ctx, nil, stop, nil
+	}
+	res, err := s.resolve(ctx, refs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The process's masker has learnt exactly these values (at the
+	// default length): its Set serves unless minLen differs.
+	set = g.masker.Set()
+	if minLen != mask.DefaultMinLength {
+		set = mask.NewSet(maskSecrets(res), minLen)
+	}
+	if skipped := set.Skipped(); len(skipped) > 0 {
+		g.logger.Warn("values too short to search for", "secrets", skipped, "min_length", minLen)
+	}
+	return ctx, set, stop, nil
 }
 
 // scanReport prints rep's hits on stdout, as text lines or a SARIF log, and

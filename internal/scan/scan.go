@@ -49,6 +49,11 @@ type Options struct {
 	Workers int
 	// Logger receives a debug line per skipped file; nil discards.
 	Logger *slog.Logger
+	// Ignore, when set, is asked about every path below a root (never a
+	// root itself), in the walk's order: a directory it ignores is not
+	// entered, a file it ignores not read. Ignored paths are not listed
+	// in Report.Skipped. It is called from one goroutine at a time.
+	Ignore func(root, path string, dir bool) bool
 }
 
 // A Hit is one occurrence of a secret in a file.
@@ -110,6 +115,41 @@ type Report struct {
 // Report.Errors; Scan's own error is only ctx's. Scan is safe for
 // concurrent use and returns after all its goroutines have ended.
 func Scan(ctx context.Context, set *mask.Set, roots []string, opts Options) (*Report, error) {
+	var mu sync.Mutex
+	var hits []Hit
+	var dropped int
+	rep, err := Walk(ctx, roots, opts, func(path string, f *os.File) (int64, error) {
+		h, d, n, err := Search(set, path, f)
+		if err == nil {
+			mu.Lock()
+			hits = append(hits, h...)
+			dropped += d
+			mu.Unlock()
+		}
+		return n, err
+	})
+	rep.Hits, rep.Dropped = hits, dropped
+	slices.SortFunc(rep.Hits, func(a, b Hit) int {
+		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Secret, b.Secret))
+	})
+	return rep, err
+}
+
+// A VisitFunc reads one file that Walk reached, open for reading, and
+// returns how many bytes it read; an error lists the file in
+// Report.Errors.
+type VisitFunc func(path string, f *os.File) (int64, error)
+
+// Walk calls visit for every regular file under roots (files or
+// directories, the latter recursively), from opts.Workers goroutines at
+// once, with the rules of Scan: a root that is a symlink is followed,
+// since it was named, and below a root no symlink is; devices, FIFOs,
+// sockets and files over the size limit are skipped; what opts.Ignore
+// ignores is not visited. The report counts the files visited and their
+// bytes, and lists what was skipped and what could not be read (visit's
+// errors included); it has no hits. Walk's own error is only ctx's; it
+// returns after all its goroutines have ended.
+func Walk(ctx context.Context, roots []string, opts Options, visit VisitFunc) (*Report, error) {
 	if opts.MaxSize == 0 {
 		opts.MaxSize = DefaultMaxSize
 	}
@@ -120,7 +160,7 @@ func Scan(ctx context.Context, set *mask.Set, roots []string, opts Options) (*Re
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &scanner{set: set, opts: opts, log: log, rep: &Report{}}
+	s := &scanner{visit: visit, opts: opts, log: log, rep: &Report{}}
 
 	paths := make(chan job)
 	var wg sync.WaitGroup
@@ -128,9 +168,8 @@ func Scan(ctx context.Context, set *mask.Set, roots []string, opts Options) (*Re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 0, chunkSize+set.Matcher().MaxLen())
 			for j := range paths {
-				s.file(j, buf)
+				s.file(j)
 			}
 		}()
 	}
@@ -139,9 +178,6 @@ func Scan(ctx context.Context, set *mask.Set, roots []string, opts Options) (*Re
 	wg.Wait()
 
 	r := s.rep
-	slices.SortFunc(r.Hits, func(a, b Hit) int {
-		return cmp.Or(cmp.Compare(a.Path, b.Path), cmp.Compare(a.Offset, b.Offset), cmp.Compare(a.Secret, b.Secret))
-	})
 	slices.SortFunc(r.Skipped, func(a, b Skip) int { return cmp.Compare(a.Path, b.Path) })
 	slices.SortFunc(r.Errors, func(a, b *FileError) int { return cmp.Compare(a.Path, b.Path) })
 	return r, walkErr
@@ -155,9 +191,9 @@ type job struct {
 }
 
 type scanner struct {
-	set  *mask.Set
-	opts Options
-	log  *slog.Logger
+	visit VisitFunc
+	opts  Options
+	log   *slog.Logger
 
 	mu  sync.Mutex
 	rep *Report
@@ -208,6 +244,12 @@ func (s *scanner) walk(ctx context.Context, roots []string, paths chan<- job) er
 				}
 				return nil
 			}
+			if p != root && s.opts.Ignore != nil && s.opts.Ignore(root, p, d.IsDir()) {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
 			if d.IsDir() {
 				return ctx.Err()
 			}
@@ -243,9 +285,8 @@ func pathErr(err error) error {
 	return err
 }
 
-// file searches one file with buf (capacity chunkSize + MaxLen) and adds
-// its hits to the report.
-func (s *scanner) file(j job, buf []byte) {
+// file opens one file and hands it to visit.
+func (s *scanner) file(j job) {
 	path := j.path
 	// O_NOFOLLOW: the path may have been swapped for a symlink since the
 	// walk; O_NONBLOCK: or for a FIFO.
@@ -276,7 +317,7 @@ func (s *scanner) file(j job, buf []byte) {
 		s.skip(path, fmt.Sprintf("%d bytes, over the size limit of %d", fi.Size(), s.opts.MaxSize))
 		return
 	}
-	hits, dropped, n, err := s.search(path, f, buf)
+	n, err := s.visit(path, f)
 	if err != nil {
 		s.fail(path, pathErr(err))
 		return
@@ -284,16 +325,32 @@ func (s *scanner) file(j job, buf []byte) {
 	s.mu.Lock()
 	s.rep.Files++
 	s.rep.Bytes += n
-	s.rep.Hits = append(s.rep.Hits, hits...)
-	s.rep.Dropped += dropped
 	s.mu.Unlock()
+}
+
+// bufs holds read buffers of chunkSize bytes (and room for an overlap).
+var bufs sync.Pool
+
+// Search reads r, the content of the file path, to its end once and
+// returns the occurrences of set's secrets in it as Scan reports them (at
+// most MaxHitsPerFile, the rest counted in dropped) and the bytes read.
+// It is safe for concurrent use.
+func Search(set *mask.Set, path string, r io.Reader) (hits []Hit, dropped int, n int64, err error) {
+	need := chunkSize + set.Matcher().MaxLen()
+	bp, _ := bufs.Get().(*[]byte)
+	if bp == nil || cap(*bp) < need {
+		b := make([]byte, 0, need)
+		bp = &b
+	}
+	defer bufs.Put(bp)
+	return search(set, path, r, *bp)
 }
 
 // search reads r to its end once. Consecutive buffers overlap by MaxLen-1
 // bytes, so an occurrence across a chunk boundary is found; an occurrence
 // is reported from the first buffer that holds all of it.
-func (s *scanner) search(path string, r io.Reader, buf []byte) (hits []Hit, dropped int, total int64, err error) {
-	m := s.set.Matcher()
+func search(set *mask.Set, path string, r io.Reader, buf []byte) (hits []Hit, dropped int, total int64, err error) {
+	m := set.Matcher()
 	overlap := max(m.MaxLen()-1, 0)
 	buf = buf[:cap(buf)]
 	var (
@@ -318,7 +375,7 @@ func (s *scanner) search(path string, r io.Reader, buf []byte) (hits []Hit, drop
 		found = found[:0]
 		m.Find(b, func(pat, start, stop int) bool {
 			if base+int64(stop) > reported {
-				found = append(found, Hit{Path: path, Offset: base + int64(start), Length: stop - start, Secret: s.set.Owner(pat), Kind: s.set.Kind(pat)})
+				found = append(found, Hit{Path: path, Offset: base + int64(start), Length: stop - start, Secret: set.Owner(pat), Kind: set.Kind(pat)})
 			}
 			return true
 		})

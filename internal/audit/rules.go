@@ -1,0 +1,443 @@
+package audit
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	ahocorasick "github.com/BobuSumisu/aho-corasick"
+)
+
+//go:generate go run ./gen -o rules_gitleaks.go
+
+// ruleSpec is a rule as data (rules_gitleaks.go); compile turns it into a
+// rule. The fields are gitleaks' own.
+type ruleSpec struct {
+	ID, Description string
+	// Regex finds candidates; Path, when set, restricts the rule to paths
+	// it matches (a rule with a Path and no Regex reports the file itself).
+	Regex, Path string
+	// SecretGroup is the capture group that holds the secret; 0 means the
+	// first non-empty group, or the whole match when there is none.
+	SecretGroup int
+	// Entropy is the Shannon entropy the secret must exceed; 0 means any.
+	Entropy float64
+	// Keywords (lower case): the rule runs only on text holding one.
+	Keywords   []string
+	Allowlists []allowSpec
+}
+
+// allowSpec is an allowlist as data: a finding is allowed when any check
+// matches (all of them with And). Target is what Regexes look at: the
+// secret (""), the whole "match" or the "line".
+type allowSpec struct {
+	And       bool
+	Target    string
+	Paths     []string
+	Regexes   []string
+	StopWords []string
+}
+
+type rule struct {
+	id       string
+	desc     string
+	re, path *regexp.Regexp
+	// reach bounds how far from one of its keywords a match can reach
+	// (the regex's longest match, at most maxReach); 0 when a match need
+	// not hold a keyword: the rule then reads the whole chunk.
+	reach       int
+	secretGroup int
+	entropy     float64
+	keywords    []string
+	allow       []*allowlist
+}
+
+type allowlist struct {
+	and              bool
+	target           string
+	paths, regexes   *regexp.Regexp
+	stopwords        *ahocorasick.Trie
+	hasPaths, hasRes bool
+}
+
+// ruleSet is the compiled rule set: immutable, safe for concurrent use.
+type ruleSet struct {
+	rules    []*rule
+	global   []*allowlist
+	keywords *ahocorasick.Trie
+	byWord   map[string][]int // keyword -> indexes of the rules it enables
+	always   []int            // rules without keywords
+}
+
+// defaultRules compiles gitleaks' rules and keyward's once, on first use: nothing of
+// them costs anything in a keyward that does not audit.
+var defaultRules = sync.OnceValues(func() (*ruleSet, error) {
+	return compileRules(append(slices.Clip(gitleaksRules), keywardRules...), gitleaksAllowlists)
+})
+
+func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
+	rs := &ruleSet{byWord: map[string][]int{}}
+	var words []string
+	for i, s := range specs {
+		r := &rule{id: s.ID, desc: s.Description, secretGroup: s.SecretGroup, entropy: s.Entropy}
+		var err error
+		if s.Regex != "" {
+			if r.re, err = regexp.Compile(s.Regex); err != nil {
+				return nil, fmt.Errorf("rule %s: %w", s.ID, err)
+			}
+			if len(s.Keywords) > 0 && keywordAnchored(s.Regex, s.Keywords) {
+				r.reach = maxMatchLen(s.Regex)
+			}
+		}
+		if s.Path != "" {
+			if r.path, err = regexp.Compile(s.Path); err != nil {
+				return nil, fmt.Errorf("rule %s: path: %w", s.ID, err)
+			}
+		}
+		if r.allow, err = compileAllow(s.Allowlists); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", s.ID, err)
+		}
+		if len(s.Keywords) == 0 {
+			rs.always = append(rs.always, i)
+		}
+		for _, k := range s.Keywords {
+			k = strings.ToLower(k)
+			r.keywords = append(r.keywords, k)
+			if _, ok := rs.byWord[k]; !ok {
+				words = append(words, k)
+			}
+			rs.byWord[k] = append(rs.byWord[k], i)
+		}
+		rs.rules = append(rs.rules, r)
+	}
+	var err error
+	if rs.global, err = compileAllow(global); err != nil {
+		return nil, fmt.Errorf("global allowlist: %w", err)
+	}
+	rs.keywords = ahocorasick.NewTrieBuilder().AddStrings(words).Build()
+	return rs, nil
+}
+
+func compileAllow(specs []allowSpec) ([]*allowlist, error) {
+	var out []*allowlist
+	for _, s := range specs {
+		a := &allowlist{and: s.And, target: s.Target, hasPaths: len(s.Paths) > 0, hasRes: len(s.Regexes) > 0}
+		var err error
+		// Joined as gitleaks joins them: one alternation, flags and all.
+		if a.hasPaths {
+			if a.paths, err = regexp.Compile("(?:" + strings.Join(s.Paths, "|") + ")"); err != nil {
+				return nil, fmt.Errorf("allowlist paths: %w", err)
+			}
+		}
+		if a.hasRes {
+			if a.regexes, err = regexp.Compile("(?:" + strings.Join(s.Regexes, "|") + ")"); err != nil {
+				return nil, fmt.Errorf("allowlist regexes: %w", err)
+			}
+		}
+		if len(s.StopWords) > 0 {
+			words := make([]string, len(s.StopWords))
+			for i, w := range s.StopWords {
+				words[i] = strings.ToLower(w)
+			}
+			a.stopwords = ahocorasick.NewTrieBuilder().AddStrings(words).Build()
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// pathAllowed is gitleaks' check of a path against allowlists before any
+// content is read: an OR allowlist allows the path when its paths match;
+// an AND one only when it has nothing but paths and they match.
+func pathAllowed(path string, lists []*allowlist) bool {
+	for _, a := range lists {
+		match := a.hasPaths && a.paths.MatchString(path)
+		if a.and {
+			if a.hasRes || a.stopwords != nil {
+				continue // decided per finding
+			}
+			if a.hasPaths && match {
+				return true
+			}
+			continue
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// findingAllowed is gitleaks' check of one finding against allowlists.
+func findingAllowed(path, secret, match, line string, lists []*allowlist) bool {
+	for _, a := range lists {
+		target := secret
+		switch a.target {
+		case "match":
+			target = match
+		case "line":
+			target = line
+		}
+		regexOK := a.hasRes && target != "" && a.regexes.MatchString(target)
+		stopOK := a.stopwords != nil && secret != "" && a.stopwords.MatchFirstString(strings.ToLower(secret)) != nil
+		if a.and {
+			ok := true
+			if a.hasPaths {
+				ok = ok && path != "" && a.paths.MatchString(path)
+			}
+			if a.hasRes {
+				ok = ok && regexOK
+			}
+			if a.stopwords != nil {
+				ok = ok && stopOK
+			}
+			if ok {
+				return true
+			}
+			continue
+		}
+		if regexOK || stopOK {
+			return true
+		}
+	}
+	return false
+}
+
+// ruleHit is one finding of a rule in a chunk of text. Secret and Match
+// stay inside this package: only their last characters are ever shown.
+type ruleHit struct {
+	rule   *rule
+	line   int // 1-based, in the file
+	offset int // byte offset of the match in the chunk
+	length int
+	secret string
+	match  string
+}
+
+// detect runs the rules over chunk, a piece of the file path (forward
+// slashes) whose first line is the file's line startLine, as gitleaks'
+// detector does with a fragment at decode depth 0.
+func (rs *ruleSet) detect(path, chunk string, startLine int) []ruleHit {
+	if pathAllowed(path, rs.global) {
+		return nil
+	}
+	// Each rule runs where its keywords are: over the whole chunk, or,
+	// for a rule whose every match holds one of its keywords, over the
+	// lines within its longest match of one.
+	enabled := make([]bool, len(rs.rules))
+	for _, i := range rs.always {
+		enabled[i] = true
+	}
+	windows := make([][]span, len(rs.rules))
+	for _, m := range rs.keywords.MatchString(asciiLower(chunk)) {
+		pos, n := int(m.Pos()), len(m.Match())
+		for _, i := range rs.byWord[m.MatchString()] {
+			enabled[i] = true
+			if reach := rs.rules[i].reach; reach > 0 {
+				windows[i] = append(windows[i], span{max(pos-reach, 0), min(pos+n+reach, len(chunk))})
+			}
+		}
+	}
+	var (
+		hits     []ruleHit
+		newlines [][]int
+	)
+	for i, r := range rs.rules {
+		if !enabled[i] || pathAllowed(path, r.allow) {
+			continue
+		}
+		if r.path != nil {
+			if !r.path.MatchString(path) {
+				continue
+			}
+			if r.re == nil {
+				hits = append(hits, ruleHit{rule: r, line: 0, match: "file detected: " + path})
+				continue
+			}
+		}
+		if r.re == nil {
+			continue
+		}
+		var matches [][]int
+		if windows[i] == nil {
+			matches = r.re.FindAllStringIndex(chunk, -1)
+		} else {
+			for _, w := range lineSpans(chunk, windows[i]) {
+				for _, mi := range r.re.FindAllStringIndex(chunk[w.start:w.end], -1) {
+					matches = append(matches, []int{w.start + mi[0], w.start + mi[1]})
+				}
+			}
+		}
+		if len(matches) == 0 {
+			continue
+		}
+		if newlines == nil {
+			newlines = newlineIndex(chunk)
+		}
+		for _, mi := range matches {
+			secret := strings.Trim(chunk[mi[0]:mi[1]], "\n")
+			mi[1] = mi[0] + len(secret)
+			loc := location(newlines, chunk, mi)
+			if mi[1] > loc.endLineIndex {
+				loc.endLineIndex = mi[1]
+			}
+			match := secret
+			if groups := r.re.FindStringSubmatch(secret); len(groups) >= 2 {
+				if r.secretGroup > 0 {
+					if len(groups) <= r.secretGroup {
+						continue
+					}
+					secret = groups[r.secretGroup]
+				} else {
+					for _, g := range groups[1:] {
+						if g != "" {
+							secret = g
+							break
+						}
+					}
+				}
+			}
+			if r.entropy != 0 && shannonEntropy(secret) <= r.entropy {
+				continue
+			}
+			line := chunk[loc.startLineIndex:loc.endLineIndex]
+			if findingAllowed(path, secret, match, line, rs.global) || findingAllowed(path, secret, match, line, r.allow) {
+				continue
+			}
+			hits = append(hits, ruleHit{rule: r, line: startLine + loc.startLine, offset: mi[0], length: mi[1] - mi[0], secret: secret, match: match})
+		}
+	}
+	return preferSpecific(hits)
+}
+
+// preferSpecific drops a generic rule's finding when a specific rule found
+// a secret containing it on the same line, as gitleaks does.
+func preferSpecific(hits []ruleHit) []ruleHit {
+	out := hits[:0:0]
+	for _, h := range hits {
+		keep := true
+		if strings.Contains(strings.ToLower(h.rule.id), "generic") {
+			for _, o := range hits {
+				if o.line == h.line && o.rule != h.rule && strings.Contains(o.secret, h.secret) && !strings.Contains(strings.ToLower(o.rule.id), "generic") {
+					keep = false
+					break
+				}
+			}
+		}
+		if keep {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+type span struct{ start, end int }
+
+// lineSpans widens each window to whole lines and merges those that
+// touch, in order.
+func lineSpans(text string, ws []span) []span {
+	slices.SortFunc(ws, func(a, b span) int { return a.start - b.start })
+	var out []span
+	for _, w := range ws {
+		w.start = strings.LastIndexByte(text[:w.start], '\n') + 1
+		if i := strings.IndexByte(text[w.end:], '\n'); i >= 0 {
+			w.end += i
+		} else {
+			w.end = len(text)
+		}
+		if n := len(out); n > 0 && w.start <= out[n-1].end+1 {
+			out[n-1].end = max(out[n-1].end, w.end)
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// asciiLower lower-cases ASCII letters only, so that byte positions in
+// its result are those of s (strings.ToLower may change lengths).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func newlineIndex(s string) [][]int {
+	var out [][]int
+	for i := 0; i < len(s); {
+		j := strings.IndexByte(s[i:], '\n')
+		if j < 0 {
+			break
+		}
+		out = append(out, []int{i + j, i + j + 1})
+		i += j + 1
+	}
+	return out
+}
+
+type loc struct {
+	startLine, endLine           int
+	startLineIndex, endLineIndex int
+}
+
+// location is gitleaks' (detect/location.go): the 0-based line of a match
+// and the bounds of the line text the "line" allowlist target sees.
+func location(newlines [][]int, raw string, mi []int) loc {
+	var (
+		l        loc
+		prev     int
+		set      bool
+		lastLine int
+	)
+	start, end := mi[0], mi[1]
+	if len(newlines) == 0 {
+		newlines = [][]int{{len(raw), len(raw) + 1}}
+	}
+	for n, pair := range newlines {
+		lastLine = n
+		nl := pair[0]
+		if prev <= start && start < nl {
+			set = true
+			l.startLine, l.endLine = n, n
+			l.startLineIndex, l.endLineIndex = prev, nl
+		}
+		if prev < end && end <= nl {
+			l.endLine = n
+			l.endLineIndex = nl
+		}
+		prev = pair[0]
+	}
+	if !set {
+		l.startLine, l.endLine = lastLine+1, lastLine+1
+		i := 0
+		for end+i < len(raw) && raw[end+i] != '\n' && raw[end+i] != '\r' {
+			i++
+		}
+		l.endLineIndex = end + i
+	}
+	return l
+}
+
+func shannonEntropy(s string) float64 {
+	if s == "" {
+		return 0
+	}
+	counts := map[rune]int{}
+	for _, c := range s {
+		counts[c]++
+	}
+	var e float64
+	inv := 1 / float64(len(s))
+	for _, n := range counts {
+		f := float64(n) * inv
+		e -= f * math.Log2(f)
+	}
+	return e
+}
