@@ -8,8 +8,9 @@
 #   make unit    only the tests that need no server (go test ./...)
 #   make e2e     only the end-to-end tests: keyward in real pods on a real
 #                kubelet (test/e2e; needs root, as CI; part of make test)
-#   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, and
-#                the AWS provider's render benchmark against moto
+#   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, the
+#                AWS provider's render benchmark against moto, and the fault
+#                suite's long variants (KEYWARD_FAULTS_LONG=1)
 #   make fuzz    every fuzz target for FUZZTIME (default 2m) each
 #
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
@@ -57,11 +58,16 @@ release:
 	$(GO) run ./internal/tools/release -dist dist -targets '$(RELEASE_TARGETS)' -tags '$(TAGS)' \
 		-version '$(VERSION)' -commit '$(COMMIT)' -date '$(DATE)'
 
-# After the tests, the release checks (a reproducible build of the release
-# binary from an empty build cache, the whole release pipeline; about 3
-# minutes of CPU, so alone), then every fuzz target within FUZZ_BUDGET.
+# The fault suite (test/faults) writes one line of figures per test to
+# $KEYWARD_FAULTS_SUMMARY, printed after the run (gotestsum hides the log of
+# passing tests). After the tests, the release checks (a reproducible build
+# of the release binary from an empty build cache, the whole release
+# pipeline; about 3 minutes of CPU, so alone), then every fuzz target within
+# FUZZ_BUDGET.
 test: lint servers
-	@$(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./...
+	@summary=$$(mktemp); \
+	KEYWARD_FAULTS_SUMMARY=$$summary $(GO) tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg --hide-summary=skipped -- -race -count=1 -tags integration -timeout 10m ./...; \
+	rc=$$?; cat $$summary; rm -f $$summary; exit $$rc
 	@$(GO) tool gotestsum --format pkgname-and-test-fails --hide-summary=skipped -- -count=1 -tags release -timeout 20m ./internal/tools/release/
 	@FUZZ_BUDGET=$(FUZZ_BUDGET) bash test/fuzz.sh
 
@@ -94,6 +100,9 @@ bench: build servers
 	@$(GO) test -tags integration -run='^$$' -bench=Propagation -benchtime=100x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=QuietWatch -benchtime=1x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=Admission -benchtime=1000x -count=1 ./internal/webhook/
+	@summary=$$(mktemp); \
+	KEYWARD_FAULTS_LONG=1 KEYWARD_FAULTS_SUMMARY=$$summary $(GO) test -tags integration -count=1 -timeout 30m ./test/faults/; \
+	rc=$$?; cat $$summary; rm -f $$summary; exit $$rc
 
 # fuzz runs every fuzz target for FUZZTIME each; FUZZ=REGEXP picks
 # targets ("mask", "config FuzzParse").
