@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -124,14 +125,24 @@ func (o Options) annotations() map[string]string {
 	return a
 }
 
-// Index returns the multi-platform image index: binaries maps each of
-// Platforms (by its String, "linux/amd64") to its static binary.
+// Index returns the image index of keyward for the platforms binaries
+// has, a map from a platform of Platforms (by its String, "linux/amd64")
+// to the static binary for it. A release has every platform; a test that
+// runs the image on this machine may build it for its own only.
 func Index(binaries map[string][]byte, o Options) (v1.ImageIndex, error) {
+	for p := range binaries {
+		if !slices.ContainsFunc(Platforms, func(q v1.Platform) bool { return q.String() == p }) {
+			return nil, fmt.Errorf("image index: %s is not one of the image's platforms %v", p, Platforms)
+		}
+	}
+	if len(binaries) == 0 {
+		return nil, errors.New("image index: no binary")
+	}
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, p := range Platforms {
 		bin, ok := binaries[p.String()]
 		if !ok {
-			return nil, fmt.Errorf("image index: no binary for %s", p)
+			continue
 		}
 		img, err := Image(bin, p, o)
 		if err != nil {
@@ -157,6 +168,33 @@ func WriteLayout(dir string, idx v1.ImageIndex, name string) error {
 		return fmt.Errorf("oci layout %s: %w", dir, err)
 	}
 	return nil
+}
+
+// WriteImageArchive writes idx, named name, as the OCI archive at path
+// (through a layout in a temporary directory): what `ctr images import`
+// takes.
+func WriteImageArchive(path string, idx v1.ImageIndex, name string, mtime time.Time) error {
+	tmp, err := os.MkdirTemp("", "keyward-oci-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	dir := filepath.Join(tmp, "oci")
+	if err := WriteLayout(dir, idx, name); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := WriteArchive(f, dir, mtime); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // WriteArchive writes the OCI layout in dir to w as a tar with sorted

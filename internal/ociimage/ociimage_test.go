@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +97,17 @@ func TestArchive(t *testing.T) {
 	}
 	if !bytes.Equal(archives[0], archives[1]) {
 		t.Fatal("two archives of the same inputs differ")
+	}
+	idx, err := Index(b, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "images", "keyward.tar")
+	if err := WriteImageArchive(path, idx, testName, testOpts.Created); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, archives[0]) {
+		t.Errorf("WriteImageArchive wrote other bytes than WriteLayout and WriteArchive (%v)", err)
 	}
 	dir := t.TempDir()
 	tr := tar.NewReader(bytes.NewReader(archives[0]))
@@ -218,7 +231,21 @@ func TestCheckFindsBrokenImages(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Index(map[string][]byte{"linux/amd64": good["linux/amd64"]}, testOpts); err == nil {
-		t.Error("Index without an arm64 binary succeeded")
+	// An index for one platform is an image (a test's), not a release.
+	one, err := Index(map[string][]byte{"linux/amd64": good["linux/amd64"]}, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "oci")
+	if err := WriteLayout(dir, one, testName); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(dir, testName); err == nil || !strings.Contains(err.Error(), "platforms [linux/amd64], want [linux/amd64 linux/arm64]") {
+		t.Errorf("Check of a one-platform index = %v, want an error naming the missing platform", err)
+	}
+	for _, b := range []map[string][]byte{nil, {"linux/s390x": good["linux/amd64"]}} {
+		if _, err := Index(b, testOpts); err == nil {
+			t.Errorf("Index(%v) succeeded", slices.Collect(maps.Keys(b)))
+		}
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/keyward/keyward/internal/ociimage"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/internal/testenv/kubenode"
 )
@@ -59,13 +61,13 @@ func prepare(dir string) error {
 		return err
 	}
 	images := filepath.Join(dir, "images")
-	err = kubenode.WriteImage(filepath.Join(images, "keyward.tar"), KeywardImage, []kubenode.File{
-		{Path: "/etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-		{Path: "/etc/group", Mode: 0o644, Data: []byte("root:x:0:\nnonroot:x:65532:\n")},
-		{Path: "/tmp", Mode: 0o1777, Dir: true},
-		{Path: "/usr/local/bin/keyward", Mode: 0o755, Data: kw},
-	}, v1.Config{User: "65532:65532", Entrypoint: []string{"/usr/local/bin/keyward"}, Cmd: []string{"--help"}})
+	// keyward's image is the release's (internal/ociimage), for this
+	// machine's platform only.
+	idx, err := ociimage.Index(map[string][]byte{"linux/" + runtime.GOARCH: kw}, ociimage.Options{Created: time.Unix(0, 0)})
 	if err != nil {
+		return err
+	}
+	if err := ociimage.WriteImageArchive(filepath.Join(images, "keyward.tar"), idx, KeywardImage, time.Unix(0, 0)); err != nil {
 		return err
 	}
 	appFiles := []kubenode.File{{Path: "/testapp", Mode: 0o755, Data: app}, {Path: "/tmp", Mode: 0o1777, Dir: true}}
