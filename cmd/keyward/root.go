@@ -143,7 +143,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", defaultString(g.env.getenv("KEYWARD_LOG_LEVEL"), "info"), "log level: debug, info, warn, error (env KEYWARD_LOG_LEVEL)")
 	pf.StringVar(&g.logFormat, "log-format", defaultString(g.env.getenv("KEYWARD_LOG_FORMAT"), "text"), "log format: text or json (env KEYWARD_LOG_FORMAT)")
 
-	root.AddCommand(newExecCmd(g), newAgentCmd(g), newRenderCmd(g), newCheckCmd(g), newGetCmd(g), newVersionCmd(g), newCICmd(g), newScanCmd(g), newAuditCmd(g))
+	root.AddCommand(newExecCmd(g), newAgentCmd(g), newRenderCmd(g), newCheckCmd(g), newGetCmd(g), newVersionCmd(g), newCICmd(g), newScanCmd(g), newAuditCmd(g), newEnvExampleCmd(g))
 	for _, newCmd := range optionalCommands {
 		root.AddCommand(newCmd(g))
 	}

@@ -21,3 +21,19 @@ func (c *Config) EnvVars() map[string]string {
 	}
 	return out
 }
+
+// EnvVarLine returns the config line that hands the variable name to the
+// child (its env: entry, or its secret when there is no env: section); 0
+// when the config does not hand it over.
+func (c *Config) EnvVarLine(name string) int {
+	if c == nil {
+		return 0
+	}
+	if c.Env != nil {
+		if _, ok := c.Env[name]; !ok {
+			return 0
+		}
+		return c.lines[join("env", name)]
+	}
+	return c.Secrets[name].Line
+}

@@ -33,3 +33,24 @@ func TestEnvVars(t *testing.T) {
 		t.Errorf("nil config: %v", got)
 	}
 }
+
+// TestEnvVarLine: the line that hands each variable over, in either form
+// of the config, and 0 for one it does not.
+func TestEnvVarLine(t *testing.T) {
+	t.Parallel()
+	const secrets = "version: 1\nsecrets:\n  B: file:/s.yaml#b\n  A: file:/s.yaml#a\n"
+	c, err := Parse([]byte(secrets), "/etc/kw/keyward.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b, x := c.EnvVarLine("A"), c.EnvVarLine("B"), c.EnvVarLine("X"); a != 4 || b != 3 || x != 0 {
+		t.Errorf("without env: A %d B %d X %d, want 4 3 0", a, b, x)
+	}
+	c, err = Parse([]byte(secrets+"env:\n  Z_VAR: A\n  A_VAR: B\n"), "/etc/kw/keyward.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z, a, s := c.EnvVarLine("Z_VAR"), c.EnvVarLine("A_VAR"), c.EnvVarLine("A"); z != 6 || a != 7 || s != 0 {
+		t.Errorf("with env: Z_VAR %d A_VAR %d A %d, want 6 7 0", z, a, s)
+	}
+}
