@@ -70,6 +70,9 @@ type Instance struct {
 	// OnRetry, when set, is called with each failed attempt the provider
 	// retries (see Retries); the Set points it at its retry observer.
 	OnRetry func(err error)
+	// Workload, when set, is the identity the instance acts for instead
+	// of keyward's own (see Workload).
+	Workload *Workload
 }
 
 // describe names the instance for messages: "provider vault", or

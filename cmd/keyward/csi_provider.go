@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 
@@ -16,8 +19,8 @@ func init() { optionalCommands = append(optionalCommands, newCSIProviderCmd) }
 
 func newCSIProviderCmd(g *globals) *cobra.Command {
 	var (
-		socketDir string
-		nodeKinds []string
+		socketDir, apiServer, apiServerCA string
+		nodeKinds                         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "csi-provider",
@@ -37,8 +40,11 @@ are refused. The driver's rotation reconciler mounts again; each secret's object
 version is the store's version (a keyed hash of the value for a store without
 one), so it sees changes.
 
-The providers of a mount never see this process's environment. A provider kind
-without a per-pod identity is refused unless --node-identity-kinds names it:
+Each mount acts as its pod: k8s references are read from the API server with the
+pod's ServiceAccount token (the driver passes it when the CSIDriver object's
+tokenRequests lists the audience ""), so a pod receives only what its own RBAC
+allows. The providers of a mount never see this process's environment. A provider
+kind without a per-pod identity is refused unless --node-identity-kinds names it:
 every pod on the node can then read what this process can.
 Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 2 a bad flag.`,
@@ -57,12 +63,45 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			srv := csiprovider.New(csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds})
+			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds}
+			if err := kubeAPIServer(g, apiServer, apiServerCA, &opts); err != nil {
+				return err
+			}
+			srv := csiprovider.New(opts)
 			g.logger.Info("serving the CSI driver's provider API", "socket", l.Addr().String())
 			return csiprovider.Serve(ctx, l, srv)
 		},
 	}
 	cmd.Flags().StringVar(&socketDir, "socket-dir", csiprovider.DefaultSocketDir, "the driver's providers directory, where keyward.sock is created")
 	cmd.Flags().StringSliceVar(&nodeKinds, "node-identity-kinds", nil, "provider kinds that pods may use with this process's own identity (e.g. file); none by default")
+	cmd.Flags().StringVar(&apiServer, "kube-api-server", "", "the Kubernetes API server's URL, where k8s references are read as the pod's ServiceAccount (default: the cluster's, in-cluster)")
+	cmd.Flags().StringVar(&apiServerCA, "kube-ca-file", "", "its CA bundle (default: the in-cluster ServiceAccount's ca.crt)")
 	return cmd
+}
+
+// kubeAPIServer sets the API server that k8s references are read from as
+// the pod: the flags, else the cluster the process runs in; outside a
+// cluster without the flag, k8s references are refused.
+func kubeAPIServer(g *globals, url, caFile string, opts *csiprovider.Options) error {
+	const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	if url == "" {
+		host, port := g.env.getenv("KUBERNETES_SERVICE_HOST"), g.env.getenv("KUBERNETES_SERVICE_PORT")
+		if host == "" || port == "" {
+			g.logger.Warn("no Kubernetes API server (not in a cluster, no --kube-api-server): k8s references are refused")
+			return nil
+		}
+		url = "https://" + net.JoinHostPort(host, port)
+		if caFile == "" {
+			caFile = filepath.Join(saDir, "ca.crt")
+		}
+	}
+	opts.APIServer = url
+	if caFile != "" {
+		ca, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("--kube-ca-file: %w", err)
+		}
+		opts.APIServerCA = ca
+	}
+	return nil
 }

@@ -58,6 +58,11 @@ type Options struct {
 	// pod of the node can then read whatever the provider can (the file
 	// kind reads the provider container's files). Empty by default.
 	NodeIdentityKinds []string
+	// APIServer is the Kubernetes API server's URL and APIServerCA its CA
+	// bundle (PEM): k8s references are read there as the pod's
+	// ServiceAccount. Without APIServer the k8s kind is refused.
+	APIServer   string
+	APIServerCA []byte
 	// Getenv is the environment the providers of a mount see; nil means
 	// none, so that a SecretProviderClass never picks up the
 	// credentials of the provider's own environment.
@@ -106,7 +111,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	log := s.logger.With("pod", r.pod.Namespace+"/"+r.pod.Name)
-	set := s.newSet(r.cfg)
+	set := s.newSet(r.cfg, s.workload(r.pod))
 	defer func() {
 		if err := set.Close(); err != nil {
 			log.Warn("closing providers", "err", err)
@@ -167,15 +172,45 @@ func objectVersions(res map[string]providers.Resolved) []*v1alpha1.ObjectVersion
 	return out
 }
 
+// workloadKinds are the provider kinds that act as the pod
+// (providers.Workload).
+var workloadKinds = []string{"k8s"}
+
+// workload is the pod's identity for the providers of its mount.
+func (s *Server) workload(pod Pod) *providers.Workload {
+	return &providers.Workload{
+		Namespace: pod.Namespace, ServiceAccount: pod.ServiceAccount,
+		APIServer: s.opts.APIServer, APIServerCA: s.opts.APIServerCA,
+		Token: func(audience string) (string, error) {
+			t, ok := pod.Tokens[audience]
+			if !ok || t.Token == "" {
+				return "", fmt.Errorf("the driver passed no ServiceAccount token for audience %q (the CSIDriver object's tokenRequests must list it)", audience)
+			}
+			return t.Token, nil
+		},
+	}
+}
+
 // newSet is the provider set of one mount: the default instances and
-// those the config declares, seeing only Options.Getenv.
-func (s *Server) newSet(cfg *config.Config) *providers.Set {
-	base := providers.Instance{BaseDir: cfg.Dir, Getenv: s.opts.Getenv, Logger: s.logger}
+// those the config declares, seeing only Options.Getenv; the workload
+// kinds act as the pod, w.
+func (s *Server) newSet(cfg *config.Config, w *providers.Workload) *providers.Set {
+	base := providers.Instance{BaseDir: cfg.Dir, Getenv: s.opts.Getenv, Logger: s.logger, Workload: w}
 	var declared []providers.Instance
 	for name, p := range cfg.Providers {
-		declared = append(declared, providers.Instance{Name: name, Kind: p.Kind, Decode: p.Decode})
+		declared = append(declared, providers.Instance{Name: name, Kind: p.Kind, Decode: p.Decode, Workload: w})
 	}
 	return providers.NewSet(base, declared)
+}
+
+// allowed says whether a mount may use kind: one that acts as the pod
+// (when the server has what it needs), or one the operator allowed with
+// the node's identity.
+func (s *Server) allowed(kind string) bool {
+	if slices.Contains(workloadKinds, kind) {
+		return kind != "k8s" || s.opts.APIServer != ""
+	}
+	return slices.Contains(s.opts.NodeIdentityKinds, kind)
 }
 
 // checkRefs validates every reference without I/O and refuses a kind the
@@ -193,8 +228,12 @@ func (s *Server) checkRefs(set *providers.Set, refs map[string]providers.Ref) er
 			probs = append(probs, name+": "+err.Error())
 			continue
 		}
-		if kind := set.KindOf(ref.Scheme); !slices.Contains(s.opts.NodeIdentityKinds, kind) {
-			return status.Errorf(codes.PermissionDenied, "secret %s: provider kind %s is not available to pods through keyward csi-provider (it has no per-pod identity; an operator may allow it with --node-identity-kinds)", name, kind)
+		if kind := set.KindOf(ref.Scheme); !s.allowed(kind) {
+			why := "it has no per-pod identity; an operator may allow it with --node-identity-kinds"
+			if slices.Contains(workloadKinds, kind) {
+				why = "the provider knows no Kubernetes API server: it runs outside a cluster without --kube-api-server"
+			}
+			return status.Errorf(codes.PermissionDenied, "secret %s: provider kind %s is not available to pods through keyward csi-provider (%s)", name, kind, why)
 		}
 	}
 	if len(probs) > 0 {

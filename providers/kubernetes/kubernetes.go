@@ -147,6 +147,14 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 	if logger != nil {
 		logger = logger.With("provider", in.Name)
 	}
+	if in.Workload != nil {
+		p, err := newForWorkload(opts, in.Workload, logger)
+		if err != nil {
+			return nil, fmt.Errorf("k8s provider options: %w", err)
+		}
+		p.retries = providers.NewRetries(in)
+		return p, nil
+	}
 	p, err := New(opts, in.Getenv, in.BaseDir, logger)
 	if err != nil {
 		return nil, fmt.Errorf("k8s provider options: %w", err)

@@ -1,0 +1,160 @@
+//go:build integration
+
+package csiprovider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/keyward/keyward/internal/testenv"
+)
+
+// The integration tests run against a real etcd and kube-apiserver with
+// RBAC, started once for the package.
+var (
+	cluster *testenv.Kube
+	dyn     dynamic.Interface
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "keyward-csi-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	k, err := testenv.StartKube(ctx, dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "csiprovider integration tests: cannot start etcd and kube-apiserver: %v\n", err)
+		return 1
+	}
+	defer k.Stop()
+	cluster = k
+	dyn, err = dynamic.NewForConfig(&rest.Config{Host: k.API.URL, BearerToken: k.AdminToken, TLSClientConfig: rest.TLSClientConfig{CAData: k.CAData}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// apply server-side-applies JSON manifests as admin.
+func apply(t *testing.T, docs ...string) {
+	t.Helper()
+	for _, doc := range docs {
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON([]byte(doc)); err != nil {
+			t.Fatalf("manifest: %v", err)
+		}
+		gvk := obj.GroupVersionKind()
+		resource := map[string]string{"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Role": "roles", "RoleBinding": "rolebindings"}[gvk.Kind]
+		var ri dynamic.ResourceInterface = dyn.Resource(gvk.GroupVersion().WithResource(resource))
+		if obj.GetNamespace() != "" {
+			ri = dyn.Resource(gvk.GroupVersion().WithResource(resource)).Namespace(obj.GetNamespace())
+		}
+		if _, err := ri.Patch(t.Context(), obj.GetName(), types.ApplyPatchType, []byte(doc), metav1.PatchOptions{FieldManager: "keyward-test", Force: new(true)}); err != nil {
+			t.Fatalf("apply %s %s: %v", gvk.Kind, obj.GetName(), err)
+		}
+	}
+}
+
+// podTokens is what the driver passes for a pod of ServiceAccount ns/sa:
+// its tokens by audience, from the TokenRequest API as the kubelet asks.
+func podTokens(t *testing.T, ns, sa string) string {
+	t.Helper()
+	req := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+		"metadata": map[string]any{"name": sa},
+		"spec":     map[string]any{"expirationSeconds": int64(3600)},
+	}}
+	out, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "serviceaccounts"}).Namespace(ns).Create(t.Context(), req, metav1.CreateOptions{}, "token")
+	if err != nil {
+		t.Fatalf("token of %s/%s: %v", ns, sa, err)
+	}
+	tok, _, _ := unstructured.NestedString(out.Object, "status", "token")
+	exp, _, _ := unstructured.NestedString(out.Object, "status", "expirationTimestamp")
+	b, err := json.Marshal(map[string]Token{"": {Token: tok, ExpirationTimestamp: exp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestIntegrationPerPodIdentity mounts, for two pods of different
+// ServiceAccounts whose Roles each name only their own Secret, the same
+// SecretProviderClass config: each pod gets its own Secret and is denied
+// the other's, though both go through the one provider process.
+func TestIntegrationPerPodIdentity(t *testing.T) {
+	const ns = "csi-identity"
+	apply(t, `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"`+ns+`"}}`)
+	values := map[string]string{"alice": "alice-pw-7c1e", "bob": "bob-pw-39d2"}
+	for _, who := range []string{"alice", "bob"} {
+		apply(t,
+			`{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"`+who+`","namespace":"`+ns+`"}}`,
+			`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"`+who+`-db","namespace":"`+ns+`"},"stringData":{"password":"`+values[who]+`"}}`,
+			`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"`+who+`","namespace":"`+ns+`"},
+			  "rules":[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["`+who+`-db"],"verbs":["get"]}]}`,
+			`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"`+who+`","namespace":"`+ns+`"},
+			  "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"`+who+`"},
+			  "subjects":[{"kind":"ServiceAccount","name":"`+who+`","namespace":"`+ns+`"}]}`,
+		)
+	}
+	c := serve(t, Options{APIServer: cluster.API.URL, APIServerCA: cluster.CAData})
+	mount := func(who, secret string) (*v1alpha1.MountResponse, error) {
+		cfg := "version: 1\nsecrets:\n  DB_PASSWORD: k8s://" + ns + "/" + secret + "#password\nfiles:\n  - path: db-password\n    secret: DB_PASSWORD\n"
+		attrs := attributes(t, cfg, map[string]string{PodNameKey: who + "-0", PodNamespaceKey: ns, ServiceAccountKey: who, ServiceAccountTokens: podTokens(t, ns, who)})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		return c.Mount(ctx, &v1alpha1.MountRequest{Attributes: attrs, Permission: "420"})
+	}
+	for _, who := range []string{"alice", "bob"} {
+		other := map[string]string{"alice": "bob", "bob": "alice"}[who]
+		resp, err := mount(who, who+"-db")
+		if err != nil {
+			t.Fatalf("%s mounting its own secret: %v", who, err)
+		}
+		if len(resp.Files) != 1 || string(resp.Files[0].Contents) != values[who] {
+			t.Errorf("%s: the mounted file is not its own secret", who)
+		}
+		if len(resp.ObjectVersion) != 1 || resp.ObjectVersion[0].Id != "DB_PASSWORD" || resp.ObjectVersion[0].Version == "" {
+			t.Errorf("%s: object versions %v, want DB_PASSWORD's resourceVersion", who, resp.ObjectVersion)
+		}
+		_, err = mount(who, other+"-db")
+		st, _ := status.FromError(err)
+		if st.Code() != codes.PermissionDenied {
+			t.Errorf("%s mounting %s's secret: %v (%s), want PermissionDenied", who, other, st.Code(), st.Message())
+		}
+		for _, v := range values {
+			if strings.Contains(st.Message(), v) {
+				t.Errorf("%s: leaked value of a secret in the error", who)
+			}
+		}
+	}
+
+	// Without a token for the API server's audience the mount fails
+	// rather than falling back to any other identity.
+	cfg := "version: 1\nsecrets:\n  A: k8s://" + ns + "/alice-db#password\nfiles:\n  - path: a\n    secret: A\n"
+	_, err := c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attributes(t, cfg, map[string]string{PodNamespaceKey: ns, ServiceAccountKey: "alice"})})
+	if st, _ := status.FromError(err); st.Code() == codes.OK || !strings.Contains(st.Message(), "no ServiceAccount token") {
+		t.Errorf("mount without a token: %v, want an error saying there is no ServiceAccount token", err)
+	}
+}
