@@ -154,7 +154,7 @@ func Index(binaries map[string][]byte, o Options) (v1.ImageIndex, error) {
 }
 
 // WriteLayout writes idx as an OCI image layout in dir (which must not
-// exist or be empty), tagged name ("ghcr.io/keyward/keyward:v1.2.3"): the
+// exist or be empty), tagged name ("keyward:v1.2.3"): the
 // layout's index.json points at idx with the annotations
 // org.opencontainers.image.ref.name and io.containerd.image.name that
 // ctr and other tools read the image's name from.

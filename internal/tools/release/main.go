@@ -293,7 +293,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.stamps.Version, "version", "", "release version (required)")
 	fs.StringVar(&c.stamps.Commit, "commit", "", "commit hash (required)")
 	fs.StringVar(&date, "date", "", "commit date, RFC 3339 (required; the SOURCE_DATE_EPOCH of the build)")
-	fs.StringVar(&c.Image, "image", "ghcr.io/keyward/keyward", "image name, tagged with the version")
+	fs.StringVar(&c.Image, "image", "keyward", "image name, tagged with the version (the chart's and the webhook's default repository)")
 	fs.StringVar(&c.Source, "source", "https://github.com/keyward/keyward", "project URL for the image's labels")
 	if err := fs.Parse(args); err != nil {
 		return err
