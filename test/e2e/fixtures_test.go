@@ -7,12 +7,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/internal/testenv/kubenode"
 	"github.com/keyward/keyward/internal/webhook"
 )
@@ -96,4 +99,18 @@ func injected(config string, extra ...string) map[string]string {
 // appContainer is testapp in image, with args.
 func appContainer(name, image string, args ...string) corev1.Container {
 	return corev1.Container{Name: name, Image: image, ImagePullPolicy: corev1.PullNever, Args: args}
+}
+
+// readExample reads a file of examples/kubernetes.
+func readExample(t *testing.T, name string) []byte {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "examples", "kubernetes", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -10,14 +10,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
-	"github.com/keyward/keyward/internal/ociimage"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/internal/testenv/kubenode"
 )
@@ -40,41 +37,29 @@ func TestMain(m *testing.M) {
 	os.Exit(kubenode.Run(m, kubenode.Options{Prepare: prepare, Setup: setup}))
 }
 
-// prepare builds keyward and testapp and their images into dir/images.
+// prepare builds keyward and testapp and their images into dir/images
+// (with test/e2e/mkimages, a program of its own: the race detector makes
+// image building here take minutes).
 func prepare(dir string) error {
-	if _, err := testenv.Binary("helm.sh"); err != nil {
-		return err
+	// Built or installed here, where the network is reachable.
+	for _, script := range []string{"helm.sh", "vault.sh"} {
+		if _, err := testenv.Binary(script); err != nil {
+			return err
+		}
 	}
-	bin := filepath.Join(dir, "bin")
-	if err := kubenode.BuildStatic("./cmd/keyward", filepath.Join(bin, "keyward")); err != nil {
-		return err
+	bin := func(name string) string { return filepath.Join(dir, "bin", name) }
+	for pkg, out := range map[string]string{"./cmd/keyward": "keyward", "./test/e2e/testapp": "testapp", "./test/e2e/mkimages": "mkimages"} {
+		if err := kubenode.BuildStatic(pkg, bin(out)); err != nil {
+			return err
+		}
 	}
-	if err := kubenode.BuildStatic("./test/e2e/testapp", filepath.Join(bin, "testapp")); err != nil {
-		return err
+	cmd := exec.Command(bin("mkimages"), "-out", filepath.Join(dir, "images"),
+		"-keyward", bin("keyward"), "-keyward-ref", KeywardImage,
+		"-testapp", bin("testapp"), "-app-ref", AppImage, "-app-user1000-ref", AppUser1000Image)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mkimages: %v: %s", err, out)
 	}
-	kw, err := os.ReadFile(filepath.Join(bin, "keyward"))
-	if err != nil {
-		return err
-	}
-	app, err := os.ReadFile(filepath.Join(bin, "testapp"))
-	if err != nil {
-		return err
-	}
-	images := filepath.Join(dir, "images")
-	// keyward's image is the release's (internal/ociimage), for this
-	// machine's platform only.
-	idx, err := ociimage.Index(map[string][]byte{"linux/" + runtime.GOARCH: kw}, ociimage.Options{Created: time.Unix(0, 0)})
-	if err != nil {
-		return err
-	}
-	if err := ociimage.WriteImageArchive(filepath.Join(images, "keyward.tar"), idx, KeywardImage, time.Unix(0, 0)); err != nil {
-		return err
-	}
-	appFiles := []kubenode.File{{Path: "/testapp", Mode: 0o755, Data: app}, {Path: "/tmp", Mode: 0o1777, Dir: true}}
-	if err := kubenode.WriteImage(filepath.Join(images, "app.tar"), AppImage, appFiles, v1.Config{Entrypoint: []string{"/testapp"}}); err != nil {
-		return err
-	}
-	return kubenode.WriteImage(filepath.Join(images, "app-user1000.tar"), AppUser1000Image, appFiles, v1.Config{Entrypoint: []string{"/testapp"}, User: "1000"})
+	return nil
 }
 
 func setup(ctx context.Context, n *kubenode.Node) error {

@@ -127,3 +127,25 @@ func events(ctx context.Context, t *testing.T, namespace, pod, container string)
 	}
 	return evs
 }
+
+// waitEvent polls a container's report until match finds an event.
+func waitEvent(ctx context.Context, t *testing.T, namespace, pod, container string, timeout time.Duration, match func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, e := range events(ctx, t, namespace, pod, container) {
+			if match(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			p, _ := kubenode.Get[corev1.Pod](ctx, node.Client, "Pod", namespace, pod)
+			st := ""
+			if p != nil {
+				st = describe(p)
+			}
+			t.Fatalf("%s/%s container %s: no such event after %v; report:\n%s\n%s", namespace, pod, container, timeout, podLogs(ctx, namespace, pod, container), st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

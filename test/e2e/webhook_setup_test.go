@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -110,7 +111,7 @@ func waitInjecting(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "probe"}, Data: map[string]string{webhook.ConfigKey: "version: 1\nsecrets: {A: \"k8s://e2e-probe/a#a\"}\nfiles:\n  - {path: /run/secrets/keyward/a, format: raw, secret: A}\n"}}
-	if _, err := kubenode.Create(ctx, node.Client, "ConfigMap", "e2e-probe", cm); err != nil {
+	if _, err := kubenode.Create(ctx, node.Client, "ConfigMap", "e2e-probe", cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	pod := &corev1.Pod{

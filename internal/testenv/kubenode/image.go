@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -36,8 +37,9 @@ type File struct {
 	UID, GID int
 }
 
-// WriteImage writes a one-layer linux/amd64 image holding files, with the
-// config cfg, named ref (a full reference, such as keyward.test/app:1),
+// WriteImage writes a one-layer image for linux on this machine's
+// architecture holding files, with the config cfg, named ref (a full
+// reference, such as keyward.test/app:1),
 // as a docker-save archive at archive, for Node.ImportImage. Missing
 // parent directories are added (0755, root).
 func WriteImage(archive, ref string, files []File, cfg v1.Config) error {
@@ -101,7 +103,7 @@ func WriteImage(archive, ref string, files []File, cfg v1.Config) error {
 		return err
 	}
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
 	if !slices.ContainsFunc(cfg.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
 		cfg.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, cfg.Env...)
 	}
@@ -116,8 +118,8 @@ func WriteImage(archive, ref string, files []File, cfg v1.Config) error {
 }
 
 // BuildStatic builds the Go main package pkg (a path relative to the
-// repository root, such as ./cmd/keyward) as a static linux/amd64 binary
-// at out.
+// repository root, such as ./cmd/keyward) as a static binary for linux
+// on this machine's architecture at out.
 func BuildStatic(pkg, out string) error {
 	root, err := testenv.RepoRoot()
 	if err != nil {
@@ -125,7 +127,7 @@ func BuildStatic(pkg, out string) error {
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v: %s", pkg, err, b)
 	}

@@ -164,9 +164,11 @@ func outside(opts Options) (int, error) {
 		return 0, err
 	}
 	if opts.Prepare != nil {
+		t := time.Now()
 		if err := opts.Prepare(dir); err != nil {
 			return 0, fmt.Errorf("prepare: %w", err)
 		}
+		fmt.Fprintf(os.Stderr, "kubenode: prepared in %v\n", time.Since(t).Round(time.Millisecond))
 	}
 
 	self, err := os.Executable()
@@ -243,7 +245,9 @@ func inside(m *testing.M, dir string, opts Options) int {
 		os.Exit(1)
 	}()
 	code := m.Run()
+	t := time.Now()
 	n.Stop()
+	fmt.Fprintf(os.Stderr, "kubenode: node stopped in %v\n", time.Since(t).Round(time.Millisecond))
 	return code
 }
 
