@@ -60,7 +60,7 @@ func TestActionFromSource(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
 	}
 
-	r := newRunner(t)
+	r := newActionRunner(t)
 	r.extraEnv = []string{"GOPROXY=file://" + filepath.ToSlash(proxy), "GOSUMDB=off"}
 	start := time.Now()
 	res := r.runAction(root, version, map[string]string{"from": "source", "run": "false"})

@@ -52,7 +52,7 @@ type actionSpec struct {
 // runner's rules after the step: variables and PATH entries carry to later
 // steps, outputs become steps.ID.outputs. The job's PATH is the host's
 // without keyward on it, so only an install step can put it there.
-type runner struct {
+type actionRunner struct {
 	t          *testing.T
 	work, temp string
 	env        map[string]string // set through $GITHUB_ENV
@@ -61,8 +61,8 @@ type runner struct {
 	n          int
 }
 
-func newRunner(t *testing.T) *runner {
-	return &runner{t: t, work: t.TempDir(), temp: t.TempDir(), env: map[string]string{}}
+func newActionRunner(t *testing.T) *actionRunner {
+	return &actionRunner{t: t, work: t.TempDir(), temp: t.TempDir(), env: map[string]string{}}
 }
 
 // runnerArch is RUNNER_ARCH for this machine.
@@ -78,7 +78,7 @@ type step struct {
 }
 
 // run runs script as a step with the step's env: (already expanded).
-func (r *runner) run(name, script string, stepEnv map[string]string) step {
+func (r *actionRunner) run(name, script string, stepEnv map[string]string) step {
 	r.t.Helper()
 	r.n++
 	files := map[string]string{}
@@ -145,7 +145,7 @@ var exprRE = regexp.MustCompile(`\$\{\{\s*(.*?)\s*\}\}`)
 // expressions an action may use here: inputs.NAME, github.NAME,
 // runner.temp and steps.ID.outputs.NAME. Any other is a test failure, so
 // that action.yml cannot use what this emulator does not implement.
-func (r *runner) expand(s string, c exprContext) string {
+func (r *actionRunner) expand(s string, c exprContext) string {
 	r.t.Helper()
 	return exprRE.ReplaceAllStringFunc(s, func(m string) string {
 		e := exprRE.FindStringSubmatch(m)[1]
@@ -184,7 +184,7 @@ type actionRun struct {
 // used at ref with the inputs with, as the runner does: inputs that are
 // not given take their defaults, each step's env: and run: are expanded,
 // a failing step ends the action.
-func (r *runner) runAction(dir, ref string, with map[string]string) actionRun {
+func (r *actionRunner) runAction(dir, ref string, with map[string]string) actionRun {
 	r.t.Helper()
 	var spec actionSpec
 	if err := yaml.Unmarshal([]byte(readFile(r.t, filepath.Join(dir, "action.yml"))), &spec); err != nil {
@@ -297,8 +297,8 @@ func TestAction(t *testing.T) {
 	srv.publish("v0.1.1", tampered, fmt.Sprintf("%x  keyward-linux-%s\n", sha256.Sum256(bin), runtime.GOARCH))
 	srv.publish("v0.1.2", bin, fmt.Sprintf("%x  keyward-linux-other\n", sha256.Sum256(bin)))
 
-	setup := func(t *testing.T) *runner {
-		r := newRunner(t)
+	setup := func(t *testing.T) *actionRunner {
+		r := newActionRunner(t)
 		writeFile(t, filepath.Join(r.work, "dev.yaml"), fixtureSecrets)
 		writeFile(t, filepath.Join(r.work, "tls.crt"), fixtureValues[3])
 		writeFile(t, filepath.Join(r.work, "keyward.yaml"), "version: 1\nsecrets:\n  DB_PASSWORD: file:dev.yaml#db.password\n  STRIPE_KEY: file:dev.yaml#stripe.key\n")
@@ -426,7 +426,7 @@ func TestExampleGitHubActions(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(readFile(t, "../../examples/ci/github-actions.yml")), &wf); err != nil {
 		t.Fatal(err)
 	}
-	r := newRunner(t)
+	r := newActionRunner(t)
 	copyExample(t, r.work)
 	c := exprContext{steps: map[string]map[string]string{}, github: map[string]string{"workspace": r.work}}
 	logs := map[string]string{}

@@ -6,18 +6,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/readfile"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -71,15 +68,15 @@ says what kind it is.`,
 			if err != nil {
 				return err
 			}
-			s, err := newSession(g, cfg)
+			r, err := newRunner(g, cfg, runner.Options{FileGroup: -1})
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
-			refs := configRefs(cfg)
-			if err := s.check(refs); err != nil {
+			defer r.Close()
+			if err := r.Check(); err != nil {
 				return err
 			}
+			refs := r.Refs()
 			report := checkReport{Config: cfg.Path, Files: len(cfg.Files), Warnings: []checkWarning{}}
 			for _, w := range cfg.Warnings() {
 				report.Warnings = append(report.Warnings, checkWarning{Line: w.Line, Message: w.Msg})
@@ -99,22 +96,18 @@ says what kind it is.`,
 				fmt.Fprintf(g.stdout, "%s: ok (%d secrets, %d files; not resolved)\n", cfg.Path, len(refs), len(cfg.Files))
 				return nil
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			res, err := s.resolve(ctx, refs)
+			got, err := r.Once(cmd.Context(), runner.OnceOptions{})
 			if err != nil {
 				return err
 			}
-			if _, err := render.Build(renderFiles(cfg), res); err != nil {
+			res := got.Values
+			if _, err := render.Build(r.Files(), res); err != nil {
 				return err
 			}
 			// The child's environment as exec and agent would build it
 			// (without the parent's variables and the tokens, which check
 			// does not fetch).
-			if _, err := childEnvironment(nil, nil, cfg, res, nil); err != nil {
+			if _, err := runner.ChildEnv(cfg, nil, nil, res, nil); err != nil {
 				return err
 			}
 			report.Resolved = true

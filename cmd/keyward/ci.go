@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/internal/ci"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -70,16 +71,16 @@ Exit status: 0 done, 1 a secret could not be fetched or written, 2 usage,
 			if sys == "" {
 				sys = ci.Detect(g.env.getenv)
 			}
-			ctx, s, done, err := start(cmd, g, cfg)
+			r, err := newRunner(g, cfg, runner.Options{FileGroup: -1})
 			if err != nil {
 				return err
 			}
-			defer done()
-			res, err := s.resolve(ctx, configRefs(cfg))
+			defer r.Close()
+			got, err := r.Once(cmd.Context(), runner.OnceOptions{})
 			if err != nil {
 				return err
 			}
-			return materialize(g, cfg, sys, dotenv, res)
+			return materialize(g, cfg, r.Files(), sys, dotenv, got.Values)
 		},
 	}
 	cmd.Flags().StringVar(&system, "system", "auto", "CI system: auto (detect), github, gitlab or generic")
@@ -89,7 +90,7 @@ Exit status: 0 done, 1 a secret could not be fetched or written, 2 usage,
 
 // materialize hands res to the CI system sys. Everything that can fail
 // without writing is checked before the first write.
-func materialize(g *globals, cfg *config.Config, sys ci.System, dotenvFlag string, res map[string]providers.Resolved) error {
+func materialize(g *globals, cfg *config.Config, files []render.File, sys ci.System, dotenvFlag string, res map[string]providers.Resolved) error {
 	vars := ciVars(cfg, res)
 	var outputs []ci.Var
 	dotenvPath := dotenvFlag
@@ -136,7 +137,7 @@ func materialize(g *globals, cfg *config.Config, sys ci.System, dotenvFlag strin
 	}
 
 	if len(cfg.Files) > 0 {
-		result, err := render.Render(renderFiles(cfg), res)
+		result, err := render.Render(files, res)
 		if err != nil {
 			return err
 		}

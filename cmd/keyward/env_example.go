@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/envexample"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -73,7 +74,7 @@ Exit status: 0 ok (or up to date), 1 out of date or not written, 2 usage,
 }
 
 // exampleVars lists the variables cfg hands the workload, as exec builds
-// them (childEnvironment), each with what it holds, in config order.
+// them (runner.ChildEnv), each with what it holds, in config order.
 func exampleVars(cfg *config.Config) ([]envexample.Var, error) {
 	vals := map[string]providers.Resolved{}
 	source := map[string]string{}
@@ -87,12 +88,12 @@ func exampleVars(cfg *config.Config) ([]envexample.Var, error) {
 		}
 	}
 	for name, tk := range cfg.Tokens {
-		v := tokenEnvName(name)
+		v := runner.TokenEnvName(name)
 		source[v], line[v] = "OAuth2 access token "+name+" from "+tk.TokenURL, tk.Line
 	}
-	env, err := childEnvironment(nil, nil, cfg, vals, func(added map[string]providers.Value) {
+	env, err := runner.ChildEnv(cfg, nil, nil, vals, func(added map[string]providers.Value) {
 		for name := range cfg.Tokens {
-			added[tokenEnvName(name)] = providers.Value{}
+			added[runner.TokenEnvName(name)] = providers.Value{}
 		}
 	})
 	if err != nil {

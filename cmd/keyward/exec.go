@@ -2,22 +2,13 @@ package main
 
 import (
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/child"
-	"github.com/keyward/keyward/internal/harden"
 	"github.com/keyward/keyward/internal/mask"
-	"github.com/keyward/keyward/providers"
-	"github.com/keyward/keyward/render"
-	"github.com/keyward/keyward/rotate"
+	"github.com/keyward/keyward/internal/runner"
 )
-
-// envRefPrefix namespaces references found in the environment, so they
-// cannot collide with the config's secret names.
-const envRefPrefix = "env:"
 
 func newExecCmd(g *globals) *cobra.Command {
 	var supervise bool
@@ -96,95 +87,20 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			if err != nil {
 				return err
 			}
-			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
-				// Rotation: supervise the child through the engine (agent.go).
-				w := watchRun{args: args, envFileRefs: envFileRefs, fileGroup: -1, stopTimeout: stopTimeout, shutdownTimeout: defaultShutdownTimeout, stdout: g.stdout, stderr: g.stderr}
-				if maskOutput && !noMask {
-					w.output = func() (io.Writer, io.Writer, func()) { return maskedOutput(g, maskIdle) }
-				}
-				return runWatched(cmd.Context(), g, cfg, w)
-			}
-			ctx, s, done, err := start(cmd, g, cfg)
+			r, err := newRunner(g, cfg, runner.Options{EnvRefs: true, EnvFileRefs: envFileRefs, FileGroup: -1})
 			if err != nil {
 				return err
 			}
-			defer done()
-			environ := g.env.environ()
-			envRefs, err := s.envRefs(environ, envFileRefs)
-			if err != nil {
-				return err
-			}
-			refs := configRefs(cfg)
-			for name, r := range envRefs {
-				refs[envRefPrefix+name] = r
-			}
-			res, err := s.resolve(ctx, refs)
-			if err != nil {
-				return err
-			}
-			if cfg != nil && len(cfg.Files) > 0 {
-				result, err := render.Render(renderFiles(cfg), res)
-				if err != nil {
-					return err
-				}
-				g.logger.Debug("rendered", "files", len(cfg.Files), "changed", len(result.Changed))
-			}
-			// Without watch: or on_change:, keyward execs the command and is
-			// gone: tokens are fetched once, into their files and the
-			// child's KEYWARD_TOKEN_<NAME>, and not refreshed.
-			var tokens *rotate.Tokens
-			if cfg != nil {
-				if tokens, err = newTokens(g, cfg, s, nil, nil); err != nil {
-					return err
-				}
-				if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
-					return err
-				}
-				if tokens != nil {
-					g.logger.Info("tokens are fetched once and not refreshed by keyward exec without watch: or on_change:; use keyward agent -c FILE -- COMMAND to keep them fresh")
-				}
-			}
-			childEnv, err := childEnvironment(environ, envRefs, cfg, res, func(added map[string]providers.Value) {
-				tokenChildEnv(tokens, nil, added)
-			})
-			if err != nil {
-				return err
-			}
-			done()
-			stdout, stderr, flushMask := g.stdout, g.stderr, func() {}
+			defer r.Close()
+			var output func() (io.Writer, io.Writer, func())
 			if maskOutput && !noMask {
-				supervise = true // the child's output must pass through keyward
-				stdout, stderr, flushMask = maskedOutput(g, maskIdle)
+				output = func() (io.Writer, io.Writer, func()) { return maskedOutput(g, maskIdle) }
 			}
-			g.logger.Debug("starting command", "command", args[0], "secrets", len(res), "supervise", supervise || os.Getpid() == 1)
-
-			if err := harden.ChildCoreLimit(); err != nil {
-				g.logger.Warn("could not restore the core limit for the child", "err", err)
+			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
+				// Rotation: supervise the child, keeping the secrets fresh.
+				return r.Run(cmd.Context(), args, runner.WatchOptions{StopTimeout: stopTimeout, ShutdownTimeout: defaultShutdownTimeout, Output: output})
 			}
-			if !supervise && os.Getpid() != 1 {
-				err := child.Exec(args, childEnv)
-				if code, ok := child.ExitCode(err); ok {
-					return &exitError{code: code, err: err}
-				}
-				return err
-			}
-			code, err := child.Run(cmd.Context(), child.Options{
-				Args:        args,
-				Env:         childEnv,
-				Stdin:       g.stdin,
-				Stdout:      stdout,
-				Stderr:      stderr,
-				StopTimeout: stopTimeout,
-				Logger:      g.logger,
-			})
-			flushMask()
-			if err != nil {
-				if c, ok := child.ExitCode(err); ok {
-					return &exitError{code: c, err: err}
-				}
-				return err
-			}
-			return &childExit{code: code}
+			return r.Exec(cmd.Context(), args, runner.ExecOptions{Supervise: supervise, StopTimeout: stopTimeout, Output: output})
 		},
 	}
 	cmd.Flags().SetInterspersed(false)

@@ -3,15 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -46,25 +43,19 @@ file: paths are relative to the config's directory.`,
 			if err != nil {
 				return err
 			}
-			if err := harden.DisableCoreDumps(); err != nil {
-				g.logger.Warn("could not disable core dumps", "err", err)
-			}
-			s, err := newSession(g, cfg)
+			r, err := newRunner(g, cfg, runner.Options{Refs: map[string]providers.Ref{args[0]: ref}, FileGroup: -1})
 			if err != nil {
 				return err
 			}
-			defer s.set.Close()
-			if name != "" {
-				// A secret of the config: a problem is the config's, with its line.
-				if err := s.check(map[string]providers.Ref{name: ref}); err != nil {
-					return err
+			defer r.Close()
+			if name == "" {
+				// A reference from the command line: a problem is a usage error.
+				if err := r.Providers().CheckRef(ref); err != nil {
+					return usageError("%v", err)
 				}
-			} else if err := s.set.CheckRef(ref); err != nil {
-				return usageError("%v", err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			res, err := s.set.Resolve(ctx, map[string]providers.Ref{args[0]: ref})
+			// A secret of the config: Once reports a problem as the config's, with its line.
+			got, err := r.Once(cmd.Context(), runner.OnceOptions{})
 			if err != nil {
 				var re *providers.ResolveError
 				if name == "" && errors.As(err, &re) && len(re.Failures) == 1 {
@@ -72,6 +63,7 @@ file: paths are relative to the config's directory.`,
 				}
 				return err // names the secret and its reference
 			}
+			res := got.Values
 			out := res[args[0]].Value.Bytes()
 			if newline {
 				out = append(append([]byte(nil), out...), '\n')

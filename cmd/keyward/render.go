@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/config"
-	"github.com/keyward/keyward/render"
+	"github.com/keyward/keyward/internal/runner"
 )
 
 func newRenderCmd(g *globals) *cobra.Command {
@@ -34,35 +34,20 @@ written (the previous files stay intact), 78 the config is invalid.`,
 			if err != nil {
 				return err
 			}
-			files, err := withFileGroup(renderFiles(cfg), fileGroup)
+			r, err := newRunner(g, cfg, runner.Options{FileGroup: fileGroup})
 			if err != nil {
 				return err
 			}
-			ctx, s, done, err := start(cmd, g, cfg)
-			if err != nil {
-				return err
-			}
-			defer done()
-			res, err := s.resolve(ctx, configRefs(cfg))
-			if err != nil {
-				return err
-			}
-			result, err := render.Render(files, res)
-			if err != nil {
-				return err
-			}
+			defer r.Close()
 			// Tokens with a file are fetched once and written (an init
 			// container has no one to refresh them: run keyward agent as a
 			// sidecar for that).
 			withFile := func(t config.Token) bool { return t.File != "" }
-			tokens, err := newTokens(g, cfg, s, nil, withFile)
+			res, err := r.Once(cmd.Context(), runner.OnceOptions{Render: true, Tokens: withFile})
 			if err != nil {
 				return err
 			}
-			if err := initTokens(ctx, tokens, defaultInitTimeout); err != nil {
-				return err
-			}
-			g.logger.Info("rendered", "secrets", len(res), "files", len(cfg.Files), "changed", len(result.Changed), "unchanged", len(result.Unchanged), "leftovers_removed", len(result.Removed), "tokens", len(tokenSpecs(cfg, withFile)))
+			g.logger.Info("rendered", "secrets", len(res.Values), "files", len(cfg.Files), "changed", len(res.Rendered.Changed), "unchanged", len(res.Rendered.Unchanged), "leftovers_removed", len(res.Rendered.Removed), "tokens", len(runner.TokenSpecs(cfg, withFile)))
 			return nil
 		},
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -23,27 +24,13 @@ const (
 	exitConfig  = 78
 )
 
-// exitError carries the process exit code for an error; errors without one
-// exit with exitRuntime.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
+// usageError is a problem of the command line (exit 2).
 func usageError(format string, args ...any) error {
-	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+	return &runner.UsageError{Err: fmt.Errorf(format, args...)}
 }
 
-func configError(err error) error { return &exitError{code: exitConfig, err: err} }
-
-// childExit is returned by exec when the supervised child ended: keyward
-// exits with the child's code and prints nothing.
-type childExit struct{ code int }
-
-func (e *childExit) Error() string { return fmt.Sprintf("child exited with code %d", e.code) }
+// configError is a problem of the configuration (exit 78).
+func configError(err error) error { return &runner.ConfigError{Err: err} }
 
 // env is the process environment, injected so tests can run commands in-process.
 type env struct {
@@ -187,15 +174,21 @@ func run(ctx context.Context, args []string, e env, stdin io.Reader, stdout, std
 	if err == nil {
 		return exitOK
 	}
-	var ce *childExit
-	if errors.As(err, &ce) {
-		return ce.code
+	var xe *runner.ExitError
+	if errors.As(err, &xe) && xe.Err == nil {
+		return xe.Code // the child's: keyward has nothing to add
 	}
 	code := exitRuntime
-	var ee *exitError
-	if errors.As(err, &ee) {
-		code = ee.code
-	} else if isCobraUsage(err) {
+	var ue *runner.UsageError
+	var ce *runner.ConfigError
+	switch {
+	case errors.As(err, &xe):
+		code = xe.Code
+	case errors.As(err, &ue):
+		code = exitUsage
+	case errors.As(err, &ce):
+		code = exitConfig
+	case isCobraUsage(err):
 		code = exitUsage
 	}
 	msg := oneLine(err.Error())

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/mask"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/internal/scan"
 	"github.com/keyward/keyward/internal/version"
 )
@@ -98,46 +102,40 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 // knownValues resolves the values that scan and audit search for: the
 // config's secrets (-c) and, as exec does, the environment's references.
 // The set is nil when there are none; values shorter than minLen are left
-// out of it, with a warning. done closes the providers.
+// out of it, with a warning. ctx ends with SIGINT or SIGTERM, until done;
+// done also closes the providers.
 func knownValues(cmd *cobra.Command, g *globals, minLen int, envFileRefs bool) (ctx context.Context, set *mask.Set, done func(), err error) {
 	cfg, err := loadConfig(g, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctx, s, stop, err := start(cmd, g, cfg)
+	r, err := newRunner(g, cfg, runner.Options{EnvRefs: true, EnvFileRefs: envFileRefs, FileGroup: -1})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-	envRefs, err := s.envRefs(g.env.environ(), envFileRefs)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	done = func() {
+		stop()
+		r.Close()
+	}
+	if len(r.Refs()) == 0 {
+		return ctx, nil, done, nil
+	}
+	got, err := r.Once(ctx, runner.OnceOptions{})
 	if err != nil {
-		return nil, nil, nil, err
-	}
-	refs := configRefs(cfg)
-	for name, r := range envRefs {
-		refs[envRefPrefix+name] = r
-	}
-	if len(refs) == 0 {
-		return ctx, nil, stop, nil
-	}
-	res, err := s.resolve(ctx, refs)
-	if err != nil {
+		done()
 		return nil, nil, nil, err
 	}
 	// The process's masker has learnt exactly these values (at the
 	// default length): its Set serves unless minLen differs.
 	set = g.masker.Set()
 	if minLen != mask.DefaultMinLength {
-		set = mask.NewSet(maskSecrets(res), minLen)
+		set = mask.NewSet(maskSecrets(got.Values), minLen)
 	}
 	if skipped := set.Skipped(); len(skipped) > 0 {
 		g.logger.Warn("values too short to search for", "secrets", skipped, "min_length", minLen)
 	}
-	return ctx, set, stop, nil
+	return ctx, set, done, nil
 }
 
 // scanReport prints rep's hits on stdout, as text lines or a SARIF log, and
