@@ -43,20 +43,38 @@ else
 fi
 parallel=${FUZZ_PARALLEL:-1}
 
+# corpus lists the inputs saved for a target (a failing input lands there).
+corpus() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort || true; }
+
 failed=0
+flaked=0
 total=0
 start=$(date +%s)
 for t in "${targets[@]}"; do
 	read -r pkg name <<<"$t"
 	log=$(mktemp)
+	before=$(corpus "$pkg" "$name")
 	if ! $GO test -run='^$' -fuzz="^${name}\$" -fuzztime="$per" -parallel="$parallel" "$pkg" >"$log" 2>&1; then
-		cat "$log"
-		echo "fuzz: $pkg $name FAILED (the failing input is in $pkg/testdata/fuzz/$name/)"
-		failed=$((failed + 1))
+		# Go 1.26's fuzz coordinator can fail a target with a bare "context
+		# deadline exceeded" as -fuzztime runs out, having found nothing
+		# (golang/go#75804, fixed in Go 1.27): no new input saved and that
+		# line as the only reason is that race, not a finding.
+		if [ "$(corpus "$pkg" "$name")" = "$before" ] &&
+			grep -q -x -E '[[:space:]]*context deadline exceeded' "$log" &&
+			! grep -q -E '^[[:space:]]+[a-z_]+_test\.go:[0-9]+:|panic:|Failing input written' "$log"; then
+			echo "fuzz: $pkg $name: Go's fuzz coordinator reported its own deadline at the end of -fuzztime (golang/go#75804); no input failed"
+			flaked=$((flaked + 1))
+		else
+			cat "$log"
+			echo "fuzz: $pkg $name FAILED (the failing input is in $pkg/testdata/fuzz/$name/)"
+			failed=$((failed + 1))
+		fi
 	fi
 	execs=$(grep -o -E 'execs: [0-9]+' "$log" | tail -n1 | grep -o -E '[0-9]+' || echo 0)
 	total=$((total + execs))
 	rm -f "$log"
 done
-echo "fuzz: ${#targets[@]} targets, $per each, $total inputs run in $(($(date +%s) - start))s, $failed failed"
+note=""
+[ "$flaked" -eq 0 ] || note=", $flaked cut short by golang/go#75804"
+echo "fuzz: ${#targets[@]} targets, $per each, $total inputs run in $(($(date +%s) - start))s, $failed failed$note"
 [ "$failed" -eq 0 ]
