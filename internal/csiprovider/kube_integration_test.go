@@ -66,7 +66,7 @@ func apply(t *testing.T, docs ...string) {
 			t.Fatalf("manifest: %v", err)
 		}
 		gvk := obj.GroupVersionKind()
-		resource := map[string]string{"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Role": "roles", "RoleBinding": "rolebindings"}[gvk.Kind]
+		resource := map[string]string{"Namespace": "namespaces", "ServiceAccount": "serviceaccounts", "Secret": "secrets", "Role": "roles", "RoleBinding": "rolebindings", "ClusterRoleBinding": "clusterrolebindings"}[gvk.Kind]
 		var ri dynamic.ResourceInterface = dyn.Resource(gvk.GroupVersion().WithResource(resource))
 		if obj.GetNamespace() != "" {
 			ri = dyn.Resource(gvk.GroupVersion().WithResource(resource)).Namespace(obj.GetNamespace())

@@ -174,7 +174,7 @@ func objectVersions(res map[string]providers.Resolved) []*v1alpha1.ObjectVersion
 
 // workloadKinds are the provider kinds that act as the pod
 // (providers.Workload).
-var workloadKinds = []string{"k8s"}
+var workloadKinds = []string{"k8s", "vault"}
 
 // workload is the pod's identity for the providers of its mount.
 func (s *Server) workload(pod Pod) *providers.Workload {
@@ -228,12 +228,18 @@ func (s *Server) checkRefs(set *providers.Set, refs map[string]providers.Ref) er
 			probs = append(probs, name+": "+err.Error())
 			continue
 		}
-		if kind := set.KindOf(ref.Scheme); !s.allowed(kind) {
+		kind := set.KindOf(ref.Scheme)
+		if !s.allowed(kind) {
 			why := "it has no per-pod identity; an operator may allow it with --node-identity-kinds"
 			if slices.Contains(workloadKinds, kind) {
 				why = "the provider knows no Kubernetes API server: it runs outside a cluster without --kube-api-server"
 			}
 			return status.Errorf(codes.PermissionDenied, "secret %s: provider kind %s is not available to pods through keyward csi-provider (%s)", name, kind, why)
+		}
+		// Build the instance now: its options are the config's, so a
+		// problem with them is the SecretProviderClass's, not the store's.
+		if _, err := set.Provider(ref.Scheme); err != nil {
+			probs = append(probs, name+": "+err.Error())
 		}
 	}
 	if len(probs) > 0 {

@@ -265,11 +265,7 @@ func (p *Provider) login(ctx context.Context) (token, error) {
 			body["secret_id"] = secretID
 		}
 	case MethodKubernetes, MethodJWT:
-		path := a.JWTFile
-		if path == "" {
-			path = DefaultKubernetesTokenPath
-		}
-		jwt, err := readCredentialFile(ctx, "jwt_file", path)
+		jwt, err := p.loginJWT(ctx, a)
 		if err != nil {
 			return token{}, err
 		}

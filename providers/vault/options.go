@@ -102,6 +102,12 @@ type AuthOptions struct {
 	// JWTFile is the JWT presented by the kubernetes method (default
 	// DefaultKubernetesTokenPath) and the jwt method (required).
 	JWTFile string `yaml:"jwt_file"`
+	// Audience is, under keyward csi-provider, the audience of the pod's
+	// ServiceAccount token presented by the kubernetes and jwt methods
+	// instead of JWTFile (default "", the API server's own); it must be
+	// one the CSIDriver object's tokenRequests lists. Elsewhere it is
+	// not used.
+	Audience string `yaml:"audience"`
 }
 
 // Standard Vault environment variables.

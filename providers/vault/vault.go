@@ -94,6 +94,10 @@ type Provider struct {
 	mounts mountCache
 
 	retries *providers.Retries
+
+	// workloadJWT, when set, is the JWT of the workload the provider acts
+	// for (providers.Workload), presented instead of jwt_file.
+	workloadJWT func() (string, error)
 }
 
 // New builds a provider for the instance: its options (Options, decoded
@@ -131,6 +135,11 @@ func New(in providers.Instance) (*Provider, error) {
 	p := newProvider(name, s, c, log, getenv, in.BaseDir)
 	in.Name, in.Logger = name, log
 	p.retries = providers.NewRetries(in)
+	if in.Workload != nil {
+		if err := p.actAs(in.Workload); err != nil {
+			return nil, fmt.Errorf("vault provider %s: %w", name, err)
+		}
+	}
 	return p, nil
 }
 
