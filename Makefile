@@ -92,9 +92,10 @@ bench: build servers
 	@bash test/bench/exec.sh $(BIN)
 	@bash test/bench/agent.sh $(BIN)
 	@bash test/bench/mask.sh $(BIN)
+	@bash test/bench/audit.sh $(BIN)
 	@$(GO) run test/bench/buffering.go
 	@bash test/bench/tokens.sh
-	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/ ./providers/file/ ./providers/gcp/... ./render/... ./internal/mask/... ./internal/scan/...
+	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/ ./providers/file/ ./providers/gcp/... ./render/... ./internal/mask/... ./internal/scan/... ./internal/audit/
 	@$(GO) test -tags integration -run='^$$' -bench=. -benchmem -count=1 ./providers/aws/
 	@$(GO) test -tags integration -run='^$$' -bench=Resolve1000 -count=1 ./providers/vault/
 	@$(GO) test -tags integration -run='^$$' -bench=Propagation -benchtime=100x -count=1 ./providers/kubernetes/

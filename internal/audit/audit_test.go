@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -308,6 +309,14 @@ func TestGitignore(t *testing.T) {
 	}
 	if got, want := paths(run(t, []string{filepath.Join(dir, "dist")}, Options{})), []string{"dist/app.js"}; !slices.Equal(got, want) {
 		t.Errorf("an ignored root named: %v, want %v", got, want)
+	}
+	// In a worktree, .git is a file: no exclude file, and no complaint.
+	wt := t.TempDir()
+	write(t, filepath.Join(wt, ".git"), "gitdir: /elsewhere\n")
+	write(t, filepath.Join(wt, "a.go"), key())
+	var logs bytes.Buffer
+	if rep := run(t, []string{wt}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); len(rep.Findings) != 1 || logs.Len() > 0 {
+		t.Errorf("worktree: %d findings, logs %q", len(rep.Findings), logs.String())
 	}
 	want := []string{"a.local", "dist/app.js", "keep.local", "other/secret.go", "scratch.txt", "sub/deeper/secret.go", "sub/secret.go"}
 	if got := paths(run(t, []string{dir}, Options{NoGitignore: true})); !slices.Equal(got, want) {

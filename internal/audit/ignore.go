@@ -2,12 +2,15 @@ package audit
 
 import (
 	"bufio"
+	"errors"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 )
@@ -76,7 +79,8 @@ func (ig *ignorer) patterns(root, dir string) []gitignore.Pattern {
 func (ig *ignorer) read(file string, domain []string) []gitignore.Pattern {
 	f, err := os.Open(file)
 	if err != nil {
-		if !os.IsNotExist(err) {
+		// ENOTDIR: .git is a file in a worktree or submodule.
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			ig.log.Warn("cannot read ignore file", "path", file, "err", err)
 		}
 		return nil
