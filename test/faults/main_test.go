@@ -277,6 +277,9 @@ func report(t *testing.T, f figures) {
 		line += ", " + f.note
 	}
 	t.Logf("figures: %s", line)
+	if t.Failed() {
+		line = "FAILED, " + line
+	}
 	summaryMu.Lock()
 	summary[t.Name()] = line
 	summaryMu.Unlock()
