@@ -129,8 +129,8 @@ func exampleSecret(t *testing.T, name, key string) string {
 }
 
 // checkExampleFiles checks testapp's report of the example's files: each
-// read, db-password holding the Secret's password, and the mode, owner
-// and group keyward.yaml asks for.
+// read from the in-memory volume, db-password holding the Secret's
+// password, and the mode, owner and group keyward.yaml asks for.
 func checkExampleFiles(t *testing.T, evs []Event) {
 	t.Helper()
 	cfg := exampleConfig(t)
@@ -148,6 +148,9 @@ func checkExampleFiles(t *testing.T, evs []Event) {
 		}
 		if want := fmt.Sprintf("%04o", uint32(f.Mode.Perm())); e.Mode != want || *e.Owner != *f.Owner || *e.Group != *f.Group {
 			t.Errorf("%s: mode %s owner %d:%d, want %s %d:%d (keyward.yaml)", f.Path, e.Mode, *e.Owner, *e.Group, want, *f.Owner, *f.Group)
+		}
+		if e.FS != "tmpfs" {
+			t.Errorf("%s is on %s, not on the in-memory volume", f.Path, e.FS)
 		}
 		if f.Path == secretsDir+"/db-password" && e.SHA256 != digest(password) {
 			t.Errorf("%s does not hold the Secret's password", f.Path)

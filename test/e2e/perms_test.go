@@ -89,6 +89,9 @@ func TestAppReadsItsFilesWhateverItsUser(t *testing.T) {
 				if f.Err != "" {
 					t.Fatalf("container %s (%s) cannot read %s (%s %s %s): %s", c.Name, whoami, file, f.Mode, id(f.Owner), id(f.Group), f.Err)
 				}
+				if f.FS != "tmpfs" {
+					t.Errorf("%s is on %s, not on the in-memory volume", file, f.FS)
+				}
 				if f.SHA256 != digest(value) {
 					t.Errorf("container %s read a different value from %s", c.Name, file)
 				}

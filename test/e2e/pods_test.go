@@ -103,6 +103,7 @@ type Event struct {
 	SHA256 string `json:"sha256"`
 	Len    int    `json:"len"`
 	Mode   string `json:"mode"`
+	FS     string `json:"fs"`
 	Owner  *int   `json:"owner"`
 	Group  *int   `json:"group"`
 	Set    bool   `json:"set"`

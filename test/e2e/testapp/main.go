@@ -4,7 +4,8 @@
 // groups, each file's content digest, length, mode and owner (or why it
 // cannot read it), each environment variable's digest, and every signal it
 // gets. Values are reported only as SHA-256 digests, so no secret reaches
-// a log.
+// a log. A file's report names its file system (tmpfs for an in-memory
+// volume).
 //
 //	testapp -files /run/secrets/app/a,/run/secrets/app/b -env DB_PASSWORD \
 //	        [-watch] [-exit-on-term 7] [-exit 3]
@@ -40,6 +41,7 @@ type Event struct {
 	SHA256 string `json:"sha256,omitempty"`
 	Len    int    `json:"len,omitempty"`
 	Mode   string `json:"mode,omitempty"`
+	FS     string `json:"fs,omitempty"`
 	Owner  *int   `json:"owner,omitempty"`
 	Group  *int   `json:"group,omitempty"`
 	Set    bool   `json:"set,omitempty"`
@@ -76,6 +78,10 @@ func file(path string) (Event, string) {
 	}
 	uid, gid := int(st.Uid), int(st.Gid)
 	e.Mode, e.Owner, e.Group = fmt.Sprintf("%04o", st.Mode&0o7777), &uid, &gid
+	var fs syscall.Statfs_t
+	if syscall.Statfs(path, &fs) == nil {
+		e.FS = fsName(fs.Type)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		e.Err = err.Error()
@@ -83,6 +89,19 @@ func file(path string) (Event, string) {
 	}
 	e.SHA256, e.Len = digest(b), len(b)
 	return e, e.SHA256
+}
+
+// fsName names the file systems the tests tell apart.
+func fsName(magic int64) string {
+	switch magic {
+	case 0x01021994:
+		return "tmpfs"
+	case 0x794c7630:
+		return "overlayfs"
+	case 0xef53:
+		return "ext4"
+	}
+	return fmt.Sprintf("0x%x", magic)
 }
 
 func main() {
