@@ -101,6 +101,7 @@ bench: build servers
 	@$(GO) test -tags integration -run='^$$' -bench=Propagation -benchtime=100x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=QuietWatch -benchtime=1x -count=1 ./providers/kubernetes/
 	@$(GO) test -tags integration -run='^$$' -bench=Admission -benchtime=1000x -count=1 ./internal/webhook/
+	@$(GO) test -tags integration -run='^$$' -bench=NodeMounts -benchtime=5x -count=1 ./internal/csiprovider/
 	@summary=$$(mktemp); \
 	KEYWARD_FAULTS_LONG=1 KEYWARD_FAULTS_SUMMARY=$$summary $(GO) test -tags integration -count=1 -timeout 30m ./test/faults/; \
 	rc=$$?; cat $$summary; rm -f $$summary; exit $$rc

@@ -7,7 +7,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,9 @@ func newCSIProviderCmd(g *globals) *cobra.Command {
 	var (
 		socketDir, apiServer, apiServerCA string
 		nodeKinds                         []string
+		cacheTTL                          time.Duration
+		cacheMax                          int
+		review                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "csi-provider",
@@ -46,6 +51,13 @@ tokenRequests lists the audience ""), so a pod receives only what its own RBAC
 allows. The providers of a mount never see this process's environment. A provider
 kind without a per-pod identity is refused unless --node-identity-kinds names it:
 every pod on the node can then read what this process can.
+
+Mounts share work only between identical identities: concurrent mounts with the
+same config and identity wait for one fetch, and its result serves them for
+--cache-ttl (default 10s; at most --cache-max-bytes of values, zeroed when
+dropped). The identity of a pod is its ServiceAccount as the API server's
+TokenReview verifies its tokens (--token-review); without it, only a pod's own
+remounts share.
 Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 2 a bad flag.`,
 		Example: `  # beside the driver (the chart's DaemonSet does this)
@@ -63,9 +75,27 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds}
+			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds, CacheTTL: cacheTTL, CacheMaxBytes: cacheMax}
+			if cacheTTL == 0 {
+				opts.CacheTTL = -1
+			}
 			if err := kubeAPIServer(g, apiServer, apiServerCA, &opts); err != nil {
 				return err
+			}
+			if _, err := os.Stat(filepath.Join(saDir, "token")); review && err != nil {
+				g.logger.Warn("no ServiceAccount of its own to review tokens with: only a pod's own remounts share fetches", "err", err)
+				review = false
+			}
+			if review && opts.APIServer != "" {
+				own := func() (string, error) {
+					b, err := os.ReadFile(filepath.Join(saDir, "token"))
+					return strings.TrimSpace(string(b)), err
+				}
+				r, err := csiprovider.TokenReviewer(opts.APIServer, opts.APIServerCA, own)
+				if err != nil {
+					return err
+				}
+				opts.Reviewer = r
 			}
 			srv := csiprovider.New(opts)
 			g.logger.Info("serving the CSI driver's provider API", "socket", l.Addr().String())
@@ -74,16 +104,21 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 	}
 	cmd.Flags().StringVar(&socketDir, "socket-dir", csiprovider.DefaultSocketDir, "the driver's providers directory, where keyward.sock is created")
 	cmd.Flags().StringSliceVar(&nodeKinds, "node-identity-kinds", nil, "provider kinds that pods may use with this process's own identity (e.g. file); none by default")
+	cmd.Flags().DurationVar(&cacheTTL, "cache-ttl", csiprovider.DefaultCacheTTL, "how long a mount's secrets serve other mounts of the same identity and config (0: not at all; concurrent mounts still share one fetch)")
+	cmd.Flags().IntVar(&cacheMax, "cache-max-bytes", csiprovider.DefaultCacheMaxBytes, "the most bytes of secret values cached (least recently used dropped first, zeroed)")
+	cmd.Flags().BoolVar(&review, "token-review", true, "verify pods' ServiceAccount tokens with the API server's TokenReview (needs system:auth-delegator), so that pods of one ServiceAccount share fetches; without it only a pod's own remounts share")
 	cmd.Flags().StringVar(&apiServer, "kube-api-server", "", "the Kubernetes API server's URL, where k8s references are read as the pod's ServiceAccount (default: the cluster's, in-cluster)")
 	cmd.Flags().StringVar(&apiServerCA, "kube-ca-file", "", "its CA bundle (default: the in-cluster ServiceAccount's ca.crt)")
 	return cmd
 }
 
+// saDir is where the kubelet mounts the csi-provider's own ServiceAccount.
+const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
 // kubeAPIServer sets the API server that k8s references are read from as
 // the pod: the flags, else the cluster the process runs in; outside a
 // cluster without the flag, k8s references are refused.
 func kubeAPIServer(g *globals, url, caFile string, opts *csiprovider.Options) error {
-	const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 	if url == "" {
 		host, port := g.env.getenv("KUBERNETES_SERVICE_HOST"), g.env.getenv("KUBERNETES_SERVICE_PORT")
 		if host == "" || port == "" {

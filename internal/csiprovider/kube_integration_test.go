@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/providers"
 )
 
 // The integration tests run against a real etcd and kube-apiserver with
@@ -58,7 +60,7 @@ func runMain(m *testing.M) int {
 }
 
 // apply server-side-applies JSON manifests as admin.
-func apply(t *testing.T, docs ...string) {
+func apply(t testing.TB, docs ...string) {
 	t.Helper()
 	for _, doc := range docs {
 		obj := &unstructured.Unstructured{}
@@ -79,7 +81,7 @@ func apply(t *testing.T, docs ...string) {
 
 // podTokens is what the driver passes for a pod of ServiceAccount ns/sa:
 // its tokens by audience, from the TokenRequest API as the kubelet asks.
-func podTokens(t *testing.T, ns, sa string) string {
+func podTokens(t testing.TB, ns, sa string) string {
 	t.Helper()
 	req := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -156,5 +158,60 @@ func TestIntegrationPerPodIdentity(t *testing.T) {
 	_, err := c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attributes(t, cfg, map[string]string{PodNamespaceKey: ns, ServiceAccountKey: "alice"})})
 	if st, _ := status.FromError(err); st.Code() == codes.OK || !strings.Contains(st.Message(), "no ServiceAccount token") {
 		t.Errorf("mount without a token: %v, want an error saying there is no ServiceAccount token", err)
+	}
+}
+
+// TestIntegrationSharedByIdentity: with the API server's TokenReview
+// verifying the pods' tokens, pods of one ServiceAccount share one read
+// of their Secret, and a pod of another ServiceAccount mounting the same
+// config is not served from that cache: it is denied by its own RBAC.
+func TestIntegrationSharedByIdentity(t *testing.T) {
+	const ns = "csi-shared"
+	apply(t, `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"`+ns+`"}}`)
+	for _, who := range []string{"app", "intruder"} {
+		apply(t, `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"`+who+`","namespace":"`+ns+`"}}`)
+	}
+	apply(t,
+		`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"app-db","namespace":"`+ns+`"},"stringData":{"password":"shared-pw-0b7e"}}`,
+		`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"app","namespace":"`+ns+`"},
+		  "rules":[{"apiGroups":[""],"resources":["secrets"],"resourceNames":["app-db"],"verbs":["get"]}]}`,
+		`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"app","namespace":"`+ns+`"},
+		  "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"app"},
+		  "subjects":[{"kind":"ServiceAccount","name":"app","namespace":"`+ns+`"}]}`,
+	)
+	reviewer, err := TokenReviewer(cluster.API.URL, cluster.CAData, func() (string, error) { return cluster.AdminToken, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	c := serve(t, Options{APIServer: cluster.API.URL, APIServerCA: cluster.CAData, Reviewer: reviewer, CacheTTL: time.Hour,
+		ObserveCalls: func(providers.Call) { calls.Add(1) }})
+	cfg := "version: 1\nsecrets:\n  DB_PASSWORD: k8s://" + ns + "/app-db#password\nfiles:\n  - path: db-password\n    secret: DB_PASSWORD\n"
+	mount := func(pod, sa string) (*v1alpha1.MountResponse, error) {
+		attrs := attributes(t, cfg, map[string]string{PodNameKey: pod, PodNamespaceKey: ns, ServiceAccountKey: sa, ServiceAccountTokens: podTokens(t, ns, sa)})
+		return c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attrs})
+	}
+	for i := range 5 {
+		resp, err := mount(fmt.Sprintf("app-%d", i), "app")
+		if err != nil {
+			t.Fatalf("pod app-%d: %v", i, err)
+		}
+		if string(resp.Files[0].Contents) != "shared-pw-0b7e" {
+			t.Fatalf("pod app-%d: not its Secret", i)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d reads of the Secret for 5 pods of one ServiceAccount, want 1", n)
+	}
+	_, err = mount("intruder-0", "intruder")
+	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied {
+		t.Fatalf("a pod of another ServiceAccount: %v, want PermissionDenied (never the cached value)", err)
+	}
+	// A token that is not the API server's is refused before any read.
+	forged, _ := json.Marshal(map[string]Token{"": {Token: "not-a-token"}})
+	attrs := attributes(t, cfg, map[string]string{PodNamespaceKey: ns, ServiceAccountKey: "app", ServiceAccountTokens: string(forged)})
+	_, err = c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attrs})
+	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || strings.Contains(st.Message(), "not-a-token") {
+		t.Fatalf("a forged token: %v, want PermissionDenied without the token", err)
 	}
 }

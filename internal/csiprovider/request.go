@@ -65,6 +65,8 @@ type request struct {
 	pod   Pod
 	cfg   *config.Config
 	files []mountFile
+	// providersYAML is the config's providers: section as written.
+	providersYAML []byte
 }
 
 // parseRequest reads the attributes (the SecretProviderClass's parameters
@@ -108,7 +110,7 @@ func parseRequest(attributes, permission string) (*request, error) {
 	if err != nil {
 		return nil, err
 	}
-	explicit, err := explicitModes([]byte(text))
+	explicit, provs, err := explicitModes([]byte(text))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -123,7 +125,7 @@ func parseRequest(attributes, permission string) (*request, error) {
 		}
 		r.files = append(r.files, mountFile{rel: rel, mode: mode})
 	}
-	r.cfg = cfg
+	r.cfg, r.providersYAML = cfg, provs
 	return r, nil
 }
 
@@ -176,17 +178,23 @@ func parsePermission(s string) (os.FileMode, error) {
 }
 
 // explicitModes reports, per files: entry, whether the config sets mode:
-// (the others take the driver's permission, as the pod's other volumes do).
-func explicitModes(text []byte) ([]bool, error) {
+// (the others take the driver's permission, as the pod's other volumes
+// do), and returns the providers: section as written.
+func explicitModes(text []byte) ([]bool, []byte, error) {
 	var doc struct {
-		Files []map[string]yaml.Node `yaml:"files"`
+		Providers yaml.Node              `yaml:"providers"`
+		Files     []map[string]yaml.Node `yaml:"files"`
 	}
 	if err := yaml.Unmarshal(text, &doc); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]bool, len(doc.Files))
 	for i, f := range doc.Files {
 		_, out[i] = f["mode"]
 	}
-	return out, nil
+	provs, err := yaml.Marshal(&doc.Providers)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, provs, nil
 }

@@ -63,6 +63,19 @@ type Options struct {
 	// ServiceAccount. Without APIServer the k8s kind is refused.
 	APIServer   string
 	APIServerCA []byte
+	// Reviewer verifies the pods' ServiceAccount tokens, so that mounts of
+	// pods of the same ServiceAccount share their fetches; nil shares
+	// only between the remounts of one pod (the same tokens).
+	Reviewer Reviewer
+	// CacheTTL is how long a mount's resolved secrets serve later mounts
+	// of the same identity and config (0: DefaultCacheTTL; negative: not
+	// at all; concurrent mounts still share one fetch).
+	CacheTTL time.Duration
+	// CacheMaxBytes bounds the values cached (0: DefaultCacheMaxBytes).
+	CacheMaxBytes int
+	// ObserveCalls, when set, receives every call the mounts' providers
+	// make to their stores (metrics, tests).
+	ObserveCalls func(providers.Call)
 	// Getenv is the environment the providers of a mount see; nil means
 	// none, so that a SecretProviderClass never picks up the
 	// credentials of the provider's own environment.
@@ -75,6 +88,8 @@ type Server struct {
 
 	opts   Options
 	logger *slog.Logger
+	shared *shared
+	ids    *identities
 }
 
 // New returns a Server.
@@ -86,7 +101,18 @@ func New(opts Options) *Server {
 	if opts.Getenv == nil {
 		opts.Getenv = func(string) string { return "" }
 	}
-	return &Server{opts: opts, logger: logger}
+	ttl := opts.CacheTTL
+	if ttl == 0 {
+		ttl = DefaultCacheTTL
+	}
+	maxBytes := opts.CacheMaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultCacheMaxBytes
+	}
+	return &Server{opts: opts, logger: logger,
+		shared: newShared(ttl, maxBytes, time.Now),
+		ids:    &identities{review: opts.Reviewer, now: time.Now, seen: map[[32]byte]reviewed{}},
+	}
 }
 
 // Version reports keyward's name and version.
@@ -125,7 +151,17 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		log.Warn("mount refused", "err", err)
 		return nil, err
 	}
-	res, err := set.Resolve(ctx, refs)
+	identity := "node"
+	if s.usesWorkload(set, refs) {
+		if identity, err = s.ids.identity(ctx, r.pod); err != nil {
+			log.Warn("mount refused", "err", err)
+			return nil, status.Error(codes.PermissionDenied, err.Error())
+		}
+	}
+	key := shareKey(identity, r.providersYAML, refs)
+	res, shared, err := s.shared.resolve(ctx, key, func(ctx context.Context) (map[string]providers.Resolved, error) {
+		return set.Resolve(ctx, refs)
+	})
 	if err != nil {
 		log.Warn("mount failed", "err", err)
 		return nil, status.Error(grpcCode(err), err.Error())
@@ -148,7 +184,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.rel, Mode: int32(f.mode.Perm()), Contents: contents[i]})
 	}
 	resp.ObjectVersion = objectVersions(res)
-	log.Info("mounted", "secrets", len(res), "files", len(resp.Files))
+	log.Info("mounted", "secrets", len(res), "files", len(resp.Files), "shared", shared)
 	return resp, nil
 }
 
@@ -200,7 +236,21 @@ func (s *Server) newSet(cfg *config.Config, w *providers.Workload) *providers.Se
 	for name, p := range cfg.Providers {
 		declared = append(declared, providers.Instance{Name: name, Kind: p.Kind, Decode: p.Decode, Workload: w})
 	}
-	return providers.NewSet(base, declared)
+	set := providers.NewSet(base, declared)
+	if s.opts.ObserveCalls != nil {
+		set.ObserveCalls(s.opts.ObserveCalls)
+	}
+	return set
+}
+
+// usesWorkload says whether a reference is read as the pod.
+func (s *Server) usesWorkload(set *providers.Set, refs map[string]providers.Ref) bool {
+	for _, ref := range refs {
+		if slices.Contains(workloadKinds, set.KindOf(ref.Scheme)) {
+			return true
+		}
+	}
+	return false
 }
 
 // allowed says whether a mount may use kind: one that acts as the pod
@@ -298,6 +348,18 @@ func (s *socket) Close() error {
 // flight finish) and removes the socket.
 func Serve(ctx context.Context, l net.Listener, s *Server) error {
 	g := grpc.NewServer()
+	go func() {
+		t := time.NewTicker(max(s.shared.ttl, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.shared.sweep()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	v1alpha1.RegisterCSIDriverProviderServer(g, s)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(l) }()

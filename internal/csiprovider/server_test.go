@@ -19,7 +19,13 @@ import (
 
 // serve starts a Server on a real unix socket in a temporary directory
 // and returns a client of the driver's own types connected to it.
-func serve(t *testing.T, opts Options) v1alpha1.CSIDriverProviderClient {
+func serve(t testing.TB, opts Options) v1alpha1.CSIDriverProviderClient {
+	t.Helper()
+	return serveServer(t, New(opts))
+}
+
+// serveServer serves srv as serve does.
+func serveServer(t testing.TB, srv *Server) v1alpha1.CSIDriverProviderClient {
 	t.Helper()
 	dir := t.TempDir()
 	l, err := Listen(dir)
@@ -36,7 +42,7 @@ func serve(t *testing.T, opts Options) v1alpha1.CSIDriverProviderClient {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, New(opts)) }()
+	go func() { done <- Serve(ctx, l, srv) }()
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +60,7 @@ func serve(t *testing.T, opts Options) v1alpha1.CSIDriverProviderClient {
 	return v1alpha1.NewCSIDriverProviderClient(conn)
 }
 
-func attributes(t *testing.T, config string, extra map[string]string) string {
+func attributes(t testing.TB, config string, extra map[string]string) string {
 	t.Helper()
 	m := map[string]string{ConfigKey: config, PodNameKey: "app-0", PodNamespaceKey: "default", ServiceAccountKey: "app"}
 	for k, v := range extra {
@@ -101,7 +107,7 @@ files:
   - path: dsn.txt
     template: 'postgres://app:{{ secret "DB_PASSWORD" }}@db/app'
 `
-	c := serve(t, Options{NodeIdentityKinds: []string{"file"}})
+	c := serve(t, Options{NodeIdentityKinds: []string{"file"}, CacheTTL: -1})
 	resp, err := c.Mount(context.Background(), &v1alpha1.MountRequest{Attributes: attributes(t, cfg, nil), Permission: "420", TargetPath: "/var/lib/kubelet/pods/x/volumes/v"})
 	if err != nil {
 		t.Fatal(err)

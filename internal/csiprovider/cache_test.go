@@ -1,0 +1,151 @@
+package csiprovider
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// clock is a settable clock for the cache.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestSharedMounts: mounts of the same config by the same identity share
+// one store request while the cache holds it (concurrent ones too), the
+// cache expires after its TTL, and a different identity never shares.
+func TestSharedMounts(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "k")
+	if err := os.WriteFile(key, []byte("v1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	srv := New(Options{NodeIdentityKinds: []string{"file"}, CacheTTL: 10 * time.Second, ObserveCalls: func(providers.Call) { calls.Add(1) }})
+	clk := &clock{t: time.Unix(1e9, 0)}
+	srv.shared.now = clk.now
+	c := serveServer(t, srv)
+	cfg := "version: 1\nsecrets: {A: file://" + key + "}\nfiles: [{path: a, secret: A}]\n"
+	mount := func() string {
+		t.Helper()
+		resp, err := c.Mount(context.Background(), &v1alpha1.MountRequest{Attributes: attributes(t, cfg, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(resp.Files[0].Contents)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if got := mount(); got != "v1" {
+				t.Errorf("concurrent mount got another value")
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d store requests for 20 mounts of the same secret, want 1", n)
+	}
+	if err := os.WriteFile(key, []byte("v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(9 * time.Second)
+	if got := mount(); got != "v1" || calls.Load() != 1 {
+		t.Fatalf("within the TTL: %d store requests, want the cached value and 1", calls.Load())
+	}
+	clk.add(2 * time.Second)
+	if got := mount(); got != "v2" || calls.Load() != 2 {
+		t.Fatalf("after the TTL: %d store requests, want the new value and 2", calls.Load())
+	}
+	if srv.shared.held() != 2 {
+		t.Fatalf("cache holds %d bytes, want 2", srv.shared.held())
+	}
+	clk.add(11 * time.Second)
+	srv.shared.sweep()
+	if srv.shared.held() != 0 {
+		t.Fatalf("cache holds %d bytes after expiry and sweep, want 0", srv.shared.held())
+	}
+}
+
+// TestSharedZeroesAndBounds: the cache never holds more than its cap
+// and zeroes what it drops; mounts keep their own copies.
+func TestSharedZeroesAndBounds(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	c := newShared(time.Minute, 10, clk.now)
+	val := func(s string) func(context.Context) (map[string]providers.Resolved, error) {
+		return func(context.Context) (map[string]providers.Resolved, error) {
+			return map[string]providers.Resolved{"A": {Value: providers.StringValue(s)}}, nil
+		}
+	}
+	got, _, err := c.resolve(context.Background(), "k1", val("123456"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := c.entries["k1"].Value.(*entry).res["A"].Value.Bytes()
+	if _, _, err := c.resolve(context.Background(), "k2", val("abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if c.held() > 10 {
+		t.Fatalf("cache holds %d bytes, cap 10", c.held())
+	}
+	if _, ok := c.entries["k1"]; ok {
+		t.Fatal("least recently used entry not evicted")
+	}
+	for _, b := range cached {
+		if b != 0 {
+			t.Fatal("evicted entry's bytes not zeroed")
+		}
+	}
+	if got["A"].Value.Reveal() != "123456" {
+		t.Fatal("a mount's copy changed when the cache dropped its own")
+	}
+	if _, _, err := c.resolve(context.Background(), "big", val("0123456789ab")); err != nil || c.entries["big"] != nil {
+		t.Fatalf("an entry over the cap is cached (err %v)", err)
+	}
+}
+
+// TestIdentityWithoutReviewer: without a reviewer, mounts share only
+// with the same tokens; with one, pods of one ServiceAccount share and a
+// pod whose tokens prove different identities is refused.
+func TestIdentityWithoutReviewer(t *testing.T) {
+	ids := &identities{now: time.Now, seen: map[[32]byte]reviewed{}}
+	a, _ := ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t1"}}})
+	b, _ := ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t2"}}})
+	if a == b || a == "" {
+		t.Fatal("different tokens share an identity without a reviewer")
+	}
+	var reviews atomic.Int64
+	ids.review = func(_ context.Context, token, _ string) (string, error) {
+		reviews.Add(1)
+		return map[string]string{"t1": "system:serviceaccount:ns:app", "t2": "system:serviceaccount:ns:app", "t3": "system:serviceaccount:ns:other"}[token], nil
+	}
+	a, _ = ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t1"}}})
+	b, _ = ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t2"}}})
+	if a != b || a != "sa:system:serviceaccount:ns:app" {
+		t.Fatalf("two pods of one ServiceAccount: identities %q and %q", a, b)
+	}
+	if _, err := ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t1"}, "vault": {Token: "t3"}}}); err == nil {
+		t.Fatal("tokens of two identities accepted")
+	}
+	n := reviews.Load()
+	ids.identity(context.Background(), Pod{Tokens: map[string]Token{"": {Token: "t1"}}})
+	if reviews.Load() != n {
+		t.Fatal("a token already verified was reviewed again")
+	}
+}

@@ -1,0 +1,188 @@
+package csiprovider
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// Reviewer verifies a ServiceAccount token and returns the identity it
+// proves ("system:serviceaccount:NS:NAME"). Mounts are shared between pods
+// only through identities a Reviewer verified.
+type Reviewer func(ctx context.Context, token, audience string) (string, error)
+
+// maxReviewAge bounds how long a verified token's identity is remembered.
+const maxReviewAge = 10 * time.Minute
+
+// TokenReviewer is a Reviewer that asks the Kubernetes API server
+// (TokenReview, authentication.k8s.io/v1) at apiServer, trusting ca, with
+// the csi-provider's own credential (it needs the system:auth-delegator
+// ClusterRole, or create on tokenreviews).
+func TokenReviewer(apiServer string, ca []byte, credential func() (string, error)) (Reviewer, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(ca) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, errors.New("kube CA bundle: no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := strings.TrimSuffix(apiServer, "/") + "/apis/authentication.k8s.io/v1/tokenreviews"
+	return func(ctx context.Context, token, audience string) (string, error) {
+		spec := map[string]any{"token": token}
+		if audience != "" {
+			spec["audiences"] = []string{audience}
+		}
+		body, err := json.Marshal(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec})
+		if err != nil {
+			return "", err
+		}
+		cred, err := credential()
+		if err != nil {
+			return "", fmt.Errorf("token review: own credential: %w", err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+cred)
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("token review: %w", err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return "", fmt.Errorf("token review: %w", err)
+		}
+		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("token review: HTTP %d", resp.StatusCode)
+		}
+		var out struct {
+			Status struct {
+				Authenticated bool `json:"authenticated"`
+				User          struct {
+					Username string `json:"username"`
+				} `json:"user"`
+			} `json:"status"`
+		}
+		if err := json.Unmarshal(data, &out); err != nil {
+			return "", fmt.Errorf("token review: %w", err)
+		}
+		if !out.Status.Authenticated || out.Status.User.Username == "" {
+			return "", errors.New("token review: the pod's ServiceAccount token is not valid")
+		}
+		return out.Status.User.Username, nil
+	}, nil
+}
+
+// identities remembers the identity each token (by hash) was verified as,
+// until the token expires (at most maxReviewAge), so a pod's remounts cost
+// no review.
+type identities struct {
+	review Reviewer
+	now    func() time.Time
+
+	mu   sync.Mutex
+	seen map[[32]byte]reviewed
+}
+
+type reviewed struct {
+	who   string
+	until time.Time
+}
+
+// identity is the sharing identity of a mount's pod: the one identity all
+// its tokens verify as, when there is a reviewer; otherwise the tokens
+// themselves (hashed), which share only with the same pod's remounts.
+// "" when the pod has no token.
+func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
+	if len(pod.Tokens) == 0 {
+		return "", nil
+	}
+	auds := make([]string, 0, len(pod.Tokens))
+	for a := range pod.Tokens {
+		auds = append(auds, a)
+	}
+	sort.Strings(auds)
+	if ids.review == nil {
+		h := sha256.New()
+		for _, a := range auds {
+			fmt.Fprintf(h, "%q=%q;", a, pod.Tokens[a].Token)
+		}
+		return "tokens:" + hex.EncodeToString(h.Sum(nil)), nil
+	}
+	who := ""
+	for _, a := range auds {
+		w, err := ids.verify(ctx, pod.Tokens[a], a)
+		if err != nil {
+			return "", err
+		}
+		if who != "" && w != who {
+			return "", errors.New("the pod's ServiceAccount tokens are of different identities")
+		}
+		who = w
+	}
+	return "sa:" + who, nil
+}
+
+func (ids *identities) verify(ctx context.Context, t Token, audience string) (string, error) {
+	sum := sha256.Sum256([]byte(audience + "\x00" + t.Token))
+	now := ids.now()
+	ids.mu.Lock()
+	if r, ok := ids.seen[sum]; ok && now.Before(r.until) {
+		ids.mu.Unlock()
+		return r.who, nil
+	}
+	ids.mu.Unlock()
+	who, err := ids.review(ctx, t.Token, audience)
+	if err != nil {
+		return "", err
+	}
+	until := now.Add(maxReviewAge)
+	if exp, err := time.Parse(time.RFC3339, t.ExpirationTimestamp); err == nil && exp.Before(until) {
+		until = exp
+	}
+	ids.mu.Lock()
+	defer ids.mu.Unlock()
+	for k, r := range ids.seen {
+		if !now.Before(r.until) {
+			delete(ids.seen, k)
+		}
+	}
+	ids.seen[sum] = reviewed{who: who, until: until}
+	return who, nil
+}
+
+// shareKey is the key under which a mount's result may serve another:
+// the identity its providers act as, the config's provider instances (as
+// written) and its references by name.
+func shareKey(identity string, providersYAML []byte, refs map[string]providers.Ref) string {
+	names := make([]string, 0, len(refs))
+	for n := range refs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\x00%q\x00", identity, providersYAML)
+	for _, n := range names {
+		fmt.Fprintf(h, "%q=%q;", n, refs[n].String())
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
