@@ -90,10 +90,11 @@ func unixSignalName(s syscall.Signal) string {
 type Child interface {
 	// Signal sends sig to the running child.
 	Signal(sig os.Signal) error
-	// Restart stops the child gracefully (its stop signal, then SIGKILL
-	// after stopTimeout, or the child's default when 0) and starts it
-	// again with a fresh environment. It returns once the new child runs.
-	Restart(ctx context.Context, stopTimeout time.Duration) error
+	// Restart waits a random time up to splay, then stops the child
+	// gracefully (its stop signal, then SIGKILL after stopTimeout, or the
+	// child's default when 0) and starts it again with a fresh
+	// environment. It returns once the new child runs.
+	Restart(ctx context.Context, stopTimeout, splay time.Duration) error
 }
 
 var _ Child = (*child.Supervisor)(nil)

@@ -250,20 +250,12 @@ func (a *applier) run(ctx context.Context, p plan) {
 	}
 }
 
-// restart restarts the child for act, after a random splay up to
-// act.Splay.
+// restart restarts the child for act (the Child draws the splay).
 func (a *applier) restart(ctx context.Context, act Action) error {
 	if a.opts.Child == nil {
 		return errNoChild
 	}
-	if act.Splay > 0 {
-		d := time.Duration(a.rand() * float64(act.Splay))
-		a.log.Info("on_change: restarting the child after a random splay", "splay", d.Round(time.Millisecond))
-		if err := backoff.Wait(ctx, d); err != nil {
-			return err
-		}
-	}
-	return a.opts.Child.Restart(ctx, act.Timeout)
+	return a.opts.Child.Restart(ctx, act.Timeout, act.Splay)
 }
 
 // fileDeps returns the secret names f's content depends on, or nil when

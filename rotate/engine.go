@@ -124,7 +124,7 @@ type Options struct {
 	// of Providers is counted in them (providers.Set.ObserveCalls), and so
 	// are the failed attempts its providers retry (ObserveRetries).
 	Metrics *Metrics
-	// Rand returns numbers in [0, 1) for jitter and splay; nil uses
+	// Rand returns numbers in [0, 1) for jitter and backoff; nil uses
 	// math/rand/v2. Tests set it.
 	Rand func() float64
 }

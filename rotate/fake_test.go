@@ -293,6 +293,7 @@ type fakeChild struct {
 	signals  []os.Signal
 	restarts []time.Time
 	timeouts []time.Duration
+	splays   []time.Duration
 }
 
 func (c *fakeChild) Signal(sig os.Signal) error {
@@ -302,11 +303,12 @@ func (c *fakeChild) Signal(sig os.Signal) error {
 	return nil
 }
 
-func (c *fakeChild) Restart(_ context.Context, timeout time.Duration) error {
+func (c *fakeChild) Restart(_ context.Context, timeout, splay time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.restarts = append(c.restarts, time.Now())
 	c.timeouts = append(c.timeouts, timeout)
+	c.splays = append(c.splays, splay)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"sync"
@@ -46,6 +47,9 @@ type SupervisorOptions struct {
 	// the current secrets; Options.Env is then ignored. An error ends Run
 	// (code 1) instead of starting the child.
 	Environ func() ([]string, error)
+	// Rand returns numbers in [0, 1) for the splay of restarts; nil uses
+	// math/rand/v2. Tests set it.
+	Rand func() float64
 }
 
 // A Supervisor runs the workload as keyward's child until it exits, and
@@ -81,6 +85,9 @@ func NewSupervisor(opts SupervisorOptions) *Supervisor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Float64
+	}
 	return &Supervisor{opts: opts, log: log, reqs: make(chan restartReq), done: make(chan struct{})}
 }
 
@@ -96,14 +103,30 @@ func (s *Supervisor) Signal(sig os.Signal) error {
 	return c.Signal(sig)
 }
 
-// Restart asks Run to stop the child gracefully (StopSignal, then SIGKILL
-// after stopTimeout, or StopTimeout when 0) and to start it again with a
-// fresh environment. It returns once the new child runs, or with the error
-// that prevented it: ErrStopping when the supervisor stops meanwhile (the
-// old child is then not replaced), or a failed start (Run then ends with
-// that start's exit code). Concurrent restarts share one stop and start.
-// It fails at once when Run is not running.
-func (s *Supervisor) Restart(ctx context.Context, stopTimeout time.Duration) error {
+// Restart waits a random time up to splay (so that the replicas of a
+// workload that see one rotation do not all restart at once), then asks
+// Run to stop the child gracefully (StopSignal, then SIGKILL after
+// stopTimeout, or StopTimeout when 0) and to start it again with a fresh
+// environment. It returns once the new child runs, or with the error that
+// prevented it: ErrStopping when the supervisor stops meanwhile (the old
+// child is then not replaced), ctx's error, or a failed start (Run then
+// ends with that start's exit code). Concurrent restarts share one stop
+// and start. It waits for Run to start, and fails at once after Run
+// returned.
+func (s *Supervisor) Restart(ctx context.Context, stopTimeout, splay time.Duration) error {
+	if splay > 0 {
+		d := time.Duration(s.opts.Rand() * float64(splay))
+		s.log.Info("restarting the child after a random splay", "splay", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.done:
+			return ErrStopping
+		case <-ctx.Done():
+			return fmt.Errorf("restart child: %w", ctx.Err())
+		}
+	}
 	req := restartReq{timeout: stopTimeout, result: make(chan error, 1)}
 	select {
 	case s.reqs <- req:

@@ -116,7 +116,7 @@ func TestSupervisorExitCode(t *testing.T) {
 	if err := sv.s.Signal(syscall.SIGHUP); err == nil {
 		t.Fatal("Signal after the child exited succeeded")
 	}
-	if err := sv.s.Restart(context.Background(), 0); err == nil {
+	if err := sv.s.Restart(context.Background(), 0, 0); err == nil {
 		t.Fatal("Restart after Run returned succeeded")
 	}
 }
@@ -138,7 +138,7 @@ func TestSupervisorSignalAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	sv.expect("hup 1")
-	if err := sv.s.Restart(context.Background(), 0); err != nil {
+	if err := sv.s.Restart(context.Background(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	sv.expect("term 1")
@@ -163,7 +163,7 @@ func TestSupervisorRestartTimeout(t *testing.T) {
 	})
 	sv.expect("start 1")
 	start := time.Now()
-	if err := sv.s.Restart(context.Background(), 200*time.Millisecond); err != nil {
+	if err := sv.s.Restart(context.Background(), 200*time.Millisecond, 0); err != nil {
 		t.Fatal(err)
 	}
 	sv.expect("ignored 1")
@@ -187,7 +187,7 @@ func TestSupervisorRestartFailure(t *testing.T) {
 	})
 	sv.expect("start 1")
 	fail.Store(true)
-	if err := sv.s.Restart(context.Background(), 0); err == nil || !strings.Contains(err.Error(), "secret store down") {
+	if err := sv.s.Restart(context.Background(), 0, 0); err == nil || !strings.Contains(err.Error(), "secret store down") {
 		t.Fatalf("Restart = %v", err)
 	}
 	if code, err := sv.result(); code != 1 || err == nil {
@@ -231,7 +231,7 @@ func TestSupervisorStopDuringRestart(t *testing.T) {
 	})
 	sv.expect("start 1")
 	restarted := make(chan error, 1)
-	go func() { restarted <- sv.s.Restart(context.Background(), time.Hour) }()
+	go func() { restarted <- sv.s.Restart(context.Background(), time.Hour, 0) }()
 	sv.expect("ignored 1")
 	cancel()
 	select {
@@ -260,9 +260,9 @@ func TestSupervisorConcurrentRestarts(t *testing.T) {
 	})
 	sv.expect("start 1")
 	first := make(chan error, 1)
-	go func() { first <- sv.s.Restart(context.Background(), time.Hour) }()
+	go func() { first <- sv.s.Restart(context.Background(), time.Hour, 0) }()
 	sv.expect("ignored 1")
-	if err := sv.s.Restart(context.Background(), 100*time.Millisecond); err != nil {
+	if err := sv.s.Restart(context.Background(), 100*time.Millisecond, 0); err != nil {
 		t.Fatalf("second Restart: %v", err)
 	}
 	if err := <-first; err != nil {
