@@ -51,14 +51,10 @@ type store struct {
 }
 
 // mustCount reports whether a failing phase must show in
-// keyward_errors_total within the phase: from the first failed attempt,
-// retries inside one provider call included. For the watched store
-// (Kubernetes) only an outage does today: while the API server hangs or
-// resets connections, client-go re-issues the watch request by itself
-// ("error from a previous attempt") and keyward sees nothing.
-func mustCount(st store, phase string) bool {
-	return !st.watched || phase == "down"
-}
+// keyward_errors_total within the phase: always, from the first failed
+// attempt, retries inside one provider call and a watch that reconnects
+// included.
+func mustCount(store, string) bool { return true }
 
 // mustShowDown reports whether keyward_secret_up must go to 0 during the
 // phase: an outage of a polled store. A watched store's secrets keep the
