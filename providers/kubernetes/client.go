@@ -2,11 +2,15 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +84,7 @@ func newRESTSecrets(cfg *rest.Config) (*restSecrets, error) {
 	if c.Burst == 0 {
 		c.Burst = 200
 	}
+	c.Wrap(func(rt http.RoundTripper) http.RoundTripper { return recordingTransport{rt} })
 	rc, err := rest.RESTClientFor(c)
 	if err != nil {
 		return nil, err
@@ -87,15 +92,20 @@ func newRESTSecrets(cfg *rest.Config) (*restSecrets, error) {
 	return &restSecrets{c: rc}, nil
 }
 
+// Every request is made once (MaxRetries(0)): client-go would otherwise
+// re-issue a request that met a reset connection or a timeout up to ten
+// times by itself, unseen, and a watch would then come back empty rather
+// than failed. The provider's own retries record each failed attempt.
+
 func (r *restSecrets) Get(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	out := &corev1.Secret{}
-	err := r.c.Get().Namespace(namespace).Resource("secrets").Name(name).Do(ctx).Into(out)
+	err := r.c.Get().MaxRetries(0).Namespace(namespace).Resource("secrets").Name(name).Do(ctx).Into(out)
 	return out, err
 }
 
 func (r *restSecrets) GetMeta(ctx context.Context, namespace, name string) (*metav1.PartialObjectMetadata, error) {
 	out := &metav1.PartialObjectMetadata{}
-	err := r.c.Get().Namespace(namespace).Resource("secrets").Name(name).SetHeader("Accept", acceptMetadata).Do(ctx).Into(out)
+	err := r.c.Get().MaxRetries(0).Namespace(namespace).Resource("secrets").Name(name).SetHeader("Accept", acceptMetadata).Do(ctx).Into(out)
 	if err == nil && out.ResourceVersion == "" {
 		err = fmt.Errorf("metadata of secret %s/%s has no resourceVersion", namespace, name)
 	}
@@ -104,13 +114,106 @@ func (r *restSecrets) GetMeta(ctx context.Context, namespace, name string) (*met
 
 func (r *restSecrets) List(ctx context.Context, namespace string, opts metav1.ListOptions) (*corev1.SecretList, error) {
 	out := &corev1.SecretList{}
-	err := r.c.Get().Namespace(namespace).Resource("secrets").VersionedParams(&opts, parameterCodec).Do(ctx).Into(out)
+	err := r.c.Get().MaxRetries(0).Namespace(namespace).Resource("secrets").VersionedParams(&opts, parameterCodec).Do(ctx).Into(out)
 	return out, err
 }
 
+// Watch opens a watch. A request that fails with a reset connection or a
+// timeout is returned as that error (client-go's Request.Watch returns an
+// empty watch for it), and the watch returned reports, through Err, the
+// error that broke its stream, if one did (client-go closes the result
+// channel without an event then).
 func (r *restSecrets) Watch(ctx context.Context, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
-	return r.c.Get().Namespace(namespace).Resource("secrets").VersionedParams(&opts, parameterCodec).Watch(ctx)
+	rec := &attempt{}
+	w, err := r.c.Get().MaxRetries(0).Namespace(namespace).Resource("secrets").VersionedParams(&opts, parameterCodec).
+		Watch(context.WithValue(ctx, attemptKey{}, rec))
+	if err != nil {
+		return nil, err
+	}
+	if err := rec.roundTripErr(); err != nil {
+		// Request.Watch answers a round trip that failed only with an
+		// empty watch.
+		w.Stop()
+		return nil, err
+	}
+	return &recordedWatch{Interface: w, rec: rec}, nil
+}
+
+// attempt records how one request failed below client-go: its round trip,
+// or the reading of its response body.
+type attempt struct {
+	mu        sync.Mutex
+	roundTrip error
+	body      error
+}
+
+// attemptKey is the context key of a request's *attempt.
+type attemptKey struct{}
+
+func (a *attempt) roundTripErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.roundTrip
+}
+
+// recordingTransport fills in the *attempt a request's context carries.
+type recordingTransport struct{ rt http.RoundTripper }
+
+func (t recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec, _ := req.Context().Value(attemptKey{}).(*attempt)
+	resp, err := t.rt.RoundTrip(req)
+	if rec == nil {
+		return resp, err
+	}
+	if err != nil {
+		rec.mu.Lock()
+		rec.roundTrip = err
+		rec.mu.Unlock()
+		return resp, err
+	}
+	resp.Body = &recordingBody{ReadCloser: resp.Body, rec: rec}
+	return resp, nil
+}
+
+// CloseIdleConnections forwards to the wrapped transport.
+func (t recordingTransport) CloseIdleConnections() {
+	if c, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// recordingBody records the first error other than io.EOF that reading a
+// response body met.
+type recordingBody struct {
+	io.ReadCloser
+	rec *attempt
+}
+
+func (b *recordingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.rec.mu.Lock()
+		if b.rec.body == nil {
+			b.rec.body = err
+		}
+		b.rec.mu.Unlock()
+	}
+	return n, err
+}
+
+// recordedWatch is a watch whose stream's failure is known.
+type recordedWatch struct {
+	watch.Interface
+	rec *attempt
+}
+
+// Err returns the error that ended the watch's stream, or nil if it ended
+// normally or has not ended.
+func (w *recordedWatch) Err() error {
+	w.rec.mu.Lock()
+	defer w.rec.mu.Unlock()
+	return w.rec.body
 }
 
 // closeIdle closes the client's idle connections (Provider.Close).

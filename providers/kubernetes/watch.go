@@ -313,6 +313,8 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 			needList = true
 		case end != nil:
 			_ = retry("watch", end)
+		case broken(w) != nil:
+			_ = retry("watch", broken(w))
 		case time.Since(start) < watchHealthy:
 			// Closed early without an error: back off so that a
 			// server closing watches at once is not hammered.
@@ -359,6 +361,15 @@ func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string
 			}
 		}
 	}
+}
+
+// broken returns the error that ended a watch's stream (a reset
+// connection, a timeout), which the watch reports only by closing, or nil.
+func broken(w watch.Interface) error {
+	if b, ok := w.(interface{ Err() error }); ok {
+		return b.Err()
+	}
+	return nil
 }
 
 // expired reports whether err says the resourceVersion is too old to
