@@ -184,3 +184,35 @@ func removeTree(fd int, name string) error {
 	unix.Close(sub)
 	return unix.Unlinkat(fd, name, unix.AT_REMOVEDIR)
 }
+
+// Sweep removes keyward's own leftovers of interrupted writes (see the
+// names above) from the directories of paths, the targets a run is going
+// to write, before anything is fetched: a start whose stores are down
+// does not leave copies of old secrets in place until its first write.
+// A directory that does not exist yet is skipped. Each directory is swept
+// once per process, under the same exclusive lock a Write takes, so a
+// write in progress in another keyward process is never touched; later
+// Writes of this process do not sweep it again. It returns the paths
+// removed; errors name the directory and never stop the other sweeps.
+func Sweep(paths []string) (removed []string, err error) {
+	ds := newDirSet()
+	defer ds.close()
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		abs, aerr := filepath.Abs(p)
+		if aerr != nil {
+			continue
+		}
+		ds.add(filepath.Dir(abs), false)
+	}
+	ds.openAll()
+	var errs []error
+	for _, h := range ds.dirs {
+		if h.err != nil && !h.missing {
+			errs = append(errs, h.err)
+		}
+	}
+	return ds.removed, errors.Join(errs...)
+}

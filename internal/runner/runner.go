@@ -308,6 +308,9 @@ func (r *Runner) Once(ctx context.Context, o OnceOptions) (*Result, error) {
 	if err := r.Check(); err != nil {
 		return nil, err
 	}
+	if o.Render {
+		r.sweepLeftovers()
+	}
 	values, err := r.set.Resolve(ctx, r.refs)
 	if err != nil {
 		return nil, err
@@ -438,4 +441,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// sweepLeftovers removes keyward's own leftovers of interrupted writes
+// (temp files, atomic_dir snapshots: copies of old secrets a kill -9 left)
+// from the directories of the run's files before any store is contacted,
+// so that they are gone even when the stores are down at start. A
+// directory it cannot sweep is only logged: the write into it fails later
+// with the reason.
+func (r *Runner) sweepLeftovers() {
+	paths := make([]string, len(r.files))
+	for i, f := range r.files {
+		paths[i] = f.Path
+	}
+	removed, err := render.Sweep(paths)
+	if len(removed) > 0 {
+		r.env.Logger.Info("removed leftovers of interrupted writes", "count", len(removed))
+	}
+	if err != nil {
+		r.env.Logger.Warn("could not sweep leftovers of interrupted writes", "err", err)
+	}
 }

@@ -89,6 +89,7 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 	if err := r.Check(); err != nil {
 		return err
 	}
+	r.sweepLeftovers()
 	var envSecrets []string
 	if hasChild {
 		seen := map[string]bool{}

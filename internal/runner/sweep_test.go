@@ -1,0 +1,55 @@
+package runner
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/providers"
+)
+
+// TestOnceSweepsBeforeFetching: the leftovers of an interrupted write (a
+// temp file and an atomic_dir snapshot that ..data does not point to) are
+// removed at start even when a store fails and nothing is rendered, while
+// files that are not keyward's stay.
+func TestOnceSweepsBeforeFetching(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	tmp := filepath.Join(out, ".db.env.keyward-0123456789abcdef.tmp")
+	snap := filepath.Join(out, "..2026_01_02_03_04_05.keyward-fedcba9876543210")
+	mine := filepath.Join(out, ".db.env.tmp-not-keyward")
+	writeFile(t, tmp, "old-secret-value")
+	writeFile(t, filepath.Join(snap, "db.env"), "old-secret-value")
+	writeFile(t, mine, "keep")
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB_PASSWORD: file:missing.yaml#db.password
+files:
+  - path: `+filepath.Join(out, "db.env")+`
+    format: dotenv
+    secrets: [DB_PASSWORD]
+`)
+	cfg, err := config.Load(filepath.Join(dir, "keyward.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(cfg, Env{}, Options{FileGroup: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Once(t.Context(), OnceOptions{Render: true}); !errors.Is(err, providers.ErrNotFound) {
+		t.Fatalf("Once with a missing source = %v, want not found", err)
+	}
+	for _, p := range []string{tmp, snap} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("leftover %s still there after a start whose store failed (%v)", filepath.Base(p), err)
+		}
+	}
+	if _, err := os.Lstat(mine); err != nil {
+		t.Errorf("a file that is not keyward's was removed: %v", err)
+	}
+}
