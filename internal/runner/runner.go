@@ -447,8 +447,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // (temp files, atomic_dir snapshots: copies of old secrets a kill -9 left)
 // from the directories of the run's files before any store is contacted,
 // so that they are gone even when the stores are down at start. A
-// directory it cannot sweep is only logged: the write into it fails later
-// with the reason.
+// directory it cannot sweep (read-only, not writable by keyward) is only
+// logged at debug level: the write into it fails later with the reason,
+// once.
 func (r *Runner) sweepLeftovers() {
 	paths := make([]string, len(r.files))
 	for i, f := range r.files {
@@ -459,6 +460,6 @@ func (r *Runner) sweepLeftovers() {
 		r.env.Logger.Info("removed leftovers of interrupted writes", "count", len(removed))
 	}
 	if err != nil {
-		r.env.Logger.Warn("could not sweep leftovers of interrupted writes", "err", err)
+		r.env.Logger.Debug("could not sweep leftovers of interrupted writes", "err", err)
 	}
 }
