@@ -105,7 +105,9 @@ func TestCheckRefusesWhatExecRefuses(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n  OK: file:nul.json#ok\nenv:\n  BAD_VAR: NUL\n  GOOD_VAR: OK\n")
 	// env: {}: the child gets no secret (without env: it would get NUL).
 	writeFile(t, filepath.Join(dir, "raw.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nenv: {}\nfiles:\n  - path: out/raw\n    secret: NUL\n")
-	writeFile(t, filepath.Join(dir, "noenv.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nfiles:\n  - path: out/raw\n    secret: NUL\n")
+	writeFile(t, filepath.Join(dir, "noenv.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n")
+	// Without env: but with files:, the files carry the secrets: the child gets none.
+	writeFile(t, filepath.Join(dir, "files.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nfiles:\n  - path: out/raw\n    secret: NUL\n")
 	const want = "env BAD_VAR: value contains a NUL byte"
 	for _, args := range [][]string{
 		{"check", "-c", "keyward.yaml"},
@@ -124,8 +126,14 @@ func TestCheckRefusesWhatExecRefuses(t *testing.T) {
 	if r := keyward(t, dir, nil, "check", "-c", "raw.yaml"); r.code != 0 {
 		t.Errorf("check of a raw file with a NUL byte: exit %d: %s", r.code, r.stderr)
 	}
-	// Without env:, every secret goes to the child's environment, so the
-	// value is refused there, and the error says how to choose.
+	for _, args := range [][]string{{"check", "-c", "files.yaml"}, {"exec", "-c", "files.yaml", "--", "true"}} {
+		if r := keyward(t, dir, nil, args...); r.code != 0 {
+			t.Errorf("%v: exit %d, stderr %q; a config with files: and no env: hands the child nothing", args, r.code, r.stderr)
+		}
+	}
+	// Without env: and files:, every secret goes to the child's
+	// environment, so the value is refused there, and the error says how
+	// to choose.
 	for _, args := range [][]string{{"check", "-c", "noenv.yaml"}, {"exec", "-c", "noenv.yaml", "--", "true"}} {
 		r := keyward(t, dir, nil, args...)
 		if r.code != exitRuntime || !strings.Contains(r.stderr, "env NUL: value contains a NUL byte") || !strings.Contains(r.stderr, "env: {}") {

@@ -16,6 +16,8 @@ func TestEnvVars(t *testing.T) {
 		{"null env section: the same", "env:\n", map[string]string{"A": "A", "B": "B"}},
 		{"env entries: exactly those", "env:\n  X: A\n", map[string]string{"X": "A"}},
 		{"empty env section: none", "env: {}\n", map[string]string{}},
+		{"no env section but files: none, the files carry them", "files:\n  - {path: /run/s/a, format: raw, secret: A}\n", map[string]string{}},
+		{"env entries and files: exactly the entries", "env:\n  X: B\nfiles:\n  - {path: /run/s/a, format: raw, secret: A}\n", map[string]string{"X": "B"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
