@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
@@ -213,5 +215,55 @@ func TestIntegrationSharedByIdentity(t *testing.T) {
 	_, err = c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attrs})
 	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || strings.Contains(st.Message(), "not-a-token") {
 		t.Fatalf("a forged token: %v, want PermissionDenied without the token", err)
+	}
+}
+
+// TestIntegrationExampleK8s applies examples/kubernetes/csi/k8s.yaml's
+// ServiceAccount and RBAC (with the parent example's namespace and
+// Secrets) and mounts its SecretProviderClass as its pod would.
+func TestIntegrationExampleK8s(t *testing.T) {
+	for _, f := range []string{"../namespace.yaml", "../secrets.yaml"} {
+		b, err := os.ReadFile(filepath.Join(examplesDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, doc := range strings.Split(string(b), "\n---\n") {
+			j, err := sigsyaml.YAMLToJSON([]byte(doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			apply(t, string(j))
+		}
+	}
+	var cfg, sa string
+	for _, obj := range exampleDocs(t)["k8s.yaml"] {
+		switch obj["kind"] {
+		case "SecretProviderClass":
+			cfg, _ = exampleConfig(obj)
+		case "Pod":
+			sa = obj["spec"].(map[string]any)["serviceAccountName"].(string)
+			continue
+		}
+		if obj["kind"] == "SecretProviderClass" {
+			continue
+		}
+		j, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(t, string(j))
+	}
+	c := serve(t, Options{APIServer: cluster.API.URL, APIServerCA: cluster.CAData})
+	attrs := attributes(t, cfg, map[string]string{PodNameKey: "payments-csi", PodNamespaceKey: "payments", ServiceAccountKey: sa, ServiceAccountTokens: podTokens(t, "payments", sa)})
+	resp, err := c.Mount(t.Context(), &v1alpha1.MountRequest{Attributes: attrs, Permission: "420"})
+	if err != nil {
+		t.Fatalf("mounting the example: %v", err)
+	}
+	got := map[string]string{}
+	for _, f := range resp.Files {
+		got[f.Path] = string(f.Contents)
+	}
+	if got["dsn"] != "postgres://payments:change-me-db-password@db.payments:5432/payments" || !strings.Contains(got["db.env"], "DB_USER=") || !strings.Contains(got["api.json"], `"API_KEY"`) {
+		t.Fatalf("the example's files are not rendered from its Secrets (got %v)", keys(got))
 	}
 }

@@ -42,6 +42,7 @@ var resources = map[string]struct {
 	"ClusterRole":                  {schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"}, false},
 	"ClusterRoleBinding":           {schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"}, false},
 	"Deployment":                   {deploymentsGVR, true},
+	"DaemonSet":                    {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, true},
 	"Job":                          {jobsGVR, true},
 	"CronJob":                      {schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "cronjobs"}, true},
 	"PodDisruptionBudget":          {schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}, true},
@@ -224,6 +225,7 @@ func TestChart(t *testing.T) {
 		{"operations", []string{"serviceMonitor.enabled=true", "string:serviceMonitor.labels.release=prometheus", "extraArgs={--log-level=debug}", "extraEnv[0].name=GOMAXPROCS", "string:extraEnv[0].value=2",
 			"injector.resources.limits.cpu=500m", "injector.resources.requests.memory=32Mi"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceMonitor"},
 		{"no metrics", []string{"metrics.enabled=false"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount"},
+		{"csi provider", []string{"csiProvider.enabled=true", "csiProvider.nodeIdentityKinds={file}"}, "Fail", "ClusterRole,ClusterRoleBinding,ClusterRoleBinding,DaemonSet,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceAccount"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := []string{"template", "kw", chart, "--namespace", ns, "--kube-version", "1.36.3"}
@@ -258,6 +260,17 @@ func TestChart(t *testing.T) {
 						t.Errorf("image %v, want the tag value", c["image"])
 					}
 					checkWebhookArgs(t, c)
+				case "DaemonSet":
+					cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+					var args []string
+					for _, a := range cs[0].(map[string]any)["args"].([]any) {
+						args = append(args, a.(string))
+					}
+					cmd := exec.CommandContext(t.Context(), keywardBin, append(args, "--help")...)
+					cmd.Env = []string{"PATH=/usr/bin:/bin"}
+					if out, err := cmd.CombinedOutput(); err != nil {
+						t.Errorf("keyward %s --help: %v\n%s", strings.Join(args, " "), err, out)
+					}
 				case "MutatingWebhookConfiguration":
 					whs, _, _ := unstructured.NestedSlice(d.Object, "webhooks")
 					wh := whs[0].(map[string]any)

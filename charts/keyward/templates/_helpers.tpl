@@ -46,3 +46,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "keyward.tlsSecret" -}}
 {{- default (printf "%s-tls" (include "keyward.fullname" .)) .Values.tls.secretName }}
 {{- end }}
+
+{{- define "keyward.csiProviderSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "keyward.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: csi-provider
+{{- end }}
+
+{{- define "keyward.csiProviderLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "keyward.csiProviderSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
