@@ -92,8 +92,11 @@ func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Con
 	c.mu.Unlock()
 
 	// The flight is not bound to one waiter's cancellation: a mount that
-	// gives up does not fail the others waiting on it.
-	res, err = fetch(context.WithoutCancel(ctx))
+	// gives up does not fail the others waiting on it. It has its own
+	// bound instead.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultMountTimeout)
+	res, err = fetch(fctx)
+	cancel()
 	c.mu.Lock()
 	delete(c.inflight, key)
 	if err == nil {

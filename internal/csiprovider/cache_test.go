@@ -149,3 +149,20 @@ func TestIdentityWithoutReviewer(t *testing.T) {
 		t.Fatal("a token already verified was reviewed again")
 	}
 }
+
+// TestSharedFlightBounded: the one fetch of a flight, detached from the
+// first waiter's cancellation, still has a deadline of its own.
+func TestSharedFlightBounded(t *testing.T) {
+	c := newShared(-1, 10, time.Now)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, err := c.resolve(ctx, "k", func(ctx context.Context) (map[string]providers.Resolved, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the flight's fetch has no deadline")
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
