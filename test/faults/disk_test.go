@@ -25,6 +25,9 @@ type localFault struct {
 	// elsewhere, when set, is a directory that must stay empty (where a
 	// write through a swapped symlink would land).
 	elsewhere func(dir string) string
+	// envDefault leaves env: out of the config, so that the child also
+	// gets every secret in its environment (the default).
+	envDefault bool
 }
 
 // needMounts skips the test when this process cannot mount (not root, or
@@ -79,6 +82,26 @@ func TestFullDisk(t *testing.T) {
 			}
 		},
 		heal: func(t *testing.T, out string) { must(t, os.Remove(filepath.Join(out, "filler"))) },
+	})
+}
+
+// TestNoSignalWhenRenderFails is TestReadOnlyMount with the default
+// environment (no env: section: the child also gets every secret as a
+// variable). A rotation whose files cannot be written changes nothing the
+// child can see, since its environment only changes by a restart: it must
+// not be signalled until the files are written.
+func TestNoSignalWhenRenderFails(t *testing.T) {
+	t.Parallel()
+	needMounts(t)
+	runLocalFault(t, localFault{
+		envDefault: true,
+		setup:      func(t *testing.T, out string) { mount(t, out, out, "", unix.MS_BIND, "") },
+		inject: func(t *testing.T, out string) {
+			must(t, unix.Mount("", out, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""))
+		},
+		heal: func(t *testing.T, out string) {
+			must(t, unix.Mount("", out, "", unix.MS_REMOUNT|unix.MS_BIND, ""))
+		},
 	})
 }
 
@@ -145,11 +168,13 @@ files:
   - {path: out/pair/password, secret: DB_PASSWORD, atomic_dir: true}
   - {path: out/pair/api_key, secret: API_KEY, atomic_dir: true}
 on_change: {signal: HUP}
-# The child reads the files; its environment gets no secret (a rotated
-# value could reach it only by a restart).
-env: {}
 watch: {debounce: 20ms}
 `
+	if !f.envDefault {
+		// The child reads the files; its environment gets no secret (a
+		// rotated value could reach it only by a restart).
+		cfg += "env: {}\n"
+	}
 	a := startAgent(t, dir, agentOptions{config: cfg, child: true, secrets: gens.values})
 	a.waitReady()
 	a.waitFor("the child to start", waitLong, func() bool { s, _ := a.childCounts(); return s == 1 })
