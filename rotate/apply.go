@@ -31,6 +31,10 @@ type applier struct {
 	wake    chan struct{}   // size 1: something was handed
 
 	failed map[int]bool // files whose last render failed; loop-owned
+	// envDue holds the env secrets that changed and whose env action has
+	// not run: it waits while a file using one of them fails to render.
+	// Loop-owned.
+	envDue map[string]bool
 }
 
 // newApplier returns the applier of the engine's options: it learns which
@@ -40,6 +44,7 @@ func newApplier(opts *Options, log *slog.Logger, rand func() float64, values fun
 	a := &applier{
 		opts: opts, log: log, rand: rand, values: values, env: map[string]bool{},
 		pending: map[string]bool{}, wake: make(chan struct{}, 1), failed: map[int]bool{},
+		envDue: map[string]bool{},
 	}
 	for _, n := range opts.EnvSecrets {
 		if _, ok := opts.Secrets[n]; !ok {
@@ -121,7 +126,8 @@ func (a *applier) loop(ctx context.Context) {
 
 // apply re-renders the files that use a changed name (and those whose
 // last render failed) and runs the on_change actions of the files that
-// were rewritten and, when an env secret changed, of the environment.
+// were rewritten and, when an env secret changed and every file using it
+// rendered, of the environment.
 func (a *applier) apply(ctx context.Context, changed []string) {
 	if a.opts.BeforeApply != nil && len(changed) > 0 {
 		a.opts.BeforeApply(a.values())
@@ -168,11 +174,32 @@ func (a *applier) apply(ctx context.Context, changed []string) {
 	}
 	for _, n := range changed {
 		if a.env[n] {
-			p.add(a.envAction())
-			break
+			a.envDue[n] = true
 		}
 	}
+	if len(a.envDue) > 0 && !a.failing(a.envDue) {
+		if act := a.envAction(); act.Kind == ActionSignal {
+			// A signal cannot change a running process's environment:
+			// the child would reload and find nothing new.
+			a.log.Info("secrets of the child's environment changed; their new values reach the child at its next restart",
+				"secrets", sortedKeys(a.envDue), "on_change", act.String())
+		} else {
+			p.add(act)
+		}
+		clear(a.envDue)
+	}
 	a.run(ctx, p)
+}
+
+// failing reports whether a file that uses a name in names failed its
+// last render.
+func (a *applier) failing(names map[string]bool) bool {
+	for i := range a.failed {
+		if a.affects(i, names) {
+			return true
+		}
+	}
+	return false
 }
 
 // affects reports whether file i uses a name in changed.
@@ -201,7 +228,8 @@ func (a *applier) fileAction(i int) Action {
 }
 
 // envAction is the action after a secret of the child's environment
-// changed.
+// changed. A signal is not run for it (apply logs instead), and no env
+// action runs while a file using the changed secrets fails to render.
 func (a *applier) envAction() Action {
 	if a.opts.OnChange != nil {
 		return *a.opts.OnChange

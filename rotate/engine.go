@@ -79,8 +79,9 @@ type Options struct {
 	// changes.
 	Files []File
 	// EnvSecrets are the secret names the child gets through its
-	// environment: a change of one of them needs Options.OnChange, or a
-	// restart when that is nil.
+	// environment: a change of one of them runs Options.OnChange (a
+	// restart when that is nil; never a signal, which cannot change a
+	// running child's environment) once every file using it rendered.
 	EnvSecrets []string
 	// OnChange is the top-level on_change action; nil means restart for
 	// a change in EnvSecrets and none for files.
