@@ -25,9 +25,9 @@ type localFault struct {
 	// elsewhere, when set, is a directory that must stay empty (where a
 	// write through a swapped symlink would land).
 	elsewhere func(dir string) string
-	// envDefault leaves env: out of the config, so that the child also
-	// gets every secret in its environment (the default).
-	envDefault bool
+	// envSecrets lists every secret in env:, so that the child also gets
+	// them in its environment.
+	envSecrets bool
 }
 
 // needMounts skips the test when this process cannot mount (not root, or
@@ -85,16 +85,15 @@ func TestFullDisk(t *testing.T) {
 	})
 }
 
-// TestNoSignalWhenRenderFails is TestReadOnlyMount with the default
-// environment (no env: section: the child also gets every secret as a
-// variable). A rotation whose files cannot be written changes nothing the
+// TestNoSignalWhenRenderFails is TestReadOnlyMount with every secret
+// also in the child's environment (env: lists them). A rotation whose files cannot be written changes nothing the
 // child can see, since its environment only changes by a restart: it must
 // not be signalled until the files are written.
 func TestNoSignalWhenRenderFails(t *testing.T) {
 	t.Parallel()
 	needMounts(t)
 	runLocalFault(t, localFault{
-		envDefault: true,
+		envSecrets: true,
 		setup:      func(t *testing.T, out string) { mount(t, out, out, "", unix.MS_BIND, "") },
 		inject: func(t *testing.T, out string) {
 			must(t, unix.Mount("", out, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""))
@@ -170,7 +169,9 @@ files:
 on_change: {signal: HUP}
 watch: {debounce: 20ms}
 `
-	if !f.envDefault {
+	if f.envSecrets {
+		cfg += "env: {DB_PASSWORD: DB_PASSWORD, API_KEY: API_KEY}\n"
+	} else {
 		// The child reads the files; its environment gets no secret (a
 		// rotated value could reach it only by a restart).
 		cfg += "env: {}\n"
