@@ -69,7 +69,7 @@ func BenchmarkNodeMounts(b *testing.B) {
 						return
 					}
 					srv := New(Options{APIServer: cluster.API.URL, APIServerCA: cluster.CAData})
-					set := srv.newSet(r.cfg, srv.workload(r.pod))
+					set := srv.newSet(r.cfg, srv.workload(r.pod, nil))
 					defer set.Close()
 					set.ObserveCalls(func(providers.Call) { reads.Add(1) })
 					refs := map[string]providers.Ref{}

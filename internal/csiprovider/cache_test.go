@@ -166,3 +166,40 @@ func TestSharedFlightBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPool: a set is reused by its key with the latest tokens, kept while
+// in use, closed after being idle, and the pool stays within its bound.
+func TestPool(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	pl := &pool{idle: time.Minute, max: 2, now: clk.now, sets: map[string]*pooled{}}
+	builds := 0
+	build := func(*pooled) *providers.Set { builds++; return providers.NewSet(providers.Instance{}, nil) }
+	s1, rel1 := pl.acquire("a", map[string]Token{"": {Token: "t1"}}, build)
+	s2, rel2 := pl.acquire("a", map[string]Token{"": {Token: "t2"}}, build)
+	if s1 != s2 || builds != 1 {
+		t.Fatalf("%d builds for two acquisitions of one key", builds)
+	}
+	if tok, _ := pl.sets["a"].token(""); tok.Token != "t2" {
+		t.Fatal("the set does not act with the identity's latest token")
+	}
+	rel1()
+	clk.add(2 * time.Minute)
+	pl.sweep()
+	if pl.sets["a"] == nil {
+		t.Fatal("a set in use was closed")
+	}
+	rel2()
+	clk.add(2 * time.Minute)
+	pl.sweep()
+	if pl.sets["a"] != nil {
+		t.Fatal("an idle set was kept")
+	}
+	for _, k := range []string{"x", "y", "z"} {
+		_, rel := pl.acquire(k, nil, build)
+		rel()
+		clk.add(time.Second)
+	}
+	if len(pl.sets) != 2 || pl.sets["x"] != nil {
+		t.Fatalf("%d sets kept (bound 2), or not the least recently used dropped", len(pl.sets))
+	}
+}

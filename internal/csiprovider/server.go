@@ -90,6 +90,7 @@ type Server struct {
 	logger *slog.Logger
 	shared *shared
 	ids    *identities
+	pool   *pool
 }
 
 // New returns a Server.
@@ -112,6 +113,7 @@ func New(opts Options) *Server {
 	return &Server{opts: opts, logger: logger,
 		shared: newShared(ttl, maxBytes, time.Now),
 		ids:    &identities{review: opts.Reviewer, now: time.Now, seen: map[[32]byte]reviewed{}},
+		pool:   &pool{idle: DefaultLoginIdle, max: DefaultLoginMax, now: time.Now, sets: map[string]*pooled{}},
 	}
 }
 
@@ -137,7 +139,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	log := s.logger.With("pod", r.pod.Namespace+"/"+r.pod.Name)
-	set := s.newSet(r.cfg, s.workload(r.pod))
+	set := s.newSet(r.cfg, s.workload(r.pod, nil))
 	defer func() {
 		if err := set.Close(); err != nil {
 			log.Warn("closing providers", "err", err)
@@ -160,7 +162,14 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	key := shareKey(identity, r.providersYAML, refs)
 	res, shared, err := s.shared.resolve(ctx, key, func(ctx context.Context) (map[string]providers.Resolved, error) {
-		return set.Resolve(ctx, refs)
+		if identity == "" {
+			return set.Resolve(ctx, refs) // no identity to share logins with
+		}
+		pset, release := s.pool.acquire(shareKey(identity, r.providersYAML, nil), r.pod.Tokens, func(p *pooled) *providers.Set {
+			return s.newSet(r.cfg, s.workload(r.pod, p.token))
+		})
+		defer release()
+		return pset.Resolve(ctx, refs)
 	})
 	if err != nil {
 		log.Warn("mount failed", "err", err)
@@ -213,12 +222,17 @@ func objectVersions(res map[string]providers.Resolved) []*v1alpha1.ObjectVersion
 var workloadKinds = []string{"k8s", "vault"}
 
 // workload is the pod's identity for the providers of its mount.
-func (s *Server) workload(pod Pod) *providers.Workload {
+// With latest set, the tokens are those it returns (the latest of the
+// identity's pods: a pooled set outlives the pod it was built for).
+func (s *Server) workload(pod Pod, latest func(audience string) (Token, bool)) *providers.Workload {
+	if latest == nil {
+		latest = func(audience string) (Token, bool) { t, ok := pod.Tokens[audience]; return t, ok }
+	}
 	return &providers.Workload{
 		Namespace: pod.Namespace, ServiceAccount: pod.ServiceAccount,
 		APIServer: s.opts.APIServer, APIServerCA: s.opts.APIServerCA,
 		Token: func(audience string) (string, error) {
-			t, ok := pod.Tokens[audience]
+			t, ok := latest(audience)
 			if !ok || t.Token == "" {
 				return "", fmt.Errorf("the driver passed no ServiceAccount token for audience %q (the CSIDriver object's tokenRequests must list it)", audience)
 			}
@@ -355,6 +369,7 @@ func Serve(ctx context.Context, l net.Listener, s *Server) error {
 			select {
 			case <-t.C:
 				s.shared.sweep()
+				s.pool.sweep()
 			case <-ctx.Done():
 				return
 			}
@@ -369,6 +384,7 @@ func Serve(ctx context.Context, l net.Listener, s *Server) error {
 	case <-ctx.Done():
 		g.GracefulStop()
 		<-errc
+		s.pool.closeAll()
 		return nil
 	}
 }

@@ -5,7 +5,12 @@ package csiprovider
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/providers"
 )
 
 // saToken is a token of ServiceAccount ns/sa for audience.
@@ -131,6 +137,46 @@ files:
 				t.Errorf("%s: leaked value of a secret in the error", who)
 			}
 		}
+	}
+
+	// The remounts of one identity reuse its Vault login: the driver's
+	// rotation reconciler mounting a pod again costs reads, not logins.
+	var logins atomic.Int64
+	target, err := url.Parse(v.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/auth/kubernetes/login") {
+			logins.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer counting.Close()
+	var reads atomic.Int64
+	c2 := serve(t, Options{CacheTTL: -1, ObserveCalls: func(providers.Call) { reads.Add(1) }})
+	tokens, err := json.Marshal(map[string]Token{"vault": {Token: saToken(t, ns, "alice", "vault")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remount := `version: 1
+providers:
+  vault: {kind: vault, address: "` + counting.URL + `", auth: {method: kubernetes, role: alice, audience: vault}}
+secrets:
+  DB_PASSWORD: vault://secret/alice#password
+files:
+  - path: db-password
+    secret: DB_PASSWORD
+`
+	for range 3 {
+		attrs := attributes(t, remount, map[string]string{PodNamespaceKey: ns, ServiceAccountKey: "alice", ServiceAccountTokens: string(tokens)})
+		if _, err := c2.Mount(ctx, &v1alpha1.MountRequest{Attributes: attrs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads.Load() != 3 || logins.Load() != 1 {
+		t.Errorf("3 remounts without a value cache: %d reads and %d logins, want 3 and 1", reads.Load(), logins.Load())
 	}
 
 	// A method with keyward's own credentials is refused, not used.
