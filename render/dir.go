@@ -157,11 +157,11 @@ func (ds *dirSet) open(h *dirHandle) error {
 }
 
 // openDir opens dir (relative to at) for a Write: read-only, so that it can
-// be listed, locked and fsynced, or as O_PATH when it cannot be read.
+// be listed, locked and fsynced, or with oPath when it cannot be read.
 func openDir(at int, dir string) (int, error) {
 	fd, err := unix.Openat(at, dir, dirOpenFlags, 0)
 	if errors.Is(err, unix.EACCES) {
-		fd, err = unix.Openat(at, dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(at, dir, oPath|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	}
 	return fd, err
 }
@@ -209,7 +209,7 @@ func checkCreatable(dir string) error {
 // lockAndSweep locks h and, the first time this process writes into it,
 // sweeps it (under an exclusive lock).
 func (ds *dirSet) lockAndSweep(h *dirHandle) error {
-	key := sweptKey{h.path, h.st.Dev, h.st.Ino}
+	key := sweptKey{h.path, uint64(h.st.Dev), h.st.Ino}
 	first := !wasSwept(key)
 	ok, err := lockDir(h.fd, h.excl || first)
 	if err != nil {
@@ -313,7 +313,7 @@ func (ds *dirSet) create(dir string) (int, error) {
 			// An ancestor may be a symlink (/var/run -> /run).
 			fd, err = unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if errors.Is(err, unix.EACCES) {
-				fd, err = unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				fd, err = unix.Open(d, oPath|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			}
 		}
 		if err == nil {

@@ -268,7 +268,7 @@ func sameFileAt(fd int, name string, data []byte, opts Options) (bool, error) {
 	if err := unix.Fstat(f, &st); err != nil {
 		return false, err
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o7777 != uint32(opts.mode()) || st.Size != int64(len(data)) {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || uint32(st.Mode)&0o7777 != uint32(opts.mode()) || st.Size != int64(len(data)) {
 		return false, nil
 	}
 	if (opts.UID >= 0 && st.Uid != uint32(opts.UID)) || (opts.GID >= 0 && st.Gid != uint32(opts.GID)) {
@@ -354,7 +354,7 @@ func applyOwnerMode(f int, opts Options) error {
 	switch {
 	case uid >= 0 && st.Uid != uint32(uid), gid >= 0 && st.Gid != uint32(gid):
 		return fmt.Errorf("%w: the file system does not keep owner %d:%d (it shows %d:%d)", ErrOwner, uid, gid, st.Uid, st.Gid)
-	case st.Mode&0o7777 != uint32(mode):
+	case uint32(st.Mode)&0o7777 != uint32(mode):
 		return fmt.Errorf("%w: the file system does not keep mode %04o (it shows %04o)", ErrOwner, uint32(mode), st.Mode&0o7777)
 	}
 	return nil
@@ -378,17 +378,6 @@ func checkOwner(uid, gid int) error {
 		}
 	}
 	return nil
-}
-
-// hasCapChown reports whether the process has CAP_CHOWN in its effective
-// set.
-func hasCapChown() bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return os.Geteuid() == 0
-	}
-	return data[0].Effective&(1<<unix.CAP_CHOWN) != 0
 }
 
 // ownerError explains a failed or refused fchown.

@@ -355,6 +355,23 @@ func TestAction(t *testing.T) {
 		}
 	})
 
+	t.Run("a macOS runner installs the darwin binary", func(t *testing.T) {
+		t.Parallel()
+		// This machine cannot run a darwin binary: the release's darwin
+		// file differs from its SHA256SUMS line, so the action stops at
+		// the check of the file it chose, after downloading it.
+		srv.mu.Lock()
+		srv.files["v0.1.3/keyward-darwin-arm64"] = []byte("darwin")
+		srv.files["v0.1.3/SHA256SUMS"] = fmt.Appendf(nil, "%x  keyward-darwin-arm64\n", sha256.Sum256([]byte("other")))
+		srv.mu.Unlock()
+		r := setup(t)
+		r.extraEnv = append(r.extraEnv, "RUNNER_OS=macOS", "RUNNER_ARCH=ARM64")
+		res := r.runAction(root, "v0.1.3", map[string]string{"base-url": srv.baseURL()})
+		if want := "checksum mismatch for keyward-darwin-arm64 v0.1.3: SHA256SUMS says"; res.err == nil || !strings.Contains(res.log, want) {
+			t.Errorf("action: %v, log %q, want an error with %q", res.err, res.log, want)
+		}
+	})
+
 	for _, tt := range []struct {
 		name, ref string
 		with      map[string]string

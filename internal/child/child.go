@@ -356,7 +356,7 @@ func (c *Child) reap(pid int) {
 	defer c.mu.Unlock()
 	var ws unix.WaitStatus
 	for {
-		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		wpid, err := unix.Wait4(pid, &ws, reapWaitFlags, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -397,9 +397,8 @@ func (c *Child) finish() {
 // c.mu (see Signal), then reaps it. Used when keyward is not PID 1.
 func (c *Child) waitLoop(pid int) {
 	defer c.wg.Done()
-	var info unix.Siginfo
 	for {
-		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		err := waitExited(pid)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}

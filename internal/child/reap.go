@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,21 +53,6 @@ func reapRound(log *slog.Logger) {
 			log.Debug("reaped orphaned process", "pid", pid)
 		}
 	}
-}
-
-// siPidOffset is the offset of si_pid in the kernel's siginfo_t: after
-// three int32s, aligned to a pointer (16 on 64-bit, 12 on 32-bit systems).
-// unix.Siginfo does not expose the field.
-const siPidOffset = 8 + unsafe.Sizeof(uintptr(0))
-
-// peekExited returns the pid of a child that has exited, without reaping it,
-// or 0 when none has.
-func peekExited() (int, error) {
-	var info unix.Siginfo
-	if err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
-		return 0, err
-	}
-	return int(*(*int32)(unsafe.Add(unsafe.Pointer(&info), siPidOffset))), nil
 }
 
 // reapLoop is a Child's waiting goroutine when keyward is PID 1: it runs

@@ -20,7 +20,8 @@ var (
 
 // DisableCoreDumps keeps secrets in keyward's memory out of core files and
 // away from other processes: it sets the RLIMIT_CORE soft limit to 0 and
-// marks the process not dumpable (prctl PR_SET_DUMPABLE 0). It tries both and
+// marks the process not dumpable (prctl PR_SET_DUMPABLE 0; on darwin, which
+// has no such flag, RLIMIT_CORE is all, see harden_darwin.go). It tries both and
 // returns every failure, joined; it is safe to call more than once, and from
 // any goroutine (both settings are per process).
 //
@@ -56,8 +57,8 @@ func DisableCoreDumps() error {
 			errs = append(errs, fmt.Errorf("disable core dumps: set RLIMIT_CORE to 0: %w", err))
 		}
 	}
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		errs = append(errs, fmt.Errorf("disable core dumps: prctl PR_SET_DUMPABLE 0: %w", err))
+	if err := notDumpable(); err != nil {
+		errs = append(errs, fmt.Errorf("disable core dumps: %w", err))
 	}
 	return errors.Join(errs...)
 }
@@ -65,11 +66,11 @@ func DisableCoreDumps() error {
 // ChildCoreLimit restores the RLIMIT_CORE soft limit that DisableCoreDumps
 // lowered, so a child started or exec'd next inherits the original policy.
 // keyward itself stays protected by PR_SET_DUMPABLE 0. It does nothing when
-// DisableCoreDumps was not called.
+// DisableCoreDumps was not called, and on darwin (see harden_darwin.go).
 func ChildCoreLimit() error {
 	prevMu.Lock()
 	defer prevMu.Unlock()
-	if prevCore == nil {
+	if prevCore == nil || !restoresChildCoreLimit {
 		return nil
 	}
 	var lim unix.Rlimit

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package kubenode runs a real one-node Kubernetes cluster for keyward's
 // end-to-end tests: etcd, kube-apiserver, containerd with runc and a
 // kubelet, started once per test binary and stopped when its tests end.

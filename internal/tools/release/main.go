@@ -2,8 +2,8 @@
 // (`make release` runs it into dist/):
 //
 //   - keyward-OS-ARCH: static binaries (CGO_ENABLED=0, -trimpath,
-//     -buildvcs=false) for linux on amd64 and arm64 (and any other -targets
-//     keyward builds for), stamped with the version, the commit and the
+//     -buildvcs=false) for linux and darwin on amd64 and arm64 (or the
+//     -targets asked for), stamped with the version, the commit and the
 //     commit's date;
 //   - keyward-OS-ARCH.cdx.json: a CycloneDX SBOM of each binary, made by
 //     the pinned cyclonedx-gomod from the module list the binary embeds;
@@ -43,10 +43,9 @@ import (
 // pkg is keyward's module path; the stamps are its internal/version variables.
 const pkg = "github.com/keyward/keyward"
 
-// defaultTargets are the platforms a release has binaries for.
-// darwin is not one yet: render, internal/child and internal/harden use
-// Linux-only system calls.
-var defaultTargets = []string{"linux/amd64", "linux/arm64"}
+// defaultTargets are the platforms a release has binaries for; the image
+// has the linux ones (ociimage.Platforms).
+var defaultTargets = []string{"darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"}
 
 // stamps are the build's identity, set in internal/version.
 type stamps struct {
@@ -217,20 +216,26 @@ func release(ctx context.Context, c config) error {
 		bins[t] = b
 		fmt.Fprintf(c.Log, "%-24s %6.1f MiB  %s\n", binaryName(t), float64(len(b))/(1<<20), time.Since(start).Round(100*time.Millisecond))
 	}
-	if _, ok := bins["linux/amd64"]; ok {
-		if _, ok := bins["linux/arm64"]; ok {
-			if err := image(c, bins); err != nil {
-				return err
-			}
-		}
+	if err := image(c, bins); err != nil {
+		return err
 	}
 	return writeSums(c.Dist)
 }
 
-// image writes the OCI layout (dist/oci) and its archive.
+// image writes the OCI layout (dist/oci) and its archive from the binaries
+// of bins for the image's platforms (linux; the others have no image), when
+// bins has all of them; with fewer it writes nothing.
 func image(c config, bins map[string][]byte) error {
+	linux := map[string][]byte{}
+	for _, p := range ociimage.Platforms {
+		b, ok := bins[p.String()]
+		if !ok {
+			return nil
+		}
+		linux[p.String()] = b
+	}
 	start := time.Now()
-	idx, err := ociimage.Index(bins, ociimage.Options{Created: c.stamps.Date, Version: c.stamps.Version, Revision: c.stamps.Commit, Source: c.Source})
+	idx, err := ociimage.Index(linux, ociimage.Options{Created: c.stamps.Date, Version: c.stamps.Version, Revision: c.stamps.Commit, Source: c.Source})
 	if err != nil {
 		return err
 	}

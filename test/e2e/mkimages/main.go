@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command mkimages writes the images of keyward's end-to-end tests as
 // docker-save archives for the test node's containerd: keyward's own
 // image, made by the release's builder (internal/ociimage), so the image

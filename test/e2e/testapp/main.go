@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command testapp stands for the application in keyward's end-to-end
 // tests: it runs in a pod on the test node and reports, as JSON lines on
 // stdout (read back through the pod's log), what it sees — its user and
