@@ -9,8 +9,10 @@
 #   make e2e     only the end-to-end tests: keyward in real pods on a real
 #                kubelet (test/e2e; needs root, as CI; part of make test)
 #   make bench   exec-path latency (hyperfine) and Go micro-benchmarks, the
-#                AWS provider's render benchmark against moto, and the fault
-#                suite's long variants (KEYWARD_FAULTS_LONG=1)
+#                token soaks (client credentials; a rotating refresh token
+#                with kill -9), the AWS provider's render benchmark against
+#                moto, and the fault suite's long variants
+#                (KEYWARD_FAULTS_LONG=1)
 #   make fuzz    every fuzz target for FUZZTIME (default 2m) each
 #
 # Tools (staticcheck, gotestsum) are pinned in go.mod and run with `go tool`.
@@ -98,6 +100,7 @@ bench: build servers
 	@bash test/bench/audit.sh $(BIN)
 	@$(GO) run test/bench/buffering.go
 	@bash test/bench/tokens.sh
+	@bash test/bench/refresh.sh $(BIN)
 	@$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./providers/ ./providers/file/ ./providers/gcp/... ./render/... ./internal/mask/... ./internal/scan/... ./internal/audit/
 	@$(GO) test -tags integration -run='^$$' -bench=. -benchmem -count=1 ./providers/aws/
 	@$(GO) test -tags integration -run='^$$' -bench=Resolve1000 -count=1 ./providers/vault/

@@ -462,7 +462,7 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 		return nil, err
 	}
 	t.opts.Metrics.expiry(name, tok.ExpiresAt)
-	t.log.Debug("token refreshed", "token", name, "expires_in", tok.ExpiresAt.Sub(tok.Issued).Round(time.Millisecond))
+	t.log.Debug("token refreshed", "token", name, "expires_in", tok.ExpiresAt.Sub(tok.Issued).Round(time.Millisecond), "took", time.Since(start))
 	return tok, nil
 }
 

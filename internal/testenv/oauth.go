@@ -2,10 +2,13 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,7 +32,34 @@ type OAuthClient struct {
 	SigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
 	// SANDNS is the DNS name the certificate of tls_client_auth must have.
 	SANDNS string `json:"tls_client_auth_san_dns,omitempty"`
+	// GrantTypes, ResponseTypes and RedirectURIs register a client for
+	// the authorization-code grant (see AuthorizationCode); the default
+	// is client_credentials only.
+	GrantTypes    []string `json:"grant_types,omitempty"`
+	ResponseTypes []string `json:"response_types,omitempty"`
+	RedirectURIs  []string `json:"redirect_uris,omitempty"`
+	// ReuseGrace lets a rotated (consumed) refresh token of the client be
+	// used again for that many seconds, as Okta's and Auth0's rotation
+	// settings allow; 0 is oidc-provider's own rule: reuse revokes the
+	// grant.
+	ReuseGrace int `json:"refresh_reuse_grace,omitempty"`
 }
+
+// CodeClient returns a client for the authorization-code grant with
+// refresh tokens (see AuthorizationCode), authenticating with secret, or
+// a public one (auth none) when secret is "".
+func CodeClient(id, secret string) OAuthClient {
+	c := OAuthClient{ID: id, Secret: secret, GrantTypes: []string{"authorization_code", "refresh_token"},
+		ResponseTypes: []string{"code"}, RedirectURIs: []string{codeRedirect}}
+	if secret == "" {
+		c.Auth = "none"
+	}
+	return c
+}
+
+// codeRedirect is where the authorization server sends the code; nothing
+// listens there: AuthorizationCode stops at the redirect.
+const codeRedirect = "http://127.0.0.1:9/callback"
 
 // OAuth is oidc-provider (test/servers/oauth.sh, oauth/server.mjs) started
 // by StartOAuth on free 127.0.0.1 ports: HTTP, and HTTPS asking for a client
@@ -166,7 +196,9 @@ func (o *OAuth) post(ctx context.Context, path string, c OAuthClient, form url.V
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(c.ID, c.Secret)
+	if c.Secret != "" {
+		req.SetBasicAuth(c.ID, c.Secret)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("oauth %s: %w", path, err)
@@ -180,6 +212,69 @@ func (o *OAuth) post(ctx context.Context, path string, c OAuthClient, form url.V
 		return nil, fmt.Errorf("oauth %s: %s", path, resp.Status)
 	}
 	return b, nil
+}
+
+// AuthorizationCode runs the authorization-code grant once for c (a
+// CodeClient), as a person's browser would, with PKCE: the authorization
+// request, the server's login and consent (which approve at once), and
+// the code's exchange at the token endpoint. It returns the refresh token
+// (and the access token) of the grant. scope may be empty; resource picks
+// the access token's format and lifetime.
+func (o *OAuth) AuthorizationCode(ctx context.Context, c OAuthClient, scope, resource string) (refresh, access string, err error) {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return "", "", err
+	}
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), codeRedirect) {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	verifier := strings.Repeat("keyward-pkce-verifier-", 3)
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"client_id": {c.ID}, "response_type": {"code"}, "redirect_uri": {codeRedirect},
+		"scope": {strings.TrimSpace("openid offline_access " + scope)}, "state": {"s1"}, "prompt": {"consent"},
+		"code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	if resource != "" {
+		q.Set("resource", resource)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL+"/auth?"+q.Encode(), nil)
+	if err != nil {
+		return "", "", err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("authorization request: %w", err)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if err != nil || !strings.HasPrefix(loc.String(), codeRedirect) {
+		return "", "", fmt.Errorf("authorization request ended with %s, not a redirect with a code", resp.Status)
+	}
+	code := loc.Query().Get("code")
+	if code == "" {
+		return "", "", fmt.Errorf("authorization refused: %s: %s", loc.Query().Get("error"), loc.Query().Get("error_description"))
+	}
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {codeRedirect}, "code_verifier": {verifier}}
+	if resource != "" {
+		form.Set("resource", resource)
+	}
+	if c.Secret == "" {
+		form.Set("client_id", c.ID)
+	}
+	b, err := o.post(ctx, "/token", c, form)
+	if err != nil {
+		return "", "", err
+	}
+	var tok struct {
+		Refresh string `json:"refresh_token"`
+		Access  string `json:"access_token"`
+	}
+	if err := json.Unmarshal(b, &tok); err != nil || tok.Refresh == "" {
+		return "", "", fmt.Errorf("token response without a refresh token (%v)", err)
+	}
+	return tok.Refresh, tok.Access, nil
 }
 
 // LogTail returns the end of the server's log, for failure messages.
