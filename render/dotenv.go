@@ -210,43 +210,52 @@ func encodePython(v []byte) ([]byte, error) {
 	if pythonInterpolation.Match(v) {
 		return nil, errors.New("value contains ${...}, which python-dotenv expands (interpolate=True, its default) and has no escape for")
 	}
-	if dotenvPlain(v) || pythonUnquoted(string(v)) {
+	if dotenvPlain(v) || unquotedFits(string(v), pySpace) {
 		return v, nil
 	}
 	if bytes.HasSuffix(v, []byte(`\`)) {
 		return nil, errors.New("value ends with a backslash and needs quotes, which python-dotenv then misreads")
 	}
+	return doubleQuoted(v, false), nil
+}
+
+// doubleQuoted returns v between double quotes with \\ and \" (and \$ when
+// dollar is set) escaped and newline and carriage return written \n and \r.
+func doubleQuoted(v []byte, dollar bool) []byte {
 	var b bytes.Buffer
 	b.WriteByte('"')
 	for _, c := range v {
-		switch c {
-		case '\\', '"':
+		switch {
+		case c == '\\' || c == '"' || (dollar && c == '$'):
 			b.WriteByte('\\')
 			b.WriteByte(c)
-		case '\n':
+		case c == '\n':
 			b.WriteString(`\n`)
-		case '\r':
+		case c == '\r':
 			b.WriteString(`\r`)
 		default:
 			b.WriteByte(c)
 		}
 	}
 	b.WriteByte('"')
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
-func pythonUnquoted(s string) bool {
+// unquotedFits reports whether s can stand unquoted for a reader that takes
+// space for whitespace: not empty, no newline or carriage return, no quote
+// first, no whitespace at either end and no whitespace followed by #.
+func unquotedFits(s string, space func(rune) bool) bool {
 	if s == "" || strings.ContainsAny(s, "\r\n") || s[0] == '\'' || s[0] == '"' {
 		return false
 	}
 	first, _ := utf8.DecodeRuneInString(s)
 	last, _ := utf8.DecodeLastRuneInString(s)
-	if pySpace(first) || pySpace(last) {
+	if space(first) || space(last) {
 		return false
 	}
 	prev := 'x'
 	for _, r := range s {
-		if r == '#' && pySpace(prev) {
+		if r == '#' && space(prev) {
 			return false
 		}
 		prev = r
@@ -341,44 +350,9 @@ func encodeGodotenv(v []byte) ([]byte, error) {
 	case !strings.ContainsAny(s, "'\r") && !strings.HasSuffix(s, `\`):
 		return []byte("'" + s + "'"), nil
 	case !strings.HasSuffix(s, `\`) && !strings.HasSuffix(s, `"`):
-		var b bytes.Buffer
-		b.WriteByte('"')
-		for _, c := range v {
-			switch c {
-			case '\\', '"', '$':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case '\n':
-				b.WriteString(`\n`)
-			case '\r':
-				b.WriteString(`\r`)
-			default:
-				b.WriteByte(c)
-			}
-		}
-		b.WriteByte('"')
-		return b.Bytes(), nil
-	case utf8.ValidString(s) && godotenvUnquoted(s):
+		return doubleQuoted(v, true), nil
+	case utf8.ValidString(s) && unquotedFits(s, godotenvSpace):
 		return []byte(strings.ReplaceAll(s, "$", `\$`)), nil
 	}
 	return nil, errors.New("value needs quotes, holds a ' or a carriage return and ends with a backslash or a double quote: godotenv has no quoting that keeps it")
-}
-
-func godotenvUnquoted(s string) bool {
-	if s == "" || strings.ContainsAny(s, "\r\n") || s[0] == '\'' || s[0] == '"' {
-		return false
-	}
-	first, _ := utf8.DecodeRuneInString(s)
-	last, _ := utf8.DecodeLastRuneInString(s)
-	if godotenvSpace(first) || godotenvSpace(last) {
-		return false
-	}
-	prev := 'x'
-	for _, r := range s {
-		if r == '#' && godotenvSpace(prev) {
-			return false
-		}
-		prev = r
-	}
-	return true
 }
