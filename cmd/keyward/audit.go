@@ -54,22 +54,11 @@ be read, 2 usage, 78 the config or the allow-list is invalid.`,
 
   # for GitHub code scanning
   keyward audit --format sarif . > audit.sarif`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("audit needs at least one PATH: keyward audit [-c FILE] PATH...")
-			}
-			return nil
-		},
+		Args: needPaths("audit"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "text" && format != "sarif" {
-				return usageError("invalid --format %q: want text or sarif", format)
-			}
-			limit, err := parseSize(maxSize)
+			limit, err := checkSearchFlags(format, maxSize, minLen)
 			if err != nil {
-				return usageError("--max-size: %v", err)
-			}
-			if minLen < mask.MinPatternLength {
-				return usageError("--min-length must be at least %d", mask.MinPatternLength)
+				return err
 			}
 			allow, err := audit.LoadAllowList(allowFile, args)
 			if err != nil {

@@ -55,22 +55,11 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 
   # for GitHub code scanning (upload keyward.sarif with codeql-action/upload-sarif)
   keyward scan -c keyward.yaml --format sarif dist/ > keyward.sarif`,
-		Args: func(_ *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("scan needs at least one PATH: keyward scan [-c FILE] PATH...")
-			}
-			return nil
-		},
+		Args: needPaths("scan"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "text" && format != "sarif" {
-				return usageError("invalid --format %q: want text or sarif", format)
-			}
-			limit, err := parseSize(maxSize)
+			limit, err := checkSearchFlags(format, maxSize, minLen)
 			if err != nil {
-				return usageError("--max-size: %v", err)
-			}
-			if minLen < mask.MinPatternLength {
-				return usageError("--min-length must be at least %d", mask.MinPatternLength)
+				return err
 			}
 			ctx, set, done, err := knownValues(cmd, g, minLen, envFileRefs)
 			if err != nil {
@@ -97,6 +86,32 @@ fetched or a file could not be read, 2 usage, 78 the config is invalid.`,
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"text", "sarif"}, cobra.ShellCompDirectiveNoFileComp))
 	envFileRefsFlag(cmd, &envFileRefs)
 	return cmd
+}
+
+// needPaths is the Args of scan and audit, which want at least one PATH.
+func needPaths(name string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageError("%s needs at least one PATH: keyward %s [-c FILE] PATH...", name, name)
+		}
+		return nil
+	}
+}
+
+// checkSearchFlags checks the --format, --max-size and --min-length of scan
+// and audit, and returns the size limit that --max-size gives.
+func checkSearchFlags(format, maxSize string, minLen int) (int64, error) {
+	if format != "text" && format != "sarif" {
+		return 0, usageError("invalid --format %q: want text or sarif", format)
+	}
+	limit, err := parseSize(maxSize)
+	if err != nil {
+		return 0, usageError("--max-size: %v", err)
+	}
+	if minLen < mask.MinPatternLength {
+		return 0, usageError("--min-length must be at least %d", mask.MinPatternLength)
+	}
+	return limit, nil
 }
 
 // knownValues resolves the values that scan and audit search for: the
