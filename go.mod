@@ -3,6 +3,7 @@ module github.com/keyward/keyward
 go 1.26.0
 
 require (
+	cloud.google.com/go/auth v0.20.0
 	cloud.google.com/go/secretmanager v1.23.0
 	github.com/BobuSumisu/aho-corasick v1.0.3
 	github.com/CycloneDX/cyclonedx-go v0.9.3
@@ -40,7 +41,6 @@ require (
 )
 
 require (
-	cloud.google.com/go/auth v0.20.0 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.2.8 // indirect
 	cloud.google.com/go/compute/metadata v0.9.0 // indirect
 	cloud.google.com/go/iam v1.12.0 // indirect

@@ -1,5 +1,8 @@
 package providers
 
+// The Set's calls of the optional capabilities that are not reads: Write
+// and Credential (Fetch, ProbeVersion and Renew are in fetch.go).
+
 import (
 	"context"
 	"errors"
@@ -25,4 +28,24 @@ func (s *Set) Write(ctx context.Context, ref Ref, value []byte, from string) (st
 		return err
 	})
 	return v, err
+}
+
+// OpCredential is the operation a Call names for Set.Credential.
+const OpCredential = "credential"
+
+// Credential asks the instance named scheme for a credential (see
+// CredentialSource), as Fetch does its call. An instance that is no
+// CredentialSource gives an error wrapping errors.ErrUnsupported.
+func (s *Set) Credential(ctx context.Context, scheme string, req CredentialRequest) (Secret, error) {
+	var sec Secret
+	err := s.with(ctx, scheme, OpCredential, func(ctx context.Context, p Provider) error {
+		cs, ok := p.(CredentialSource)
+		if !ok {
+			return fmt.Errorf("provider %s hands out no credentials of its own: %w", scheme, errors.ErrUnsupported)
+		}
+		var err error
+		sec, err = cs.Credential(ctx, req)
+		return err
+	})
+	return sec, err
 }

@@ -99,3 +99,31 @@ type Writer interface {
 // ErrConflict is wrapped by Writer.Write when the secret changed since the
 // version the write was based on.
 var ErrConflict = errors.New("the secret changed since it was read")
+
+// CredentialSource is a provider that can hand out a short-lived
+// credential for a workload that talks to the store's platform itself:
+// keyward's own Vault token (as Vault Agent's token sink does), temporary
+// AWS credentials, a Google access or ID token. keyward's tokens with
+// source: vault, aws or gcp serve it. Credential returns it as a Secret:
+// Value is the credential as a workload presents it, Data holds its parts
+// where it has several (AWS: AccessKeyId, SecretAccessKey, SessionToken),
+// and Lease (Obtained and Duration) says when it expires; nil when it does
+// not, or nobody knows. A request field the kind does not use is an error
+// wrapping ErrInvalidReference. Errors follow Fetch's rules.
+type CredentialSource interface {
+	Credential(ctx context.Context, req CredentialRequest) (Secret, error)
+}
+
+// CredentialRequest says which credential a CredentialSource hands out.
+type CredentialRequest struct {
+	// RoleARN (AWS) is a role to assume with STS AssumeRole, under
+	// SessionName; without it, the credentials of the default chain, made
+	// temporary with STS GetSessionToken when they are long-lived.
+	RoleARN, SessionName string
+	// Scopes (GCP) are the OAuth2 scopes of an access token.
+	Scopes []string
+	// Audience (GCP) asks for an ID token for this audience instead.
+	Audience string
+	// Duration is the lifetime asked for; 0 leaves it to the store.
+	Duration time.Duration
+}

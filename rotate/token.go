@@ -60,6 +60,17 @@ type TokenSpec struct {
 	// Name is the entry's name; it appears in logs, errors, metrics and
 	// the endpoint's path.
 	Name string
+	// Source is SourceOAuth2 ("" too) for the OAuth2 grants that the
+	// fields below configure, or SourceVault, SourceAWS or SourceGCP for the
+	// credential Provider hands out (Credential asks for it).
+	Source string
+	// Provider is the provider instance of a source other than OAuth2 (of
+	// kind vault, awssm or gcpsm for SourceVault, SourceAWS, SourceGCP).
+	Provider string
+	// Credential is what a source other than OAuth2 is asked for.
+	Credential providers.CredentialRequest
+	// Profile names the profile of the TokenFileCredentials format.
+	Profile string
 	// TokenURL is the authorization server's token endpoint.
 	TokenURL string
 	// Grant is oauth.GrantClientCredentials ("" too) or
@@ -99,7 +110,8 @@ type TokenSpec struct {
 	DefaultLifetime time.Duration
 	// File is where the token is written (atomically, 0600); "" for none.
 	File string
-	// FileFormat is TokenFileRaw or TokenFileJSON.
+	// FileFormat is TokenFileRaw or TokenFileJSON, or for source aws
+	// TokenFileCredentialProcess or TokenFileCredentials.
 	FileFormat string
 }
 
@@ -115,6 +127,10 @@ type Token struct {
 	ExpiresAt time.Time
 	// Issued is when keyward sent the request that obtained it.
 	Issued time.Time
+
+	// parts are the parts of a credential with several (AWS), by the
+	// names the provider gives them.
+	parts map[string]providers.Value
 }
 
 // TokenOptions configure a Tokens.
@@ -206,41 +222,19 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		if s.Name == "" || t.byName[s.Name] != nil {
 			return nil, fmt.Errorf("tokens: empty or duplicate name %q", s.Name)
 		}
-		if s.TokenURL == "" {
-			return nil, fmt.Errorf("token %s: no token_url", s.Name)
-		}
-		if s.Auth == "" {
-			s.Auth = oauth.ClientSecretBasic
-		}
-		switch s.Grant {
-		case "", oauth.GrantClientCredentials:
-			s.Grant = oauth.GrantClientCredentials
-			if s.Auth == oauth.None {
-				return nil, fmt.Errorf("token %s: the client_credentials grant needs client authentication", s.Name)
-			}
-		case oauth.GrantRefreshToken:
-			if err := opts.Providers.CheckRef(s.RefreshToken); err != nil {
-				return nil, fmt.Errorf("token %s: refresh_token: %w", s.Name, err)
-			}
-		default:
-			return nil, fmt.Errorf("token %s: unknown grant %q", s.Name, s.Grant)
-		}
-		refs, err := clientRefs(s)
-		if err != nil {
+		if err := checkSpec(&s, opts.Providers); err != nil {
 			return nil, fmt.Errorf("token %s: %w", s.Name, err)
-		}
-		for _, r := range refs {
-			if err := opts.Providers.CheckRef(r.ref); err != nil {
-				return nil, fmt.Errorf("token %s: %s: %w", s.Name, r.what, err)
-			}
-		}
-		if s.SigningAlg != "" && !slices.Contains(oauth.SigningAlgs(), s.SigningAlg) {
-			return nil, fmt.Errorf("token %s: unknown signing_alg %q", s.Name, s.SigningAlg)
 		}
 		if s.FileFormat == "" {
 			s.FileFormat = TokenFileRaw
 		}
-		if s.FileFormat != TokenFileRaw && s.FileFormat != TokenFileJSON {
+		switch s.FileFormat {
+		case TokenFileRaw, TokenFileJSON:
+		case TokenFileCredentialProcess, TokenFileCredentials:
+			if s.Source != SourceAWS {
+				return nil, fmt.Errorf("token %s: file format %q is for source %s only", s.Name, s.FileFormat, SourceAWS)
+			}
+		default:
 			return nil, fmt.Errorf("token %s: unknown file format %q", s.Name, s.FileFormat)
 		}
 		st := &tokenState{spec: s, wake: make(chan struct{}, 1), logFail: backoff.Every{Interval: DefaultLogEvery}}
@@ -248,6 +242,53 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 		t.order = append(t.order, st)
 	}
 	return t, nil
+}
+
+// checkSpec checks s (filling in defaults) without I/O.
+func checkSpec(s *TokenSpec, set *providers.Set) error {
+	switch s.Source {
+	case "", SourceOAuth2:
+		s.Source = SourceOAuth2
+	case SourceVault, SourceAWS, SourceGCP:
+		if !set.Known(s.Provider) {
+			return fmt.Errorf("source %s: no provider instance %q", s.Source, s.Provider)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown source %q", s.Source)
+	}
+	if s.TokenURL == "" {
+		return errors.New("no token_url")
+	}
+	if s.Auth == "" {
+		s.Auth = oauth.ClientSecretBasic
+	}
+	switch s.Grant {
+	case "", oauth.GrantClientCredentials:
+		s.Grant = oauth.GrantClientCredentials
+		if s.Auth == oauth.None {
+			return errors.New("the client_credentials grant needs client authentication")
+		}
+	case oauth.GrantRefreshToken:
+		if err := set.CheckRef(s.RefreshToken); err != nil {
+			return fmt.Errorf("refresh_token: %w", err)
+		}
+	default:
+		return fmt.Errorf("unknown grant %q", s.Grant)
+	}
+	refs, err := clientRefs(*s)
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := set.CheckRef(r.ref); err != nil {
+			return fmt.Errorf("%s: %w", r.what, err)
+		}
+	}
+	if s.SigningAlg != "" && !slices.Contains(oauth.SigningAlgs(), s.SigningAlg) {
+		return fmt.Errorf("unknown signing_alg %q", s.SigningAlg)
+	}
+	return nil
 }
 
 // Names returns the token names in configuration order.
@@ -523,6 +564,9 @@ func (t *Tokens) oauthClient(ctx context.Context, s TokenSpec) (oauth.Client, er
 // refresh token first.
 func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 	s := st.spec
+	if s.Source != SourceOAuth2 {
+		return t.sourced(ctx, st)
+	}
 	if refreshGrant(s) {
 		if tok, err := t.flushPending(ctx, st); tok != nil || err != nil {
 			return tok, err
@@ -653,8 +697,13 @@ type tokenFileJSON struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-// encode returns the token in the file format.
-func (tok *Token) encode(format string) []byte {
+// encode returns the token in the file format (profile: of the AWS
+// credentials file).
+func (tok *Token) encode(format, profile string) []byte {
+	switch format {
+	case TokenFileCredentialProcess, TokenFileCredentials:
+		return tok.encodeAWS(format, profile)
+	}
 	if format == TokenFileJSON {
 		b, _ := json.Marshal(tokenFileJSON{AccessToken: tok.AccessToken.Reveal(), TokenType: tok.TokenType, ExpiresAt: tok.ExpiresAt.UTC()})
 		return append(b, '\n')
@@ -666,7 +715,7 @@ func (t *Tokens) writeFile(st *tokenState, tok *Token) error {
 	if st.spec.File == "" {
 		return nil
 	}
-	if _, err := render.WriteFile(st.spec.File, tok.encode(st.spec.FileFormat), render.Options{UID: -1, GID: -1}); err != nil {
+	if _, err := render.WriteFile(st.spec.File, tok.encode(st.spec.FileFormat, st.spec.Profile), render.Options{UID: -1, GID: -1}); err != nil {
 		return &TokenError{Token: st.spec.Name, Op: "write file", Err: err}
 	}
 	return nil
@@ -782,7 +831,7 @@ func retryable(err error) bool {
 		// it, whatever the store said (a policy may be fixed meanwhile).
 		return true
 	}
-	if errors.Is(err, ErrRefreshTokenRefused) {
+	if errors.Is(err, ErrRefreshTokenRefused) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, providers.ErrInvalidReference) {
 		return false
 	}
 	if errors.As(err, &te) && strings.HasPrefix(te.Op, "read ") {

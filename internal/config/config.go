@@ -66,6 +66,28 @@ const (
 	AuthNone = "none"
 )
 
+// Token sources (tokens.*.source).
+const (
+	// TokenSourceOAuth2 is an OAuth2 grant (the default).
+	TokenSourceOAuth2 = "oauth2"
+	// TokenSourceVault is keyward's own Vault token (of a vault instance).
+	TokenSourceVault = "vault"
+	// TokenSourceAWS is temporary AWS credentials (of an awssm instance).
+	TokenSourceAWS = "aws"
+	// TokenSourceGCP is a Google access or ID token (of a gcpsm instance).
+	TokenSourceGCP = "gcp"
+)
+
+// TokenSourceKinds is the provider kind of each source other than OAuth2,
+// whose default instance serves it when provider is not given.
+var TokenSourceKinds = map[string]string{TokenSourceVault: "vault", TokenSourceAWS: "awssm", TokenSourceGCP: "gcpsm"}
+
+// AWS credential file formats (tokens.*.file_format, source aws).
+const (
+	TokenFileCredentialProcess = "credential_process"
+	TokenFileCredentials       = "credentials"
+)
+
 // Token grants (tokens.*.grant).
 const (
 	// GrantClientCredentials is the client-credentials grant (the default).
@@ -177,8 +199,21 @@ type File struct {
 	templateLine int // config line of the template's first line
 }
 
-// Token is one entry of tokens:, an OAuth2 client-credentials grant.
+// Token is one entry of tokens:, an OAuth2 grant or the credential of a
+// provider instance.
 type Token struct {
+	// Source is TokenSourceOAuth2 (default), TokenSourceVault,
+	// TokenSourceAWS or TokenSourceGCP.
+	Source string
+	// Provider is the provider instance of a source other than OAuth2
+	// (after Parse, the default instance of its kind when not given).
+	Provider string
+	// RoleARN and SessionName (aws): a role to assume with STS.
+	RoleARN, SessionName string
+	// Duration (aws) is the lifetime asked of STS; 0 for its default.
+	Duration time.Duration
+	// Profile (aws) names the profile of the credentials file format.
+	Profile string
 	// TokenURL is the token endpoint; https unless the host is loopback.
 	TokenURL string
 	// Grant is GrantClientCredentials (default) or GrantRefreshToken.
@@ -217,6 +252,8 @@ type Token struct {
 	FileFormat string
 	// Line is the line of the entry.
 	Line int
+
+	keys map[string]bool // the keys the entry sets
 }
 
 // Watch is the watch: section.
@@ -598,7 +635,7 @@ func (d *decoder) id(n *yaml.Node, path string) *int {
 	return &v
 }
 
-var tokenKeys = []string{"token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
+var tokenKeys = []string{"source", "provider", "role_arn", "session_name", "duration", "profile", "token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
 
 func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	ps, ok := d.mapping(n, "tokens")
@@ -609,7 +646,7 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	for _, p := range ps {
 		path := join("tokens", p.key)
 		d.lines[path] = p.keyNode.Line
-		t := Token{Grant: GrantClientCredentials, AuthStyle: AuthBasic, RefreshBefore: DefaultRefreshBefore, Line: p.keyNode.Line}
+		t := Token{Source: TokenSourceOAuth2, Grant: GrantClientCredentials, AuthStyle: AuthBasic, RefreshBefore: DefaultRefreshBefore, Line: p.keyNode.Line, keys: map[string]bool{}}
 		var keys map[string]*yaml.Node
 		if !isNull(p.val) {
 			keys, _ = d.object(p.val, path, tokenKeys...)
@@ -620,7 +657,20 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 				continue
 			}
 			kp := join(path, key)
+			t.keys[key] = true
 			switch key {
+			case "source":
+				t.Source, _ = d.str(v, kp)
+			case "provider":
+				t.Provider, _ = d.str(v, kp)
+			case "role_arn":
+				t.RoleARN, _ = d.str(v, kp)
+			case "session_name":
+				t.SessionName, _ = d.str(v, kp)
+			case "duration":
+				t.Duration, _ = d.duration(v, kp)
+			case "profile":
+				t.Profile, _ = d.str(v, kp)
 			case "token_url":
 				t.TokenURL, _ = d.str(v, kp)
 			case "grant":
@@ -751,6 +801,9 @@ func (c *Config) setDefaults() {
 		t.File = c.resolve(t.File)
 		if t.File != "" && t.FileFormat == "" {
 			t.FileFormat = TokenFileRaw
+		}
+		if kind, ok := TokenSourceKinds[t.Source]; ok && t.Provider == "" {
+			t.Provider = kind
 		}
 		c.Tokens[name] = t
 	}

@@ -583,8 +583,26 @@ func TestTokenAuthMethods(t *testing.T) {
 		"public-client":    {Grant: GrantRefreshToken, AuthStyle: AuthNone, RefreshToken: providers.Ref{Scheme: "file", Path: "/var/lib/app/refresh_token"}},
 		"mtls-self-signed": {AuthStyle: AuthSelfSignedTLSClient, Certificate: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.crt"}, PrivateKey: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.key"}},
 	}
+	sources := map[string]Token{
+		"vault-token": {Source: TokenSourceVault, Provider: "vault"},
+		"aws-role":    {Source: TokenSourceAWS, Provider: "awssm", RoleARN: "arn:aws:iam::123456789012:role/deployer", SessionName: "ci", Duration: time.Hour, Profile: "deploy", FileFormat: TokenFileCredentials},
+		"aws-process": {Source: TokenSourceAWS, Provider: "awssm", FileFormat: TokenFileCredentialProcess},
+		"gcp-access":  {Source: TokenSourceGCP, Provider: "gcpsm", Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}},
+		"gcp-id":      {Source: TokenSourceGCP, Provider: "gcpsm", Audience: "https://api.example.run.app"},
+	}
+	for name, w := range sources {
+		got := c.Tokens[name]
+		if got.Source != w.Source || got.Provider != w.Provider || got.RoleARN != w.RoleARN || got.SessionName != w.SessionName ||
+			got.Duration != w.Duration || got.Profile != w.Profile || got.Audience != w.Audience || !reflect.DeepEqual(got.Scopes, w.Scopes) ||
+			(w.FileFormat != "" && got.FileFormat != w.FileFormat) {
+			t.Errorf("token %s = %+v, want %+v", name, got, w)
+		}
+	}
 	for name, w := range want {
 		got := c.Tokens[name]
+		if got.Source != TokenSourceOAuth2 {
+			t.Errorf("token %s: source %q", name, got.Source)
+		}
 		if w.Grant == "" {
 			w.Grant = GrantClientCredentials
 		}

@@ -169,6 +169,14 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"auth none with client creds":  base + "tokens:\n  t:\n    token_url: https://a/t\n    client_id: vault://a#i\n    auth: none\n    file: /t\n",
 		"auth none with secret":        base + tok + "    auth: none\n    grant: refresh_token\n    refresh_token: vault://a#r\n",
 		"reserved refresh_token param": base + tok + "    params: {refresh_token: x}\n",
+		"unknown source":               base + "tokens:\n  t: {source: azure, file: /t}\n",
+		"vault source with token_url":  base + "tokens:\n  t: {source: vault, token_url: \"https://a/t\", file: /t}\n",
+		"gcp source with role_arn":     base + "tokens:\n  t: {source: gcp, role_arn: \"arn:aws:iam::123456789012:role/x\", file: /t}\n",
+		"gcp scopes and audience":      base + "tokens:\n  t: {source: gcp, scopes: [a], audience: b, file: /t}\n",
+		"aws format for oauth2":        base + tok + "    file_format: credentials\n",
+		"profile without credentials":  base + "tokens:\n  t: {source: aws, profile: p, file: /t}\n",
+		"aws bad role_arn":             base + "tokens:\n  t: {source: aws, role_arn: deployer, file: /t}\n",
+		"oauth2 key role_arn":          base + tok + "    role_arn: arn:aws:iam::123456789012:role/x\n",
 	}
 	for name, src := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -380,13 +380,15 @@ func (v *validator) tokens() {
 		if !tokenNameRe.MatchString(name) {
 			v.add(path, t.Line, "invalid token name (letters, digits, '.', '_' or '-', starting with a letter or digit)")
 		}
-		v.tokenURL(at("token_url"), t)
-		if t.ClientID.Scheme == "" {
-			v.add(at("client_id"), t.Line, "client_id is required (a reference)")
-		} else {
-			v.checkRef(at("client_id"), t.Line, t.ClientID)
+		if v.tokenSource(path, t) {
+			v.tokenURL(at("token_url"), t)
+			if t.ClientID.Scheme == "" {
+				v.add(at("client_id"), t.Line, "client_id is required (a reference)")
+			} else {
+				v.checkRef(at("client_id"), t.Line, t.ClientID)
+			}
+			v.tokenAuth(path, t)
 		}
-		v.tokenAuth(path, t)
 		for i, s := range t.Scopes {
 			if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
 				v.add(index(at("scopes"), i), t.Line, "a scope must be non-empty and contain no space, '\"' or '\\'")
@@ -411,14 +413,72 @@ func (v *validator) tokens() {
 		switch {
 		case t.File == "" && t.FileFormat != "":
 			v.add(at("file_format"), t.Line, "file_format needs file")
-		case t.File != "" && t.FileFormat != TokenFileRaw && t.FileFormat != TokenFileJSON:
-			v.add(at("file_format"), t.Line, "unknown file_format %q (want raw or json)", t.FileFormat)
+		case t.File == "", t.FileFormat == TokenFileRaw, t.FileFormat == TokenFileJSON:
+		case t.FileFormat == TokenFileCredentialProcess, t.FileFormat == TokenFileCredentials:
+			if t.Source != TokenSourceAWS {
+				v.add(at("file_format"), t.Line, "file_format %s is for source: %s only", t.FileFormat, TokenSourceAWS)
+			}
+		default:
+			v.add(at("file_format"), t.Line, "unknown file_format %q (want raw or json; for source: aws also credential_process or credentials)", t.FileFormat)
+		}
+		if t.keys["profile"] && t.FileFormat != TokenFileCredentials {
+			v.add(at("profile"), t.Line, "profile is used only with file_format: %s", TokenFileCredentials)
 		}
 		if t.File == "" && v.c.Server == nil && !v.c.broken[at("file")] {
 			v.add(path, t.Line, "token goes nowhere: set file or configure server")
 		}
 	}
 }
+
+// tokenSourceKeys are the keys each token source takes, besides source,
+// refresh_before, default_lifetime, file and file_format.
+var tokenSourceKeys = map[string][]string{
+	TokenSourceOAuth2: {"token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate",
+		"key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth"},
+	TokenSourceVault: {"provider"},
+	TokenSourceAWS:   {"provider", "role_arn", "session_name", "duration", "profile"},
+	TokenSourceGCP:   {"provider", "scopes", "audience"},
+}
+
+// tokenSource checks t's source and the keys it takes, and reports
+// whether t is an OAuth2 grant (whose keys are checked next).
+func (v *validator) tokenSource(path string, t Token) bool {
+	at := func(key string) string { return join(path, key) }
+	keys, ok := tokenSourceKeys[t.Source]
+	if !ok {
+		v.add(at("source"), t.Line, "unknown source %q (want oauth2, vault, aws or gcp)", t.Source)
+		return false
+	}
+	for _, k := range tokenKeys {
+		switch k {
+		case "source", "refresh_before", "default_lifetime", "file", "file_format":
+			continue
+		}
+		if t.keys[k] && !slices.Contains(keys, k) {
+			v.add(at(k), t.Line, "%s is not used with source: %s", k, t.Source)
+		}
+	}
+	if t.Source == TokenSourceOAuth2 {
+		return true
+	}
+	kind := TokenSourceKinds[t.Source]
+	if got, ok := v.kinds[t.Provider]; !ok || got != kind {
+		v.add(at("provider"), t.Line, "source: %s needs a provider instance of kind %s, and %q is none", t.Source, kind, t.Provider)
+	}
+	if t.RoleARN != "" && !awsRoleARNRe.MatchString(t.RoleARN) {
+		v.add(at("role_arn"), t.Line, "not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+	}
+	if t.Duration != 0 && (t.Duration < 15*time.Minute || t.Duration > 12*time.Hour) {
+		v.add(at("duration"), t.Line, "must be between 15m and 12h (what STS allows)")
+	}
+	if t.Source == TokenSourceGCP && t.Audience != "" && len(t.Scopes) > 0 {
+		v.add(at("scopes"), t.Line, "an ID token (audience) has no scopes")
+	}
+	return false
+}
+
+// awsRoleARNRe matches an IAM role ARN.
+var awsRoleARNRe = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$`)
 
 // tokenAuth checks the client credentials of t's auth method: those it
 // uses are required references, the others must be absent.

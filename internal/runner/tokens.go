@@ -55,15 +55,23 @@ func TokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 		if only != nil && !only(t) {
 			continue
 		}
-		out = append(out, rotate.TokenSpec{
-			Name: name, TokenURL: t.TokenURL, Grant: t.Grant, RefreshToken: t.RefreshToken,
+		spec := rotate.TokenSpec{
+			Name: name, Source: t.Source, Provider: t.Provider, Profile: t.Profile,
+			TokenURL: t.TokenURL, Grant: t.Grant, RefreshToken: t.RefreshToken,
 			ClientID: t.ClientID, Auth: tokenAuth[t.AuthStyle],
 			ClientSecret: t.ClientSecret, PrivateKey: t.PrivateKey, Certificate: t.Certificate,
 			KeyID: t.KeyID, SigningAlg: t.SigningAlg,
 			Scopes: t.Scopes, Audience: t.Audience, Resource: t.Resource, Params: t.Params,
 			RefreshBefore:   t.RefreshBefore,
 			DefaultLifetime: t.DefaultLifetime, File: t.File, FileFormat: t.FileFormat,
-		})
+		}
+		if t.Source != config.TokenSourceOAuth2 {
+			spec.Credential = providers.CredentialRequest{RoleARN: t.RoleARN, SessionName: t.SessionName, Duration: t.Duration}
+			if t.Source == config.TokenSourceGCP {
+				spec.Credential.Scopes, spec.Credential.Audience = t.Scopes, t.Audience
+			}
+		}
+		out = append(out, spec)
 	}
 	return out
 }

@@ -137,7 +137,8 @@ type Provider struct {
 
 	mu     sync.Mutex
 	client api
-	region string // the client's region, "" when none is configured
+	region string        // the client's region, "" when none is configured
+	cfg    awssdk.Config // the loaded AWS config, once client is set
 
 	// batchDenied is set once BatchGetSecretValue was refused by IAM:
 	// from then on FetchBatch uses GetSecretValue only.
@@ -270,6 +271,7 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 		o.Retryer = retryer
 	})
 	p.region = cfg.Region
+	p.cfg = cfg
 	p.log.Debug("AWS Secrets Manager client ready", "region", cfg.Region, "endpoint_override", p.opts.Endpoint != "", "assume_role", p.opts.RoleARN != "", "max_attempts", attempts)
 	return p.client, p.region, nil
 }
