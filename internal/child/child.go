@@ -101,9 +101,9 @@ type Child struct {
 	io stdio
 }
 
-// New returns a Child that will run the command opts describes. It checks
-// nothing and starts nothing; Start does.
-func New(opts Options) *Child {
+// withDefaults returns opts with a zero StopSignal or StopTimeout set to
+// its default, and the logger to use: opts.Logger, or one that discards.
+func withDefaults(opts Options) (Options, *slog.Logger) {
 	if opts.StopSignal == 0 {
 		opts.StopSignal = DefaultStopSignal
 	}
@@ -114,6 +114,13 @@ func New(opts Options) *Child {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	return opts, log
+}
+
+// New returns a Child that will run the command opts describes. It checks
+// nothing and starts nothing; Start does.
+func New(opts Options) *Child {
+	opts, log := withDefaults(opts)
 	return &Child{
 		opts:   opts,
 		log:    log,

@@ -75,16 +75,8 @@ type restartReq struct {
 // NewSupervisor returns a Supervisor for the command opts describes. It
 // checks nothing and starts nothing; Run does.
 func NewSupervisor(opts SupervisorOptions) *Supervisor {
-	if opts.StopSignal == 0 {
-		opts.StopSignal = DefaultStopSignal
-	}
-	if opts.StopTimeout <= 0 {
-		opts.StopTimeout = DefaultStopTimeout
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	var log *slog.Logger
+	opts.Options, log = withDefaults(opts.Options)
 	if opts.Rand == nil {
 		opts.Rand = rand.Float64
 	}
