@@ -4,14 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -56,39 +52,13 @@ func TestWatchFailureIsRecorded(t *testing.T) {
 				_, _ = w.Write([]byte(`{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`))
 			}))
 			t.Cleanup(srv.Close)
-			dir := t.TempDir()
-			kc := filepath.Join(dir, "kubeconfig")
-			if err := os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "`+srv.URL+`", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: kw-test-token}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			logs, n := &testenv.LogBuffer{}, &atomic.Int32{}
-			p, err := newInstance(providers.Instance{
-				Name: "k8s", Kind: KindName, BaseDir: dir,
-				Getenv:  func(string) string { return "" },
-				Decode:  func(into any) error { into.(*Options).Kubeconfig = kc; return nil },
-				Logger:  logs.Logger(),
-				OnRetry: func(error) { n.Add(1) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			p, logs, n := retryCountingProvider(t, srv.URL)
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
 			// The first wait of the stream (a retry's backoff, or the one
 			// after a watch that closed early) ends the test's watch.
-			p.(*Provider).sleep = func(c context.Context, _ time.Duration) error {
-				cancel()
-				<-c.Done()
-				return c.Err()
-			}
-			err = p.(*Provider).Watch(ctx, []providers.Ref{{Scheme: KindName, Path: "ns/app"}}, func(providers.Ref) {})
+			cancelOnFirstSleep(p, cancel)
+			err := p.Watch(ctx, []providers.Ref{{Scheme: KindName, Path: "ns/app"}}, func(providers.Ref) {})
 			if err != context.Canceled {
 				t.Fatalf("Watch = %v, want it cancelled", err)
 			}

@@ -33,42 +33,16 @@ func TestUnreachableAPIServer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dir := t.TempDir()
-			kc := filepath.Join(dir, "kubeconfig")
-			if err := os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://`+tt.addr+`", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: kw-test-token}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
-current-context: c
-`), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			logs, n := &testenv.LogBuffer{}, &atomic.Int32{}
-			p, err := newInstance(providers.Instance{
-				Name: "k8s", Kind: KindName, BaseDir: dir,
-				Getenv:  func(string) string { return "" },
-				Decode:  func(into any) error { into.(*Options).Kubeconfig = kc; return nil },
-				Logger:  logs.Logger(),
-				OnRetry: func(error) { n.Add(1) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			p, logs, n := retryCountingProvider(t, "https://"+tt.addr)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			if tt.deadline {
 				// The deadline comes while the provider waits to retry.
 				ctx, cancel = context.WithCancel(t.Context())
 				defer cancel()
-				p.(*Provider).sleep = func(c context.Context, _ time.Duration) error {
-					cancel()
-					<-c.Done()
-					return c.Err()
-				}
+				cancelOnFirstSleep(p, cancel)
 			}
-			_, err = p.Fetch(ctx, providers.Ref{Scheme: KindName, Path: "ns/app"})
+			_, err := p.Fetch(ctx, providers.Ref{Scheme: KindName, Path: "ns/app"})
 			if err == nil || !strings.Contains(err.Error(), tt.cause) || !strings.Contains(err.Error(), "ns/app") {
 				t.Fatalf("Fetch = %v, want an error naming ns/app and %q", err, tt.cause)
 			}
@@ -85,5 +59,48 @@ current-context: c
 				t.Error("leaked value of the token")
 			}
 		})
+	}
+}
+
+// retryCountingProvider returns a provider for the API server at server
+// (its TLS certificate not checked, the token kw-test-token), the buffer
+// its log goes to, and the count of failed attempts reported to its
+// observer. The provider is closed when the test ends.
+func retryCountingProvider(t *testing.T, server string) (*Provider, *testenv.LogBuffer, *atomic.Int32) {
+	t.Helper()
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+server+`", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: kw-test-token}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs, n := &testenv.LogBuffer{}, &atomic.Int32{}
+	p, err := newInstance(providers.Instance{
+		Name: "k8s", Kind: KindName, BaseDir: dir,
+		Getenv:  func(string) string { return "" },
+		Decode:  func(into any) error { into.(*Options).Kubeconfig = kc; return nil },
+		Logger:  logs.Logger(),
+		OnRetry: func(error) { n.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p.(*Provider), logs, n
+}
+
+// cancelOnFirstSleep makes p's waits (a retry's backoff, or the pause
+// before a watch restarts) call cancel and return once their context ends,
+// so the first one ends the call under test.
+func cancelOnFirstSleep(p *Provider, cancel context.CancelFunc) {
+	p.sleep = func(c context.Context, _ time.Duration) error {
+		cancel()
+		<-c.Done()
+		return c.Err()
 	}
 }
