@@ -71,6 +71,9 @@ type TokenSpec struct {
 	Credential providers.CredentialRequest
 	// Profile names the profile of the TokenFileCredentials format.
 	Profile string
+	// Verify, when set, checks each new token as a JWT before it is
+	// served (see VerifySpec).
+	Verify *VerifySpec
 	// TokenURL is the authorization server's token endpoint.
 	TokenURL string
 	// Grant is oauth.GrantClientCredentials ("" too) or
@@ -113,6 +116,15 @@ type TokenSpec struct {
 	// FileFormat is TokenFileRaw or TokenFileJSON, or for source aws
 	// TokenFileCredentialProcess or TokenFileCredentials.
 	FileFormat string
+}
+
+// VerifySpec says how a token is checked before it is served, as the
+// API that receives it would: a JWT signed with a key of the issuer's key
+// set at JWKSURL, its iss Issuer and its aud including Audience (each
+// when not empty), not expired. A token that fails is not served, and the
+// error says which check failed.
+type VerifySpec struct {
+	JWKSURL, Issuer, Audience string
 }
 
 // Token is an access token as served to the workload. AccessToken is a
@@ -185,6 +197,8 @@ type tokenState struct {
 
 	// refresh is the refresh_token grant's state (see refreshState).
 	refresh refreshState
+	// verifier checks each new token (TokenSpec.Verify); nil for none.
+	verifier *oauth.Verifier
 
 	mu         sync.Mutex
 	cur        *Token
@@ -238,6 +252,12 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 			return nil, fmt.Errorf("token %s: unknown file format %q", s.Name, s.FileFormat)
 		}
 		st := &tokenState{spec: s, wake: make(chan struct{}, 1), logFail: backoff.Every{Interval: DefaultLogEvery}}
+		if v := s.Verify; v != nil {
+			if v.JWKSURL == "" {
+				return nil, fmt.Errorf("token %s: verify needs a jwks_url", s.Name)
+			}
+			st.verifier = &oauth.Verifier{JWKSURL: v.JWKSURL, Issuer: v.Issuer, Audience: v.Audience, HTTP: t.client}
+		}
 		t.byName[s.Name] = st
 		t.order = append(t.order, st)
 	}
@@ -493,6 +513,14 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 		t.log.Warn("token: client authentication failed, fetching the client credentials again", "token", name)
 		t.opts.Metrics.refresh(name, resultWord(err))
 		tok, err = t.grant(ctx, st)
+	}
+	if err == nil && st.verifier != nil {
+		var exp time.Time
+		if exp, err = st.verifier.Verify(ctx, tok.AccessToken.Reveal(), time.Now()); err != nil {
+			err = &TokenError{Token: name, Op: "verify", Err: err}
+		} else if exp.Before(tok.ExpiresAt) {
+			tok.ExpiresAt = exp
+		}
 	}
 	t.opts.Metrics.latency(name, time.Since(start))
 	if err == nil {
@@ -831,7 +859,8 @@ func retryable(err error) bool {
 		// it, whatever the store said (a policy may be fixed meanwhile).
 		return true
 	}
-	if errors.Is(err, ErrRefreshTokenRefused) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, providers.ErrInvalidReference) {
+	if errors.Is(err, ErrRefreshTokenRefused) || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, providers.ErrInvalidReference) ||
+		errors.Is(err, oauth.ErrNotVerified) {
 		return false
 	}
 	if errors.As(err, &te) && strings.HasPrefix(te.Op, "read ") {
@@ -866,6 +895,8 @@ func resultWord(err error) string {
 	switch {
 	case errors.Is(err, ErrRefreshTokenRefused):
 		return "refresh_token_refused"
+	case errors.Is(err, oauth.ErrNotVerified), errors.As(err, &te) && te.Op == "verify":
+		return "not_verified"
 	case errors.As(err, &te) && te.Op == writeBackOp:
 		return "write_back_failed"
 	case errors.As(err, &te) && te.Op != "exchange":

@@ -25,7 +25,7 @@ func NewTokenMetrics(reg prometheus.Registerer) *TokenMetrics {
 		}, []string{"token"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyward_token_refreshes_total",
-			Help: "Token exchanges by token name and result (ok, throttled, server_error, invalid_client, rejected, client_credentials_error, refresh_token_refused, write_back_failed, error), and forced refreshes answered from the rate limit (rate_limited).",
+			Help: "Token exchanges by token name and result (ok, throttled, server_error, invalid_client, rejected, client_credentials_error, refresh_token_refused, write_back_failed, not_verified, error), and forced refreshes answered from the rate limit (rate_limited).",
 		}, []string{"token", "result"}),
 		latencyH: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "keyward_token_exchange_duration_seconds",

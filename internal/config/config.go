@@ -250,10 +250,19 @@ type Token struct {
 	File string
 	// FileFormat is TokenFileRaw (default) or TokenFileJSON; "" without File.
 	FileFormat string
+	// Verify, when set, checks each token as a JWT before it is served.
+	Verify *TokenVerify
 	// Line is the line of the entry.
 	Line int
 
 	keys map[string]bool // the keys the entry sets
+}
+
+// TokenVerify is a token's verify: section: the token must be a JWT
+// signed with a key of the key set at JWKSURL, with iss Issuer and aud
+// including Audience (each when given), and not expired.
+type TokenVerify struct {
+	JWKSURL, Issuer, Audience string
 }
 
 // Watch is the watch: section.
@@ -635,7 +644,7 @@ func (d *decoder) id(n *yaml.Node, path string) *int {
 	return &v
 }
 
-var tokenKeys = []string{"source", "provider", "role_arn", "session_name", "duration", "profile", "token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
+var tokenKeys = []string{"verify", "source", "provider", "role_arn", "session_name", "duration", "profile", "token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
 
 func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	ps, ok := d.mapping(n, "tokens")
@@ -659,6 +668,23 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 			kp := join(path, key)
 			t.keys[key] = true
 			switch key {
+			case "verify":
+				vk, ok := d.object(v, kp, "jwks_url", "issuer", "audience")
+				if !ok {
+					continue
+				}
+				t.Verify = &TokenVerify{}
+				for k, n := range vk {
+					s, _ := d.str(n, join(kp, k))
+					switch k {
+					case "jwks_url":
+						t.Verify.JWKSURL = s
+					case "issuer":
+						t.Verify.Issuer = s
+					default:
+						t.Verify.Audience = s
+					}
+				}
 			case "source":
 				t.Source, _ = d.str(v, kp)
 			case "provider":

@@ -583,6 +583,9 @@ func TestTokenAuthMethods(t *testing.T) {
 		"public-client":    {Grant: GrantRefreshToken, AuthStyle: AuthNone, RefreshToken: providers.Ref{Scheme: "file", Path: "/var/lib/app/refresh_token"}},
 		"mtls-self-signed": {AuthStyle: AuthSelfSignedTLSClient, Certificate: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.crt"}, PrivateKey: providers.Ref{Scheme: "k8s", Path: "apps/client-tls", Field: "tls.key"}},
 	}
+	if v := c.Tokens["verified"].Verify; v == nil || *v != (TokenVerify{JWKSURL: "https://auth.example/.well-known/jwks.json", Issuer: "https://auth.example/", Audience: "https://api.example"}) {
+		t.Errorf("verify = %+v", v)
+	}
 	sources := map[string]Token{
 		"vault-token": {Source: TokenSourceVault, Provider: "vault"},
 		"aws-role":    {Source: TokenSourceAWS, Provider: "awssm", RoleARN: "arn:aws:iam::123456789012:role/deployer", SessionName: "ci", Duration: time.Hour, Profile: "deploy", FileFormat: TokenFileCredentials},

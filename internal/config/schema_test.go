@@ -176,6 +176,10 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"aws format for oauth2":        base + tok + "    file_format: credentials\n",
 		"profile without credentials":  base + "tokens:\n  t: {source: aws, profile: p, file: /t}\n",
 		"aws bad role_arn":             base + "tokens:\n  t: {source: aws, role_arn: deployer, file: /t}\n",
+		"verify without jwks_url":      base + tok + "    verify: {issuer: x}\n",
+		"verify http jwks_url":         base + tok + "    verify: {jwks_url: \"http://auth.example/jwks\"}\n",
+		"verify unknown key":           base + tok + "    verify: {jwks_url: \"https://a/jwks\", aud: x}\n",
+		"verify on vault source":       base + "tokens:\n  t: {source: vault, file: /t, verify: {jwks_url: \"https://a/jwks\"}}\n",
 		"oauth2 key role_arn":          base + tok + "    role_arn: arn:aws:iam::123456789012:role/x\n",
 	}
 	for name, src := range bad {

@@ -421,6 +421,9 @@ func (v *validator) tokens() {
 		default:
 			v.add(at("file_format"), t.Line, "unknown file_format %q (want raw or json; for source: aws also credential_process or credentials)", t.FileFormat)
 		}
+		if vf := t.Verify; vf != nil {
+			v.httpsURL(join(at("verify"), "jwks_url"), t.Line, vf.JWKSURL, "jwks_url")
+		}
 		if t.keys["profile"] && t.FileFormat != TokenFileCredentials {
 			v.add(at("profile"), t.Line, "profile is used only with file_format: %s", TokenFileCredentials)
 		}
@@ -434,10 +437,10 @@ func (v *validator) tokens() {
 // refresh_before, default_lifetime, file and file_format.
 var tokenSourceKeys = map[string][]string{
 	TokenSourceOAuth2: {"token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate",
-		"key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth"},
+		"key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "verify"},
 	TokenSourceVault: {"provider"},
 	TokenSourceAWS:   {"provider", "role_arn", "session_name", "duration", "profile"},
-	TokenSourceGCP:   {"provider", "scopes", "audience"},
+	TokenSourceGCP:   {"provider", "scopes", "audience", "verify"},
 }
 
 // tokenSource checks t's source and the keys it takes, and reports
@@ -541,26 +544,32 @@ func (v *validator) tokenAuth(path string, t Token) {
 
 // tokenURL checks the endpoint without echoing it: it may carry credentials.
 func (v *validator) tokenURL(path string, t Token) {
-	if t.TokenURL == "" {
-		v.add(path, t.Line, "token_url is required")
+	v.httpsURL(path, t.Line, t.TokenURL, "token_url")
+}
+
+// httpsURL checks an https URL (http only for a loopback host) without
+// echoing it: it may carry credentials.
+func (v *validator) httpsURL(path string, line int, raw, key string) {
+	if raw == "" {
+		v.add(path, line, "%s is required", key)
 		return
 	}
-	u, err := url.Parse(t.TokenURL)
+	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" {
-		v.add(path, t.Line, "must be an absolute https URL")
+		v.add(path, line, "must be an absolute https URL")
 		return
 	}
 	switch {
 	case u.User != nil:
-		v.add(path, t.Line, "must not contain credentials (user:password@); client_id and client_secret are references")
+		v.add(path, line, "must not contain credentials (user:password@)")
 	case u.Fragment != "":
-		v.add(path, t.Line, "must not have a #fragment")
+		v.add(path, line, "must not have a #fragment")
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	case u.Scheme == "http":
-		v.add(path, t.Line, "must use https (http is allowed only for a loopback host)")
+		v.add(path, line, "must use https (http is allowed only for a loopback host)")
 	default:
-		v.add(path, t.Line, "must be an https URL")
+		v.add(path, line, "must be an https URL")
 	}
 }
 

@@ -65,6 +65,9 @@ func TokenSpecs(cfg *config.Config, only func(config.Token) bool) []rotate.Token
 			RefreshBefore:   t.RefreshBefore,
 			DefaultLifetime: t.DefaultLifetime, File: t.File, FileFormat: t.FileFormat,
 		}
+		if v := t.Verify; v != nil {
+			spec.Verify = &rotate.VerifySpec{JWKSURL: v.JWKSURL, Issuer: v.Issuer, Audience: v.Audience}
+		}
 		if t.Source != config.TokenSourceOAuth2 {
 			spec.Credential = providers.CredentialRequest{RoleARN: t.RoleARN, SessionName: t.SessionName, Duration: t.Duration}
 			if t.Source == config.TokenSourceGCP {
