@@ -2,10 +2,13 @@ package testenv
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -90,4 +93,30 @@ func (b *LogBuffer) Count(s string) int {
 		}
 	}
 	return n
+}
+
+// CheckUnreachableError checks the error of a provider's Fetch of name at
+// a server it cannot reach: it names name and cause, and when deadline is
+// set it is the context's deadline and tells the failed attempts.
+func CheckUnreachableError(t testing.TB, err error, name, cause string, deadline bool) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), cause) || !strings.Contains(err.Error(), name) {
+		t.Fatalf("Fetch = %v, want an error naming %s and %q", err, name, cause)
+	}
+	if deadline && (!errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "failed attempts")) {
+		t.Errorf("Fetch = %v, want the deadline with the failed attempts", err)
+	}
+}
+
+// CheckRetryReported checks that a provider's failed call was retried: a
+// failed attempt reported to its observer (retries counts them) and one
+// retry warning, naming cause, in its log.
+func CheckRetryReported(t testing.TB, logs *LogBuffer, retries *atomic.Int32, cause string) {
+	t.Helper()
+	if retries.Load() == 0 {
+		t.Error("no retry reported to the observer")
+	}
+	if n := logs.Count("provider call failed; retrying"); n != 1 || !strings.Contains(logs.String(), cause) {
+		t.Errorf("%d retry warnings, want 1 naming %q:\n%s", n, cause, logs)
+	}
 }

@@ -2,8 +2,6 @@ package aws
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,18 +60,8 @@ func TestUnreachableEndpoint(t *testing.T) {
 			}
 			defer cancel()
 			_, err := p.Fetch(ctx, providers.Ref{Scheme: KindName, Path: "prod/db"})
-			if err == nil || !strings.Contains(err.Error(), tt.cause) || !strings.Contains(err.Error(), "prod/db") {
-				t.Fatalf("Fetch = %v, want an error naming prod/db and %q", err, tt.cause)
-			}
-			if tt.deadline && (!errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "failed attempts")) {
-				t.Errorf("Fetch = %v, want the deadline with the failed attempts", err)
-			}
-			if retries.Load() == 0 {
-				t.Error("no retry reported to the observer")
-			}
-			if n := logs.Count("provider call failed; retrying"); n != 1 || !strings.Contains(logs.String(), tt.cause) {
-				t.Errorf("%d retry warnings, want 1 naming %q:\n%s", n, tt.cause, logs)
-			}
+			testenv.CheckUnreachableError(t, err, "prod/db", tt.cause, tt.deadline)
+			testenv.CheckRetryReported(t, logs, retries, tt.cause)
 		})
 	}
 }

@@ -2,7 +2,6 @@ package vault
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,21 +52,11 @@ func TestUnreachableVault(t *testing.T) {
 			}
 			defer cancel()
 			_, err = p.Fetch(ctx, mustParse(t, "vault://secret/app#password"))
-			if err == nil || !strings.Contains(err.Error(), tt.cause) || !strings.Contains(err.Error(), "secret/app") {
-				t.Fatalf("Fetch = %v, want an error naming secret/app and %q", err, tt.cause)
-			}
-			if tt.deadline && (!errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "failed attempts")) {
-				t.Errorf("Fetch = %v, want the deadline with the failed attempts", err)
-			}
+			testenv.CheckUnreachableError(t, err, "secret/app", tt.cause, tt.deadline)
 			if !tt.retried {
 				return
 			}
-			if n.Load() == 0 {
-				t.Error("no retry reported to the observer")
-			}
-			if c := logs.Count("provider call failed; retrying"); c != 1 || !strings.Contains(logs.String(), tt.cause) {
-				t.Errorf("%d retry warnings, want 1 naming %q:\n%s", c, tt.cause, logs)
-			}
+			testenv.CheckRetryReported(t, logs, n, tt.cause)
 			if strings.Contains(logs.String(), "hvs.test-token") {
 				t.Error("leaked value of the token in the log")
 			}
