@@ -80,7 +80,9 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 			}
 		}
 		if len(cfg.Env) > 0 {
-			log.Warn("env: is ignored without a command: it is the environment of a child (keyward agent -c FILE -- COMMAND)")
+			// Info, not a warning: one config commonly serves an init
+			// container, a sidecar and exec mode alike.
+			log.Info("env: is not used without a command: it is the environment of a child (keyward agent -c FILE -- COMMAND)")
 		}
 	}
 	if err := harden.DisableCoreDumps(); err != nil {
