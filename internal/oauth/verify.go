@@ -68,13 +68,13 @@ func (v *Verifier) Verify(ctx context.Context, token string, now time.Time) (tim
 	}
 	var c jwt.Claims
 	if err := tok.Claims(key, &c); err != nil {
-		return time.Time{}, fmt.Errorf("%w: its signature does not verify with key %q of %s", ErrNotVerified, h.KeyID, v.JWKSURL)
+		return time.Time{}, fmt.Errorf("%w: its signature does not verify with key %q of %s", ErrNotVerified, limit(h.KeyID, 64), v.JWKSURL)
 	}
 	switch {
 	case v.Issuer != "" && c.Issuer != v.Issuer:
-		return time.Time{}, fmt.Errorf("%w: iss is %q, not %q", ErrNotVerified, c.Issuer, v.Issuer)
+		return time.Time{}, fmt.Errorf("%w: iss is %q, not %q", ErrNotVerified, limit(c.Issuer, 200), v.Issuer)
 	case v.Audience != "" && !slices.Contains([]string(c.Audience), v.Audience):
-		return time.Time{}, fmt.Errorf("%w: aud %q does not include %q", ErrNotVerified, []string(c.Audience), v.Audience)
+		return time.Time{}, fmt.Errorf("%w: aud %s does not include %q", ErrNotVerified, limit(fmt.Sprintf("%q", []string(c.Audience)), 200), v.Audience)
 	case c.Expiry == nil:
 		return time.Time{}, fmt.Errorf("%w: it has no exp", ErrNotVerified)
 	case !now.Before(c.Expiry.Time().Add(leeway)):
@@ -103,7 +103,7 @@ func (v *Verifier) key(ctx context.Context, kid, alg string, now time.Time) (any
 		return k, nil
 	}
 	if v.keys != nil && now.Sub(v.fetched) < JWKSRefetch {
-		return nil, fmt.Errorf("%w: %s has no key %q (fetched %s ago)", ErrNotVerified, v.JWKSURL, kid, now.Sub(v.fetched).Round(time.Second))
+		return nil, fmt.Errorf("%w: %s has no key %q (fetched %s ago)", ErrNotVerified, v.JWKSURL, limit(kid, 64), now.Sub(v.fetched).Round(time.Second))
 	}
 	set, err := v.fetch(ctx)
 	if err != nil {
@@ -113,7 +113,7 @@ func (v *Verifier) key(ctx context.Context, kid, alg string, now time.Time) (any
 	if k := v.find(kid, alg); k != nil {
 		return k, nil
 	}
-	return nil, fmt.Errorf("%w: %s has no key %q for %s", ErrNotVerified, v.JWKSURL, kid, alg)
+	return nil, fmt.Errorf("%w: %s has no key %q for %s", ErrNotVerified, v.JWKSURL, limit(kid, 64), alg)
 }
 
 func (v *Verifier) find(kid, alg string) any {

@@ -58,6 +58,10 @@ func TestVerifier(t *testing.T) {
 		{"signed by another key", sign(k2, "k1", jose.ES256, good), `its signature does not verify with key "k1"`},
 		{"HMAC", sign([]byte("0123456789abcdef0123456789abcdef"), "k1", jose.HS256, good), "its algorithm is not accepted"},
 		{"opaque", "opaque-access-token-value", "it is no signed JWT"},
+		// Claims the server chose are echoed bounded.
+		{"long issuer", sign(k1, "k1", jose.ES256, with(func(c *jwt.Claims) { c.Issuer = strings.Repeat("i", 10000) })), `iss is "iiii`},
+		{"long audience", sign(k1, "k1", jose.ES256, with(func(c *jwt.Claims) { c.Audience = jwt.Audience{strings.Repeat("a", 10000)} })), `aud ["aaaa`},
+		{"long kid", sign(k2, strings.Repeat("k", 10000), jose.ES256, good), `has no key "kkkk`},
 	}
 	for _, c := range cases {
 		exp, err := v.Verify(t.Context(), c.token, now)
@@ -66,6 +70,9 @@ func TestVerifier(t *testing.T) {
 			t.Errorf("%s: %v %v", c.name, exp, err)
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrNotVerified)):
 			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
+		}
+		if err != nil && len(err.Error()) > 400 {
+			t.Errorf("%s: the error echoes %d bytes of what the server sent", c.name, len(err.Error()))
 		}
 		if err != nil && strings.Contains(err.Error(), c.token) {
 			t.Errorf("%s: leaked value of the token into the error", c.name)
