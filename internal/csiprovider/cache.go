@@ -151,6 +151,15 @@ func (c *shared) sweep() {
 	}
 }
 
+// clear drops every entry, zeroing them (Serve's end).
+func (c *shared) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for el := c.lru.Back(); el != nil; el = c.lru.Back() {
+		c.removeLocked(el)
+	}
+}
+
 // held is the bytes of values the cache holds.
 func (c *shared) held() int {
 	c.mu.Lock()

@@ -203,3 +203,40 @@ func TestPool(t *testing.T) {
 		t.Fatalf("%d sets kept (bound 2), or not the least recently used dropped", len(pl.sets))
 	}
 }
+
+// TestServeEndZeroesCache: however Serve ends (its context done, or the
+// listener failing), the secrets it cached are zeroed and dropped.
+func TestServeEndZeroesCache(t *testing.T) {
+	for _, how := range []string{"context done", "listener closed"} {
+		t.Run(how, func(t *testing.T) {
+			srv := New(Options{})
+			fetch := func(context.Context) (map[string]providers.Resolved, error) {
+				return map[string]providers.Resolved{"A": {Value: providers.StringValue("s3cret")}}, nil
+			}
+			if _, _, err := srv.shared.resolve(context.Background(), "k", fetch); err != nil {
+				t.Fatal(err)
+			}
+			cached := srv.shared.entries["k"].Value.(*entry).res["A"].Value.Bytes()
+			l, err := Listen(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if how == "context done" {
+				cancel()
+			} else {
+				l.Close()
+			}
+			_ = Serve(ctx, l, srv)
+			if n := srv.shared.held(); n != 0 {
+				t.Errorf("cache holds %d bytes after Serve returned", n)
+			}
+			for _, b := range cached {
+				if b != 0 {
+					t.Fatal("cached value not zeroed after Serve returned")
+				}
+			}
+		})
+	}
+}

@@ -359,10 +359,13 @@ func (s *socket) Close() error {
 }
 
 // Serve serves s on l until ctx is done, then stops gracefully (mounts in
-// flight finish) and removes the socket.
+// flight finish) and removes the socket. However it ends, the provider
+// sets are closed and the cached secrets zeroed.
 func Serve(ctx context.Context, l net.Listener, s *Server) error {
 	g := grpc.NewServer()
-	go func() {
+	stop := make(chan struct{})
+	var sweeper sync.WaitGroup
+	sweeper.Go(func() {
 		t := time.NewTicker(max(s.shared.ttl, time.Second))
 		defer t.Stop()
 		for {
@@ -370,10 +373,16 @@ func Serve(ctx context.Context, l net.Listener, s *Server) error {
 			case <-t.C:
 				s.shared.sweep()
 				s.pool.sweep()
-			case <-ctx.Done():
+			case <-stop:
 				return
 			}
 		}
+	})
+	defer func() {
+		close(stop)
+		sweeper.Wait()
+		s.pool.closeAll()
+		s.shared.clear()
 	}()
 	v1alpha1.RegisterCSIDriverProviderServer(g, s)
 	errc := make(chan error, 1)
@@ -384,7 +393,6 @@ func Serve(ctx context.Context, l net.Listener, s *Server) error {
 	case <-ctx.Done():
 		g.GracefulStop()
 		<-errc
-		s.pool.closeAll()
 		return nil
 	}
 }
