@@ -1,12 +1,14 @@
 package render
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -234,7 +236,10 @@ func (f File) templateText() (string, error) {
 	if f.TemplateFile == "" {
 		return f.Template, nil
 	}
-	b, err := os.ReadFile(f.TemplateFile)
+	// readfile.Read, not os.ReadFile: a FIFO or device put where the
+	// template should be is an error, not a hang, and a huge file is
+	// refused at the size limit instead of read into memory.
+	b, _, err := readfile.Read(context.Background(), f.TemplateFile, readfile.Options{})
 	if err != nil {
 		return "", fmt.Errorf("read template %s: %w", f.TemplateFile, cause(err))
 	}

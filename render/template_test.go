@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/keyward/keyward/internal/readfile"
 )
 
 func TestTemplate(t *testing.T) {
@@ -105,6 +108,17 @@ func TestTemplateFileAndSecretNames(t *testing.T) {
 	want := "render " + f.Path + " (template): read template " + f.TemplateFile + ": no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)
+	}
+
+	// A FIFO where the template should be (no writer ever connects) is
+	// an error naming it, not a read that blocks forever.
+	f.TemplateFile = filepath.Join(dir, "fifo.tmpl")
+	if err := syscall.Mkfifo(f.TemplateFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build([]File{f}, nil)
+	if !errors.Is(err, readfile.ErrNotRegular) || !strings.Contains(err.Error(), "read template "+f.TemplateFile+": ") {
+		t.Errorf("err = %v, want read template %s: ... not a regular file", err, f.TemplateFile)
 	}
 }
 
