@@ -339,11 +339,7 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 		if status.Code(err) != codes.PermissionDenied || ctx.Err() != nil {
 			return providers.Secret{}, versionError(ctx, name, err)
 		}
-		sec, aerr := p.accessOnly(ctx, c, name)
-		if aerr == nil && p.readOnly.CompareAndSwap(false, true) {
-			p.logger.Warn("gcpsm: reading version metadata (secretmanager.versions.get) is denied; reading payloads only from now on, so every rotation check reads the payload (grant roles/secretmanager.viewer for cheaper checks)")
-		}
-		return sec, aerr
+		return p.getDenied(ctx, c, name)
 	}
 	resolved := v.GetName()
 	if resolved == "" {
@@ -358,6 +354,17 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 		return providers.Secret{}, err
 	}
 	return providers.Secret{Value: providers.NewValue(data), Version: versionID(resolved, v)}, nil
+}
+
+// getDenied reads name after GetSecretVersion was denied: with
+// AccessSecretVersion alone, and if that is allowed, the provider says so
+// once and reads payloads only from then on.
+func (p *Provider) getDenied(ctx context.Context, c secretClient, name string) (providers.Secret, error) {
+	sec, err := p.accessOnly(ctx, c, name)
+	if err == nil && p.readOnly.CompareAndSwap(false, true) {
+		p.logger.Warn("gcpsm: reading version metadata (secretmanager.versions.get) is denied; reading payloads only from now on, so every rotation check reads the payload (grant roles/secretmanager.viewer for cheaper checks)")
+	}
+	return sec, err
 }
 
 // accessOnly reads name with AccessSecretVersion alone; Version is the
@@ -486,9 +493,9 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 	v, err := p.getVersion(ctx, c, name)
 	if err != nil {
 		if status.Code(err) == codes.PermissionDenied && ctx.Err() == nil {
-			// Fetch tells a role without versions.get from one that may
-			// not read the secret at all, and says which.
-			sec, ferr := p.Fetch(ctx, ref)
+			// Reading the payload tells a role without versions.get
+			// from one that may not read the secret at all.
+			sec, ferr := p.getDenied(ctx, c, name)
 			return sec.Version, ferr
 		}
 		return "", versionError(ctx, name, err)

@@ -548,6 +548,44 @@ func TestAccessOnlyRole(t *testing.T) {
 	providertest.AssertRedacted(t, logs.String(), []byte("first-payload-value"), []byte("second-payload-value"))
 }
 
+// TestAccessOnlyRoleProbeFirst: a probe that is the provider's first
+// call under a role without secretmanager.versions.get asks for version
+// metadata once, then reads the payload.
+func TestAccessOnlyRoleProbeFirst(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	gets, accesses := 0, 0
+	fc := &fakeClient{
+		access: func(context.Context, *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			accesses++
+			return payload("probe-first-value"), nil
+		},
+		get: func(context.Context, *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			gets++
+			return nil, status.Error(codes.PermissionDenied, "Permission 'secretmanager.versions.get' denied")
+		},
+	}
+	p, _ := unitProvider(t, Options{}, fc)
+	r := ref(t, "gcpsm://my-project/db")
+	probed, err := p.ProbeVersion(t.Context(), r)
+	if err != nil || probed == "" {
+		t.Fatalf("ProbeVersion with access only = %q, %v", probed, err)
+	}
+	sec, err := p.Fetch(t.Context(), r)
+	if err != nil || sec.Version != probed {
+		t.Fatalf("Fetch = %q, %v; ProbeVersion reported %q", sec.Version, err, probed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gets != 1 || accesses != 2 {
+		t.Errorf("%d GetSecretVersion and %d AccessSecretVersion calls, want 1 and 2: the denial is not asked twice", gets, accesses)
+	}
+}
+
 func TestPinned(t *testing.T) {
 	t.Parallel()
 	p, _ := unitProvider(t, Options{}, &fakeClient{})
