@@ -478,9 +478,6 @@ func (t *Tokens) exchange(ctx context.Context, st *tokenState, forced bool) (*To
 	c.tok, c.err = t.doExchange(xctx, st)
 	stop()
 	cancel()
-	if c.err == nil && t.opts.OnToken != nil {
-		t.opts.OnToken(st.spec.Name, c.tok.AccessToken)
-	}
 
 	st.mu.Lock()
 	if c.err == nil {
@@ -524,6 +521,9 @@ func (t *Tokens) doExchange(ctx context.Context, st *tokenState) (*Token, error)
 	}
 	t.opts.Metrics.latency(name, time.Since(start))
 	if err == nil {
+		if t.opts.OnToken != nil {
+			t.opts.OnToken(name, tok.AccessToken)
+		}
 		err = t.writeFile(st, tok)
 	}
 	t.opts.Metrics.refresh(name, resultWord(err))

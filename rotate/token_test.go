@@ -591,3 +591,39 @@ func TestTokensReadyOnReadyz(t *testing.T) {
 		t.Errorf("/readyz lines %q, want %q", got, want)
 	}
 }
+
+// TestTokenLearntBeforeWritten: OnToken (the masker learning the token)
+// runs before the token file holds the token, so a workload reading the
+// file can never print a value the masker does not know yet.
+func TestTokenLearntBeforeWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		as := &fakeAS{expires: 30, secret: "sv-secret-1"}
+		st := newStore()
+		st.set("client", `{"id":"app","secret":"sv-secret-1"}`)
+		file := filepath.Join(t.TempDir(), "token")
+		learnt, early := 0, false
+		tk, err := NewTokens(TokenOptions{
+			Providers: oneSet(t, plainProvider{st}),
+			Tokens: []TokenSpec{{Name: "api", TokenURL: "http://127.0.0.1:1/token", File: file,
+				ClientID:     providers.Ref{Scheme: scheme, Path: "client", Field: "id"},
+				ClientSecret: providers.Ref{Scheme: scheme, Path: "client", Field: "secret"}}},
+			HTTPClient: &http.Client{Transport: as},
+			Logger:     slog.New(slog.DiscardHandler),
+			OnToken: func(_ string, v providers.Value) {
+				learnt++
+				if b, err := os.ReadFile(file); err == nil && bytes.Contains(b, v.Bytes()) {
+					early = true
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Init(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(file); err != nil || len(b) == 0 || learnt != 1 || early {
+			t.Fatalf("file read err %v (%d bytes), OnToken called %d times, token in the file before OnToken: %v", err, len(b), learnt, early)
+		}
+	})
+}
