@@ -158,10 +158,9 @@ type Engine struct {
 	running bool
 	up      map[string]bool // schemes whose Watch runs, as the loop last saw
 
-	mu       sync.RWMutex // guards the fields below
-	values   map[string]providers.Resolved
-	rendered bool
-	leases   map[string]leaseState // by source key
+	mu     sync.RWMutex                  // guards the fields below
+	values map[string]providers.Resolved // nil until the first render is done
+	leases map[string]leaseState         // by source key
 }
 
 type leaseState struct {
@@ -220,7 +219,6 @@ func New(opts Options) (*Engine, error) {
 		rand:    opts.Rand,
 		sched:   schedule{interval: opts.Interval, jitter: opts.Jitter},
 		pending: map[string]bool{},
-		values:  map[string]providers.Resolved{},
 		leases:  map[string]leaseState{},
 		up:      map[string]bool{},
 	}
@@ -264,7 +262,7 @@ func (e *Engine) Values() map[string]providers.Resolved {
 func (e *Engine) Ready() error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	if !e.rendered {
+	if e.values == nil {
 		return errors.New("first render not done")
 	}
 	now := time.Now()

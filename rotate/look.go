@@ -92,7 +92,6 @@ func (e *Engine) Init(ctx context.Context) error {
 	sort.Slice(e.order, func(a, b int) bool { return e.order[a].key < e.order[b].key })
 	e.mu.Lock()
 	e.values = values
-	e.rendered = true
 	e.mu.Unlock()
 	e.publishLeases()
 	e.log.Info("initial render done", "secrets", len(values), "files", len(files), "changed", len(res.Changed), "unchanged", len(res.Unchanged), "leftovers_removed", len(res.Removed))
