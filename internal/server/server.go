@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -113,12 +114,21 @@ func (r redactedGatherer) Gather() ([]*dto.MetricFamily, error) {
 	mfs, err := r.g.Gather()
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
+			// The label pairs are the collectors' own, shared by every
+			// Gather: the redacted ones go into a copy.
+			var labels []*dto.LabelPair
+			for i, lp := range m.GetLabel() {
 				if v := lp.GetValue(); v != "" {
 					if red := r.redact(v); red != v {
-						lp.Value = &red
+						if labels == nil {
+							labels = slices.Clone(m.Label)
+						}
+						labels[i] = &dto.LabelPair{Name: lp.Name, Value: &red}
 					}
 				}
+			}
+			if labels != nil {
+				m.Label = labels
 			}
 		}
 	}

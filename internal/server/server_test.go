@@ -234,4 +234,18 @@ func TestRedact(t *testing.T) {
 			t.Errorf("%s: leaked value of the test secret, or nothing was redacted", path)
 		}
 	}
+	// The scrape redacted a copy: the collector's own label is unchanged.
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "reason" && lp.GetValue() != "echo "+value {
+					t.Errorf("a /metrics scrape rewrote the label of %s in the registry", mf.GetName())
+				}
+			}
+		}
+	}
 }
