@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // End-to-end tests of keyward agent (and exec with a watch) with the built
@@ -34,35 +35,18 @@ type agentProc struct {
 	dir    string
 	cmd    *exec.Cmd
 	lines  chan string // the child's stdout, line by line
-	stderr *syncBuffer
+	stderr *testenv.LogBuffer
 	sock   string
 	http   *http.Client
 	exited chan struct{}
 	code   int
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startAgent runs the binary with args in dir; the config's server listens
 // on dir/kw.sock.
 func startAgent(t *testing.T, dir string, env []string, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{t: t, dir: dir, lines: make(chan string, 1000), stderr: &syncBuffer{}, exited: make(chan struct{}), sock: filepath.Join(dir, "kw.sock")}
+	a := &agentProc{t: t, dir: dir, lines: make(chan string, 1000), stderr: &testenv.LogBuffer{}, exited: make(chan struct{}), sock: filepath.Join(dir, "kw.sock")}
 	a.cmd = exec.Command(binPath, args...)
 	a.cmd.Dir = dir
 	a.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)

@@ -16,10 +16,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // waitLong bounds every wait for the agent to reach a state (a render, a
@@ -31,30 +32,13 @@ type agent struct {
 	t        *testing.T
 	dir      string
 	cmd      *exec.Cmd
-	log      *lockedBuffer
+	log      *testenv.LogBuffer
 	childLog string // the recording child's log, "" without a child
 	http     *http.Client
 	exited   chan struct{}
 	code     int
 	// secrets are values the agent holds; none may appear in its log.
 	secrets func() []string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // agentOptions start an agent.
@@ -81,7 +65,7 @@ func startAgent(t *testing.T, dir string, o agentOptions) *agent {
 	if err := os.WriteFile(filepath.Join(dir, "keyward.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{t: t, dir: dir, log: &lockedBuffer{}, exited: make(chan struct{}), secrets: o.secrets}
+	a := &agent{t: t, dir: dir, log: &testenv.LogBuffer{}, exited: make(chan struct{}), secrets: o.secrets}
 	args := []string{"agent", "-c", "keyward.yaml"}
 	env := append([]string{"PATH=" + os.Getenv("PATH")}, o.env...)
 	if o.child {
