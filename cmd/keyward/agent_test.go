@@ -84,7 +84,11 @@ func startAgent(t *testing.T, dir string, env []string, args ...string) *agentPr
 			<-a.exited
 		}
 		if t.Failed() {
-			t.Logf("agent stderr:\n%s", a.stderr.String())
+			log := a.stderr.String()
+			for i, v := range agentValuesSeen {
+				log = strings.ReplaceAll(log, v, fmt.Sprintf("[secret #%d]", i))
+			}
+			t.Logf("agent stderr (test values redacted):\n%s", log)
 		}
 		for _, v := range agentValuesSeen {
 			if strings.Contains(a.stderr.String(), v) {

@@ -100,7 +100,7 @@ func startAgent(t *testing.T, dir string, o agentOptions) *agent {
 	t.Cleanup(func() {
 		a.kill()
 		if t.Failed() && !o.quiet {
-			t.Logf("agent log:\n%s", tail(a.log.String(), 6000))
+			t.Logf("agent log (held values redacted):\n%s", tail(a.redacted(), 6000))
 		}
 		a.checkLog()
 	})
@@ -135,6 +135,21 @@ func (a *agent) checkLog() {
 			a.t.Errorf("leaked value of secret #%d (%d bytes) in keyward's log", i, len(v))
 		}
 	}
+}
+
+// redacted is the agent's log with every value it holds replaced by
+// [secret #i], so a failing test never prints one.
+func (a *agent) redacted() string {
+	log := a.log.String()
+	if a.secrets == nil {
+		return log
+	}
+	for i, v := range a.secrets() {
+		if v != "" {
+			log = strings.ReplaceAll(log, v, fmt.Sprintf("[secret #%d]", i))
+		}
+	}
+	return log
 }
 
 // stop sends SIGTERM and returns the exit code.
