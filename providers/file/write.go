@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
 )
 
 var _ providers.Writer = (*Provider)(nil)
@@ -18,11 +19,12 @@ var _ providers.Writer = (*Provider)(nil)
 // Write replaces the whole file ref names with value (keyward writes back
 // a rotated refresh token with it), provided its content is still the
 // version from (its providers.ContentVersion, as Fetch reported it); when
-// it already holds value it returns at once. The replacement is atomic: a
-// temporary file in the same directory, created exclusively with the
-// file's mode (and owner, when keyward may set it), written, synced and
-// renamed over the file, then the directory synced; a reader sees the old
-// content or the new, and a crash leaves one of them.
+// it already holds value it returns at once. The replacement is
+// render.WriteFile's, the one atomic writer keyward has: the file keeps its
+// mode, owner and group (an owner keyward may not give is an error, not a
+// silent change), nothing is written through a symlinked parent directory,
+// and a temp file left by a killed write carries keyward's temp name, which
+// the next write into the directory sweeps.
 //
 // Only a whole regular file is written: a #field of a structured file, a
 // symlink (keyward writes nothing through a symlink) or a missing file
@@ -30,7 +32,10 @@ var _ providers.Writer = (*Provider)(nil)
 // the check of the version and the rename by another process on this host
 // is not detected: keyward assumes it is the file's only writer.
 func (p *Provider) Write(ctx context.Context, ref providers.Ref, value []byte, from string) (string, error) {
-	path := p.Path(ref)
+	path, err := filepath.Abs(p.Path(ref))
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", p.Path(ref), err)
+	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
@@ -59,54 +64,24 @@ func (p *Provider) Write(ctx context.Context, ref providers.Ref, value []byte, f
 		}
 		return "", fmt.Errorf("write %s: %w", path, providers.ErrConflict)
 	}
-	if err := replaceFile(path, value, fi); err != nil {
-		return "", fmt.Errorf("write %s: %w", path, err)
+	if _, err := render.WriteFile(path, value, keepOwnerMode(fi)); err != nil {
+		return "", err // "write PATH: reason" already
 	}
 	return providers.ContentVersion(value), nil
 }
 
-// replaceFile atomically replaces path (described by fi) with data.
-func replaceFile(path string, data []byte, fi fs.FileInfo) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".keyward-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
+// keepOwnerMode returns the render options that give the new file the mode
+// of the one it replaces (described by fi) and its owner and group where
+// they differ from the ones keyward's files get anyway.
+func keepOwnerMode(fi fs.FileInfo) render.Options {
+	o := render.Options{Mode: fi.Mode().Perm(), UID: -1, GID: -1}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if int(st.Uid) != os.Geteuid() {
+			o.UID = int(st.Uid)
 		}
-	}()
-	if err = f.Chmod(fi.Mode().Perm()); err != nil {
-		return err
+		if int(st.Gid) != os.Getegid() {
+			o.GID = int(st.Gid)
+		}
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid()) {
-		// Keep the owner when keyward may (as root); otherwise the file
-		// becomes keyward's, with the same mode.
-		_ = f.Chown(int(st.Uid), int(st.Gid))
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil // renamed; the directory's sync is best effort
-	}
-	defer d.Close()
-	_ = d.Sync()
-	return nil
+	return o
 }
