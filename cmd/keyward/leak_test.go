@@ -2,15 +2,18 @@ package main
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -144,25 +147,143 @@ func (f *leakFixture) write(rel, content string) {
 	f.inputs[rel] = true
 }
 
-// forms returns every form of every value keyward holds, as the masker
-// knows them, and as a few encoders outside it write them.
+// forms returns every form of every value keyward holds, computed here
+// with the standard library and by hand rather than by the masker, so that
+// an encoding the masker forgets is not forgotten by the test too: base64
+// (standard and URL alphabets, padded and raw), hex in either case,
+// percent-encoding (net/url's, and the RFC 3986 and encodeURIComponent
+// sets by hand, space as %20 and +, either hex case), JSON string escaping
+// as Go (json.Marshal, an Encoder without HTML escaping, slog) and Python
+// (json.dumps: \uXXXX for non-ASCII, surrogate pairs) write it, %q and
+// %+q, and each line of a multi-line value at least
+// mask.DefaultMinLength bytes long (shorter ones are documented as not
+// masked). Each form is computed for the value and for the value without
+// its trailing line breaks.
 func (f *leakFixture) forms() map[string]string {
 	out := map[string]string{}
-	for name, v := range f.values {
+	for name, value := range f.values {
 		add := func(form, kind string) {
+			if len(form) < mask.DefaultMinLength {
+				return
+			}
 			if _, dup := out[form]; !dup {
 				out[form] = name + " (" + kind + ")"
 			}
 		}
-		for _, fm := range mask.Forms([]byte(v), mask.DefaultMinLength) {
-			add(string(fm.Bytes), fm.Kind)
+		for _, v := range []string{value, strings.TrimRight(value, "\r\n")} {
+			add(v, "raw")
+			for _, e := range []struct {
+				kind string
+				enc  *base64.Encoding
+			}{
+				{"base64", base64.StdEncoding}, {"base64 raw", base64.RawStdEncoding},
+				{"base64url", base64.URLEncoding}, {"base64url raw", base64.RawURLEncoding},
+			} {
+				add(e.enc.EncodeToString([]byte(v)), e.kind)
+			}
+			add(hex.EncodeToString([]byte(v)), "hex")
+			add(strings.ToUpper(hex.EncodeToString([]byte(v))), "HEX")
+			add(url.QueryEscape(v), "url.QueryEscape")
+			add(url.PathEscape(v), "url.PathEscape")
+			add((&url.URL{Path: v}).EscapedPath(), "url.URL path")
+			add(url.Values{"k": {v}}.Encode()[2:], "url.Values")
+			for _, keep := range []string{"-._~", "-._~!*'()"} {
+				for _, plus := range []bool{false, true} {
+					for _, digits := range []string{"0123456789ABCDEF", "0123456789abcdef"} {
+						add(percentEncode(v, keep, plus, digits), fmt.Sprintf("percent-encoded keeping %q, plus %v, hex %c", keep, plus, digits[10]))
+					}
+				}
+			}
+			j, _ := json.Marshal(v)
+			add(string(j[1:len(j)-1]), "json.Marshal")
+			var b strings.Builder
+			enc := json.NewEncoder(&b)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(v)
+			add(strings.TrimSuffix(strings.TrimPrefix(b.String(), `"`), "\"\n"), "json without HTML escaping")
+			b.Reset()
+			slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey || a.Key == slog.LevelKey {
+					return slog.Attr{}
+				}
+				return a
+			}})).Info(v)
+			if s, ok := strings.CutPrefix(b.String(), `{"msg":"`); ok {
+				add(strings.TrimSuffix(s, "\"}\n"), "slog JSON")
+			}
+			for _, digits := range []string{"0123456789abcdef", "0123456789ABCDEF"} {
+				add(pythonJSON(v, digits), "json.dumps, hex "+digits[10:11])
+			}
+			q := fmt.Sprintf("%q", v)
+			add(q[1:len(q)-1], "%q")
+			q = fmt.Sprintf("%+q", v)
+			add(q[1:len(q)-1], "%+q")
 		}
-		j, _ := json.Marshal(v)
-		add(string(j[1:len(j)-1]), "json.Marshal")
-		add(url.QueryEscape(v), "url.QueryEscape")
-		add(fmt.Sprintf("%q", v), "%q")
+		if strings.ContainsAny(value, "\r\n") {
+			for _, line := range strings.FieldsFunc(value, func(r rune) bool { return r == '\r' || r == '\n' }) {
+				add(line, "line")
+			}
+		}
 	}
 	return out
+}
+
+// percentEncode percent-encodes s as an encoder that keeps ASCII letters,
+// digits and the bytes of keep, and writes space as + when plus is set.
+func percentEncode(s, keep string, plus bool, digits string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', strings.IndexByte(keep, c) >= 0:
+			b.WriteByte(c)
+		case c == ' ' && plus:
+			b.WriteByte('+')
+		default:
+			b.WriteByte('%')
+			b.WriteByte(digits[c>>4])
+			b.WriteByte(digits[c&15])
+		}
+	}
+	return b.String()
+}
+
+// pythonJSON escapes s as Python's json.dumps does with its default
+// ensure_ascii=True (without the quotes): " \\ \n \r \t \b \f by name, other
+// controls and every non-ASCII character as \uXXXX, beyond the BMP as a
+// surrogate pair; digits gives the hex case.
+func pythonJSON(s, digits string) string {
+	var b strings.Builder
+	u := func(r rune) {
+		b.WriteString(`\u`)
+		for shift := 12; shift >= 0; shift -= 4 {
+			b.WriteByte(digits[r>>shift&15])
+		}
+	}
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\b':
+			b.WriteString(`\b`)
+		case r == '\f':
+			b.WriteString(`\f`)
+		case r > 0xffff:
+			u(0xd800 + (r-0x10000)>>10)
+			u(0xdc00 + (r-0x10000)&0x3ff)
+		case r < 0x20 || r > 0x7e:
+			u(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // check greps out (one output of a command) for every form of every value
@@ -284,6 +405,23 @@ done`
 	wantCode("exec --mask", r, 0)
 	if strings.Count(r.stdout, "***") < 12 {
 		t.Errorf("exec --mask: %d masks in the child's output, want every value in each of 3 forms", strings.Count(r.stdout, "***"))
+	}
+	// The same through Python's own encoders, when it is installed.
+	if py, err := exec.LookPath("python3"); err != nil {
+		t.Log("python3 not found: the masking of Python's encodings is not checked here")
+	} else {
+		script := `import base64, json, os, urllib.parse
+for k in ("DB_VALUE", "API_VALUE", "PEM_VALUE", "KEYWARD_TOKEN_FIRST"):
+    v = os.environ[k]
+    for form in (json.dumps(v), json.dumps({"k": v}), urllib.parse.quote(v, safe=""), urllib.parse.quote_plus(v),
+                 urllib.parse.urlencode({"k": v}), repr(v), base64.urlsafe_b64encode(v.encode()).decode()):
+        print("py", form, flush=True)
+`
+		r = f.run("exec --mask of python3", nil, false, "exec", "--mask", "-c", "exec-token.yaml", "--", py, "-c", script)
+		wantCode("exec --mask of python3", r, 0)
+		if strings.Count(r.stdout, "***") < 28 {
+			t.Errorf("exec --mask of python3: %d masks in the child's output, want every value in each of 7 forms", strings.Count(r.stdout, "***"))
+		}
 	}
 
 	// get prints the value on stdout by design; nothing else may carry it.
