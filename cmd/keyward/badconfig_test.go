@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,4 +117,25 @@ func keywardTimeout(t *testing.T, dir string, env []string, timeout time.Duratio
 		t.Fatalf("running keyward %v: %v", args, err)
 	}
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// TestConfigNotARegularFile: a config path that names a FIFO nobody writes
+// to, or a device that never ends, is refused at once with exit 78 and one
+// line naming the file, instead of hanging in open(2) or filling memory.
+func TestConfigNotARegularFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "keyward.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, "/dev/zero"} {
+		for _, args := range [][]string{{"check", "--offline", "-c", path}, {"render", "--once", "-c", path}} {
+			r := keywardTimeout(t, dir, []string{"GITHUB_ACTIONS=", "CI="}, 20*time.Second, args...)
+			msg := strings.TrimSuffix(r.stderr, "\n")
+			if r.code != exitConfig || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "keyward: "+path+": ") || !strings.Contains(msg, "not a regular file") {
+				t.Errorf("%v: exit %d, stderr %q; want exit %d and one line naming %s, not a regular file", args, r.code, r.stderr, exitConfig, path)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"io/fs"
@@ -20,6 +21,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -316,12 +318,20 @@ type Server struct {
 	Line int
 }
 
+// MaxFileSize is the largest config file Load reads.
+const MaxFileSize = readfile.DefaultMax
+
 // Load reads and parses the config file at path. Every error is an *Error
 // (so the caller can exit with code 78); when the file cannot be read it
 // wraps the underlying error (errors.Is(err, fs.ErrNotExist) holds for a
-// missing file).
+// missing file). The file is read with readfile.Read: a regular file (or a
+// symlink to one) of at most MaxFileSize; a FIFO, a device or a larger
+// file is refused at once (readfile.ErrNotRegular, readfile.ErrTooLarge)
+// instead of blocking or filling memory.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	// Only a regular file is read, and reading one does not block on
+	// anything a context could end, so no caller context is needed.
+	data, _, err := readfile.Read(context.Background(), path, readfile.Options{Max: MaxFileSize})
 	if err != nil {
 		msg := err.Error()
 		var pe *fs.PathError
