@@ -232,6 +232,24 @@ func build(f File, secrets map[string]providers.Resolved) ([]byte, error) {
 	return nil, fmt.Errorf("unknown format %q", f.Format)
 }
 
+// LoadTemplate returns f with its TemplateFile read into Template (and
+// TemplateFile cleared), or f itself when it has none: a caller that both
+// asks SecretNames and renders f again and again (the rotation engine)
+// reads the file once, so that the names it learnt and every later render
+// come from the same bytes, never from two versions of an edited file.
+// The error is the read error, as Build would report it.
+func (f File) LoadTemplate() (File, error) {
+	if f.TemplateFile == "" {
+		return f, nil
+	}
+	text, err := f.templateText()
+	if err != nil {
+		return f, err
+	}
+	f.Template, f.TemplateFile = text, ""
+	return f, nil
+}
+
 func (f File) templateText() (string, error) {
 	if f.TemplateFile == "" {
 		return f.Template, nil

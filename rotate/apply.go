@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,9 +38,10 @@ type applier struct {
 	envDue map[string]bool
 }
 
-// newApplier returns the applier of the engine's options: it learns which
-// names each file uses (reading template files) and checks that the
-// secrets it is told of exist.
+// newApplier returns the applier of the engine's options: it reads the
+// template files into opts.Files (see render.File.LoadTemplate), learns
+// which names each file uses and checks that the secrets it is told of
+// exist.
 func newApplier(opts *Options, log *slog.Logger, rand func() float64, values func() map[string]providers.Resolved) (*applier, error) {
 	a := &applier{
 		opts: opts, log: log, rand: rand, values: values, env: map[string]bool{},
@@ -52,7 +54,15 @@ func newApplier(opts *Options, log *slog.Logger, rand func() float64, values fun
 		}
 		a.env[n] = true
 	}
-	for _, f := range opts.Files {
+	// Template files are read here, once: the names each file uses and
+	// every later render of it come from the same text.
+	opts.Files = slices.Clone(opts.Files)
+	for i, f := range opts.Files {
+		var err error
+		if opts.Files[i].File, err = f.LoadTemplate(); err != nil {
+			return nil, fmt.Errorf("rotate: file %s: %w", f.Path, err)
+		}
+		f = opts.Files[i]
 		deps, err := fileDeps(f.File)
 		if err != nil {
 			return nil, fmt.Errorf("rotate: file %s: %w", f.Path, err)

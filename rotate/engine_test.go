@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -878,6 +880,41 @@ func TestNoStarvation(t *testing.T) {
 		}
 		if got := time.Since(start); r.read("b") != "sv-b2" || got > 2500*time.Millisecond {
 			t.Fatalf("b rendered after %v (content %q), want within about 2×MaxDelay", got, r.read("b"))
+		}
+	})
+}
+
+// TestTemplateFileReadOnce: the engine reads a template file once, for the
+// names the file uses and for every render of it: a template edited while
+// keyward runs cannot give a render whose text is the new version while
+// the secrets that trigger it were learnt from the old one.
+func TestTemplateFileReadOnce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newStore()
+		st.set("a", "sv-a1")
+		st.set("b", "sv-b1")
+		tmpl := filepath.Join(t.TempDir(), "out.tmpl")
+		if err := os.WriteFile(tmpl, []byte(`a={{ secret "A" }}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := newRig(t, st, plainProvider{st},
+			map[string]providers.Ref{"A": ref("a", ""), "B": ref("b", "")},
+			[]File{{File: render.File{Path: "out", Format: render.FormatTemplate, TemplateFile: tmpl}}},
+			func(o *Options) { o.Interval = 10 * time.Second })
+		r.start()
+		if got := r.read("out"); got != "a=sv-a1" {
+			t.Fatalf("first render: wrong content (%d bytes)", len(got))
+		}
+		// The template now uses B instead; A rotates.
+		if err := os.WriteFile(tmpl, []byte(`b={{ secret "B" }}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st.set("a", "sv-a2")
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := r.read("out"); got != "a=sv-a2" {
+			t.Fatalf("render after A rotated: %d bytes, from the edited template: %v; want the template text the engine started with, with A's new value", len(got), strings.HasPrefix(got, "b="))
 		}
 	})
 }
