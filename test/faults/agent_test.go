@@ -54,6 +54,8 @@ type agentOptions struct {
 	// quiet leaves the agent's log out of a failed test's output (an
 	// agent killed on purpose, one of many).
 	quiet bool
+	// args are more flags of keyward agent.
+	args []string
 }
 
 // startAgent writes the config into dir and runs keyward agent there.
@@ -66,7 +68,7 @@ func startAgent(t *testing.T, dir string, o agentOptions) *agent {
 		t.Fatal(err)
 	}
 	a := &agent{t: t, dir: dir, log: &testenv.LogBuffer{}, exited: make(chan struct{}), secrets: o.secrets}
-	args := []string{"agent", "-c", "keyward.yaml"}
+	args := append([]string{"agent", "-c", "keyward.yaml"}, o.args...)
 	env := append([]string{"PATH=" + os.Getenv("PATH")}, o.env...)
 	if o.child {
 		a.childLog = filepath.Join(dir, "child.log")

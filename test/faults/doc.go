@@ -6,7 +6,8 @@
 // the running app never loses a good value: the last good files stay on
 // disk byte for byte and keep being served, the child is neither restarted
 // nor signalled for nothing, /readyz tells the truth, errors are counted,
-// and the agent recovers without a restart.
+// and the agent recovers without a restart. An agent told to stop while its
+// store hangs exits within its documented bounds, its files intact.
 //
 // The tests carry the build tag "integration" and run under `make test`;
 // KEYWARD_FAULTS_LONG=1 (`make bench`) runs the longer variants. Each test

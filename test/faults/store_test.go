@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -361,6 +362,99 @@ watch: {interval: 1s, jitter: 0.1}
 		t.Errorf("agent exit code %d after SIGTERM, want 0", code)
 	}
 	fig.note = fmt.Sprintf("rotations delivered: %d of %d, failing phases counted in keyward_errors_total: %d of %d", hups, len(gens.gens)-1, counted, len(faults))
+	report(t, fig)
+}
+
+func TestStoreHangsAtShutdownVault(t *testing.T) {
+	t.Parallel()
+	runStoreHangsAtShutdown(t, vaultStore(t))
+}
+
+func TestStoreHangsAtShutdownAWS(t *testing.T) {
+	t.Parallel()
+	runStoreHangsAtShutdown(t, awsStore(t))
+}
+
+func TestStoreHangsAtShutdownKubernetes(t *testing.T) {
+	t.Parallel()
+	runStoreHangsAtShutdown(t, kubeStore(t))
+}
+
+// runStoreHangsAtShutdown runs an agent with a child against st through a
+// proxy, makes the store hang (toxiproxy timeout: connections accepted and
+// never answered, kept open) for a few polling intervals, and sends the
+// agent SIGTERM while it still hangs. The agent must exit 0 within
+// --stop-timeout plus --shutdown-timeout (plus slack for a loaded
+// machine), its shutdown not cut short by the bound (its fetches and
+// watches end with its context), with the files holding the last good
+// values and nothing else in their directory. The store's own request
+// timeout (Vault's 2s) is longer than --shutdown-timeout, so a fetch that
+// ignored the context would show as a shutdown cut short.
+func runStoreHangsAtShutdown(t *testing.T, st store) {
+	const stopTimeout, shutdownTimeout, slack = time.Second, time.Second, 10 * time.Second
+	ctx := context.Background()
+	tp := toxiproxy(t)
+	p, err := tp.Proxy(strings.ToLower(strings.TrimPrefix(t.Name(), "TestStoreHangsAtShutdown"))+"-shutdown", st.upstream)
+	must(t, err)
+	t.Cleanup(func() { _ = p.Delete() })
+
+	gens := &generations{}
+	g1 := gens.next()
+	mustf(t, st.set(ctx, g1), "writing the secret")
+	dir := t.TempDir()
+	provs, env := st.config(t, dir, p.URL(st.upstream))
+	cfg := "version: 1\nproviders:\n" + provs + fmt.Sprintf(`secrets:
+  DB_PASSWORD: %s
+  API_KEY: %s
+files:
+  - {path: out/app.env, secrets: [DB_PASSWORD, API_KEY]}
+  - {path: out/password, secret: DB_PASSWORD}
+env: {}
+watch: {interval: 1s, jitter: 0.1}
+`, st.ref("password"), st.ref("api_key"))
+	a := startAgent(t, dir, agentOptions{config: cfg, env: env, child: true, secrets: gens.values,
+		args: []string{"--stop-timeout", stopTimeout.String(), "--shutdown-timeout", shutdownTimeout.String()}})
+	a.waitReady()
+	files := []string{filepath.Join(dir, "out", "app.env"), filepath.Join(dir, "out", "password")}
+	if pw := readFile(files[1]); string(pw) != g1["password"] {
+		t.Fatal("the first render does not hold the store's values")
+	}
+	a.waitFor("the child to start", waitLong, func() bool { s, _ := a.childCounts(); return s == 1 })
+	good := snapshot(files)
+
+	var fig figures
+	must(t, p.Timeout(0))
+	fig.faults++
+	// Several polling intervals: the agent's fetches (or its watch) hang
+	// in the store when it is told to stop.
+	fig.lost += a.hold(t, "store hanging", 3*time.Second, files, good)
+
+	sent := time.Now()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	bound := stopTimeout + shutdownTimeout + slack
+	select {
+	case <-a.exited:
+		fig.note = fmt.Sprintf("exited %v after SIGTERM while the store hung", time.Since(sent).Round(time.Millisecond))
+	case <-time.After(bound):
+		t.Fatalf("the agent did not exit within --stop-timeout %v + --shutdown-timeout %v (+ %v slack) of SIGTERM while the store hung", stopTimeout, shutdownTimeout, slack)
+	}
+	if a.code != 0 {
+		t.Errorf("agent exit code %d after SIGTERM while the store hung, want 0", a.code)
+	}
+	if strings.Contains(a.log.String(), "shutdown did not finish") {
+		t.Error("the agent's shutdown was cut short by --shutdown-timeout: something it waited for ignored its context while the store hung")
+	}
+	if bad := diffSnapshot(files, good); len(bad) > 0 {
+		fig.lost++
+		t.Errorf("after the agent exited: %v no longer hold the last good values", bad)
+	}
+	left := unexpected(filepath.Join(dir, "out"), "app.env", "password")
+	fig.leftovers = len(left)
+	if len(left) > 0 {
+		t.Errorf("left behind after shutdown: %v", left)
+	}
 	report(t, fig)
 }
 
