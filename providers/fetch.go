@@ -3,6 +3,7 @@ package providers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -145,7 +146,8 @@ type Fetched struct {
 // FetchPlan fetches every secret of p: concurrently, through one
 // FetchBatch per instance that is a BatchFetcher and has more than one of
 // them, each call waiting for a slot of its instance's Concurrency and
-// bounded by FetchTimeout. It returns one Fetched per source, in the order
+// bounded by FetchTimeout. A FetchBatch that does not return one result
+// per ref makes every secret of its batch an error. It returns one Fetched per source, in the order
 // of p.Sources(), and returns only after every goroutine it started has
 // exited.
 func (s *Set) FetchPlan(ctx context.Context, p *Plan) []Fetched {
@@ -173,6 +175,12 @@ func (s *Set) FetchPlan(ctx context.Context, p *Plan) []Fetched {
 				var errs []error
 				err := s.call(ctx, scheme, func(ctx context.Context) error {
 					secs, errs = bf.FetchBatch(ctx, refs)
+					if len(secs) != len(refs) || len(errs) != len(refs) {
+						// A broken contract: which result is whose is
+						// unknown, so none is used.
+						bad := fmt.Errorf("provider %s: batch fetch returned %d secrets and %d errors for %d references", scheme, len(secs), len(errs), len(refs))
+						secs, errs = make([]Secret, len(refs)), slices.Repeat([]error{bad}, len(refs))
+					}
 					return nil
 				}, func(took time.Duration) {
 					for k := range idx {

@@ -90,6 +90,9 @@ type fake struct {
 	newErr   error
 	closeErr error
 	batch    bool
+	// batchSkew is added to the number of results FetchBatch returns (a
+	// provider that breaks the one-result-per-ref contract).
+	batchSkew int
 
 	news    atomic.Int32
 	closes  atomic.Int32
@@ -136,9 +139,11 @@ type batchFake struct{ *fake }
 
 func (b *batchFake) FetchBatch(ctx context.Context, refs []providers.Ref) ([]providers.Secret, []error) {
 	b.batches.Add(1)
-	secs := make([]providers.Secret, len(refs))
-	errs := make([]error, len(refs))
-	for i, r := range refs {
+	n := max(len(refs)+b.batchSkew, 0)
+	secs := make([]providers.Secret, n)
+	errs := make([]error, n)
+	for i := range n {
+		r := refs[i%len(refs)]
 		secs[i], errs[i] = b.Fetch(ctx, r)
 	}
 	return secs, errs
@@ -328,6 +333,39 @@ func TestSetBatch(t *testing.T) {
 	}
 	if got["A2"].Value.Reveal() != "value-of-a" || got["C"].Value.Reveal() != "value-of-c" {
 		t.Error("batch results misassigned")
+	}
+}
+
+// TestSetBatchWrongLength: a FetchBatch that returns fewer or more results
+// than refs breaks its contract; every secret of the batch is an error
+// naming the provider, never a panic or a value assigned to the wrong
+// name.
+func TestSetBatchWrongLength(t *testing.T) {
+	t.Parallel()
+	for _, skew := range []int{-1, -3, 1} {
+		t.Run(fmt.Sprint(skew), func(t *testing.T) {
+			t.Parallel()
+			f := &fake{batch: true, batchSkew: skew}
+			s := newSet(t, map[string]*fake{"fk": f})
+			var calls []providers.Call
+			var mu sync.Mutex
+			s.ObserveCalls(func(c providers.Call) { mu.Lock(); calls = append(calls, c); mu.Unlock() })
+			_, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"A": "fk://a", "B": "fk://b", "C": "fk://c"}))
+			var re *providers.ResolveError
+			if !errors.As(err, &re) || len(re.Failures) != 3 {
+				t.Fatalf("err %v, want a failure for each of the 3 secrets", err)
+			}
+			for _, fl := range re.Failures {
+				if !strings.Contains(fl.Err.Error(), "fk") || !strings.Contains(fl.Err.Error(), "3 references") {
+					t.Errorf("%s: %v, want an error naming the provider and the batch's size", fl.Name, fl.Err)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(calls) != 3 || calls[0].Err == nil {
+				t.Errorf("observed calls %v, want 3 failed fetches", calls)
+			}
+		})
 	}
 }
 
