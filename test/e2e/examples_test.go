@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/keyward/keyward/internal/config"
@@ -66,9 +67,15 @@ func applyExampleFixtures(t *testing.T) {
 // securityContext, volumes, keyward's own containers) as written.
 func examplePod(t *testing.T, file, name string, args ...string) *corev1.Pod {
 	t.Helper()
-	objs, err := kubenode.Decode(readExample(t, file))
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("%s: %d objects, %v", file, len(objs), err)
+	all, err := kubenode.Decode(readExample(t, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := slices.DeleteFunc(all, func(o *unstructured.Unstructured) bool {
+		return !slices.Contains([]string{"Pod", "Deployment", "Job", "CronJob"}, o.GetKind())
+	})
+	if len(objs) != 1 {
+		t.Fatalf("%s: %d pods or controllers of pods, want 1", file, len(objs))
 	}
 	var tmpl corev1.PodTemplateSpec
 	conv := runtime.DefaultUnstructuredConverter
@@ -170,6 +177,8 @@ func TestExamples(t *testing.T) {
 		}
 	})
 	files := strings.Join(exampleFiles, ",")
+	// The CSI driver starts while the other examples run.
+	go csiOnce.Do(startCSIOnce)
 
 	t.Run("init-pod.yaml", func(t *testing.T) {
 		ctx := context.Background()
@@ -305,6 +314,11 @@ func TestExamples(t *testing.T) {
 			t.Errorf("container state %+v, want terminated with the app's exit code 42\n%s", s.State, describe(p))
 		}
 	})
+
+	// The CSI examples: keyward csi-provider beside the real Secrets
+	// Store CSI Driver (csi_test.go).
+	t.Run("csi/k8s.yaml", testCSIKubernetes)
+	t.Run("csi/vault.yaml", testCSIVault)
 }
 
 // checkStartOrder checks that the app container started after the

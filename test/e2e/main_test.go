@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 // image building here take minutes).
 func prepare(dir string) error {
 	// Built or installed here, where the network is reachable.
-	for _, script := range []string{"helm.sh", "vault.sh"} {
+	for _, script := range []string{"helm.sh", "vault.sh", "csi-driver.sh"} {
 		if _, err := testenv.Binary(script); err != nil {
 			return err
 		}

@@ -53,12 +53,20 @@ var Resources = map[string]schema.GroupVersionResource{
 	"PodDisruptionBudget":            {Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
 	"MutatingWebhookConfiguration":   {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
 	"ValidatingWebhookConfiguration": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
+	"Event":                          {Version: "v1", Resource: "events"},
+	"CustomResourceDefinition":       {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
+	"CSIDriver":                      {Group: "storage.k8s.io", Version: "v1", Resource: "csidrivers"},
+	"CSINode":                        {Group: "storage.k8s.io", Version: "v1", Resource: "csinodes"},
+	// The Secrets Store CSI Driver's kinds.
+	"SecretProviderClass":          {Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasses"},
+	"SecretProviderClassPodStatus": {Group: "secrets-store.csi.x-k8s.io", Version: "v1", Resource: "secretproviderclasspodstatuses"},
 }
 
 // clusterScoped are the kinds without a namespace.
 var clusterScoped = map[string]bool{
 	"Namespace": true, "Node": true, "ClusterRole": true, "ClusterRoleBinding": true,
 	"MutatingWebhookConfiguration": true, "ValidatingWebhookConfiguration": true,
+	"CustomResourceDefinition": true, "CSIDriver": true, "CSINode": true,
 }
 
 func newClient(cfg *rest.Config) (*Client, error) {

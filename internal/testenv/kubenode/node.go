@@ -44,6 +44,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -92,6 +93,9 @@ type Node struct {
 	cgroupRoot string
 	containerd *testenv.Process
 	kubelet    *testenv.Process
+
+	mu     sync.Mutex
+	onStop []func()
 }
 
 // Options are the hooks of Run.
@@ -623,6 +627,13 @@ func (n *Node) CreateNamespace(ctx context.Context, name string) error {
 func (n *Node) Stop() {
 	if n.kubelet != nil {
 		n.kubelet.Stop()
+	}
+	n.mu.Lock()
+	hooks := n.onStop
+	n.onStop = nil
+	n.mu.Unlock()
+	for i := len(hooks) - 1; i >= 0; i-- {
+		hooks[i]()
 	}
 	if n.containerd != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

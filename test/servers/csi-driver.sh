@@ -7,28 +7,25 @@
 #
 # The driver imports monis.app/mlog, which the module proxy refuses in every
 # version (TESTING.md); it uses six of its names, so the build replaces it
-# with the klog-backed stand-in of ./mlog. Test infrastructure only: the
+# with the klog-backed stand-in of ./csi-driver/mlog. Test infrastructure only: the
 # stand-in ignores the log level and format flags. About 8 minutes and 65 MB
 # cold on a busy 2-core machine, 4 warm.
 #
-# It is not one of test/servers/*.sh (make servers builds those for every
-# run): no test runs the driver yet. The next step is an end-to-end test on
-# the real node (internal/testenv/kubenode) that runs this driver beside
-# keyward csi-provider, registers it with the kubelet through
-# k8s.io/kubelet/pkg/apis/pluginregistration/v1 (GetInfo,
-# NotifyRegistrationStatus on a socket in the kubelet's plugins_registry),
-# applies the driver's CRDs (config/crd/bases of the module) and a CSIDriver
-# object with podInfoOnMount and tokenRequests, and mounts a pod's volume.
+# The module's source stays in src/: the end-to-end tests (test/e2e, on the
+# real node of internal/testenv/kubenode) apply the CRDs of its
+# config/crd/bases and the CSIDriver object its chart
+# (charts/secrets-store-csi-driver) renders, and run this binary beside
+# keyward csi-provider.
 set -euo pipefail
 
 version=1.5.4
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../../.." && pwd)"
+root="$(cd "$here/../.." && pwd)"
 cache="${KEYWARD_TEST_CACHE:-$root/.cache}"
 dir="$cache/csi-driver-$version"
 bin="$dir/secrets-store-csi-driver"
 
-if [ -x "$bin" ]; then
+if [ -x "$bin" ] && [ -d "$dir/src/config/crd/bases" ]; then
 	echo "$bin"
 	exit 0
 fi
@@ -36,7 +33,7 @@ fi
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
-if [ -x "$bin" ]; then
+if [ -x "$bin" ] && [ -d "$dir/src/config/crd/bases" ]; then
 	echo "$bin"
 	exit 0
 fi
@@ -52,7 +49,7 @@ src="$dir/src"
 rm -rf "$src" "$dir/mlog"
 cp -r "$mod" "$src"
 chmod -R u+w "$src"
-cp -r "$here/mlog" "$dir/mlog"
+cp -r "$here/csi-driver/mlog" "$dir/mlog"
 cd "$src"
 go mod edit -replace monis.app/mlog=../mlog
 sed -i '/^monis.app\/mlog /d' go.sum

@@ -1,0 +1,714 @@
+//go:build integration
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/internal/testenv/kubenode"
+	"github.com/keyward/keyward/providers"
+	_ "github.com/keyward/keyward/providers/vault" // the vault provider kind, for config.Parse
+	"github.com/keyward/keyward/render"
+)
+
+// The Secrets Store CSI Driver as the tests run it.
+const (
+	csiDriverName = "secrets-store.csi.k8s.io"
+	// csiPoll is the driver's rotation poll interval and keyward
+	// csi-provider's cache TTL here: a rotation reaches a pod's file
+	// within about both (their defaults, 2m and 10s, would only make the
+	// tests slower).
+	csiPoll = time.Second
+)
+
+// csiStack is the driver and keyward csi-provider, host processes beside
+// the kubelet (as their DaemonSets' privileged containers would be),
+// started once by the first test that mounts a CSI volume and stopped
+// with the node.
+type csiStack struct {
+	driver, provider *testenv.Process
+}
+
+var (
+	csiOnce sync.Once
+	csi     *csiStack
+	csiErr  error
+	csiUp   time.Duration // how long starting it took
+)
+
+// startCSI starts the driver and keyward csi-provider the first time it is
+// called, and fails t if they cannot run.
+func startCSI(t *testing.T) *csiStack {
+	t.Helper()
+	csiOnce.Do(startCSIOnce)
+	if csiErr != nil {
+		t.Fatalf("CSI driver: %v", csiErr)
+	}
+	return csi
+}
+
+func startCSIOnce() {
+	t0 := time.Now()
+	csi, csiErr = newCSIStack(context.Background())
+	csiUp = time.Since(t0)
+}
+
+// newCSIStack applies the driver's CRDs (its module's config/crd/bases)
+// and the CSIDriver object its chart renders with
+// examples/kubernetes/csi/driver-values.yaml, starts keyward csi-provider
+// and the driver (rotation on, polling every csiPoll) and registers the
+// driver with the kubelet.
+func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
+	bin, err := testenv.Binary("csi-driver.sh")
+	if err != nil {
+		return nil, err
+	}
+	src := filepath.Join(filepath.Dir(bin), "src")
+	crds, err := filepath.Glob(filepath.Join(src, "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(crds) == 0 {
+		return nil, fmt.Errorf("no CRDs in %s (%v)", src, err)
+	}
+	for _, f := range crds {
+		if err := applyFile(ctx, f, nil); err != nil {
+			return nil, err
+		}
+	}
+	csiDriver, err := driverChartObject(ctx, src, "CSIDriver")
+	if err != nil {
+		return nil, err
+	}
+	if err := node.Client.Apply(ctx, "", csiDriver); err != nil {
+		return nil, err
+	}
+	for _, f := range crds {
+		if err := waitEstablished(ctx, f); err != nil {
+			return nil, err
+		}
+	}
+
+	dir := filepath.Join(node.Dir, "csi")
+	providers := filepath.Join(dir, "providers")
+	for _, d := range []string{dir, providers} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ca := filepath.Join(dir, "ca.crt")
+	kubeconfig := filepath.Join(dir, "driver.kubeconfig")
+	if err := os.WriteFile(ca, node.Kube.CAData, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(kubeconfig, node.Kube.Kubeconfig(node.Kube.API.URL, node.Kube.AdminToken), 0o600); err != nil {
+		return nil, err
+	}
+	s := &csiStack{}
+	defer func() {
+		if err != nil {
+			s.stop()
+		}
+	}()
+	s.provider, err = testenv.Start("keyward-csi-provider", dir, []string{filepath.Join(node.Dir, "bin", "keyward"),
+		"csi-provider", "--socket-dir", providers,
+		"--kube-api-server", node.Kube.API.URL, "--kube-ca-file", ca,
+		"--cache-ttl", csiPoll.String(), "--log-level", "debug",
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitSocket(s.provider, filepath.Join(providers, "keyward.sock")); err != nil {
+		return nil, err
+	}
+	// The kubelet's plugins dir, where node-driver-registrar would find
+	// the driver's socket (the chart's kubeletRootDir/plugins/csi-secrets-store).
+	sock := filepath.Join(node.KubeletDir(), "plugins", "csi-secrets-store", "csi.sock")
+	if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
+		return nil, err
+	}
+	s.driver, err = testenv.Start("secrets-store-csi-driver", dir, []string{bin,
+		"--endpoint=unix://" + sock,
+		"--nodeid=" + kubenode.Name,
+		"--provider-volume=" + providers,
+		"--additional-provider-volume-paths=" + providers,
+		"--enable-secret-rotation=true",
+		"--rotation-poll-interval=" + csiPoll.String(),
+		"--metrics-addr=0",
+		"-v=2",
+	}, []string{"KUBECONFIG=" + kubeconfig})
+	if err != nil {
+		return nil, err
+	}
+	if err := waitSocket(s.driver, sock); err != nil {
+		return nil, err
+	}
+	unregister, err := node.RegisterCSIDriver(ctx, csiDriverName, sock)
+	if err != nil {
+		return nil, fmt.Errorf("%w\ndriver log: %s", err, s.driver.LogTail(3000))
+	}
+	node.OnStop(func() {
+		unregister()
+		s.stop()
+	})
+	return s, nil
+}
+
+func (s *csiStack) stop() {
+	if s.driver != nil {
+		s.driver.Stop()
+	}
+	if s.provider != nil {
+		s.provider.Stop()
+	}
+}
+
+// logs returns the logs of the driver, keyward csi-provider and the
+// kubelet, by name.
+func (s *csiStack) logs() map[string]string {
+	const all = 1 << 30
+	return map[string]string{
+		"secrets-store-csi-driver": s.driver.LogTail(all),
+		"keyward csi-provider":     s.provider.LogTail(all),
+		"kubelet":                  node.LogTail(all),
+	}
+}
+
+// checkNoLeak fails t if any of values appears in the logs of the driver,
+// keyward or the kubelet, in an event or in a SecretProviderClassPodStatus
+// of namespace.
+func (s *csiStack) checkNoLeak(t *testing.T, namespace string, values map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	texts := s.logs()
+	evs, err := kubenode.List[corev1.Event](ctx, node.Client, "Event", namespace, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		texts["event "+e.Reason+" of "+e.InvolvedObject.Name] = e.Message
+	}
+	st, err := kubenode.List[unstructured.Unstructured](ctx, node.Client, "SecretProviderClassPodStatus", namespace, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range st {
+		b, _ := json.Marshal(o.Object)
+		texts["SecretProviderClassPodStatus "+o.GetName()] = string(b)
+	}
+	for where, text := range texts {
+		for name, v := range values {
+			if strings.Contains(text, v) {
+				t.Errorf("leaked value of %s in %s", name, where)
+			}
+		}
+	}
+}
+
+// waitSocket waits until the unix socket path exists, or p exits.
+func waitSocket(p *testenv.Process, path string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return nil
+		}
+		select {
+		case <-p.Exited():
+			return fmt.Errorf("%s exited: %s", p.Name, p.LogTail(3000))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no socket %s after 30s: %s", p.Name, path, p.LogTail(3000))
+		}
+	}
+}
+
+// applyFile applies every object of a manifest file, edited by edit when
+// it is not nil.
+func applyFile(ctx context.Context, path string, edit func(*unstructured.Unstructured)) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	objs, err := kubenode.Decode(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, o := range objs {
+		if edit != nil {
+			edit(o)
+		}
+		if err := node.Client.Apply(ctx, "", o); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// waitEstablished waits until the CRD of a manifest file serves its kind.
+func waitEstablished(ctx context.Context, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	objs, err := kubenode.Decode(b)
+	if err != nil || len(objs) != 1 {
+		return fmt.Errorf("%s: %d objects (%v)", path, len(objs), err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		crd, err := kubenode.Get[unstructured.Unstructured](ctx, node.Client, "CustomResourceDefinition", "", objs[0].GetName())
+		if err == nil {
+			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+			for _, c := range conds {
+				if c, ok := c.(map[string]any); ok && c["type"] == "Established" && c["status"] == "True" {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("CRD %s not established after 30s (%v)", objs[0].GetName(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// driverChartObject renders the driver's own chart (from its module's
+// source) with examples/kubernetes/csi/driver-values.yaml, as the
+// examples' README installs it, and returns its object of kind.
+func driverChartObject(ctx context.Context, src, kind string) (*unstructured.Unstructured, error) {
+	helm, err := testenv.Binary("helm.sh")
+	if err != nil {
+		return nil, err
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, helm, "template", "csi-secrets-store", filepath.Join(src, "charts", "secrets-store-csi-driver"),
+		"--namespace", "kube-system", "--kube-version", "1.36.3",
+		"-f", filepath.Join(root, "examples", "kubernetes", "csi", "driver-values.yaml"))
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("helm template of the driver's chart: %v: %s", err, ee.Stderr)
+		}
+		return nil, fmt.Errorf("helm template of the driver's chart: %w", err)
+	}
+	objs, err := kubenode.Decode(out)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("the driver's chart renders no %s", kind)
+}
+
+// csiExample returns the objects of examples/kubernetes/csi/file other
+// than its pod, and the pod, whose application container ("stands for your
+// application") is testapp with args and which is named name.
+func csiExample(t *testing.T, file, name string, args ...string) ([]*unstructured.Unstructured, *corev1.Pod) {
+	t.Helper()
+	objs, err := kubenode.Decode(readExample(t, filepath.Join("csi", file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(objs, func(o *unstructured.Unstructured) bool { return o.GetKind() == "Pod" })
+	if i < 0 {
+		t.Fatalf("csi/%s: no pod", file)
+	}
+	pod := examplePod(t, filepath.Join("csi", file), name, args...)
+	return slices.Delete(objs, i, i+1), pod
+}
+
+// spcConfig returns the keyward config of the SecretProviderClass among
+// objs.
+func spcConfig(t *testing.T, objs []*unstructured.Unstructured) string {
+	t.Helper()
+	for _, o := range objs {
+		if o.GetKind() == "SecretProviderClass" {
+			cfg, _, _ := unstructured.NestedString(o.Object, "spec", "parameters", "config")
+			return cfg
+		}
+	}
+	t.Fatal("no SecretProviderClass")
+	return ""
+}
+
+// expectedFiles renders the files of a SecretProviderClass's keyward
+// config with the values value returns for its references, and returns
+// the SHA-256 of each by its path in the volume under mountPath.
+func expectedFiles(t *testing.T, cfgText, mountPath string, value func(providers.Ref) string) map[string]string {
+	t.Helper()
+	const dir = "/volume"
+	cfg, err := config.Parse([]byte(cfgText), filepath.Join(dir, "keyward.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[string]providers.Resolved{}
+	for name, s := range cfg.Secrets {
+		res[name] = providers.Resolved{Value: providers.NewValue([]byte(value(s.Ref)))}
+	}
+	files := make([]render.File, len(cfg.Files))
+	for i, f := range cfg.Files {
+		files[i] = render.File{Path: f.Path, Format: render.Format(f.Format), Dialect: render.Dialect(f.Dialect),
+			Secrets: f.Secrets, Secret: f.Secret, Template: f.Template, UID: -1, GID: -1}
+	}
+	contents, err := render.Build(files, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for i, f := range cfg.Files {
+		rel, _ := filepath.Rel(dir, f.Path)
+		out[filepath.Join(mountPath, rel)] = digest(string(contents[i]))
+	}
+	return out
+}
+
+// waitFiles waits until testapp's report (-watch) shows every file of
+// want with its digest, and returns the events that did.
+func waitFiles(ctx context.Context, t *testing.T, namespace, pod, container string, timeout time.Duration, want map[string]string) map[string]Event {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := map[string]Event{}
+		for _, e := range events(ctx, t, namespace, pod, container) {
+			if e.Event == "file" && want[e.Name] != "" && e.SHA256 == want[e.Name] {
+				got[e.Name] = e
+			}
+		}
+		if len(got) == len(want) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			var missing []string
+			for f := range want {
+				if _, ok := got[f]; !ok {
+					missing = append(missing, f)
+				}
+			}
+			slices.Sort(missing)
+			p, _ := kubenode.Get[corev1.Pod](ctx, node.Client, "Pod", namespace, pod)
+			st := ""
+			if p != nil {
+				st = describe(p)
+			}
+			t.Fatalf("%s/%s: after %v the app has not read the expected contents of %s; report:\n%s\n%s", namespace, pod, timeout, strings.Join(missing, ", "), podLogs(ctx, namespace, pod, container), st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitMountFailure waits until the kubelet reports that it cannot mount
+// the pod's volumes (a FailedMount event), checks that the pod's
+// containers never started, and returns the event's message.
+func waitMountFailure(ctx context.Context, t *testing.T, namespace, pod string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		evs, err := kubenode.List[corev1.Event](ctx, node.Client, "Event", namespace, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.InvolvedObject.Name == pod && e.Reason == "FailedMount" {
+				p, err := kubenode.Get[corev1.Pod](ctx, node.Client, "Pod", namespace, pod)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range p.Status.ContainerStatuses {
+					if s.State.Running != nil || s.State.Terminated != nil {
+						t.Errorf("container %s started although its volume could not be mounted", s.Name)
+					}
+				}
+				return e.Message
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/%s: no FailedMount event after %v", namespace, pod, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// csiVolumeMount is where the example pod's container mounts its CSI
+// volume.
+func csiVolumeMount(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	for _, v := range pod.Spec.Volumes {
+		if v.CSI == nil || v.CSI.Driver != csiDriverName {
+			continue
+		}
+		for _, m := range pod.Spec.Containers[0].VolumeMounts {
+			if m.Name == v.Name {
+				return m.MountPath
+			}
+		}
+	}
+	t.Fatalf("pod %s mounts no %s volume", pod.Name, csiDriverName)
+	return ""
+}
+
+func fileList(want map[string]string) string {
+	var fs []string
+	for f := range want {
+		fs = append(fs, f)
+	}
+	slices.Sort(fs)
+	return strings.Join(fs, ",")
+}
+
+// csiMountAndRotate runs the example pod, waits until its app reads every
+// file of the SecretProviderClass with the contents want returns, then
+// changes the store with rotate and waits until the app reads the new
+// contents (the driver's rotation reconciler mounts again, keyward
+// returns new object versions). It returns how long the rotation took to
+// reach the app's file.
+func csiMountAndRotate(t *testing.T, pod *corev1.Pod, want func() map[string]string, rotate func()) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	first := want()
+	pod.Spec.Containers[0].Command = []string{"/testapp", "-files", fileList(first), "-watch", "-poll", "20ms"}
+	t0 := time.Now()
+	if _, err := kubenode.Create(ctx, node.Client, "Pod", exampleNS, pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitPod(ctx, exampleNS, pod.Name, 60*time.Second, podIsReady); err != nil {
+		t.Fatal(err)
+	}
+	got := waitFiles(ctx, t, exampleNS, pod.Name, "app", 30*time.Second, first)
+	t.Logf("pod create → Ready with its CSI volume: %v", time.Since(t0).Round(time.Millisecond))
+	for name, e := range got {
+		if e.FS != "tmpfs" {
+			t.Errorf("%s is on %s, not on the driver's tmpfs", name, e.FS)
+		}
+		t.Logf("%s: mode %s owner %d group %d", name, e.Mode, *e.Owner, *e.Group)
+	}
+	rotate()
+	t0 = time.Now()
+	next := want()
+	for f, d := range next {
+		if first[f] == d {
+			delete(next, f) // not changed by the rotation
+		}
+	}
+	if len(next) == 0 {
+		t.Fatal("the rotation changed no file")
+	}
+	got = waitFiles(ctx, t, exampleNS, pod.Name, "app", 30*time.Second, next)
+	var lat time.Duration
+	for _, e := range got {
+		lat = max(lat, time.Unix(0, e.T).Sub(t0))
+	}
+	return lat
+}
+
+// csiDenied runs the example pod as ServiceAccount sa (which may not read
+// its secrets) and returns the kubelet's FailedMount message; its
+// containers must never start.
+func csiDenied(t *testing.T, pod *corev1.Pod, sa string) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := node.Client.Apply(ctx, exampleNS, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ServiceAccount", "metadata": map[string]any{"name": sa},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pod.Spec.ServiceAccountName = sa
+	pod.Spec.Containers[0].Command = []string{"/testapp", "-wait"}
+	if _, err := kubenode.Create(ctx, node.Client, "Pod", exampleNS, pod); err != nil {
+		t.Fatal(err)
+	}
+	return waitMountFailure(ctx, t, exampleNS, pod.Name, 60*time.Second)
+}
+
+// applyCSIExample applies the objects of examples/kubernetes/csi/file
+// other than its pod (edited by edit, when not nil) and returns them.
+func applyCSIExample(t *testing.T, file string, edit func(*unstructured.Unstructured)) []*unstructured.Unstructured {
+	t.Helper()
+	objs, _ := csiExample(t, file, "unused")
+	for _, o := range objs {
+		if edit != nil {
+			edit(o)
+		}
+		if err := node.Client.Apply(context.Background(), exampleNS, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return objs
+}
+
+// testCSIKubernetes: examples/kubernetes/csi/k8s.yaml on the real driver.
+// The pod's files hold the payments Secrets as its ServiceAccount reads
+// them; a change of the Secret reaches the file through the driver's
+// rotation; a pod of a ServiceAccount the Role does not name never starts
+// and the kubelet's event says why; no value is in any log.
+func testCSIKubernetes(t *testing.T) {
+	ctx := context.Background()
+	stack := startCSI(t)
+	t.Logf("CSI driver registered with the kubelet, keyward csi-provider serving: %v after the start", csiUp.Round(time.Millisecond))
+	objs := applyCSIExample(t, "k8s.yaml", nil)
+	cfg := spcConfig(t, objs)
+	_, pod := csiExample(t, "k8s.yaml", "payments-csi")
+	mount := csiVolumeMount(t, pod)
+	// Random values, so that finding one in a log cannot be chance (the
+	// example's username is "payments", as its namespace).
+	values := map[string]string{}
+	set := func(secret, key string) {
+		v := randomValue(t)
+		values[fmt.Sprintf("%s#%s (%d)", secret, key, len(values))] = v
+		patch, _ := json.Marshal(map[string]any{"stringData": map[string]string{key: v}})
+		if err := node.Client.Patch(ctx, "Secret", exampleNS, secret, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("payments-db", "password")
+	set("payments-api", "api_key")
+	want := func() map[string]string {
+		return expectedFiles(t, cfg, mount, func(ref providers.Ref) string {
+			return exampleSecret(t, strings.TrimPrefix(ref.Path, exampleNS+"/"), ref.Field)
+		})
+	}
+	lat := csiMountAndRotate(t, pod, want, func() { set("payments-db", "password") })
+	t.Logf("Secret update → app file through the driver's rotation: %v (poll interval %v, keyward cache TTL %v)", lat.Round(time.Millisecond), csiPoll, csiPoll)
+
+	_, denied := csiExample(t, "k8s.yaml", "payments-csi-denied")
+	msg := csiDenied(t, denied, "payments-csi-denied")
+	t.Logf("a pod whose ServiceAccount may not read the Secrets: %s", msg)
+	if !strings.Contains(msg, "payments-db") || !strings.Contains(msg, "forbidden") {
+		t.Errorf("FailedMount event %q: want the Secret refused to the pod's ServiceAccount (forbidden) named", msg)
+	}
+	stack.checkNoLeak(t, exampleNS, values)
+}
+
+// testCSIVault: examples/kubernetes/csi/vault.yaml on the real driver,
+// with Vault on the node (its address in place of the example's). keyward
+// logs in with the pod's own token for audience vault (the CSIDriver's
+// tokenRequests), as the README's role allows; a new version of the KV
+// secret reaches the pod's file through the driver's rotation; a pod of a
+// ServiceAccount the role does not name never starts; no value is in any
+// log.
+func testCSIVault(t *testing.T) {
+	ctx := context.Background()
+	stack := startCSI(t)
+	v, err := testenv.StartVault(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Stop)
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = v.Addr
+	admin, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.SetToken(testenv.VaultRootToken)
+	if err := admin.Sys().EnableAuthWithOptionsWithContext(ctx, "kubernetes", &vaultapi.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Sys().PutPolicyWithContext(ctx, "payments-read", `path "secret/data/payments/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	for path, body := range map[string]map[string]any{
+		"auth/kubernetes/config": {
+			"kubernetes_host":    node.Kube.API.URL,
+			"kubernetes_ca_cert": string(node.Kube.CAData),
+			"token_reviewer_jwt": node.Kube.AdminToken,
+		},
+		// As examples/kubernetes/csi/README.md writes it.
+		"auth/kubernetes/role/payments-app": {
+			"bound_service_account_names":      "payments-app",
+			"bound_service_account_namespaces": exampleNS,
+			"audience":                         "vault",
+			"token_policies":                   "payments-read",
+			"token_ttl":                        "10m",
+		},
+	} {
+		if _, err := admin.Logical().WriteWithContext(ctx, path, body); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	kv := map[string]map[string]string{"payments/db": {"password": randomValue(t)}, "payments/api": {"key": randomValue(t)}}
+	put := func(path string) {
+		data := map[string]any{}
+		for k, v := range kv[path] {
+			data[k] = v
+		}
+		if _, err := admin.KVv2("secret").Put(ctx, path, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("payments/db")
+	put("payments/api")
+
+	applyCSIExample(t, "k8s.yaml", nil) // ServiceAccount payments-app
+	const exampleAddr = "address: https://vault.vault.svc:8200"
+	var spc string
+	objs := applyCSIExample(t, "vault.yaml", func(o *unstructured.Unstructured) {
+		if o.GetKind() != "SecretProviderClass" {
+			return
+		}
+		c, _, _ := unstructured.NestedString(o.Object, "spec", "parameters", "config")
+		if !strings.Contains(c, exampleAddr) {
+			t.Fatalf("csi/vault.yaml: the SecretProviderClass's config has no %q to replace", exampleAddr)
+		}
+		// Vault on the node: plain HTTP on 127.0.0.1.
+		var lines []string
+		for _, l := range strings.Split(c, "\n") {
+			if strings.Contains(l, "tls:") {
+				continue
+			}
+			lines = append(lines, strings.Replace(l, exampleAddr, "address: "+v.Addr, 1))
+		}
+		c = strings.Join(lines, "\n")
+		if err := unstructured.SetNestedField(o.Object, c, "spec", "parameters", "config"); err != nil {
+			t.Fatal(err)
+		}
+		spc = c
+	})
+	if spc == "" {
+		t.Fatalf("csi/vault.yaml: no SecretProviderClass among %d objects", len(objs))
+	}
+	_, pod := csiExample(t, "vault.yaml", "payments-csi-vault")
+	mount := csiVolumeMount(t, pod)
+	values := map[string]string{}
+	want := func() map[string]string {
+		return expectedFiles(t, spc, mount, func(ref providers.Ref) string {
+			v := kv[strings.TrimPrefix(ref.Path, "secret/")][ref.Field]
+			values[fmt.Sprintf("%s#%s (%d)", ref.Path, ref.Field, len(values))] = v
+			return v
+		})
+	}
+	lat := csiMountAndRotate(t, pod, want, func() {
+		kv["payments/db"]["password"] = randomValue(t)
+		put("payments/db")
+	})
+	t.Logf("Vault KV update → app file through the driver's rotation: %v", lat.Round(time.Millisecond))
+
+	_, denied := csiExample(t, "vault.yaml", "payments-csi-vault-denied")
+	msg := csiDenied(t, denied, "payments-csi-denied")
+	t.Logf("a pod whose ServiceAccount may not read the Secrets: %s", msg)
+	if !strings.Contains(msg, "permission denied") {
+		t.Errorf("FailedMount event %q: want Vault's refusal of the pod's ServiceAccount", msg)
+	}
+	stack.checkNoLeak(t, exampleNS, values)
+}
