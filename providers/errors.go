@@ -1,6 +1,11 @@
 package providers
 
-import "errors"
+import (
+	"errors"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Sentinel errors every provider maps its store's answers to. Providers wrap
 // them (fmt.Errorf("...: %w", ErrNotFound)); callers test with errors.Is.
@@ -18,3 +23,30 @@ var (
 
 // ErrLeaseNotRenewable: a lease cannot be extended further; fetch the secret again.
 var ErrLeaseNotRenewable = errors.New("lease not renewable")
+
+// MaxServerMessage bounds how much of a store's own message (the text of
+// an API error) an error or log line repeats.
+const MaxServerMessage = 300
+
+// ClipMessage prepares a store's message for an error or a log line, the
+// one way every provider does it: surrounding space trimmed, control
+// characters (a newline would split the line) made spaces, and cut to
+// MaxServerMessage bytes at a character boundary, with "…" when cut. A
+// provider that scrubs credentials from a message does so before: a cut
+// could split one.
+func ClipMessage(msg string) string {
+	msg = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, strings.TrimSpace(msg))
+	if len(msg) <= MaxServerMessage {
+		return msg
+	}
+	cut := MaxServerMessage
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + "…"
+}

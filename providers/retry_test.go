@@ -8,6 +8,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
@@ -133,5 +134,19 @@ func TestSetObserveRetries(t *testing.T) {
 	}
 	if len(got) != 1 || got[0] != "r1: connection reset" {
 		t.Errorf("observed %q, want one retry of r1", got)
+	}
+}
+
+func TestClipMessage(t *testing.T) {
+	t.Parallel()
+	got := providers.ClipMessage(strings.Repeat("ü", 200))
+	if !strings.HasSuffix(got, "…") || len(got) > providers.MaxServerMessage+len("…") {
+		t.Errorf("ClipMessage: %d bytes", len(got))
+	}
+	if !strings.HasPrefix(got, "ü") || strings.ContainsRune(got, '\uFFFD') || !utf8.ValidString(got) {
+		t.Errorf("ClipMessage cut a rune in half")
+	}
+	if got := providers.ClipMessage(" denied\nby policy\r\n"); got != "denied by policy" {
+		t.Errorf("ClipMessage of a message with line breaks: %q", got)
 	}
 }

@@ -1067,17 +1067,6 @@ func TestSDKRetriesThrottling(t *testing.T) {
 	}
 }
 
-func TestCleanMessage(t *testing.T) {
-	t.Parallel()
-	got := cleanMessage(strings.Repeat("ü", 200))
-	if !strings.HasSuffix(got, "…") || len(got) > maxMessage+len("…") {
-		t.Errorf("cleanMessage: %d bytes", len(got))
-	}
-	if !strings.HasPrefix(got, "ü") || strings.ContainsRune(got, '\uFFFD') {
-		t.Errorf("cleanMessage cut a rune in half")
-	}
-}
-
 // TestSortedStableProbe: a malformed answer giving a stage to two
 // versions resolves the same way every time.
 func TestSortedStableProbe(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
@@ -126,7 +125,7 @@ func apiError(ctx context.Context, op, what string, err error, att *providers.At
 		Op:       op,
 		Secret:   what,
 		Code:     ae.ErrorCode(),
-		Message:  cleanMessage(ae.ErrorMessage()),
+		Message:  providers.ClipMessage(ae.ErrorMessage()),
 		sentinel: sentinelOf(ae.ErrorCode()),
 		err:      err,
 	}
@@ -148,7 +147,7 @@ func causeOf(err error) error {
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		if m := cleanMessage(ae.ErrorMessage()); m != "" {
+		if m := providers.ClipMessage(ae.ErrorMessage()); m != "" {
 			return fmt.Errorf("%s (%s)", ae.ErrorCode(), m)
 		}
 		return errors.New(ae.ErrorCode())
@@ -169,7 +168,7 @@ func entryError(what string, code, message *string) error {
 		Op:       "BatchGetSecretValue",
 		Secret:   what,
 		Code:     c,
-		Message:  cleanMessage(m),
+		Message:  providers.ClipMessage(m),
 		sentinel: sentinelOf(c),
 		err:      &smithy.GenericAPIError{Code: c, Message: m},
 	}
@@ -200,27 +199,3 @@ func isCode(err error, codes ...string) bool {
 	}
 	return false
 }
-
-// maxMessage bounds the service message kept in an APIError.
-const maxMessage = 300
-
-// cleanMessage drops control characters from a service message and
-// shortens it.
-func cleanMessage(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, strings.TrimSpace(s))
-	if len(s) > maxMessage {
-		cut := maxMessage
-		for cut > 0 && !utf8Start(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
-}
-
-func utf8Start(b byte) bool { return b&0xC0 != 0x80 }

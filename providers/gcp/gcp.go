@@ -523,9 +523,6 @@ func (p *Provider) Close() error {
 	return nil
 }
 
-// maxStatusMessage bounds how much of a server's message an error repeats.
-const maxStatusMessage = 200
-
 // callError turns a failed call on the version name into an error that
 // names it and the gRPC code and wraps the matching sentinel. Secret
 // Manager's messages name resources, never payloads; they are included
@@ -541,7 +538,7 @@ func callError(ctx context.Context, op, name string, err error, att *providers.A
 	if credentialFailure(code, msg) {
 		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err), providers.ErrPermissionDenied)
 	}
-	msg = clipMessage(msg)
+	msg = providers.ClipMessage(msg)
 	switch code {
 	case codes.NotFound:
 		return fmt.Errorf("%s %s: secret or version %w (gRPC NotFound)", op, name, providers.ErrNotFound)
@@ -592,13 +589,5 @@ func statusText(err error) string {
 	case msg == "":
 		return "gRPC " + code.String()
 	}
-	return "gRPC " + code.String() + ": " + clipMessage(msg)
-}
-
-// clipMessage shortens a server's message to maxStatusMessage bytes.
-func clipMessage(msg string) string {
-	if len(msg) > maxStatusMessage {
-		return msg[:maxStatusMessage] + "…"
-	}
-	return msg
+	return "gRPC " + code.String() + ": " + providers.ClipMessage(msg)
 }

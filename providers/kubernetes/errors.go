@@ -18,7 +18,7 @@ import (
 // may be empty for list and watch) into the provider's error: the
 // sentinels where they apply, the verb, resource and namespace in the
 // message, and the API server's own reason (which names the user, never a
-// value or a token).
+// value or a token), clipped (providers.ClipMessage).
 func apiError(ctx context.Context, verb, namespace, name string, err error) error {
 	what := fmt.Sprintf("%s secret %s/%s", verb, namespace, name)
 	if name == "" {
@@ -31,7 +31,7 @@ func apiError(ctx context.Context, verb, namespace, name string, err error) erro
 	if !errors.As(err, &status) {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	reason := status.Status().Message
+	reason := providers.ClipMessage(status.Status().Message)
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("%s: %w", what, providers.ErrNotFound)
@@ -42,6 +42,19 @@ func apiError(ctx context.Context, verb, namespace, name string, err error) erro
 		return fmt.Errorf("%s: %w: the API server rejected the credentials (401 Unauthorized)", what, providers.ErrPermissionDenied)
 	}
 	return fmt.Errorf("%s: %s (HTTP %d)", what, reason, status.Status().Code)
+}
+
+// retryCause is how a failed attempt is recorded (logged, and quoted by
+// an error once the caller's deadline ends the retries): an API server's
+// answer as its clipped message and status code, anything else (a
+// network error) as it is.
+func retryCause(err error) error {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return err
+	}
+	st := status.Status()
+	return fmt.Errorf("%s (HTTP %d)", providers.ClipMessage(st.Message), st.Code)
 }
 
 // apiNotFound reports whether err is the API server's 404.

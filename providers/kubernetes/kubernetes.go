@@ -295,7 +295,7 @@ func (p *Provider) retry(ctx context.Context, verb, ns, name string, call func()
 			return err
 		}
 		d := b.NextAfter(retryAfter(err))
-		att.Failed(err, d)
+		att.Failed(retryCause(err), d)
 		if p.sleep(ctx, d) != nil {
 			return att.Expired(ctx.Err())
 		}

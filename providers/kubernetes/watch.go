@@ -250,6 +250,12 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 	if s.name == "" {
 		what = s.ns + "/*"
 	}
+	// att records the failures of verb in a row, so that the log counts
+	// the attempts; nil while the stream works.
+	var (
+		att     *providers.Attempts
+		attVerb string
+	)
 	// retry handles a failed call: it returns the error that ends the
 	// stream, or nil after backing off. The failure is recorded in the
 	// provider's Retries: logged at most once a minute for all streams
@@ -263,7 +269,10 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		}
 		failing = true
 		d := b.NextAfter(retryAfter(err))
-		p.retries.Call(verb, what).Failed(err, d)
+		if att == nil || attVerb != verb {
+			att, attVerb = p.retries.Call(verb, what), verb
+		}
+		att.Failed(retryCause(err), d)
 		_ = p.sleep(ctx, d)
 		return nil
 	}
@@ -299,7 +308,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		}
 		if failing {
 			log.Info("kubernetes watch resumed")
-			failing = false
+			failing, att = false, nil
 		}
 		established = true
 		start := time.Now()

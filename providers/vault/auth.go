@@ -318,7 +318,7 @@ func (p *Provider) loginError(ctx context.Context, source string, err error, bod
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		msg := clip(scrub(vaultMessage(re), creds...))
+		msg := providers.ClipMessage(scrub(vaultMessage(re), creds...))
 		switch {
 		case re.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("vault %s refused (%d %s; is the %s auth method enabled at auth/%s, and the role defined?): %w",

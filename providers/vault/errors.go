@@ -59,16 +59,6 @@ func vaultMessage(re *api.ResponseError) string {
 	return msg
 }
 
-// clip shortens a message for an error line. It is applied after scrub, so
-// a credential that a cut would split is still replaced whole.
-func clip(msg string) string {
-	const limit = 300
-	if len(msg) > limit {
-		return msg[:limit] + "…"
-	}
-	return msg
-}
-
 // scrub replaces every occurrence of the given credentials in msg.
 func scrub(msg string, secrets ...string) string {
 	for _, s := range secrets {
@@ -115,7 +105,7 @@ func (p *Provider) apiError(ctx context.Context, op, path string, err error, hin
 	if re == nil {
 		return fmt.Errorf("vault %s %s: %w", op, path, err)
 	}
-	msg := clip(p.scrubbed(vaultMessage(re)))
+	msg := providers.ClipMessage(p.scrubbed(vaultMessage(re)))
 	switch re.StatusCode {
 	case http.StatusForbidden:
 		capability := "read"

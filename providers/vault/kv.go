@@ -114,7 +114,7 @@ func (p *Provider) lookupMount(ctx context.Context, path string) (m mount, cache
 				return mount{}, false, nil
 			case http.StatusForbidden:
 				return mount{}, false, fmt.Errorf("vault read %s: permission denied: no secrets engine is mounted there, or the policies of the token (%s) grant nothing under its mount (%s): %w",
-					path, p.tokenSource(), clip(p.scrubbed(vaultMessage(responseError(err)))), providers.ErrPermissionDenied)
+					path, p.tokenSource(), providers.ClipMessage(p.scrubbed(vaultMessage(responseError(err)))), providers.ErrPermissionDenied)
 			}
 		}
 		return mount{}, false, p.apiError(ctx, "look up the mount of", path, err, "")

@@ -361,7 +361,7 @@ func (p *Provider) Renew(ctx context.Context, ref providers.Ref, lease providers
 	if err != nil {
 		if ctx.Err() == nil {
 			if re := responseError(err); re != nil && re.StatusCode == http.StatusBadRequest {
-				return providers.Lease{}, fmt.Errorf("vault renew lease %s: %s: %w", lease.ID, clip(p.scrubbed(vaultMessage(re))), providers.ErrLeaseNotRenewable)
+				return providers.Lease{}, fmt.Errorf("vault renew lease %s: %s: %w", lease.ID, providers.ClipMessage(p.scrubbed(vaultMessage(re))), providers.ErrLeaseNotRenewable)
 			}
 		}
 		return providers.Lease{}, p.apiError(ctx, "renew lease "+lease.ID+" at", path, err, "")
