@@ -216,8 +216,7 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 		req.SetBasicAuth(url.QueryEscape(r.Client.ID), url.QueryEscape(r.Client.Secret))
 	}
 	scrub := credentialScrubber(sent...)
-	c := *hc
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := noRedirects(hc)
 	if r.Client.Certificate != nil {
 		t, err := withCertificate(hc.Transport, r.Client.Certificate)
 		if err != nil {
@@ -238,6 +237,16 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 		return nil, fmt.Errorf("read token response: %w", err)
 	}
 	return parse(resp, body, scrub, time.Now())
+}
+
+// noRedirects returns a copy of hc that never follows a redirect: the 3xx
+// is the answer. Every request to an authorization server goes through
+// one (the token exchange, the key set of verify:), so that neither
+// re-sends a request, or trusts an answer, from where nobody configured.
+func noRedirects(hc *http.Client) http.Client {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return c
 }
 
 // parse reads a token response (JSON, or form-encoded as some servers

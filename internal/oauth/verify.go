@@ -132,7 +132,8 @@ func (v *Verifier) find(kid, alg string) any {
 	return match[0].Key
 }
 
-// fetch reads the key set.
+// fetch reads the key set, never following a redirect (a 3xx is an
+// error, as for the token exchange).
 func (v *Verifier) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 	hc := v.HTTP
 	if hc == nil {
@@ -143,13 +144,15 @@ func (v *Verifier) fetch(ctx context.Context) (*jose.JSONWebKeySet, error) {
 		return nil, fmt.Errorf("fetch the key set %s: %w", v.JWKSURL, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
+	c := noRedirects(hc)
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch the key set: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch the key set %s: %s", v.JWKSURL, resp.Status)
+		// The code only: the status line's text is the server's.
+		return nil, fmt.Errorf("fetch the key set %s: status %d", v.JWKSURL, resp.StatusCode)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponse)).Decode(&set); err != nil {

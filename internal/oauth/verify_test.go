@@ -1,11 +1,14 @@
 package oauth
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -89,5 +92,64 @@ func TestVerifier(t *testing.T) {
 	}
 	if _, err := v.Verify(t.Context(), sign(k2, "k2", jose.ES256, good), now.Add(JWKSRefetch)); err != nil || fetches.Load() != 2 {
 		t.Fatalf("after the key rotation: %v, %d fetches", err, fetches.Load())
+	}
+}
+
+// TestVerifierKeySetAnswer: the key set's fetch quotes a refusal by its
+// status code only (the status line's text is the server's), and does not
+// follow a redirect, as the token exchange does not.
+func TestVerifierKeySetAnswer(t *testing.T) {
+	t.Parallel()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k, KeyID: "k1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	token, err := jwt.Signed(s).Claims(jwt.Claims{Issuer: "https://issuer.test", Audience: jwt.Audience{"https://api.test"}, Expiry: jwt.NewNumericDate(now.Add(time.Hour))}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A status line with a reason phrase of the server's choosing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = http.ReadRequest(bufio.NewReader(c))
+				_, _ = io.WriteString(c, "HTTP/1.1 503 SERVER-CHOSEN-REASON\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+			}()
+		}
+	}()
+	v := &Verifier{JWKSURL: "http://" + ln.Addr().String() + "/jwks", Issuer: "https://issuer.test", Audience: "https://api.test"}
+	_, err = v.Verify(t.Context(), token, now)
+	if err == nil || !strings.Contains(err.Error(), "status 503") || strings.Contains(err.Error(), "SERVER-CHOSEN-REASON") {
+		t.Errorf("key set answered 503: err %v, want the status code without the server's text", err)
+	}
+
+	// A redirect to a server holding the right key is not followed.
+	var elsewhere atomic.Int32
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	t.Cleanup(keys.Close)
+	redirect := httptest.NewServer(http.RedirectHandler(keys.URL, http.StatusFound))
+	t.Cleanup(redirect.Close)
+	v = &Verifier{JWKSURL: redirect.URL, Issuer: "https://issuer.test", Audience: "https://api.test"}
+	if _, err := v.Verify(t.Context(), token, now); err == nil || !strings.Contains(err.Error(), "status 302") {
+		t.Errorf("key set redirected: err %v, want the 302 refused", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect was followed: %d requests to its target", n)
 	}
 }
