@@ -171,7 +171,7 @@ func (m *Masker) WriterIdle(w io.Writer, idle time.Duration) *Writer {
 // Mask returns b with every occurrence of a current secret replaced.
 func (m *Masker) Mask(b []byte) []byte {
 	mt := m.set.Load().m
-	return appendMasked(nil, b, mt.Cover(b, nil))
+	return appendMasked(nil, b, 0, len(b), mt.Cover(b, nil))
 }
 
 // String returns s with every occurrence of a current secret replaced.
@@ -182,7 +182,7 @@ func (m *Masker) String(s string) string {
 	if len(spans) == 0 {
 		return s
 	}
-	return string(appendMasked(nil, b, spans))
+	return string(appendMasked(nil, b, 0, len(b), spans))
 }
 
 // Redacting returns a writer that masks each Write on its own and passes
@@ -203,7 +203,7 @@ func (r redacting) Write(p []byte) (int, error) {
 	if len(spans) == 0 {
 		return r.w.Write(p)
 	}
-	if _, err := r.w.Write(appendMasked(nil, p, spans)); err != nil {
+	if _, err := r.w.Write(appendMasked(nil, p, 0, len(p), spans)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -310,37 +310,18 @@ func (w *Writer) Write(p []byte) (int, error) {
 }
 
 // emit writes b[from:to] with the parts covered by spans (sorted, in b's
-// offsets) replaced.
+// offsets) replaced; it copies only when a span reaches into b[from:to].
 func (w *Writer) emit(b []byte, from, to int, spans []Span) error {
 	if from >= to {
 		return nil
 	}
 	out := b[from:to]
-	masked := false
 	for _, sp := range spans {
 		if sp.End > from && sp.Start < to {
-			masked = true
+			w.out = appendMasked(w.out[:0], b, from, to, spans)
+			out = w.out
 			break
 		}
-	}
-	if masked {
-		w.out = w.out[:0]
-		at := from
-		for _, sp := range spans {
-			if sp.End <= at {
-				continue
-			}
-			if sp.Start >= to {
-				break
-			}
-			if sp.Start > at {
-				w.out = append(w.out, b[at:sp.Start]...)
-			}
-			w.out = append(w.out, Replacement...)
-			at = min(sp.End, to)
-		}
-		w.out = append(w.out, b[at:to]...)
-		out = w.out
 	}
 	if _, err := w.w.Write(out); err != nil {
 		w.err = err
@@ -349,19 +330,26 @@ func (w *Writer) emit(b []byte, from, to int, spans []Span) error {
 	return nil
 }
 
-// appendMasked appends b to dst with each span (sorted, disjoint) that
-// starts within b replaced by Replacement.
-func appendMasked(dst, b []byte, spans []Span) []byte {
-	at := 0
+// appendMasked appends b[from:to] to dst with the parts covered by spans
+// (sorted, disjoint, in b's offsets) replaced by Replacement: a span that
+// begins before from (the rest of an occurrence whose beginning was
+// written out already) or ends after to is replaced up to the bound.
+func appendMasked(dst, b []byte, from, to int, spans []Span) []byte {
+	at := from
 	for _, sp := range spans {
-		if sp.Start >= len(b) {
+		if sp.End <= at {
+			continue
+		}
+		if sp.Start >= to {
 			break
 		}
-		dst = append(dst, b[at:sp.Start]...)
+		if sp.Start > at {
+			dst = append(dst, b[at:sp.Start]...)
+		}
 		dst = append(dst, Replacement...)
-		at = min(sp.End, len(b))
+		at = min(sp.End, to)
 	}
-	return append(dst, b[at:]...)
+	return append(dst, b[at:to]...)
 }
 
 // arm starts the idle timer when bytes are held back, and stops it when
