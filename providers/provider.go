@@ -207,9 +207,11 @@ func NewSet(base Instance, declared []Instance) *Set {
 	for _, k := range KnownKinds() {
 		in := base
 		in.Name, in.Kind = k, k
+		in.Workload = in.Workload.forKind(k)
 		s.specs[k] = in
 	}
 	for _, in := range declared {
+		in.Workload = in.Workload.forKind(in.Kind)
 		if in.Decode == nil {
 			in.Decode = base.Decode
 		}

@@ -48,9 +48,18 @@ one), so it sees changes.
 Each mount acts as its pod: k8s references are read from the API server with the
 pod's ServiceAccount token (the driver passes it when the CSIDriver object's
 tokenRequests lists the audience ""), so a pod receives only what its own RBAC
-allows. The providers of a mount never see this process's environment. A provider
-kind without a per-pod identity is refused unless --node-identity-kinds names it:
-every pod on the node can then read what this process can.
+allows; vault logs in with it (kubernetes or jwt auth); awssm exchanges it (audience
+sts.amazonaws.com) with STS AssumeRoleWithWebIdentity for the role of the instance's
+role_arn or of the ServiceAccount's eks.amazonaws.com/role-arn annotation; gcpsm
+exchanges it at Google's STS for a federated token of the instance's
+workload_identity_provider, impersonating the Google service account of the
+instance's service_account or of the iam.gke.io/gcp-service-account annotation when
+there is one. The annotations are read with this process's own ServiceAccount (get
+on serviceaccounts). The providers of a mount never see this process's environment,
+shared config files or a metadata server. A provider kind without a per-pod
+identity (file) is refused unless --node-identity-kinds names it, and a kind it
+names acts with this process's own identity instead of the pod's: every pod on the
+node can then read what this process can.
 
 Mounts share work only between identical identities: concurrent mounts with the
 same config and identity wait for one fetch, and its result serves them for
@@ -82,20 +91,28 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 			if err := kubeAPIServer(g, apiServer, apiServerCA, &opts); err != nil {
 				return err
 			}
-			if _, err := os.Stat(filepath.Join(saDir, "token")); review && err != nil {
-				g.logger.Warn("no ServiceAccount of its own to review tokens with: only a pod's own remounts share fetches", "err", err)
+			_, ownErr := os.Stat(filepath.Join(saDir, "token"))
+			if review && ownErr != nil {
+				g.logger.Warn("no ServiceAccount of its own to review tokens with: only a pod's own remounts share fetches", "err", ownErr)
 				review = false
 			}
+			own := func() (string, error) {
+				b, err := os.ReadFile(filepath.Join(saDir, "token"))
+				return strings.TrimSpace(string(b)), err
+			}
 			if review && opts.APIServer != "" {
-				own := func() (string, error) {
-					b, err := os.ReadFile(filepath.Join(saDir, "token"))
-					return strings.TrimSpace(string(b)), err
-				}
 				r, err := csiprovider.TokenReviewer(opts.APIServer, opts.APIServerCA, own)
 				if err != nil {
 					return err
 				}
 				opts.Reviewer = r
+			}
+			if ownErr == nil && opts.APIServer != "" {
+				a, err := csiprovider.ServiceAccountAnnotations(opts.APIServer, opts.APIServerCA, own)
+				if err != nil {
+					return err
+				}
+				opts.Annotations = a
 			}
 			srv := csiprovider.New(opts)
 			g.logger.Info("serving the CSI driver's provider API", "socket", l.Addr().String())
@@ -103,7 +120,7 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 		},
 	}
 	cmd.Flags().StringVar(&socketDir, "socket-dir", csiprovider.DefaultSocketDir, "the driver's providers directory, where keyward.sock is created")
-	cmd.Flags().StringSliceVar(&nodeKinds, "node-identity-kinds", nil, "provider kinds that pods may use with this process's own identity (e.g. file); none by default")
+	cmd.Flags().StringSliceVar(&nodeKinds, "node-identity-kinds", nil, "provider kinds that pods use with this process's own identity instead of their own (file; or awssm, gcpsm, vault, k8s to give up per-pod identity for them); none by default")
 	cmd.Flags().DurationVar(&cacheTTL, "cache-ttl", csiprovider.DefaultCacheTTL, "how long a mount's secrets serve other mounts of the same identity and config (0: not at all; concurrent mounts still share one fetch)")
 	cmd.Flags().IntVar(&cacheMax, "cache-max-bytes", csiprovider.DefaultCacheMaxBytes, "the most bytes of secret values cached (least recently used dropped first, zeroed)")
 	cmd.Flags().BoolVar(&review, "token-review", true, "verify pods' ServiceAccount tokens with the API server's TokenReview (needs system:auth-delegator), so that pods of one ServiceAccount share fetches; without it only a pod's own remounts share")

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -33,15 +34,10 @@ const maxReviewAge = 10 * time.Minute
 // the csi-provider's own credential (it needs the system:auth-delegator
 // ClusterRole, or create on tokenreviews).
 func TokenReviewer(apiServer string, ca []byte, credential func() (string, error)) (Reviewer, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if len(ca) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(ca) {
-			return nil, errors.New("kube CA bundle: no PEM certificate")
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	client, err := kubeClient(ca)
+	if err != nil {
+		return nil, err
 	}
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	url := strings.TrimSuffix(apiServer, "/") + "/apis/authentication.k8s.io/v1/tokenreviews"
 	return func(ctx context.Context, token, audience string) (string, error) {
 		spec := map[string]any{"token": token}
@@ -90,6 +86,97 @@ func TokenReviewer(apiServer string, ca []byte, credential func() (string, error
 		}
 		return out.Status.User.Username, nil
 	}, nil
+}
+
+// kubeClient is an HTTP client of the Kubernetes API server, trusting ca
+// (PEM; the system roots when empty).
+func kubeClient(ca []byte) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(ca) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, errors.New("kube CA bundle: no PEM certificate")
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
+}
+
+// workloadKinds are the provider kinds that act as the pod
+// (providers.Workload): k8s reads with the pod's ServiceAccount token,
+// vault logs in with it (kubernetes or jwt auth), awssm exchanges it for
+// its role's credentials (STS AssumeRoleWithWebIdentity) and gcpsm for a
+// federated Google token (workload identity federation, optionally
+// impersonating a Google service account).
+var workloadKinds = []string{"k8s", "vault", "awssm", "gcpsm"}
+
+// AnnotationReader returns the annotations of ServiceAccount
+// namespace/name: the cloud kinds take the identity a pod federates to
+// from them (eks.amazonaws.com/role-arn, iam.gke.io/gcp-service-account).
+type AnnotationReader func(ctx context.Context, namespace, name string) (map[string]string, error)
+
+// ServiceAccountAnnotations is an AnnotationReader that gets the
+// ServiceAccount from the Kubernetes API server at apiServer, trusting
+// ca, with the csi-provider's own credential (it needs get on
+// serviceaccounts). The annotations only name what a pod asks to become;
+// the cloud decides whether the pod's token may (the role's trust
+// policy, the service account's workloadIdentityUser binding).
+func ServiceAccountAnnotations(apiServer string, ca []byte, credential func() (string, error)) (AnnotationReader, error) {
+	client, err := kubeClient(ca)
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimSuffix(apiServer, "/") + "/api/v1/namespaces/"
+	return func(ctx context.Context, namespace, name string) (map[string]string, error) {
+		if !validName.MatchString(namespace) || !validName.MatchString(name) {
+			return nil, fmt.Errorf("ServiceAccount %q/%q: not a valid name", namespace, name)
+		}
+		cred, err := credential()
+		if err != nil {
+			return nil, fmt.Errorf("ServiceAccount %s/%s: own credential: %w", namespace, name, err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+namespace+"/serviceaccounts/"+name, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Authorization", "Bearer "+cred)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, err)
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("ServiceAccount %s/%s: HTTP %d", namespace, name, resp.StatusCode)
+		}
+		var sa struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(data, &sa); err != nil {
+			return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, err)
+		}
+		return sa.Metadata.Annotations, nil
+	}, nil
+}
+
+// validName is a Kubernetes namespace or ServiceAccount name (DNS
+// subdomain), so that neither can change the request's path.
+var validName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// annotations is the pod's ServiceAccount's annotations reader for its
+// workload; nil without an AnnotationReader or a ServiceAccount name.
+func (s *Server) annotations(pod Pod) func(context.Context) (map[string]string, error) {
+	if s.opts.Annotations == nil || pod.Namespace == "" || pod.ServiceAccount == "" {
+		return nil
+	}
+	read, ns, name := s.opts.Annotations, pod.Namespace, pod.ServiceAccount
+	return func(ctx context.Context) (map[string]string, error) { return read(ctx, ns, name) }
 }
 
 // identities remembers the identity each token (by hash) was verified as,

@@ -80,6 +80,9 @@ type Options struct {
 	// none, so that a SecretProviderClass never picks up the
 	// credentials of the provider's own environment.
 	Getenv func(string) string
+	// Annotations reads a pod's ServiceAccount's annotations (the role
+	// or Google service account it federates to); nil: not read.
+	Annotations AnnotationReader
 }
 
 // Server implements the driver's CSIDriverProviderServer.
@@ -217,10 +220,6 @@ func objectVersions(res map[string]providers.Resolved) []*v1alpha1.ObjectVersion
 	return out
 }
 
-// workloadKinds are the provider kinds that act as the pod
-// (providers.Workload).
-var workloadKinds = []string{"k8s", "vault"}
-
 // workload is the pod's identity for the providers of its mount.
 // With latest set, the tokens are those it returns (the latest of the
 // identity's pods: a pooled set outlives the pod it was built for).
@@ -231,6 +230,7 @@ func (s *Server) workload(pod Pod, latest func(audience string) (Token, bool)) *
 	return &providers.Workload{
 		Namespace: pod.Namespace, ServiceAccount: pod.ServiceAccount,
 		APIServer: s.opts.APIServer, APIServerCA: s.opts.APIServerCA,
+		Annotations: s.annotations(pod), NodeKinds: s.opts.NodeIdentityKinds,
 		Token: func(audience string) (string, error) {
 			t, ok := latest(audience)
 			if !ok || t.Token == "" {

@@ -28,9 +28,11 @@ const motoStartAttempts = 3
 
 // StartMoto runs test/servers/moto.sh to locate moto_server, starts it on
 // a free loopback port and waits until it answers. A missing moto_server
-// is an error, for the caller to fail loudly with. Stop the server with
-// Stop.
-func StartMoto(ctx context.Context) (*Moto, error) {
+// is an error, for the caller to fail loudly with. env is added to the
+// server's environment (INITIAL_NO_AUTH_ACTION_COUNT=N makes moto check
+// signatures and IAM policies after its first N requests). Stop the
+// server with Stop.
+func StartMoto(ctx context.Context, env ...string) (*Moto, error) {
 	bin, err := Binary("moto.sh")
 	if err != nil {
 		return nil, err
@@ -47,7 +49,7 @@ func StartMoto(ctx context.Context) (*Moto, error) {
 			return nil, err
 		}
 		endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
-		proc, err := Start("moto", dir, []string{bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}, nil)
+		proc, err := Start("moto", dir, []string{bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}, env)
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err

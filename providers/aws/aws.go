@@ -103,6 +103,16 @@ type Options struct {
 	// endpoints). Without it, AWS_ENDPOINT_URL_SECRETS_MANAGER and
 	// AWS_ENDPOINT_URL are honoured as the SDK does.
 	Endpoint string `yaml:"endpoint"`
+	// STSEndpoint overrides the STS endpoint that roles are assumed at
+	// (emulators, VPC endpoints). Without it, AWS_ENDPOINT_URL_STS and
+	// AWS_ENDPOINT_URL are honoured as the SDK does, except when acting
+	// as a pod (keyward csi-provider), where the regional endpoint is
+	// used.
+	STSEndpoint string `yaml:"sts_endpoint"`
+	// Audience is the audience of the pod's ServiceAccount token that is
+	// exchanged for the role's credentials when the provider acts as a
+	// pod (default DefaultWebIdentityAudience, as EKS's IRSA).
+	Audience string `yaml:"audience"`
 
 	// MaxAttempts bounds the attempts of one API call, the first included
 	// (default: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 5).
@@ -146,6 +156,11 @@ type Provider struct {
 	// describeDenied is set once DescribeSecret was refused: from then
 	// on ProbeVersion reads the secret instead.
 	describeDenied atomic.Bool
+
+	// workload, when set, is the pod the provider acts as: its
+	// credentials are the pod's role's, assumed with the pod's
+	// ServiceAccount token (workload.go), never keyward's own.
+	workload *providers.Workload
 }
 
 // New returns a Provider configured by opts. It validates opts but does
@@ -191,6 +206,11 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 		return nil, err
 	}
 	p.retries = providers.NewRetries(in)
+	if in.Workload != nil {
+		if err := p.actAs(in.Workload); err != nil {
+			return nil, fmt.Errorf("awssm provider %s: %w", in.Name, err)
+		}
+	}
 	return p, nil
 }
 
@@ -206,10 +226,13 @@ func (o Options) validate() error {
 	if o.RoleARN != "" && !roleARNRe.MatchString(o.RoleARN) {
 		return fmt.Errorf("role_arn %q is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)", o.RoleARN)
 	}
-	if o.Endpoint != "" {
-		u, err := url.Parse(o.Endpoint)
+	for key, e := range map[string]string{"endpoint": o.Endpoint, "sts_endpoint": o.STSEndpoint} {
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("endpoint %q is not an http or https URL", o.Endpoint)
+			return fmt.Errorf("%s %q is not an http or https URL", key, e)
 		}
 	}
 	if o.MaxAttempts < 0 {
@@ -229,25 +252,9 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", fmt.Errorf("load AWS config: %w", err)
 	}
-	load := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(AttemptTimeout)),
-	}
-	if p.opts.Region != "" {
-		load = append(load, config.WithRegion(p.opts.Region))
-	}
-	if p.opts.Profile != "" {
-		load = append(load, config.WithSharedConfigProfile(p.opts.Profile))
-	}
-	load = append(load, p.opts.ConfigOptions...)
-	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	cfg, err := p.loadConfig(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("load AWS config: %w", err)
-	}
-	if p.opts.RoleARN != "" {
-		assume := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), p.opts.RoleARN, func(o *stscreds.AssumeRoleOptions) {
-			o.RoleSessionName = "keyward"
-		})
-		cfg.Credentials = awssdk.NewCredentialsCache(assume)
+		return nil, "", err
 	}
 	attempts := p.opts.MaxAttempts
 	if attempts == 0 {
@@ -272,8 +279,47 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 	})
 	p.region = cfg.Region
 	p.cfg = cfg
-	p.log.Debug("AWS Secrets Manager client ready", "region", cfg.Region, "endpoint_override", p.opts.Endpoint != "", "assume_role", p.opts.RoleARN != "", "max_attempts", attempts)
+	p.log.Debug("AWS Secrets Manager client ready", "region", cfg.Region, "endpoint_override", p.opts.Endpoint != "", "assume_role", p.opts.RoleARN != "", "workload", p.workload != nil, "max_attempts", attempts)
 	return p.client, p.region, nil
+}
+
+// loadConfig is the AWS config of the provider's client: the pod's web
+// identity when it acts as one, else the SDK's default chain (with the
+// instance's region, profile and role).
+func (p *Provider) loadConfig(ctx context.Context) (awssdk.Config, error) {
+	if p.workload != nil {
+		return p.workloadConfig(), nil
+	}
+	load := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(AttemptTimeout)),
+	}
+	if p.opts.Region != "" {
+		load = append(load, config.WithRegion(p.opts.Region))
+	}
+	if p.opts.Profile != "" {
+		load = append(load, config.WithSharedConfigProfile(p.opts.Profile))
+	}
+	load = append(load, p.opts.ConfigOptions...)
+	cfg, err := config.LoadDefaultConfig(ctx, load...)
+	if err != nil {
+		return awssdk.Config{}, fmt.Errorf("load AWS config: %w", err)
+	}
+	if p.opts.RoleARN != "" {
+		assume := stscreds.NewAssumeRoleProvider(p.stsClient(cfg), p.opts.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+			o.RoleSessionName = "keyward"
+		})
+		cfg.Credentials = awssdk.NewCredentialsCache(assume)
+	}
+	return cfg, nil
+}
+
+// stsClient is an STS client of cfg, at sts_endpoint when it is set.
+func (p *Provider) stsClient(cfg awssdk.Config) *sts.Client {
+	return sts.NewFromConfig(cfg, func(o *sts.Options) {
+		if p.opts.STSEndpoint != "" {
+			o.BaseEndpoint = awssdk.String(p.opts.STSEndpoint)
+		}
+	})
 }
 
 // Close releases nothing: the SDK client holds only idle connections.

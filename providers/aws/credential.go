@@ -52,7 +52,7 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 		if name == "" {
 			name = "keyward"
 		}
-		out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: awssdk.String(req.RoleARN), RoleSessionName: awssdk.String(name), DurationSeconds: dur})
+		out, err := p.stsClient(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: awssdk.String(req.RoleARN), RoleSessionName: awssdk.String(name), DurationSeconds: dur})
 		if err != nil {
 			return providers.Secret{}, apiError(ctx, "AssumeRole", req.RoleARN, err, nil)
 		}
@@ -64,7 +64,7 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 		}
 		c = got
 		if !got.CanExpire || got.SessionToken == "" {
-			out, err := sts.NewFromConfig(cfg).GetSessionToken(ctx, &sts.GetSessionTokenInput{DurationSeconds: dur})
+			out, err := p.stsClient(cfg).GetSessionToken(ctx, &sts.GetSessionTokenInput{DurationSeconds: dur})
 			if err != nil {
 				return providers.Secret{}, apiError(ctx, "GetSessionToken", "the default credentials", err, nil)
 			}

@@ -91,7 +91,9 @@ func sentinelOf(code string) error {
 		"DecryptionFailure",
 		// The credentials themselves are refused.
 		"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
-		"ExpiredToken", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature":
+		"ExpiredToken", "InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature",
+		// STS refused a pod's web identity token (keyward csi-provider).
+		"InvalidIdentityToken", "IDPRejectedClaim":
 		return providers.ErrPermissionDenied
 	}
 	return nil

@@ -1,0 +1,105 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// TestActAsRefusals: a provider acting as a pod refuses the options that
+// name keyward's own credentials, and needs a region and a token source.
+func TestActAsRefusals(t *testing.T) {
+	w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa", Token: func(string) (string, error) { return "t", nil }}
+	for name, c := range map[string]struct {
+		opts Options
+		w    *providers.Workload
+		want string
+	}{
+		"profile":  {Options{Region: "us-east-1", Profile: "admin"}, w, "profile"},
+		"region":   {Options{}, w, "region"},
+		"no token": {Options{Region: "us-east-1"}, &providers.Workload{}, "no ServiceAccount token"},
+	} {
+		p, err := New(c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.actAs(c.w); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
+		}
+	}
+	p, _ := New(Options{Region: "us-east-1"})
+	if err := p.actAs(w); err != nil || p.opts.Audience != DefaultWebIdentityAudience {
+		t.Fatalf("actAs: %v, audience %q", err, p.opts.Audience)
+	}
+}
+
+// TestWebIdentityRole: the role is the instance's role_arn, else the
+// ServiceAccount's annotation read at each retrieval; neither, or an
+// annotation that is no role ARN, is refused as permission denied
+// without asking STS.
+func TestWebIdentityRole(t *testing.T) {
+	var stsCalls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stsCalls.Add(1)
+		http.Error(w, "", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	ann := map[string]string{}
+	w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa", Token: func(string) (string, error) { return "tok", nil },
+		Annotations: func(context.Context) (map[string]string, error) { return ann, nil }}
+	p, _ := New(Options{Region: "us-east-1", STSEndpoint: srv.URL})
+	if err := p.actAs(w); err != nil {
+		t.Fatal(err)
+	}
+	wi := p.workloadConfig().Credentials
+	for _, a := range []string{"", "not-an-arn"} {
+		ann[RoleARNAnnotation] = a
+		_, err := wi.Retrieve(t.Context())
+		if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), RoleARNAnnotation) {
+			t.Errorf("annotation %q: %v, want permission denied naming the annotation", a, err)
+		}
+	}
+	if n := stsCalls.Load(); n != 0 {
+		t.Errorf("STS asked %d times without a role", n)
+	}
+	ann[RoleARNAnnotation] = "arn:aws:iam::123456789012:role/app"
+	if _, err := wi.Retrieve(t.Context()); err == nil || stsCalls.Load() == 0 {
+		t.Errorf("with a role: %v after %d STS calls, want STS's refusal", err, stsCalls.Load())
+	}
+}
+
+// TestRedact: an error quoting a token is rewritten without it, and still
+// reports the sentinels it wrapped.
+func TestRedact(t *testing.T) {
+	const tok = "eyJhbGciOi.secret-part.sig"
+	err := redact(fmt.Errorf("STS said %s is bad: %w", tok, providers.ErrPermissionDenied), tok)
+	if strings.Contains(err.Error(), tok) {
+		t.Fatal("leaked value of the token in the error")
+	}
+	if !errors.Is(err, providers.ErrPermissionDenied) {
+		t.Fatalf("%v lost its sentinel", err)
+	}
+	plain := errors.New("other")
+	if redact(plain, tok) != plain {
+		t.Fatal("an error without the token was rewritten")
+	}
+}
+
+// TestSessionName: keyward-NAMESPACE-NAME, within STS's alphabet and 64
+// characters.
+func TestSessionName(t *testing.T) {
+	if got := sessionName(&providers.Workload{Namespace: "team-a", ServiceAccount: "web"}); got != "keyward-team-a-web" {
+		t.Errorf("session name %q", got)
+	}
+	long := sessionName(&providers.Workload{Namespace: strings.Repeat("n", 60), ServiceAccount: "x:y"})
+	if len(long) != 64 || strings.ContainsAny(long, ":") {
+		t.Errorf("long session name %q", long)
+	}
+}
