@@ -4,16 +4,15 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keyward/keyward/internal/csiprovider"
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -82,7 +81,7 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := runner.StopOnSignal(cmd.Context())
 			defer stop()
 			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds, CacheTTL: cacheTTL, CacheMaxBytes: cacheMax}
 			if cacheTTL == 0 {

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -128,7 +125,7 @@ func knownValues(cmd *cobra.Command, g *globals, minLen int, envFileRefs bool) (
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := runner.StopOnSignal(cmd.Context())
 	done = func() {
 		stop()
 		r.Close()

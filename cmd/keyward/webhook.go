@@ -10,10 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/keyward/keyward/internal/runner"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/internal/version"
 	"github.com/keyward/keyward/internal/webhook"
@@ -95,7 +94,7 @@ cpu-limit and memory-limit annotations override them.`,
 			if err := selfSigned.Validate(); certFile == "" && err != nil {
 				return usageError("%v", err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := runner.StopOnSignal(cmd.Context())
 			defer stop()
 			rc, err := kubeRESTConfig(kubeconfig)
 			if err != nil {

@@ -16,11 +16,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/signal"
 	"slices"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/keyward/keyward/internal/config"
@@ -303,7 +301,7 @@ func (r *Runner) Once(ctx context.Context, o OnceOptions) (*Result, error) {
 	if err := harden.DisableCoreDumps(); err != nil {
 		r.env.Logger.Warn("could not disable core dumps", "err", err)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := StopOnSignal(ctx)
 	defer stop()
 	if err := r.Check(); err != nil {
 		return nil, err

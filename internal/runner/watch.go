@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
 	"sort"
 	"sync"
 	"time"
@@ -114,7 +113,7 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 	// o.ShutdownTimeout.
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	sigCtx, stopSignals := signal.NotifyContext(ctx, unix.SIGTERM, unix.SIGINT)
+	sigCtx, stopSignals := StopOnSignal(ctx)
 	defer stopSignals()
 
 	var reg prometheus.Registerer = prometheus.NewRegistry()
