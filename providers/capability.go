@@ -19,6 +19,17 @@ type VersionProber interface {
 	ProbeVersion(ctx context.Context, ref Ref) (string, error)
 }
 
+// VersionFetcher is a VersionProber that can read the version a probe
+// returned without learning again which version the reference resolves
+// to (GCP: AccessSecretVersion of the version name the probe's
+// GetSecretVersion answered, without a second GetSecretVersion).
+// FetchVersion returns what Fetch would, with Version equal to version; a
+// version it cannot use that way (not one its ProbeVersion returns) makes
+// it Fetch. Errors follow Fetch's rules.
+type VersionFetcher interface {
+	FetchVersion(ctx context.Context, ref Ref, version string) (Secret, error)
+}
+
 // Watcher is a provider whose store can push changes (Kubernetes watch,
 // fsnotify). Watch blocks until ctx is done or the watch fails for good,
 // calling changed (never concurrently with itself) with each ref whose

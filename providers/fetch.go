@@ -220,6 +220,23 @@ func (s *Set) Fetch(ctx context.Context, ref Ref) (Secret, error) {
 	return sec, err
 }
 
+// FetchProbed reads ref as Fetch does, after a ProbeVersion of it
+// returned version: an instance that is a VersionFetcher reads that
+// version directly, saving the call that would learn it again; any other
+// is asked to Fetch.
+func (s *Set) FetchProbed(ctx context.Context, ref Ref, version string) (Secret, error) {
+	var sec Secret
+	err := s.with(ctx, ref.Scheme, OpFetch, func(ctx context.Context, p Provider) (err error) {
+		if vf, ok := p.(VersionFetcher); ok {
+			sec, err = vf.FetchVersion(ctx, ref.Whole(), version)
+		} else {
+			sec, err = p.Fetch(ctx, ref.Whole())
+		}
+		return err
+	})
+	return sec, err
+}
+
 // ProbeVersion asks ref's instance for the secret's current version, as
 // Fetch does its call; the instance must be a VersionProber.
 func (s *Set) ProbeVersion(ctx context.Context, ref Ref) (string, error) {

@@ -170,6 +170,10 @@ func (e *Engine) check(ctx context.Context, in checkInput) checkResult {
 		if v == in.version {
 			return res
 		}
+		// The version the probe found is read, not looked up again.
+		res.secret, res.err = set.FetchProbed(ctx, in.ref, v)
+		res.fetched = res.err == nil
+		return res
 	}
 	res.secret, res.err = set.Fetch(ctx, in.ref)
 	res.fetched = res.err == nil

@@ -152,3 +152,106 @@ func readString(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// countingClient is a directClient that counts its calls by method.
+type countingClient struct {
+	directClient
+	gets, accesses atomic.Int32
+}
+
+func (c *countingClient) AccessSecretVersion(ctx context.Context, req *secretmanagerpb.AccessSecretVersionRequest, o ...gax.CallOption) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+	c.accesses.Add(1)
+	return c.directClient.AccessSecretVersion(ctx, req, o...)
+}
+
+func (c *countingClient) GetSecretVersion(ctx context.Context, req *secretmanagerpb.GetSecretVersionRequest, o ...gax.CallOption) (*secretmanagerpb.SecretVersion, error) {
+	c.gets.Add(1)
+	return c.directClient.GetSecretVersion(ctx, req, o...)
+}
+
+// TestEngineProbeThenAccess: when the engine's probe (GetSecretVersion of
+// latest) finds a new version, the fetch that follows reads that version
+// with AccessSecretVersion alone: one GetSecretVersion per check, not a
+// second one asking again what the probe just learnt.
+func TestEngineProbeThenAccess(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		srv := gcpfake.New()
+		ctx := context.Background()
+		if _, err := srv.CreateSecret(ctx, &secretmanagerpb.CreateSecretRequest{
+			Parent: "projects/eng-project", SecretId: "db",
+			Secret: &secretmanagerpb.Secret{Replication: &secretmanagerpb.Replication{
+				Replication: &secretmanagerpb.Replication_Automatic_{Automatic: &secretmanagerpb.Replication_Automatic{}},
+			}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		add := func(value string) {
+			t.Helper()
+			if _, err := srv.AddSecretVersion(ctx, &secretmanagerpb.AddSecretVersionRequest{
+				Parent: "projects/eng-project/secrets/db", Payload: &secretmanagerpb.SecretPayload{Data: []byte(value)},
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		add("first-db-password")
+		p, err := New(Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := &countingClient{directClient: directClient{srv}}
+		p.dial = func(context.Context) (secretClient, error) { return cc, nil }
+		out := filepath.Join(t.TempDir(), "db")
+		eng, err := rotate.New(rotate.Options{
+			Providers: setOf(t, p),
+			Secrets:   map[string]providers.Ref{"DB": {Scheme: KindName, Path: "eng-project/db"}},
+			Files:     []rotate.File{{File: render.File{Path: out, Format: render.FormatRaw, Secret: "DB", UID: -1, GID: -1}}},
+			Interval:  10 * time.Second,
+			Rand:      func() float64 { return 0.5 },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Init(ctx); err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(runCtx) }()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		if g, a := cc.gets.Load(), cc.accesses.Load(); g != 1 || a != 1 {
+			t.Fatalf("Init: %d GetSecretVersion, %d AccessSecretVersion; want 1 and 1", g, a)
+		}
+		time.Sleep(5 * time.Second)
+		add("second-db-password")
+		time.Sleep(10 * time.Second) // one check: a probe that finds versions/2
+		synctest.Wait()
+		if got := readString(t, out); got != "second-db-password" {
+			t.Fatal("the new version was not rendered")
+		}
+		if g, a := cc.gets.Load(), cc.accesses.Load(); g != 2 || a != 2 {
+			t.Fatalf("after a check that found a new version: %d GetSecretVersion, %d AccessSecretVersion in all; want 2 and 2 (the probe, then the access of the version it found)", g, a)
+		}
+		// The next check finds nothing new: one probe, no access.
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if g, a := cc.gets.Load(), cc.accesses.Load(); g != 3 || a != 2 {
+			t.Fatalf("after a check that found nothing new: %d GetSecretVersion, %d AccessSecretVersion in all; want 3 and 2", g, a)
+		}
+		// The version the engine holds is the one a Fetch reports.
+		sec, err := p.Fetch(ctx, providers.Ref{Scheme: KindName, Path: "eng-project/db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := eng.Values()["DB"].Version; v != sec.Version {
+			t.Fatalf("engine holds version %q, a Fetch reports %q", v, sec.Version)
+		}
+		// A version that is no probe's answer is fetched as usual.
+		if got, err := p.FetchVersion(ctx, providers.Ref{Scheme: KindName, Path: "eng-project/db"}, "projects/x/secrets/other/versions/1@t"); err != nil || got.Version != sec.Version {
+			t.Fatalf("FetchVersion of another secret's version: version %q, %v; want a Fetch's %q", got.Version, err, sec.Version)
+		}
+	})
+}

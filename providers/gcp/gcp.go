@@ -356,6 +356,59 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 	return providers.Secret{Value: providers.NewValue(data), Version: versionID(resolved, v)}, nil
 }
 
+var _ providers.VersionFetcher = (*Provider)(nil)
+
+// FetchVersion implements providers.VersionFetcher: after a ProbeVersion
+// of ref returned version (RESOLVED@CREATE_TIME), it reads RESOLVED, the
+// version the probe's GetSecretVersion found, with AccessSecretVersion
+// alone, and reports version as the Version. That is the Fetch's second
+// call without its first: Fetch too reads the version a GetSecretVersion
+// named, moments after. A version that is not one of ref's secret's
+// versions as ProbeVersion spells them, or a provider that reads payloads
+// only (its probe is a Fetch), makes it Fetch.
+func (p *Provider) FetchVersion(ctx context.Context, ref providers.Ref, version string) (providers.Secret, error) {
+	t, err := p.target(ref)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	resolved, _, _ := strings.Cut(version, "@")
+	if p.readOnly.Load() || !versionOf(resolved, t.Secret) {
+		return p.Fetch(ctx, ref)
+	}
+	name := t.Name()
+	if err := ctx.Err(); err != nil {
+		return providers.Secret{}, fmt.Errorf("access %s: %w", name, err)
+	}
+	c, err := p.clientFor(ctx)
+	if err != nil {
+		return providers.Secret{}, fmt.Errorf("access %s: %w", name, err)
+	}
+	label := name
+	if resolved != name {
+		label = name + " (" + resolved + ")"
+	}
+	data, _, err := p.access(ctx, c, resolved, label)
+	if err != nil {
+		return providers.Secret{}, err
+	}
+	return providers.Secret{Value: providers.NewValue(data), Version: version}, nil
+}
+
+// versionOf reports whether name is a version name of the secret secret:
+// projects/P/secrets/SECRET/versions/N, N a number.
+func versionOf(name, secret string) bool {
+	parts := strings.Split(name, "/")
+	if len(parts) != 6 || parts[0] != "projects" || parts[1] == "" || parts[2] != "secrets" || parts[3] != secret || parts[4] != "versions" || parts[5] == "" {
+		return false
+	}
+	for _, c := range parts[5] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // getDenied reads name after GetSecretVersion was denied: with
 // AccessSecretVersion alone, and if that is allowed, the provider says so
 // once and reads payloads only from then on.
