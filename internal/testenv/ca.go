@@ -72,6 +72,26 @@ func (ca *TestCA) TLSConfig() *tls.Config { return &tls.Config{RootCAs: ca.Pool(
 // Issue returns a PEM certificate and PKCS #8 key for name (an IP address
 // or a DNS name, also the common name), for a server or a client.
 func (ca *TestCA) Issue(name string, server bool) (certPEM, keyPEM []byte, err error) {
+	return ca.IssueCert(CertSpec{CommonName: name, Names: []string{name}, Server: server})
+}
+
+// CertSpec describes a certificate for TestCA.IssueCert.
+type CertSpec struct {
+	// CommonName and Organizations make the subject (for Kubernetes, the
+	// user name and its groups).
+	CommonName    string
+	Organizations []string
+	// Names are the subject alternative names, each an IP address or a
+	// DNS name.
+	Names []string
+	// Server makes a serving certificate; otherwise a client certificate.
+	Server bool
+}
+
+// IssueCert returns a PEM certificate and PKCS #8 key as s describes,
+// signed by the CA, with a fresh P-256 key, valid for a day. It is safe for
+// concurrent use.
+func (ca *TestCA) IssueCert(s CertSpec) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -79,19 +99,21 @@ func (ca *TestCA) Issue(name string, server bool) (certPEM, keyPEM []byte, err e
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(ca.serial.Add(1)),
-		Subject:      pkix.Name{CommonName: name},
+		Subject:      pkix.Name{CommonName: s.CommonName, Organization: s.Organizations},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	if server {
+	if s.Server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	}
-	if ip := net.ParseIP(name); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{name}
+	for _, n := range s.Names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
