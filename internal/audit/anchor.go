@@ -1,72 +1,227 @@
 package audit
 
 import (
+	"regexp"
 	"regexp/syntax"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
-// Limits of the regex analysis below: the furthest a match is looked for
-// from its keyword, and the largest set of strings worked out.
+// Limits of the regex analysis below: the largest set of strings worked
+// out, the longest of them, and the furthest before the end of its
+// keyword that a windowed rule's match may start.
 const (
-	maxReach   = 16 << 10
 	maxStrings = 256
 	maxStrLen  = 64
+	maxLead    = 4 << 10
 )
 
-// keywordAnchored reports whether every match of expr holds one of
-// keywords (lower case), judged from its syntax: a conservative answer,
-// false when unsure. For such a rule, text far from any keyword holds no
-// match and need not be searched.
-func keywordAnchored(expr string, keywords []string) bool {
-	re, err := syntax.Parse(expr, syntax.Perl)
-	if err != nil {
-		return false
-	}
-	return anchored(re.Simplify(), keywords)
+// window is what a rule's regex says about where its matches lie, for a
+// rule whose every match holds one of its keywords: such a rule is run
+// only around the keywords' occurrences, with the same results as over
+// the whole text (see ruleSet.windowed).
+type window struct {
+	// lead bounds how far before the end of the keyword it holds a match
+	// starts, in bytes.
+	lead int
+	// lines bounds how many newlines a match holds; -1 for no bound.
+	lines int
+	// skip is the rule's regex after a lazy skip of at most skipRunes
+	// runes from the start of the text, its match in group 1: the
+	// leftmost match that starts within skipRunes of a position. skipCtx
+	// first passes over one rune, the one before that position, so that
+	// \b, \B and ^ see what they see in the whole text.
+	skip, skipCtx *regexp.Regexp
+	skipRunes     int
+	// context: the regex looks at the rune before a match (\b, \B, ^).
+	context bool
+	// check, when set, is a quick test that a keyword's occurrence can
+	// be in a match, run from the keyword's end: a lazy skip of at most
+	// the length of the regex's parts that hold the keyword, then the
+	// parts after them, loosened (see loosen).
+	check *regexp.Regexp
 }
 
-func anchored(re *syntax.Regexp, kws []string) bool {
-	if set, ok := finite(re); ok {
-		return allHold(set, kws)
+// newWindow analyses expr, a rule's regex, for its keywords (lower case).
+// It returns nil when it cannot show that every match holds a keyword no
+// further than maxLead bytes from the match's start: the rule then reads
+// the whole text wherever one of its keywords is.
+func newWindow(expr string, keywords []string) *window {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	re = re.Simplify()
+	lead, ok := anchorEnd(re, []string{""}, 0, keywords)
+	if !ok || lead < 0 || lead > maxLead || nullable(re) {
+		return nil
+	}
+	w := &window{lead: lead, lines: maxNewlines(re), context: looksBack(re), skipRunes: max(lead, 32)}
+	n := strconv.Itoa(w.skipRunes)
+	if w.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
+		return nil
+	}
+	if w.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
+		return nil
+	}
+	if rest, run, ok := afterAnchor(re, keywords); ok && len(rest) > 0 {
+		c := &syntax.Regexp{Op: syntax.OpConcat}
+		for _, p := range rest {
+			c.Sub = append(c.Sub, loosen(p))
+		}
+		if !nullable(c) {
+			var b strings.Builder
+			b.WriteString(`\A(?s:.){0,` + strconv.Itoa(run) + `}?`)
+			reString(&b, c)
+			w.check, _ = regexp.Compile(b.String())
+		}
+	}
+	return w
+}
+
+// afterAnchor returns, for a regex that is a sequence of parts (in a
+// group or not) of which a run of consecutive ones holds a keyword in
+// every match, the parts after that run and the run's longest match.
+func afterAnchor(re *syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) {
+	for re.Op == syntax.OpCapture {
+		re = re.Sub[0]
+	}
+	if re.Op != syntax.OpConcat {
+		return nil, 0, false
+	}
+	pre, preLen := []string{""}, 0
+	for i, s := range re.Sub {
+		set, ok := product(pre, s)
+		if !ok {
+			pre, preLen = []string{""}, 0
+			continue
+		}
+		preLen = addLen(preLen, longest(s))
+		if allHold(set, kws) {
+			return re.Sub[i+1:], preLen, preLen >= 0 && preLen <= maxLead
+		}
+		pre = set
+	}
+	return nil, 0, false
+}
+
+// loosen returns a regex that matches whatever re matches where re
+// follows a keyword, and more: without assertions that look back (the
+// check starts inside the text), without groups, and with long counted
+// repetitions left open, so that it is small.
+func loosen(re *syntax.Regexp) *syntax.Regexp {
+	switch re.Op {
+	case syntax.OpWordBoundary, syntax.OpNoWordBoundary, syntax.OpBeginLine, syntax.OpBeginText:
+		return &syntax.Regexp{Op: syntax.OpEmptyMatch}
+	case syntax.OpCapture:
+		return loosen(re.Sub[0])
+	}
+	c := *re
+	c.Sub = nil
+	for _, s := range re.Sub {
+		c.Sub = append(c.Sub, loosen(s))
+	}
+	if c.Op == syntax.OpRepeat && (c.Max > 16 || c.Min > 16) {
+		c.Min, c.Max = min(c.Min, 16), -1
+	}
+	return &c
+}
+
+// keep filters kws, the occurrences of keywords in text, down to those
+// that pass w.check.
+func (w *window) keep(text string, kws []span) []span {
+	if w.check == nil {
+		return kws
+	}
+	out := kws[:0]
+	for _, k := range kws {
+		if w.check.MatchString(text[k.end:cutAfter(text, k.start, w.lines)]) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// cutAfter returns where text ends or, for lines >= 0, the end of the
+// line after the first lines ones from i (after its newline).
+func cutAfter(text string, i, lines int) int {
+	if lines < 0 {
+		return len(text)
+	}
+	for n := 0; ; n++ {
+		j := strings.IndexByte(text[i:], '\n')
+		if j < 0 {
+			return len(text)
+		}
+		if n == lines {
+			return i + j + 1
+		}
+		i += j + 1
+	}
+}
+
+// anchorEnd reports whether every match of re, preceded by one of the
+// strings pre (at most preLen bytes), holds one of kws, and if so how
+// far from the start of that string the keyword ends at most, in bytes
+// (-1 for no bound). The answer is conservative: false when unsure.
+func anchorEnd(re *syntax.Regexp, pre []string, preLen int, kws []string) (int, bool) {
+	if set, ok := product(pre, re); ok && allHold(set, kws) {
+		return addLen(preLen, longest(re)), true
 	}
 	switch re.Op {
-	case syntax.OpCapture:
-		return anchored(re.Sub[0], kws)
-	case syntax.OpPlus:
-		return anchored(re.Sub[0], kws)
+	case syntax.OpCapture, syntax.OpPlus:
+		return anchorEnd(re.Sub[0], pre, preLen, kws)
 	case syntax.OpRepeat:
-		return re.Min >= 1 && anchored(re.Sub[0], kws)
+		if re.Min >= 1 {
+			return anchorEnd(re.Sub[0], pre, preLen, kws)
+		}
 	case syntax.OpAlternate:
+		end := 0
 		for _, s := range re.Sub {
-			if !anchored(s, kws) {
-				return false
+			n, ok := anchorEnd(s, pre, preLen, kws)
+			if !ok {
+				return 0, false
+			}
+			if n < 0 || end < 0 {
+				end = -1
+			} else {
+				end = max(end, n)
 			}
 		}
-		return true
+		return end, true
 	case syntax.OpConcat:
+		// before: the longest of the parts before the run that pre
+		// holds the strings of; pre grows while the parts have few
+		// strings, and starts again after a part that has many.
+		before := 0
 		for _, s := range re.Sub {
-			if anchored(s, kws) {
-				return true
-			}
-		}
-		// A run of consecutive parts with few strings, that all hold a
-		// keyword (passw, (?:or)?, d).
-		for i := range re.Sub {
-			set := []string{""}
-			for _, s := range re.Sub[i:] {
-				var ok bool
-				if set, ok = product(set, s); !ok {
-					break
-				}
+			if set, ok := product(pre, s); ok {
+				preLen = addLen(preLen, longest(s))
 				if allHold(set, kws) {
-					return true
+					return addLen(before, preLen), true
 				}
+				pre = set
+				continue
 			}
+			if n, ok := anchorEnd(s, pre, preLen, kws); ok {
+				return addLen(before, n), true
+			}
+			before = addLen(addLen(before, preLen), longest(s))
+			pre, preLen = []string{""}, 0
 		}
 	}
-	return false
+	return 0, false
+}
+
+// addLen adds two lengths, -1 meaning no bound.
+func addLen(a, b int) int {
+	if a < 0 || b < 0 {
+		return -1
+	}
+	return min(a+b, maxLead+1)
 }
 
 func allHold(set []string, kws []string) bool {
@@ -103,7 +258,11 @@ func product(set []string, re *syntax.Regexp) ([]string, bool) {
 	return out, true
 }
 
-// finite returns every string re matches when they are few and short.
+// finite returns every string re matches when they are few and short, in
+// text without the runes of foldsToASCII (the only text windowed): a
+// literal that ignores case then stands for its ASCII case variants,
+// which asciiLower maps to the same string, and a class's members
+// exclude those runes.
 func finite(re *syntax.Regexp) ([]string, bool) {
 	switch re.Op {
 	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
@@ -117,7 +276,9 @@ func finite(re *syntax.Regexp) ([]string, bool) {
 				if len(out) == maxStrings {
 					return nil, false
 				}
-				out = append(out, string(r))
+				if c := string(r); !slices.Contains(foldsToASCII, c) {
+					out = append(out, c)
+				}
 			}
 		}
 		return out, true
@@ -149,38 +310,32 @@ func finite(re *syntax.Regexp) ([]string, bool) {
 	return nil, false
 }
 
-// maxMatchLen returns the longest match of expr in bytes, at most
-// maxReach: a match that reaches further from its keyword than that (a
-// PEM block of more than 16 KiB) is not searched for.
-func maxMatchLen(expr string) int {
-	re, err := syntax.Parse(expr, syntax.Perl)
-	if err != nil {
-		return maxReach
-	}
-	n := longest(re.Simplify())
-	if n < 0 || n > maxReach {
-		return maxReach
-	}
-	return n
-}
-
-// longest is the longest match of re in bytes, -1 for no bound.
+// longest is the longest match of re in bytes in text without the runes
+// of foldsToASCII, -1 for no bound (or one over maxLead).
 func longest(re *syntax.Regexp) int {
 	switch re.Op {
 	case syntax.OpLiteral:
 		n := 0
 		for _, r := range re.Rune {
-			n += utf8.RuneLen(r)
 			if re.Flags&syntax.FoldCase != 0 {
-				n += foldLen(r) - utf8.RuneLen(r)
+				n += foldLen(r)
+			} else {
+				n += utf8.RuneLen(r)
+			}
+		}
+		return min(n, maxLead+1)
+	case syntax.OpCharClass:
+		n := 0
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			r := re.Rune[i+1]
+			for r >= re.Rune[i] && foldsToASCIIRune(r) {
+				r--
+			}
+			if r >= re.Rune[i] {
+				n = max(n, utf8.RuneLen(r))
 			}
 		}
 		return n
-	case syntax.OpCharClass:
-		if len(re.Rune) == 0 {
-			return 0
-		}
-		return utf8.RuneLen(re.Rune[len(re.Rune)-1]) // ranges are sorted
 	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
 		return utf8.UTFMax
 	case syntax.OpCapture, syntax.OpQuest:
@@ -192,15 +347,11 @@ func longest(re *syntax.Regexp) int {
 		if re.Max < 0 || n < 0 {
 			return -1
 		}
-		return min(n*re.Max, maxReach+1)
+		return min(n*re.Max, maxLead+1)
 	case syntax.OpConcat:
 		total := 0
 		for _, s := range re.Sub {
-			n := longest(s)
-			if n < 0 {
-				return -1
-			}
-			total = min(total+n, maxReach+1)
+			total = addLen(total, longest(s))
 		}
 		return total
 	case syntax.OpAlternate:
@@ -217,11 +368,303 @@ func longest(re *syntax.Regexp) int {
 	return 0
 }
 
-// foldLen is the longest UTF-8 length among the case variants of r.
+// foldLen is the longest UTF-8 length among the case variants of r,
+// but for those of foldsToASCII.
 func foldLen(r rune) int {
 	n := utf8.RuneLen(r)
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-		n = max(n, utf8.RuneLen(f))
+		if !foldsToASCIIRune(f) {
+			n = max(n, utf8.RuneLen(f))
+		}
 	}
 	return n
+}
+
+// maxNewlines is the most newlines a match of re holds, -1 for no bound.
+func maxNewlines(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return strings.Count(string(re.Rune), "\n")
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			if re.Rune[i] <= '\n' && '\n' <= re.Rune[i+1] {
+				return 1
+			}
+		}
+		return 0
+	case syntax.OpAnyChar:
+		return 1
+	case syntax.OpCapture, syntax.OpQuest:
+		return maxNewlines(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus, syntax.OpRepeat:
+		n := maxNewlines(re.Sub[0])
+		switch {
+		case n == 0:
+			return 0
+		case n < 0 || re.Op != syntax.OpRepeat || re.Max < 0:
+			return -1
+		}
+		return n * re.Max
+	case syntax.OpConcat, syntax.OpAlternate:
+		total := 0
+		for _, s := range re.Sub {
+			n := maxNewlines(s)
+			if n < 0 {
+				return -1
+			}
+			if re.Op == syntax.OpConcat {
+				total += n
+			} else {
+				total = max(total, n)
+			}
+		}
+		return total
+	}
+	return 0
+}
+
+// looksBack reports whether re has an assertion that looks at the rune
+// before its position: \b, \B, ^ (of a line or of the text).
+func looksBack(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpWordBoundary, syntax.OpNoWordBoundary, syntax.OpBeginLine, syntax.OpBeginText:
+		return true
+	}
+	for _, s := range re.Sub {
+		if looksBack(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// nullable reports whether re can match the empty string.
+func nullable(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary, syntax.OpStar, syntax.OpQuest:
+		return true
+	case syntax.OpCapture, syntax.OpPlus:
+		return nullable(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min == 0 || nullable(re.Sub[0])
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			if !nullable(s) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		for _, s := range re.Sub {
+			if nullable(s) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
+// foldsToASCII lists the runes beyond ASCII that a case-insensitive regex
+// takes for an ASCII letter (unicode.SimpleFold) or that strings.ToLower
+// turns into one, as UTF-8: text holding one is searched whole, since
+// the keywords' occurrences found in its ASCII-lowered form might not be
+// all those that a match or gitleaks' keyword check sees. A test checks
+// the list against the unicode tables.
+var foldsToASCII = []string{"\u0130", "\u017f", "\u212a"}
+
+func foldsToASCIIRune(r rune) bool {
+	return r == '\u0130' || r == '\u017f' || r == '\u212a'
+}
+
+func hasFoldToASCII(s string) bool {
+	for _, r := range foldsToASCII {
+		if strings.Contains(s, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// findAll returns what the rule's regex.FindAllStringIndex(text, -1)
+// returns, given where its keywords are in text (kws, their byte spans).
+// Every match holds a keyword that ends at most w.lead bytes after the
+// match's start, so matches start only in the intervals [end-lead,
+// start] of the keywords' spans; within them, findAll looks for the
+// leftmost match from where the last one ended, as FindAll does, with
+// the text on both sides that the regex can look at.
+func (w *window) findAll(text string, kws []span) [][]int {
+	kws = w.keep(text, kws)
+	ivs := make([]span, len(kws))
+	for i, k := range kws {
+		ivs[i] = span{max(k.end-w.lead, 0), k.start}
+	}
+	slices.SortFunc(ivs, func(a, b span) int { return a.start - b.start })
+	var (
+		out [][]int
+		pos int // where the last match ended
+	)
+	for i := 0; i < len(ivs); {
+		lo, hi := ivs[i].start, ivs[i].end
+		for i++; i < len(ivs) && ivs[i].start <= hi+1; i++ {
+			hi = max(hi, ivs[i].end)
+		}
+		for a := max(lo, pos); a <= hi; {
+			s, e, next := w.find(text, a)
+			if s < 0 {
+				a = next
+				continue
+			}
+			out = append(out, []int{s, e})
+			pos, a = e, e // a match is never empty (newWindow)
+		}
+	}
+	return out
+}
+
+// find returns the leftmost match of the rule's regex in text (as in the
+// whole text) that starts within w.skipRunes runes from a, or s < 0 and
+// the position after the last start it looked at.
+func (w *window) find(text string, a int) (s, e, next int) {
+	a = runeStart(text, a)
+	last := a
+	for range w.skipRunes {
+		if last >= len(text) {
+			break
+		}
+		last += runeWidth(text, last)
+	}
+	// The match cannot take in more newlines than w.lines from any start
+	// up to last: the text is cut after one more, and no thread of the
+	// regex reaches the cut.
+	end := cutAfter(text, last, w.lines)
+	from, re := a, w.skip
+	if w.context && a > 0 {
+		_, n := utf8.DecodeLastRuneInString(text[:a])
+		from, re = a-n, w.skipCtx
+	}
+	loc := re.FindStringSubmatchIndex(text[from:end])
+	if loc == nil {
+		if last < len(text) {
+			return -1, -1, last + runeWidth(text, last)
+		}
+		return -1, -1, len(text) + 1
+	}
+	return from + loc[2], from + loc[3], 0
+}
+
+// runeWidth is the width of the rune at text[i] as the regexp package
+// steps over it: 1 for a byte that does not start a valid encoding.
+func runeWidth(text string, i int) int {
+	if text[i] < utf8.RuneSelf {
+		return 1
+	}
+	_, n := utf8.DecodeRuneInString(text[i:])
+	return n
+}
+
+// runeStart moves i back to the start of the rune that the regexp
+// package, stepping from the text's start, sees it in.
+func runeStart(text string, i int) int {
+	for j := i - 1; j >= 0 && j > i-utf8.UTFMax; j-- {
+		if utf8.RuneStart(text[j]) {
+			if _, n := utf8.DecodeRuneInString(text[j:]); j+n > i {
+				return j
+			}
+			break
+		}
+	}
+	return i
+}
+
+// reString writes re as a regex that parses back to it. It stands in for
+// re.String, which costs much more on the large case-folded classes of
+// gitleaks' rules (it works out whether each folds to itself).
+func reString(b *strings.Builder, re *syntax.Regexp) {
+	switch re.Op {
+	case syntax.OpNoMatch:
+		b.WriteString(`[^\x00-\x{10FFFF}]`)
+	case syntax.OpEmptyMatch:
+		b.WriteString(`(?:)`)
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			b.WriteString(`(?i:`)
+		} else {
+			b.WriteString(`(?:`)
+		}
+		for _, r := range re.Rune {
+			b.WriteString(`\x{` + strconv.FormatInt(int64(r), 16) + `}`)
+		}
+		b.WriteString(`)`)
+	case syntax.OpCharClass:
+		if len(re.Rune) == 0 {
+			b.WriteString(`[^\x00-\x{10FFFF}]`)
+			break
+		}
+		b.WriteString(`[`)
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			b.WriteString(`\x{` + strconv.FormatInt(int64(re.Rune[i]), 16) + `}-\x{` + strconv.FormatInt(int64(re.Rune[i+1]), 16) + `}`)
+		}
+		b.WriteString(`]`)
+	case syntax.OpAnyCharNotNL:
+		b.WriteString(`(?-s:.)`)
+	case syntax.OpAnyChar:
+		b.WriteString(`(?s:.)`)
+	case syntax.OpBeginLine:
+		b.WriteString(`(?m:^)`)
+	case syntax.OpEndLine:
+		b.WriteString(`(?m:$)`)
+	case syntax.OpBeginText:
+		b.WriteString(`\A`)
+	case syntax.OpEndText:
+		b.WriteString(`\z`)
+	case syntax.OpWordBoundary:
+		b.WriteString(`\b`)
+	case syntax.OpNoWordBoundary:
+		b.WriteString(`\B`)
+	case syntax.OpCapture:
+		b.WriteString(`(`)
+		reString(b, re.Sub[0])
+		b.WriteString(`)`)
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
+		b.WriteString(`(?:`)
+		reString(b, re.Sub[0])
+		b.WriteString(`)`)
+		switch re.Op {
+		case syntax.OpStar:
+			b.WriteString(`*`)
+		case syntax.OpPlus:
+			b.WriteString(`+`)
+		case syntax.OpQuest:
+			b.WriteString(`?`)
+		default:
+			b.WriteString(`{` + strconv.Itoa(re.Min) + `,`)
+			if re.Max >= 0 {
+				b.WriteString(strconv.Itoa(re.Max))
+			}
+			b.WriteString(`}`)
+		}
+		if re.Flags&syntax.NonGreedy != 0 {
+			b.WriteString(`?`)
+		}
+	case syntax.OpConcat, syntax.OpAlternate:
+		b.WriteString(`(?:`)
+		for i, s := range re.Sub {
+			if i > 0 && re.Op == syntax.OpAlternate {
+				b.WriteString(`|`)
+			}
+			reString(b, s)
+		}
+		b.WriteString(`)`)
+	}
 }

@@ -45,10 +45,10 @@ type rule struct {
 	id       string
 	desc     string
 	re, path *regexp.Regexp
-	// reach bounds how far from one of its keywords a match can reach
-	// (the regex's longest match, at most maxReach); 0 when a match need
-	// not hold a keyword: the rule then reads the whole chunk.
-	reach       int
+	// win, for a rule whose every match holds one of its keywords near
+	// its start, lets the rule run only around their occurrences; nil
+	// for a rule that reads the whole chunk.
+	win         *window
 	secretGroup int
 	entropy     float64
 	keywords    []string
@@ -70,6 +70,9 @@ type ruleSet struct {
 	keywords *ahocorasick.Trie
 	byWord   map[string][]int // keyword -> indexes of the rules it enables
 	always   []int            // rules without keywords
+	// windowed: every keyword is ASCII, so that detect may find them
+	// in text whose ASCII letters alone are lowered.
+	windowed bool
 }
 
 // defaultRules compiles gitleaks' rules and keyward's once, on first use: nothing of
@@ -81,15 +84,13 @@ var defaultRules = sync.OnceValues(func() (*ruleSet, error) {
 func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 	rs := &ruleSet{byWord: map[string][]int{}}
 	var words []string
+	ascii := true
 	for i, s := range specs {
 		r := &rule{id: s.ID, desc: s.Description, secretGroup: s.SecretGroup, entropy: s.Entropy}
 		var err error
 		if s.Regex != "" {
 			if r.re, err = regexp.Compile(s.Regex); err != nil {
 				return nil, fmt.Errorf("rule %s: %w", s.ID, err)
-			}
-			if len(s.Keywords) > 0 && keywordAnchored(s.Regex, s.Keywords) {
-				r.reach = maxMatchLen(s.Regex)
 			}
 		}
 		if s.Path != "" {
@@ -105,14 +106,19 @@ func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 		}
 		for _, k := range s.Keywords {
 			k = strings.ToLower(k)
+			ascii = ascii && isASCII(k)
 			r.keywords = append(r.keywords, k)
 			if _, ok := rs.byWord[k]; !ok {
 				words = append(words, k)
 			}
 			rs.byWord[k] = append(rs.byWord[k], i)
 		}
+		if r.re != nil && len(r.keywords) > 0 {
+			r.win = newWindow(s.Regex, r.keywords)
+		}
 		rs.rules = append(rs.rules, r)
 	}
+	rs.windowed = ascii
 	var err error
 	if rs.global, err = compileAllow(global); err != nil {
 		return nil, fmt.Errorf("global allowlist: %w", err)
@@ -219,25 +225,42 @@ type ruleHit struct {
 
 // detect runs the rules over chunk, a piece of the file path (forward
 // slashes) whose first line is the file's line startLine, as gitleaks'
-// detector does with a fragment at decode depth 0.
+// detector does with a fragment at decode depth 0. A rule whose every
+// match holds one of its keywords runs only around their occurrences
+// (see window); the others over the whole chunk when it holds one of
+// their keywords, as in gitleaks.
 func (rs *ruleSet) detect(path, chunk string, startLine int) []ruleHit {
+	return rs.detectIn(path, chunk, startLine, rs.windowed && !hasFoldToASCII(chunk))
+}
+
+// detectIn is detect, windowed or running every rule over the whole
+// chunk; both find the same.
+func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []ruleHit {
 	if pathAllowed(path, rs.global) {
 		return nil
 	}
-	// Each rule runs where its keywords are: over the whole chunk, or,
-	// for a rule whose every match holds one of its keywords, over the
-	// lines within its longest match of one.
 	enabled := make([]bool, len(rs.rules))
 	for _, i := range rs.always {
 		enabled[i] = true
 	}
-	windows := make([][]span, len(rs.rules))
-	for _, m := range rs.keywords.MatchString(asciiLower(chunk)) {
-		pos, n := int(m.Pos()), len(m.Match())
+	// Keywords are found as gitleaks finds them, in the lower-cased
+	// chunk; where windowed, the chunk holds no rune that lower-cases to
+	// ASCII, so lowering ASCII letters only finds the same keywords and
+	// keeps their positions.
+	var (
+		lower = strings.ToLower(chunk)
+		near  [][]span // per windowed rule: its keywords' occurrences
+	)
+	if windowed {
+		lower = asciiLower(chunk)
+		near = make([][]span, len(rs.rules))
+	}
+	for _, m := range rs.keywords.MatchString(lower) {
 		for _, i := range rs.byWord[m.MatchString()] {
 			enabled[i] = true
-			if reach := rs.rules[i].reach; reach > 0 {
-				windows[i] = append(windows[i], span{max(pos-reach, 0), min(pos+n+reach, len(chunk))})
+			if windowed && rs.rules[i].win != nil {
+				pos := int(m.Pos())
+				near[i] = append(near[i], span{pos, pos + len(m.Match())})
 			}
 		}
 	}
@@ -262,14 +285,10 @@ func (rs *ruleSet) detect(path, chunk string, startLine int) []ruleHit {
 			continue
 		}
 		var matches [][]int
-		if windows[i] == nil {
-			matches = r.re.FindAllStringIndex(chunk, -1)
+		if windowed && r.win != nil {
+			matches = r.win.findAll(chunk, near[i])
 		} else {
-			for _, w := range lineSpans(chunk, windows[i]) {
-				for _, mi := range r.re.FindAllStringIndex(chunk[w.start:w.end], -1) {
-					matches = append(matches, []int{w.start + mi[0], w.start + mi[1]})
-				}
-			}
+			matches = r.re.FindAllStringIndex(chunk, -1)
 		}
 		if len(matches) == 0 {
 			continue
@@ -335,27 +354,6 @@ func preferSpecific(hits []ruleHit) []ruleHit {
 }
 
 type span struct{ start, end int }
-
-// lineSpans widens each window to whole lines and merges those that
-// touch, in order.
-func lineSpans(text string, ws []span) []span {
-	slices.SortFunc(ws, func(a, b span) int { return a.start - b.start })
-	var out []span
-	for _, w := range ws {
-		w.start = strings.LastIndexByte(text[:w.start], '\n') + 1
-		if i := strings.IndexByte(text[w.end:], '\n'); i >= 0 {
-			w.end += i
-		} else {
-			w.end = len(text)
-		}
-		if n := len(out); n > 0 && w.start <= out[n-1].end+1 {
-			out[n-1].end = max(out[n-1].end, w.end)
-			continue
-		}
-		out = append(out, w)
-	}
-	return out
-}
 
 // asciiLower lower-cases ASCII letters only, so that byte positions in
 // its result are those of s (strings.ToLower may change lengths).
