@@ -41,8 +41,12 @@ type shared struct {
 
 type flight struct {
 	done chan struct{}
-	res  map[string]providers.Resolved // the flight's own copy
+	res  map[string]providers.Resolved // the flight's own copy, for its waiters
 	err  error
+	// waiters is how many mounts wait for the flight, ended whether it
+	// is over; the last waiter to take its copy zeroes res (under mu).
+	waiters int
+	ended   bool
 }
 
 type entry struct {
@@ -60,9 +64,11 @@ func newShared(ttl time.Duration, maxBytes int, now func() time.Time) *shared {
 }
 
 // resolve returns the secrets of key: a copy of the cached ones while
-// fresh, else those of the resolve in flight for key, else those of
-// fetch, called once for all who ask meanwhile. hit says whether fetch
-// was not called by this caller.
+// fresh, else a copy of those of the resolve in flight for key, else a
+// copy of those of fetch, called once for all who ask meanwhile. The
+// caller owns what it gets and zeroes it after use; what fetch returned
+// stays its provider's (a provider may keep the bytes it hands out). hit
+// says whether fetch was not called by this caller.
 func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Context) (map[string]providers.Resolved, error)) (res map[string]providers.Resolved, hit bool, err error) {
 	c.mu.Lock()
 	if el, ok := c.entries[key]; ok {
@@ -76,14 +82,19 @@ func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Con
 		c.removeLocked(el)
 	}
 	if f, ok := c.inflight[key]; ok {
+		f.waiters++
 		c.mu.Unlock()
 		select {
 		case <-f.done:
 			if f.err != nil {
+				c.leave(f)
 				return nil, true, f.err
 			}
-			return clone(f.res), true, nil
+			out := clone(f.res)
+			c.leave(f)
+			return out, true, nil
 		case <-ctx.Done():
+			c.leave(f)
 			return nil, true, ctx.Err()
 		}
 	}
@@ -95,18 +106,34 @@ func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Con
 	// gives up does not fail the others waiting on it. It has its own
 	// bound instead.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultMountTimeout)
-	res, err = fetch(fctx)
+	fetched, err := fetch(fctx)
 	cancel()
+	if err == nil {
+		res = clone(fetched)
+	}
 	c.mu.Lock()
 	delete(c.inflight, key)
 	if err == nil {
-		f.res = clone(res)
-		c.storeLocked(key, res)
+		if f.waiters > 0 {
+			f.res = clone(fetched)
+		}
+		c.storeLocked(key, fetched)
 	}
-	f.err = err
+	f.err, f.ended = err, true
 	c.mu.Unlock()
 	close(f.done)
 	return res, false, err
+}
+
+// leave is a waiter of f done with it: the last one zeroes the flight's
+// copy once the flight has ended.
+func (c *shared) leave(f *flight) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.waiters--
+	if f.waiters == 0 && f.ended {
+		zero(f.res)
+	}
 }
 
 // storeLocked caches a copy of res under key, evicting the least recently

@@ -142,6 +142,10 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	log := s.logger.With("pod", r.pod.Namespace+"/"+r.pod.Name)
+	// This set's instances are built only when it fetches itself (a pod
+	// without tokens, no identity to pool by); otherwise it only checks
+	// the references, and the identity's pooled set, whose instances are
+	// built once, fetches.
 	set := s.newSet(r.cfg, s.workload(r.pod, nil))
 	defer func() {
 		if err := set.Close(); err != nil {
@@ -163,21 +167,39 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 			return nil, status.Error(codes.PermissionDenied, err.Error())
 		}
 	}
-	key := shareKey(identity, r.providersYAML, refs)
-	res, shared, err := s.shared.resolve(ctx, key, func(ctx context.Context) (map[string]providers.Resolved, error) {
-		if identity == "" {
-			return set.Resolve(ctx, refs) // no identity to share logins with
-		}
+	fetcher := set // no identity to share logins with
+	if identity != "" {
 		pset, release := s.pool.acquire(shareKey(identity, r.providersYAML, nil), r.pod.Tokens, func(p *pooled) *providers.Set {
 			return s.newSet(r.cfg, s.workload(r.pod, p.token))
 		})
 		defer release()
-		return pset.Resolve(ctx, refs)
+		fetcher = pset
+	}
+	if err := checkInstances(fetcher, refs); err != nil {
+		log.Warn("mount refused", "err", err)
+		return nil, err
+	}
+	key := shareKey(identity, r.providersYAML, refs)
+	res, shared, err := s.shared.resolve(ctx, key, func(ctx context.Context) (map[string]providers.Resolved, error) {
+		return fetcher.Resolve(ctx, refs)
 	})
 	if err != nil {
 		log.Warn("mount failed", "err", err)
 		return nil, status.Error(grpcCode(err), err.Error())
 	}
+	resp, err := s.respond(r, res)
+	if err != nil {
+		log.Warn("mount failed", "err", err)
+		return nil, err
+	}
+	log.Info("mounted", "secrets", len(resp.ObjectVersion), "files", len(resp.Files), "shared", shared)
+	return resp, nil
+}
+
+// respond renders the mount's files from res, the mount's own copy of its
+// secrets, and zeroes res: the contents are in the response alone.
+func (s *Server) respond(r *request, res map[string]providers.Resolved) (*v1alpha1.MountResponse, error) {
+	defer zero(res)
 	files := make([]render.File, len(r.cfg.Files))
 	for i, f := range r.cfg.Files {
 		files[i] = render.File{
@@ -188,7 +210,6 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	}
 	contents, err := render.Build(files, res)
 	if err != nil {
-		log.Warn("mount failed", "err", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	resp := &v1alpha1.MountResponse{}
@@ -196,7 +217,6 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 		resp.Files = append(resp.Files, &v1alpha1.File{Path: f.rel, Mode: int32(f.mode.Perm()), Contents: contents[i]})
 	}
 	resp.ObjectVersion = objectVersions(res)
-	log.Info("mounted", "secrets", len(res), "files", len(resp.Files), "shared", shared)
 	return resp, nil
 }
 
@@ -277,8 +297,8 @@ func (s *Server) allowed(kind string) bool {
 	return slices.Contains(s.opts.NodeIdentityKinds, kind)
 }
 
-// checkRefs validates every reference without I/O and refuses a kind the
-// pod may not use.
+// checkRefs validates every reference without I/O and without building
+// an instance, and refuses a kind the pod may not use.
 func (s *Server) checkRefs(set *providers.Set, refs map[string]providers.Ref) error {
 	var probs []string
 	names := make([]string, 0, len(refs))
@@ -300,9 +320,26 @@ func (s *Server) checkRefs(set *providers.Set, refs map[string]providers.Ref) er
 			}
 			return status.Errorf(codes.PermissionDenied, "secret %s: provider kind %s is not available to pods through keyward csi-provider (%s)", name, kind, why)
 		}
-		// Build the instance now: its options are the config's, so a
-		// problem with them is the SecretProviderClass's, not the store's.
-		if _, err := set.Provider(ref.Scheme); err != nil {
+	}
+	if len(probs) > 0 {
+		return status.Error(codes.InvalidArgument, "SecretProviderClass parameter config: "+strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+// checkInstances builds, on the set that fetches, the instances the
+// references use (once per set: a pooled set keeps them): their options
+// are the config's, so a problem with them is the SecretProviderClass's,
+// not the store's.
+func checkInstances(set *providers.Set, refs map[string]providers.Ref) error {
+	var probs []string
+	names := make([]string, 0, len(refs))
+	for name := range refs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, err := set.Provider(refs[name].Scheme); err != nil {
 			probs = append(probs, name+": "+err.Error())
 		}
 	}
