@@ -113,6 +113,9 @@ type TokenSpec struct {
 	DefaultLifetime time.Duration
 	// File is where the token is written (atomically, 0600); "" for none.
 	File string
+	// FileOptions, when set, are the mode, owner and group of File
+	// (--file-group); nil means 0600, owned by the process.
+	FileOptions *render.Options
 	// FileFormat is TokenFileRaw or TokenFileJSON, or for source aws
 	// TokenFileCredentialProcess or TokenFileCredentials.
 	FileFormat string
@@ -743,7 +746,11 @@ func (t *Tokens) writeFile(st *tokenState, tok *Token) error {
 	if st.spec.File == "" {
 		return nil
 	}
-	if _, err := render.WriteFile(st.spec.File, tok.encode(st.spec.FileFormat, st.spec.Profile), render.Options{UID: -1, GID: -1}); err != nil {
+	opts := render.Options{UID: -1, GID: -1}
+	if o := st.spec.FileOptions; o != nil {
+		opts = *o
+	}
+	if _, err := render.WriteFile(st.spec.File, tok.encode(st.spec.FileFormat, st.spec.Profile), opts); err != nil {
 		return &TokenError{Token: st.spec.Name, Op: "write file", Err: err}
 	}
 	return nil

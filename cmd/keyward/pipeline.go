@@ -55,7 +55,7 @@ func envFileRefsFlag(cmd *cobra.Command, v *bool) {
 // fileGroupFlag adds --file-group to cmd (render, agent): the group of a pod
 // in which keyward and the application run as different users.
 func fileGroupFlag(cmd *cobra.Command, gid *int) {
-	cmd.Flags().IntVar(gid, "file-group", -1, "give each file whose config sets no group: this group, readable by it whenever the owner may read (0400 becomes 0440): for a pod whose application runs as another user than keyward, which shares this group (the admission webhook passes the pod's group)")
+	cmd.Flags().IntVar(gid, "file-group", -1, "give each file whose config sets no group:, and each token file, this group, readable by it whenever the owner may read (0400 becomes 0440): for a pod whose application runs as another user than keyward, which shares this group (the admission webhook passes the pod's group)")
 }
 
 // unsupported reports config sections that the given command parses but

@@ -423,13 +423,24 @@ func withFileGroup(files []render.File, gid int) ([]render.File, error) {
 	}
 	out := slices.Clone(files)
 	for i := range out {
-		if out[i].GID >= 0 {
-			continue
-		}
-		out[i].GID = gid
-		out[i].Mode |= (out[i].Mode & 0o400) >> 3
+		out[i] = shareWithGroup(out[i], gid)
 	}
 	return out, nil
+}
+
+// shareWithGroup applies --file-group gid (>= 0) to one file, rendered or
+// a token's: unless it names a group, it gets gid and the group read
+// permission when its owner has it.
+func shareWithGroup(f render.File, gid int) render.File {
+	if f.GID >= 0 {
+		return f
+	}
+	if f.Mode == 0 {
+		f.Mode = render.DefaultMode
+	}
+	f.GID = gid
+	f.Mode |= (f.Mode & 0o400) >> 3
+	return f
 }
 
 func sortedKeys[V any](m map[string]V) []string {

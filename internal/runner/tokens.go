@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/oauth"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/render"
 	"github.com/keyward/keyward/rotate"
 )
 
@@ -87,6 +88,15 @@ func (r *Runner) newTokens(reg prometheus.Registerer, only func(config.Token) bo
 	specs := TokenSpecs(r.cfg, only)
 	if len(specs) == 0 {
 		return nil, nil
+	}
+	if gid := r.opts.FileGroup; gid >= 0 {
+		// Token files are shared with --file-group as rendered files are.
+		for i := range specs {
+			if specs[i].File != "" {
+				o := shareWithGroup(render.File{Path: specs[i].File, UID: -1, GID: -1}, gid).Options()
+				specs[i].FileOptions = &o
+			}
+		}
 	}
 	var m *rotate.TokenMetrics
 	if reg != nil {
