@@ -20,7 +20,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 		Use:   "agent -c FILE [-- COMMAND [ARG...]]",
 		Short: "Render secrets and keep them fresh until SIGTERM (sidecar, daemon)",
 		Long: `agent resolves every secret of the config and renders its files (retrying until
---init-timeout), then keeps them fresh until it receives SIGTERM or SIGINT: it
+--init-timeout; an invalid reference, or a file: source that is not a regular
+file or is over max_size, fails at once), then keeps them fresh until it receives SIGTERM or SIGINT: it
 watches the secrets that can be watched (file), renews leases, polls the others
 (watch.interval, default 30s with a cheap version probe, 5m without), re-renders
 only the files a rotation affects, and runs the on_change actions.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -175,4 +176,45 @@ func waitForOpen(t *testing.T, pid int, path string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("keyward did not open %s within %v", path, stuckBound)
+}
+
+// TestAgentFailsFastOnRefusedSource: a file: source that is refused for
+// what it is (a FIFO or device without allow_non_regular, a file over
+// max_size, a directory) will not become readable by retrying: the agent
+// exits 1 at once with the one-line error get prints, instead of retrying
+// until --init-timeout.
+func TestAgentFailsFastOnRefusedSource(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ref  string
+		want []string
+	}{
+		{"file:///dev/zero", []string{"/dev/zero", "a character device, not a regular file", "allow_non_regular"}},
+		{"file:fifo", []string{"a named pipe (FIFO), not a regular file", "allow_non_regular"}},
+		{"file:big", []string{"larger than the size limit of 1MiB", "max_size"}},
+		{"file:adir", []string{"adir", "is a directory"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.ref, func(t *testing.T) {
+			t.Parallel()
+			cfg := fmt.Sprintf("cfg%d.yaml", i)
+			writeFile(t, filepath.Join(dir, cfg), fmt.Sprintf("version: 1\nsecrets:\n  A: %s\nfiles:\n  - {path: out%d/a, format: raw, secret: A}\n", tt.ref, i))
+			// An --init-timeout far beyond stuckBound: only a failure
+			// that is not retried ends the agent within it.
+			_, wait := startKeyward(t, dir, "agent", "-c", cfg, "--init-timeout", "10m")
+			r := wait()
+			checkFailure(t, r, 1, tt.want)
+			if strings.Contains(r.stderr, "--init-timeout") {
+				t.Errorf("the agent retried until --init-timeout: %s", r.stderr)
+			}
+		})
+	}
 }
