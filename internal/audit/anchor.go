@@ -43,6 +43,11 @@ type window struct {
 	// the length of the regex's parts that hold the keyword, then the
 	// parts after them, loosened (see loosen).
 	check *regexp.Regexp
+	// Before check, a quicker one: some byte of first must be within
+	// reach bytes of the keyword's start (from its end on); reach < 0
+	// when there is no such test.
+	first *[256]bool
+	reach int
 }
 
 // newWindow analyses expr, a rule's regex, for its keywords (lower case).
@@ -50,11 +55,12 @@ type window struct {
 // further than maxLead bytes from the match's start: the rule then reads
 // the whole text wherever one of its keywords is.
 func newWindow(expr string, keywords []string) *window {
+	// The tree as parsed, with counted repetitions as such (Simplify
+	// would spell them out).
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return nil
 	}
-	re = re.Simplify()
 	lead, ok := anchorEnd(re, []string{""}, 0, keywords)
 	if !ok || lead < 0 || lead > maxLead || nullable(re) {
 		return nil
@@ -67,7 +73,22 @@ func newWindow(expr string, keywords []string) *window {
 	if w.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
 		return nil
 	}
+	w.reach = -1
 	if rest, run, ok := afterAnchor(re, keywords); ok && len(rest) > 0 {
+		// The first part after the run that cannot be empty starts
+		// within run plus the longest of the parts before it.
+		reach := run
+		for _, p := range rest {
+			if !nullable(p) {
+				if set, ok := firstBytes(p); ok {
+					w.first, w.reach = set, reach
+				}
+				break
+			}
+			if reach = addLen(reach, longest(p)); reach < 0 || reach > maxLead {
+				break
+			}
+		}
 		c := &syntax.Regexp{Op: syntax.OpConcat}
 		for _, p := range rest {
 			c.Sub = append(c.Sub, loosen(p))
@@ -138,11 +159,104 @@ func (w *window) keep(text string, kws []span) []span {
 	}
 	out := kws[:0]
 	for _, k := range kws {
+		if w.first != nil && !w.firstNear(text, k) {
+			continue
+		}
 		if w.check.MatchString(text[k.end:cutAfter(text, k.start, w.lines)]) {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// firstNear reports whether a byte of w.first is within w.reach bytes of
+// the keyword k's start, from its end on.
+func (w *window) firstNear(text string, k span) bool {
+	for i := k.end; i < len(text) && i <= k.start+w.reach; i++ {
+		if w.first[text[i]] {
+			return true
+		}
+	}
+	return false
+}
+
+// firstBytes returns the bytes a non-empty match of re may start with,
+// in text without the runes of foldsToASCII; false when unsure.
+func firstBytes(re *syntax.Regexp) (*[256]bool, bool) {
+	var set [256]bool
+	if !addFirst(&set, re) {
+		return nil, false
+	}
+	return &set, true
+}
+
+// addFirst adds to set the bytes a match of re may start with, and
+// reports whether it knows them all.
+func addFirst(set *[256]bool, re *syntax.Regexp) bool {
+	addRune := func(r rune) {
+		if r < utf8.RuneSelf {
+			set[r] = true
+			return
+		}
+		var b [utf8.UTFMax]byte
+		utf8.EncodeRune(b[:], r)
+		set[b[0]] = true
+	}
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return true
+	case syntax.OpLiteral:
+		if len(re.Rune) == 0 {
+			return true
+		}
+		r := re.Rune[0]
+		addRune(r)
+		if re.Flags&syntax.FoldCase != 0 {
+			for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+				addRune(f)
+			}
+		}
+		return true
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			lo, hi := re.Rune[i], re.Rune[i+1]
+			for r := lo; r <= hi && r < utf8.RuneSelf; r++ {
+				set[r] = true
+			}
+			if hi >= utf8.RuneSelf {
+				for b := 0xc0; b < 0x100; b++ {
+					set[b] = true // any lead byte, and what regexp reads as U+FFFD
+				}
+				for b := 0x80; b < 0xc0; b++ {
+					set[b] = true
+				}
+			}
+		}
+		return true
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return false
+	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat:
+		return addFirst(set, re.Sub[0])
+	case syntax.OpAlternate:
+		for _, s := range re.Sub {
+			if !addFirst(set, s) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpConcat:
+		for _, s := range re.Sub {
+			if !addFirst(set, s) {
+				return false
+			}
+			if !nullable(s) {
+				break
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // cutAfter returns where text ends or, for lines >= 0, the end of the
@@ -287,6 +401,24 @@ func finite(re *syntax.Regexp) ([]string, bool) {
 	case syntax.OpQuest:
 		sub, ok := finite(re.Sub[0])
 		return append([]string{""}, sub...), ok && len(sub) < maxStrings
+	case syntax.OpRepeat:
+		if re.Max < 0 || re.Max > maxStrLen {
+			return nil, false
+		}
+		var out []string
+		set := []string{""}
+		for n := 0; n <= re.Max; n++ {
+			if n >= re.Min {
+				out = append(out, set...)
+			}
+			if n < re.Max {
+				var ok bool
+				if set, ok = product(set, re.Sub[0]); !ok {
+					return nil, false
+				}
+			}
+		}
+		return out, len(out) <= maxStrings
 	case syntax.OpConcat:
 		set := []string{""}
 		for _, s := range re.Sub {

@@ -248,12 +248,14 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	// ASCII, so lowering ASCII letters only finds the same keywords and
 	// keeps their positions.
 	var (
-		lower = strings.ToLower(chunk)
+		lower string
 		near  [][]span // per windowed rule: its keywords' occurrences
 	)
 	if windowed {
 		lower = asciiLower(chunk)
 		near = make([][]span, len(rs.rules))
+	} else {
+		lower = strings.ToLower(chunk)
 	}
 	for _, m := range rs.keywords.MatchString(lower) {
 		for _, i := range rs.byWord[m.MatchString()] {
