@@ -210,6 +210,8 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 		if err := p.actAs(in.Workload); err != nil {
 			return nil, fmt.Errorf("awssm provider %s: %w", in.Name, err)
 		}
+	} else if opts.Audience != "" {
+		return nil, fmt.Errorf("awssm provider %s: audience is for keyward csi-provider, which assumes each pod's role with its ServiceAccount token", in.Name)
 	}
 	return p, nil
 }

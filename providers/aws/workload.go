@@ -101,7 +101,7 @@ func (c *webIdentity) Retrieve(ctx context.Context) (awssdk.Credentials, error) 
 		DurationSeconds: awssdk.Int32(int32(WorkloadCredentialLifetime / time.Second)),
 	})
 	if err != nil {
-		return awssdk.Credentials{}, redact(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, err, nil)), token)
+		return awssdk.Credentials{}, providers.Redact(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, err, nil)), token)
 	}
 	creds := fromSTS(out.Credentials)
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" || !creds.CanExpire {
@@ -150,28 +150,3 @@ func sessionName(w *providers.Workload) string {
 	}
 	return s
 }
-
-// redact returns err with every occurrence of secret in its message
-// replaced, keeping what errors.Is reports of the providers sentinels
-// and the context errors; err itself when its message does not hold
-// secret.
-func redact(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	r := &redacted{msg: strings.ReplaceAll(err.Error(), secret, "REDACTED")}
-	for _, s := range []error{providers.ErrPermissionDenied, providers.ErrNotFound, providers.ErrInvalidReference, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, s) {
-			r.sentinels = append(r.sentinels, s)
-		}
-	}
-	return r
-}
-
-type redacted struct {
-	msg       string
-	sentinels []error
-}
-
-func (r *redacted) Error() string   { return r.msg }
-func (r *redacted) Unwrap() []error { return r.sentinels }

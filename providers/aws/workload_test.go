@@ -3,7 +3,6 @@ package aws
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,23 +71,6 @@ func TestWebIdentityRole(t *testing.T) {
 	ann[RoleARNAnnotation] = "arn:aws:iam::123456789012:role/app"
 	if _, err := wi.Retrieve(t.Context()); err == nil || stsCalls.Load() == 0 {
 		t.Errorf("with a role: %v after %d STS calls, want STS's refusal", err, stsCalls.Load())
-	}
-}
-
-// TestRedact: an error quoting a token is rewritten without it, and still
-// reports the sentinels it wrapped.
-func TestRedact(t *testing.T) {
-	const tok = "eyJhbGciOi.secret-part.sig"
-	err := redact(fmt.Errorf("STS said %s is bad: %w", tok, providers.ErrPermissionDenied), tok)
-	if strings.Contains(err.Error(), tok) {
-		t.Fatal("leaked value of the token in the error")
-	}
-	if !errors.Is(err, providers.ErrPermissionDenied) {
-		t.Fatalf("%v lost its sentinel", err)
-	}
-	plain := errors.New("other")
-	if redact(plain, tok) != plain {
-		t.Fatal("an error without the token was rewritten")
 	}
 }
 

@@ -74,9 +74,32 @@ type Options struct {
 	// Endpoint overrides the service address, as HOST:PORT (a private
 	// service connect endpoint, or a local test server).
 	Endpoint string `yaml:"endpoint"`
-	// Insecure talks plaintext gRPC without credentials. It is only
-	// accepted with a loopback Endpoint, for local test servers.
+	// Insecure talks plaintext gRPC without credentials (acting as a pod:
+	// with the pod's token). It is only accepted with a loopback
+	// Endpoint, for local test servers.
 	Insecure bool `yaml:"insecure"`
+
+	// The options of a provider acting as a pod (keyward csi-provider),
+	// through workload identity federation (workload.go).
+
+	// WorkloadIdentityProvider is the audience of the exchange of the
+	// pod's ServiceAccount token at Google's Security Token Service:
+	// //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.
+	WorkloadIdentityProvider string `yaml:"workload_identity_provider"`
+	// TokenAudience is the audience of the pod's ServiceAccount token
+	// that is exchanged (default: WorkloadIdentityProvider).
+	TokenAudience string `yaml:"token_audience"`
+	// ServiceAccount is the Google service account the federated
+	// identity impersonates (default: the pod's ServiceAccount's
+	// iam.gke.io/gcp-service-account annotation; neither: the federated
+	// token is used itself).
+	ServiceAccount string `yaml:"service_account"`
+	// STSEndpoint overrides the token exchange's URL (default
+	// https://sts.googleapis.com/v1/token).
+	STSEndpoint string `yaml:"sts_endpoint"`
+	// IAMCredentialsEndpoint overrides the IAM Credentials API's base URL
+	// (default https://iamcredentials.googleapis.com).
+	IAMCredentialsEndpoint string `yaml:"iam_credentials_endpoint"`
 }
 
 // secretClient is the part of the Secret Manager client the provider uses;
@@ -224,6 +247,13 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 		return nil, err
 	}
 	p.retries = providers.NewRetries(in)
+	if in.Workload != nil {
+		if err := p.actAs(in.Workload, o); err != nil {
+			return nil, fmt.Errorf("gcpsm provider %s: %w", in.Name, err)
+		}
+	} else if o.WorkloadIdentityProvider != "" || o.ServiceAccount != "" || o.TokenAudience != "" {
+		return nil, fmt.Errorf("gcpsm provider %s: workload_identity_provider, token_audience and service_account are for keyward csi-provider, which acts as each pod (elsewhere, Application Default Credentials are used)", in.Name)
+	}
 	return p, nil
 }
 
@@ -588,6 +618,14 @@ func callError(ctx context.Context, op, name string, err error, att *providers.A
 	}
 	st, _ := status.FromError(err)
 	code, msg := st.Code(), st.Message()
+	if i := strings.Index(msg, workloadPrefix); i >= 0 {
+		// The pod's identity could not be obtained (workload.go says
+		// why, never with a token).
+		if code == codes.PermissionDenied || code == codes.Unauthenticated {
+			return fmt.Errorf("%s %s: %s: %w", op, name, msg[i:], providers.ErrPermissionDenied)
+		}
+		return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, msg[i:])
+	}
 	if credentialFailure(code, msg) {
 		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err), providers.ErrPermissionDenied)
 	}
@@ -637,6 +675,8 @@ func statusText(err error) string {
 	st, _ := status.FromError(err)
 	code, msg := st.Code(), st.Message()
 	switch {
+	case strings.Contains(msg, workloadPrefix):
+		return "gRPC " + code.String() + ": " + msg[strings.Index(msg, workloadPrefix):]
 	case credentialFailure(code, msg):
 		return fmt.Sprintf("gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials)", code)
 	case msg == "":

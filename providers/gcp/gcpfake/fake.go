@@ -10,7 +10,10 @@
 // microseconds (a secret deleted and created again starts at versions/1
 // again, told apart from the old one only by its create_time), NOT_FOUND
 // and ALREADY_EXISTS codes, and PERMISSION_DENIED through IAM-like deny
-// rules, checked before existence as Google does.
+// rules and, with Authenticate, per-caller grants (the caller known by its
+// bearer token, UNAUTHENTICATED without one), checked before existence as
+// Google does. Federation stands in for the token exchange and service
+// account impersonation that issue those tokens.
 //
 // Tests can also inject transient errors, add latency, corrupt the checksum
 // of answers (as a broken network path would), and count calls.
@@ -33,6 +36,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -78,9 +82,11 @@ type Server struct {
 	done chan struct{}
 
 	mu          sync.Mutex
-	projects    map[string]int64   // project ID -> number
-	numbers     map[int64]string   // number -> project ID
-	secrets     map[string]*secret // "PROJECT-ID/SECRET-ID" -> secret
+	authn       func(token string) (principal string, ok bool)
+	grants      map[string][]DenyRule // principal -> what it may use (Permissions unused)
+	projects    map[string]int64      // project ID -> number
+	numbers     map[int64]string      // number -> project ID
+	secrets     map[string]*secret    // "PROJECT-ID/SECRET-ID" -> secret
 	deny        []DenyRule
 	inject      map[string][]codes.Code // method -> errors to answer, in order
 	corruptCRC  bool
@@ -142,14 +148,25 @@ func New() *Server {
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
 // ClientOptions returns the options that point the real client library at
-// a Server from Start: its endpoint, no authentication, and plaintext gRPC.
+// a Server from Start: its endpoint, plaintext gRPC and the owner's token
+// (see Authenticate), not Google credentials.
 func (s *Server) ClientOptions() []option.ClientOption {
 	return []option.ClientOption{
 		option.WithEndpoint(s.Addr()),
 		option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		option.WithGRPCDialOption(grpc.WithPerRPCCredentials(ownerCredentials{})),
 	}
 }
+
+// ownerCredentials sends the owner's token over plaintext gRPC.
+type ownerCredentials struct{}
+
+func (ownerCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + ownerToken}, nil
+}
+
+func (ownerCredentials) RequireTransportSecurity() bool { return false }
 
 // Close stops the server, ending open connections, and returns once its
 // goroutines have exited.
@@ -222,9 +239,23 @@ func (s *Server) Calls(method string) int {
 	return s.calls[method]
 }
 
-// intercept counts calls and answers injected errors.
+// intercept counts calls, answers injected errors and, with
+// Authenticate, knows the caller.
 func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	s.mu.Lock()
+	authn := s.authn
+	s.mu.Unlock()
+	if authn != nil {
+		caller, err := s.caller(ctx, authn)
+		if err != nil {
+			s.mu.Lock()
+			s.calls[method]++
+			s.mu.Unlock()
+			return nil, err
+		}
+		ctx = context.WithValue(ctx, callerKey{}, caller)
+	}
 	s.mu.Lock()
 	s.calls[method]++
 	var injected codes.Code
@@ -247,6 +278,72 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.Errorf(injected, "injected %s", injected)
 	}
 	return handler(ctx, req)
+}
+
+// Callers.
+
+// Owner is the principal of the calls of ClientOptions' clients: with
+// Authenticate, the fake's owner, who may do everything.
+const Owner = "gcpfake:owner"
+
+// ownerToken is the bearer token ClientOptions' clients send.
+const ownerToken = "gcpfake-owner-token"
+
+type callerKey struct{}
+
+// Authenticate makes the fake check every call's bearer token (the
+// "authorization" metadata, as Google's client libraries send it): a
+// call without one, or with one principal does not know, is answered
+// UNAUTHENTICATED; a caller other than Owner may use only the secrets
+// Grant gave it (PERMISSION_DENIED otherwise, before existence is
+// checked, as Google does).
+func (s *Server) Authenticate(principal func(token string) (string, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.authn = principal
+}
+
+// Grant lets principal use secret of project (every secret of the
+// project when secret is ""), once Authenticate is on.
+func (s *Server) Grant(principal, project, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grants == nil {
+		s.grants = map[string][]DenyRule{}
+	}
+	s.grants[principal] = append(s.grants[principal], DenyRule{Project: project, Secret: secret})
+}
+
+// caller is the principal of ctx's bearer token.
+func (s *Server) caller(ctx context.Context, authn func(string) (string, bool)) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var token string
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			token = t
+		}
+	}
+	switch {
+	case token == "":
+		return "", status.Error(codes.Unauthenticated, "Request is missing required authentication credential.")
+	case token == ownerToken:
+		return Owner, nil
+	}
+	p, ok := authn(token)
+	if !ok || p == "" {
+		return "", status.Error(codes.Unauthenticated, "Request had invalid authentication credentials.")
+	}
+	return p, nil
+}
+
+// granted reports whether principal may use r. Caller holds mu.
+func (s *Server) granted(principal string, r resource) bool {
+	for _, g := range s.grants[principal] {
+		if (g.Project == r.project || g.Project == strconv.FormatInt(r.number, 10)) && (g.Secret == "" || g.Secret == r.secret) {
+			return true
+		}
+	}
+	return false
 }
 
 // Names.
@@ -335,7 +432,10 @@ func (s *Server) parseName(name string, wantVersion bool) (resource, error) {
 // denied returns the PERMISSION_DENIED error for r and perm, or nil.
 // Google checks permissions before existence, so a denied caller cannot
 // learn whether the resource exists. Caller holds mu.
-func (s *Server) denied(r resource, perm string) error {
+func (s *Server) denied(ctx context.Context, r resource, perm string) error {
+	if caller, _ := ctx.Value(callerKey{}).(string); caller != "" && caller != Owner && !s.granted(caller, r) {
+		return status.Errorf(codes.PermissionDenied, "Permission '%s' denied for resource '%s' (or it may not exist).", perm, r.given)
+	}
 	for _, d := range s.deny {
 		if d.Project != r.project && d.Project != strconv.FormatInt(r.number, 10) {
 			continue
@@ -423,7 +523,7 @@ func Checksum(data []byte) int64 { return int64(crc32.Checksum(data, castagnoli)
 // projects/P; the secret ID must match [A-Za-z0-9_-]{1,255}; a replication
 // policy is required; version aliases may only name existing versions, so
 // a new secret can have none.
-func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecretRequest) (*secretmanagerpb.Secret, error) {
+func (s *Server) CreateSecret(ctx context.Context, req *secretmanagerpb.CreateSecretRequest) (*secretmanagerpb.Secret, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseProject(req.GetParent())
@@ -435,7 +535,7 @@ func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecr
 	if !secretIDRe.MatchString(r.secret) {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid secret ID [%s]: it must match [A-Za-z0-9_-]{1,255}", r.secret)
 	}
-	if err := s.denied(r, PermSecretsCreate); err != nil {
+	if err := s.denied(ctx, r, PermSecretsCreate); err != nil {
 		return nil, err
 	}
 	in := req.GetSecret()
@@ -459,14 +559,14 @@ func (s *Server) CreateSecret(_ context.Context, req *secretmanagerpb.CreateSecr
 }
 
 // GetSecret returns a secret's metadata.
-func (s *Server) GetSecret(_ context.Context, req *secretmanagerpb.GetSecretRequest) (*secretmanagerpb.Secret, error) {
+func (s *Server) GetSecret(ctx context.Context, req *secretmanagerpb.GetSecretRequest) (*secretmanagerpb.Secret, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(req.GetName(), false)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermSecretsGet); err != nil {
+	if err := s.denied(ctx, r, PermSecretsGet); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -478,7 +578,7 @@ func (s *Server) GetSecret(_ context.Context, req *secretmanagerpb.GetSecretRequ
 
 // UpdateSecret changes the fields named by the update mask; this fake
 // supports version_aliases, labels and annotations.
-func (s *Server) UpdateSecret(_ context.Context, req *secretmanagerpb.UpdateSecretRequest) (*secretmanagerpb.Secret, error) {
+func (s *Server) UpdateSecret(ctx context.Context, req *secretmanagerpb.UpdateSecretRequest) (*secretmanagerpb.Secret, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	in := req.GetSecret()
@@ -486,7 +586,7 @@ func (s *Server) UpdateSecret(_ context.Context, req *secretmanagerpb.UpdateSecr
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermSecretsUpdate); err != nil {
+	if err := s.denied(ctx, r, PermSecretsUpdate); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -547,14 +647,14 @@ func cloneMap[V any](m map[string]V) map[string]V {
 
 // DeleteSecret deletes a secret and all its versions. A non-empty etag
 // must match the secret's (ABORTED otherwise).
-func (s *Server) DeleteSecret(_ context.Context, req *secretmanagerpb.DeleteSecretRequest) (*emptypb.Empty, error) {
+func (s *Server) DeleteSecret(ctx context.Context, req *secretmanagerpb.DeleteSecretRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(req.GetName(), false)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermSecretsDelete); err != nil {
+	if err := s.denied(ctx, r, PermSecretsDelete); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -572,14 +672,14 @@ func (s *Server) DeleteSecret(_ context.Context, req *secretmanagerpb.DeleteSecr
 // version ever created. The payload must be at most 64 KiB; a data_crc32c,
 // when given, must match the data (INVALID_ARGUMENT otherwise) and is then
 // reported as client_specified_payload_checksum.
-func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+func (s *Server) AddSecretVersion(ctx context.Context, req *secretmanagerpb.AddSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(req.GetParent(), false)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermVersionsAdd); err != nil {
+	if err := s.denied(ctx, r, PermVersionsAdd); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -619,14 +719,14 @@ func (s *Server) AddSecretVersion(_ context.Context, req *secretmanagerpb.AddSec
 // GetSecretVersion returns a version's metadata (in any state). The
 // version may be a number, "latest" (the most recently created version,
 // whatever its state) or an alias.
-func (s *Server) GetSecretVersion(_ context.Context, req *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+func (s *Server) GetSecretVersion(ctx context.Context, req *secretmanagerpb.GetSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(req.GetName(), true)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermVersionsGet); err != nil {
+	if err := s.denied(ctx, r, PermVersionsGet); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -643,14 +743,14 @@ func (s *Server) GetSecretVersion(_ context.Context, req *secretmanagerpb.GetSec
 // AccessSecretVersion returns a version's payload with its CRC32C and the
 // version's resolved name. A version that is not ENABLED is
 // FAILED_PRECONDITION, including when "latest" resolves to it.
-func (s *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
+func (s *Server) AccessSecretVersion(ctx context.Context, req *secretmanagerpb.AccessSecretVersionRequest) (*secretmanagerpb.AccessSecretVersionResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(req.GetName(), true)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, PermVersionsAccess); err != nil {
+	if err := s.denied(ctx, r, PermVersionsAccess); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -683,14 +783,14 @@ func (s *Server) AccessSecretVersion(_ context.Context, req *secretmanagerpb.Acc
 // setState moves a version (named by number or alias) to state. A
 // destroyed version can no longer change (FAILED_PRECONDITION); a
 // non-empty etag must match (ABORTED otherwise).
-func (s *Server) setState(name, etag, perm string, state secretmanagerpb.SecretVersion_State) (*secretmanagerpb.SecretVersion, error) {
+func (s *Server) setState(ctx context.Context, name, etag, perm string, state secretmanagerpb.SecretVersion_State) (*secretmanagerpb.SecretVersion, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.parseName(name, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.denied(r, perm); err != nil {
+	if err := s.denied(ctx, r, perm); err != nil {
 		return nil, err
 	}
 	sec, err := s.lookupSecret(r)
@@ -724,19 +824,19 @@ func (s *Server) setState(name, etag, perm string, state secretmanagerpb.SecretV
 }
 
 // DisableSecretVersion makes a version unreadable until it is enabled again.
-func (s *Server) DisableSecretVersion(_ context.Context, req *secretmanagerpb.DisableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.setState(req.GetName(), req.GetEtag(), PermVersionsDisable, secretmanagerpb.SecretVersion_DISABLED)
+func (s *Server) DisableSecretVersion(ctx context.Context, req *secretmanagerpb.DisableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.setState(ctx, req.GetName(), req.GetEtag(), PermVersionsDisable, secretmanagerpb.SecretVersion_DISABLED)
 }
 
 // EnableSecretVersion makes a disabled version readable again.
-func (s *Server) EnableSecretVersion(_ context.Context, req *secretmanagerpb.EnableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.setState(req.GetName(), req.GetEtag(), PermVersionsEnable, secretmanagerpb.SecretVersion_ENABLED)
+func (s *Server) EnableSecretVersion(ctx context.Context, req *secretmanagerpb.EnableSecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.setState(ctx, req.GetName(), req.GetEtag(), PermVersionsEnable, secretmanagerpb.SecretVersion_ENABLED)
 }
 
 // DestroySecretVersion irrevocably deletes a version's payload; its
 // metadata remains, in state DESTROYED with a destroy_time.
-func (s *Server) DestroySecretVersion(_ context.Context, req *secretmanagerpb.DestroySecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
-	return s.setState(req.GetName(), req.GetEtag(), PermVersionsDestroy, secretmanagerpb.SecretVersion_DESTROYED)
+func (s *Server) DestroySecretVersion(ctx context.Context, req *secretmanagerpb.DestroySecretVersionRequest) (*secretmanagerpb.SecretVersion, error) {
+	return s.setState(ctx, req.GetName(), req.GetEtag(), PermVersionsDestroy, secretmanagerpb.SecretVersion_DESTROYED)
 }
 
 // Secrets lists the names ("projects/NUMBER/secrets/ID") of every secret
