@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,7 @@ type stsStandIn struct {
 	signedBy map[string][]string // access key -> X-Amz-Target of the requests it signed
 	assumed  []string            // "role<-subject" per successful exchange
 	tokens   []string            // every web identity token received
+	secrets  []string            // the secret keys moto issued
 }
 
 func (s *stsStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -146,6 +148,9 @@ func (s *stsStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m := accessKeyRe.FindSubmatch(data); m != nil && form.Get("Action") == "AssumeRoleWithWebIdentity" {
 		s.mu.Lock()
 		s.issued[string(m[1])] = role
+		if k := secretKeyRe.FindSubmatch(data); k != nil {
+			s.secrets = append(s.secrets, string(k[1]))
+		}
 		s.mu.Unlock()
 	}
 	if resp.StatusCode == http.StatusForbidden && r.Header.Get("X-Amz-Target") != "" && bytes.HasPrefix(bytes.TrimSpace(data), []byte("<")) {
@@ -293,15 +298,30 @@ func TestIntegrationAWSPerPodIdentity(t *testing.T) {
 	if len(resp.Files) != 1 || string(resp.Files[0].Contents) != value {
 		t.Error("alice: the mounted file is not the secret")
 	}
+	var refusals []string
 	_, err = mount(c, "bob", config(""))
 	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied {
 		t.Errorf("bob mounting the secret his role may not read: %v (%s), want PermissionDenied", st.Code(), st.Message())
+	} else {
+		refusals = append(refusals, st.Message())
 	}
 	// Naming another pod's role does not make it the pod's: the role
 	// trusts alice's ServiceAccount, and bob's token is presented.
 	_, err = mount(c, "bob", config("    role_arn: "+roles["alice"]+"\n"))
 	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || !strings.Contains(st.Message(), "AssumeRoleWithWebIdentity") {
 		t.Errorf("bob mounting with alice's role_arn: %v (%s), want PermissionDenied by AssumeRoleWithWebIdentity", st.Code(), st.Message())
+	} else {
+		refusals = append(refusals, st.Message())
+	}
+	for _, msg := range refusals {
+		for who, tok := range tokens {
+			if strings.Contains(msg, tok) {
+				t.Errorf("leaked value of %s's ServiceAccount token in a mount's error", who)
+			}
+		}
+		if strings.Contains(msg, admin.SecretAccessKey) {
+			t.Error("leaked value of the node's secret key in a mount's error")
+		}
 	}
 
 	standIn.mu.Lock()
@@ -333,6 +353,14 @@ func TestIntegrationAWSPerPodIdentity(t *testing.T) {
 	for _, tok := range standIn.tokens {
 		if tok != tokens["alice"] && tok != tokens["bob"] {
 			t.Error("STS received a token that is neither pod's")
+		}
+	}
+	if len(standIn.secrets) != 2 {
+		t.Errorf("%d secret keys seen in STS's answers, want 2", len(standIn.secrets))
+	}
+	for _, k := range standIn.secrets {
+		if strings.Contains(logs.String(), k) || slices.ContainsFunc(refusals, func(msg string) bool { return strings.Contains(msg, k) }) {
+			t.Error("leaked value of an assumed role's secret key in the provider's log or a mount's error")
 		}
 	}
 	standIn.mu.Unlock()

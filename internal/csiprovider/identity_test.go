@@ -1,0 +1,70 @@
+package csiprovider
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestServiceAccountAnnotations: the reader gets the ServiceAccount with
+// the provider's own credential and returns its annotations; a name that
+// could change the request's path is refused without a request, and a
+// refusal says the status, not the answer's body.
+func TestServiceAccountAnnotations(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Header.Get("Authorization") != "Bearer own-token" {
+			http.Error(w, "who are you", http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/api/v1/namespaces/apps/serviceaccounts/web":
+			_, _ = w.Write([]byte(`{"kind":"ServiceAccount","metadata":{"name":"web","annotations":{"eks.amazonaws.com/role-arn":"arn:aws:iam::111122223333:role/web"}}}`))
+		default:
+			http.Error(w, `{"message":"forbidden: body-detail-7f2"}`, http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	read, err := ServiceAccountAnnotations(srv.URL, nil, func() (string, error) { return "own-token", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann, err := read(t.Context(), "apps", "web")
+	if err != nil || ann["eks.amazonaws.com/role-arn"] != "arn:aws:iam::111122223333:role/web" {
+		t.Fatalf("annotations %v, %v", ann, err)
+	}
+	_, err = read(t.Context(), "apps", "other")
+	if err == nil || !strings.Contains(err.Error(), "HTTP 403") || strings.Contains(err.Error(), "body-detail") {
+		t.Errorf("a refused read: %v, want HTTP 403 without the body", err)
+	}
+	before := requests.Load()
+	for _, bad := range [][2]string{{"apps", "../../secrets/x"}, {"a/b", "web"}, {"", "web"}, {"apps", "Web"}} {
+		if _, err := read(t.Context(), bad[0], bad[1]); err == nil {
+			t.Errorf("ServiceAccount %q/%q: no error", bad[0], bad[1])
+		}
+	}
+	if requests.Load() != before {
+		t.Error("an invalid name was sent to the API server")
+	}
+}
+
+// TestAnnotationsOfPod: a Server's workload reads the annotations of the
+// pod's own ServiceAccount, and none without a reader or a name.
+func TestAnnotationsOfPod(t *testing.T) {
+	var asked string
+	s := New(Options{Annotations: func(_ context.Context, ns, name string) (map[string]string, error) {
+		asked = ns + "/" + name
+		return map[string]string{"k": "v"}, nil
+	}})
+	f := s.annotations(Pod{Namespace: "apps", ServiceAccount: "web"})
+	if ann, err := f(t.Context()); err != nil || ann["k"] != "v" || asked != "apps/web" {
+		t.Fatalf("annotations %v %v of %q", ann, err, asked)
+	}
+	if s.annotations(Pod{Namespace: "apps"}) != nil || New(Options{}).annotations(Pod{Namespace: "apps", ServiceAccount: "web"}) != nil {
+		t.Error("a reader for a pod without a ServiceAccount name, or a server without a reader")
+	}
+}

@@ -1,0 +1,48 @@
+package providers_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/keyward/keyward/providers"
+)
+
+// workloadSeen records the Workload each instance of the kind
+// "fake-workload" was built with, by instance name.
+var workloadSeen sync.Map
+
+func init() {
+	providers.Register(providers.Kind{
+		Name: "fake-workload",
+		New: func(in providers.Instance) (providers.Provider, error) {
+			workloadSeen.Store(in.Name, in.Workload)
+			return &fake{}, nil
+		},
+	})
+}
+
+// TestSetWorkloadNodeKinds: the instances of a set get its Workload,
+// default and declared alike, except those of the kinds the Workload
+// names in NodeKinds, which act with keyward's own identity.
+func TestSetWorkloadNodeKinds(t *testing.T) {
+	for _, c := range []struct {
+		nodeKinds []string
+		acts      bool
+	}{{nil, true}, {[]string{"file"}, true}, {[]string{"fake-workload"}, false}} {
+		w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa", NodeKinds: c.nodeKinds,
+			Token:       func(string) (string, error) { return "t", nil },
+			Annotations: func(context.Context) (map[string]string, error) { return nil, nil }}
+		set := providers.NewSet(providers.Instance{Workload: w}, []providers.Instance{{Name: "declared", Kind: "fake-workload", Workload: w}})
+		for _, name := range []string{"fake-workload", "declared"} {
+			if _, err := set.Provider(name); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := workloadSeen.Load(name)
+			if acts := got.(*providers.Workload) == w; acts != c.acts {
+				t.Errorf("node kinds %v: instance %s acts as the workload: %v, want %v", c.nodeKinds, name, acts, c.acts)
+			}
+		}
+		set.Close()
+	}
+}
