@@ -93,7 +93,7 @@ func (c *webIdentity) Retrieve(ctx context.Context) (awssdk.Credentials, error) 
 	}
 	token, err := c.w.Token(c.audience)
 	if err != nil {
-		return awssdk.Credentials{}, fmt.Errorf("%s: %w", who, err)
+		return awssdk.Credentials{}, fmt.Errorf("%s: %w: %w", who, err, providers.ErrPermissionDenied)
 	}
 	const op = "AssumeRoleWithWebIdentity"
 	out, err := c.sts.AssumeRoleWithWebIdentity(ctx, &sts.AssumeRoleWithWebIdentityInput{

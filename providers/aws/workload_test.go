@@ -85,3 +85,28 @@ func TestSessionName(t *testing.T) {
 		t.Errorf("long session name %q", long)
 	}
 }
+
+// TestWorkloadWithoutToken: a pod without a token for the audience is
+// refused as permission denied, naming the audience, before any request
+// reaches STS or Secrets Manager.
+func TestWorkloadWithoutToken(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "", http.StatusTeapot)
+	}))
+	defer srv.Close()
+	w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa",
+		Token: func(audience string) (string, error) { return "", errors.New("no token for audience " + audience) }}
+	p, _ := New(Options{Region: "us-east-1", RoleARN: "arn:aws:iam::123456789012:role/app", Endpoint: srv.URL, STSEndpoint: srv.URL})
+	if err := p.actAs(w); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Fetch(t.Context(), providers.Ref{Scheme: KindName, Path: "app-db"})
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), DefaultWebIdentityAudience) {
+		t.Errorf("%v, want permission denied naming the audience", err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests sent without the pod's token", n)
+	}
+}
