@@ -48,6 +48,15 @@ type window struct {
 	// when there is no such test.
 	first *[256]bool
 	reach int
+	// own, for a rule whose matches need not hold its keywords, are
+	// strings (lower case) that every match holds, found in the regex
+	// (see ownWindow): the rule runs around their occurrences instead.
+	own []string
+	// run, for such a rule, is instead a class of bytes (ASCII) of which
+	// every match holds runMin or more in a row, at most lead bytes from
+	// its start.
+	run    *[256]bool
+	runMin int
 }
 
 // newWindow analyses expr, a rule's regex, for its keywords (lower case).
@@ -275,6 +284,222 @@ func cutAfter(text string, i, lines int) int {
 		}
 		i += j + 1
 	}
+}
+
+// ownWindow is newWindow for a rule whose matches need not hold its
+// keywords, with strings found in its regex instead: those of the run of
+// parts with few strings, the shortest of them longest, of the parts
+// that follow each other in every match. Nil when no run has strings of
+// three bytes or more.
+func ownWindow(expr string) *window {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	parts := flatten(re)
+	var best []string
+	bestLen := 2
+	for i := range parts {
+		set := []string{""}
+		for _, p := range parts[i:] {
+			var ok bool
+			if set, ok = product(set, p); !ok {
+				break
+			}
+			lits, shortest := lowerSet(set)
+			if shortest > bestLen {
+				best, bestLen = lits, shortest
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	w := newWindow(expr, best)
+	if w != nil {
+		w.own = best
+	}
+	return w
+}
+
+// runWindow is ownWindow with a run of bytes of one class in every
+// match (as [a-f0-9]{40}) instead of strings: the class of the longest
+// such run of 12 or more found, nil when there is none.
+func runWindow(expr string) *window {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil || nullable(re) {
+		return nil
+	}
+	var best *window
+	var walk func(*syntax.Regexp)
+	walk = func(n *syntax.Regexp) {
+		if class, m, ok := classRepeat(n); ok && m >= 12 && (best == nil || m > best.runMin) {
+			if lead, ok := runLead(re, class, m); ok && lead >= 0 && lead <= maxLead {
+				best = &window{run: class, runMin: m, lead: lead}
+			}
+		}
+		for _, s := range n.Sub {
+			walk(s)
+		}
+	}
+	walk(re)
+	if best == nil {
+		return nil
+	}
+	best.lines, best.context, best.skipRunes, best.reach = maxNewlines(re), looksBack(re), max(best.lead, 32), -1
+	n := strconv.Itoa(best.skipRunes)
+	if best.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
+		return nil
+	}
+	if best.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
+		return nil
+	}
+	return best
+}
+
+// classRepeat returns, for re a repetition of a class of ASCII bytes (in
+// text without the runes of foldsToASCII) at least m times, the class
+// and m.
+func classRepeat(re *syntax.Regexp) (*[256]bool, int, bool) {
+	if re.Op != syntax.OpRepeat || re.Sub[0].Op != syntax.OpCharClass {
+		return nil, 0, false
+	}
+	var class [256]bool
+	rs := re.Sub[0].Rune
+	for i := 0; i+1 < len(rs); i += 2 {
+		for r := rs[i]; r <= rs[i+1]; r++ {
+			if r >= utf8.RuneSelf {
+				if !foldsToASCIIRune(r) {
+					return nil, 0, false
+				}
+				continue
+			}
+			class[r] = true
+		}
+	}
+	return &class, re.Min, true
+}
+
+// runLead reports whether every match of re holds m or more bytes of
+// class in a row, and if so how far from the match's start that run
+// starts at most (-1 for no bound).
+func runLead(re *syntax.Regexp, class *[256]bool, m int) (int, bool) {
+	if c, n, ok := classRepeat(re); ok && n >= m && subClass(c, class) {
+		return 0, true
+	}
+	switch re.Op {
+	case syntax.OpCapture, syntax.OpPlus:
+		return runLead(re.Sub[0], class, m)
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return runLead(re.Sub[0], class, m)
+		}
+	case syntax.OpAlternate:
+		lead := 0
+		for _, s := range re.Sub {
+			n, ok := runLead(s, class, m)
+			if !ok {
+				return 0, false
+			}
+			if n < 0 || lead < 0 {
+				lead = -1
+			} else {
+				lead = max(lead, n)
+			}
+		}
+		return lead, true
+	case syntax.OpConcat:
+		before := 0
+		for _, s := range re.Sub {
+			if n, ok := runLead(s, class, m); ok {
+				return addLen(before, n), true
+			}
+			before = addLen(before, longest(s))
+		}
+	}
+	return 0, false
+}
+
+func subClass(a, b *[256]bool) bool {
+	for i := range a {
+		if a[i] && !b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// runIntervals returns where matches of a rule windowed on runs of
+// w.run may start: from lead bytes before each run of runMin or more
+// bytes of the class to runMin bytes before its end.
+func (w *window) runIntervals(text string) []span {
+	var out []span
+	for i := 0; i < len(text); {
+		if !w.run[text[i]] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(text) && w.run[text[j]] {
+			j++
+		}
+		if j-i >= w.runMin {
+			out = append(out, span{max(i-w.lead, 0), j - w.runMin})
+		}
+		i = j
+	}
+	return out
+}
+
+// flatten returns the parts of re that follow each other in every
+// match, groups opened.
+func flatten(re *syntax.Regexp) []*syntax.Regexp {
+	switch re.Op {
+	case syntax.OpCapture:
+		return flatten(re.Sub[0])
+	case syntax.OpConcat:
+		var out []*syntax.Regexp
+		for _, s := range re.Sub {
+			out = append(out, flatten(s)...)
+		}
+		return out
+	}
+	return []*syntax.Regexp{re}
+}
+
+// lowerSet returns set lower-cased (ASCII), without repeats, and the
+// length of its shortest string; 0 when one is empty or not ASCII.
+func lowerSet(set []string) ([]string, int) {
+	var out []string
+	shortest := maxStrLen + 1
+	for _, s := range set {
+		if !isASCII(s) {
+			return nil, 0
+		}
+		s = asciiLower(s)
+		shortest = min(shortest, len(s))
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, shortest
+}
+
+// occurrences returns where the strings w.own are in lower, the
+// lower-cased text.
+func (w *window) occurrences(lower string) []span {
+	var out []span
+	for _, lit := range w.own {
+		for i := 0; ; {
+			j := strings.Index(lower[i:], lit)
+			if j < 0 {
+				break
+			}
+			out = append(out, span{i + j, i + j + len(lit)})
+			i += j + 1
+		}
+	}
+	return out
 }
 
 // anchorEnd reports whether every match of re, preceded by one of the
@@ -636,10 +861,15 @@ func isASCII(s string) bool {
 // leftmost match from where the last one ended, as FindAll does, with
 // the text on both sides that the regex can look at.
 func (w *window) findAll(text string, kws []span) [][]int {
-	kws = w.keep(text, kws)
-	ivs := make([]span, len(kws))
-	for i, k := range kws {
-		ivs[i] = span{max(k.end-w.lead, 0), k.start}
+	var ivs []span
+	if w.run != nil {
+		ivs = w.runIntervals(text)
+	} else {
+		kws = w.keep(text, kws)
+		ivs = make([]span, len(kws))
+		for i, k := range kws {
+			ivs[i] = span{max(k.end-w.lead, 0), k.start}
+		}
 	}
 	slices.SortFunc(ivs, func(a, b span) int { return a.start - b.start })
 	var (

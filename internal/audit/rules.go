@@ -114,7 +114,12 @@ func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 			rs.byWord[k] = append(rs.byWord[k], i)
 		}
 		if r.re != nil && len(r.keywords) > 0 {
-			r.win = newWindow(s.Regex, r.keywords)
+			if r.win = newWindow(s.Regex, r.keywords); r.win == nil {
+				r.win = ownWindow(s.Regex)
+			}
+			if r.win == nil {
+				r.win = runWindow(s.Regex)
+			}
 		}
 		rs.rules = append(rs.rules, r)
 	}
@@ -260,7 +265,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	for _, m := range rs.keywords.MatchString(lower) {
 		for _, i := range rs.byWord[m.MatchString()] {
 			enabled[i] = true
-			if windowed && rs.rules[i].win != nil {
+			if w := rs.rules[i].win; windowed && w != nil && w.own == nil && w.run == nil {
 				pos := int(m.Pos())
 				near[i] = append(near[i], span{pos, pos + len(m.Match())})
 			}
@@ -288,6 +293,9 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		}
 		var matches [][]int
 		if windowed && r.win != nil {
+			if r.win.own != nil {
+				near[i] = r.win.occurrences(lower)
+			}
 			matches = r.win.findAll(chunk, near[i])
 		} else {
 			matches = r.re.FindAllStringIndex(chunk, -1)
