@@ -28,6 +28,8 @@ const defaultScope = "https://www.googleapis.com/auth/cloud-platform"
 // the token expires.
 func (p *Provider) Credential(ctx context.Context, req providers.CredentialRequest) (providers.Secret, error) {
 	switch {
+	case p.workload:
+		return providers.Secret{}, fmt.Errorf("gcp credentials: not available when acting as a pod (they would be Application Default Credentials, not the pod's): %w", providers.ErrPermissionDenied)
 	case req.RoleARN != "" || req.SessionName != "" || req.Duration != 0:
 		return providers.Secret{}, fmt.Errorf("gcp credentials take no role, session name or duration: %w", providers.ErrInvalidReference)
 	case req.Audience != "" && len(req.Scopes) > 0:

@@ -149,6 +149,11 @@ type Provider struct {
 	client secretClient
 	closed bool
 
+	// workload is set when the provider acts as a pod (workload.go):
+	// Credential then refuses, rather than hand out Application Default
+	// Credentials.
+	workload bool
+
 	// readOnly is set once GetSecretVersion was denied while
 	// AccessSecretVersion was allowed (a role with
 	// secretmanager.versions.access only): from then on Fetch reads

@@ -97,6 +97,7 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 	p.dial = func(ctx context.Context) (secretClient, error) {
 		return secretmanager.NewClient(ctx, clientOpts...)
 	}
+	p.workload = true
 	return nil
 }
 

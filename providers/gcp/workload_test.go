@@ -167,6 +167,15 @@ func TestWorkloadIdentityFederation(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("a refused impersonation took %v: retried", d)
 	}
+	// A provider acting as a pod hands out no Application Default
+	// Credentials as a token.
+	prov, err := alice.Provider("gcpsm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.(providers.CredentialSource).Credential(t.Context(), providers.CredentialRequest{}); !errors.Is(err, providers.ErrPermissionDenied) {
+		t.Errorf("Credential acting as a pod: %v, want permission denied", err)
+	}
 	// A token the STS cannot verify is refused.
 	_, err = read(workloadSet(t, opts, "apps", "mallory", "forged-token", nil), "bob-db")
 	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "token exchange") || strings.Contains(err.Error(), "forged-token") {
