@@ -64,7 +64,7 @@ config is invalid; with a command, the command's.`,
 			if n := cmd.ArgsLenAtDash(); n > 0 || n < 0 && len(args) > 0 {
 				return usageError("agent takes no arguments before --: keyward agent -c FILE [-- COMMAND [ARG...]]")
 			}
-			cfg, err := loadConfig(g, true)
+			cfg, err := loadConfig(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -119,23 +120,81 @@ func keywardTimeout(t *testing.T, dir string, env []string, timeout time.Duratio
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-// TestConfigNotARegularFile: a config path that names a FIFO nobody writes
-// to, or a device that never ends, is refused at once with exit 78 and one
-// line naming the file, instead of hanging in open(2) or filling memory.
-func TestConfigNotARegularFile(t *testing.T) {
+// TestConfigFromPipe: a config read from a pipe (process substitution,
+// /dev/stdin) is read like a file, with relative paths resolved against the
+// working directory; a named pipe nobody writes to reads as empty and a
+// device that never ends is refused at its size limit, each with exit 78
+// and one line naming it, instead of hanging in open(2) or filling memory;
+// a pipe whose writer never finishes is given up on SIGTERM.
+func TestConfigFromPipe(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "api-key"), []byte("from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "version: 1\nsecrets:\n  API_KEY: file:api-key\n"
+
+	// Process substitution and /dev/stdin: file://api-key is found in the
+	// working directory.
+	for _, how := range []string{`"$0" get -c <(printf '%s' "$1") API_KEY`, `printf '%s' "$1" | "$0" get -c /dev/stdin API_KEY`} {
+		cmd := exec.Command("bash", "-c", how, binPath, cfg)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		out, err := cmd.Output()
+		if err != nil || string(out) != "from-a-file\n" {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			t.Errorf("%s: %v, stdout %d bytes, stderr %q; want the file's value", how, err, len(out), stderr)
+		}
+	}
+
 	fifo := filepath.Join(dir, "keyward.yaml")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{fifo, "/dev/zero"} {
+	for path, want := range map[string]string{fifo: "empty", "/dev/zero": "larger than the size limit"} {
 		for _, args := range [][]string{{"check", "--offline", "-c", path}, {"render", "--once", "-c", path}} {
 			r := keywardTimeout(t, dir, []string{"GITHUB_ACTIONS=", "CI="}, 20*time.Second, args...)
 			msg := strings.TrimSuffix(r.stderr, "\n")
-			if r.code != exitConfig || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "keyward: "+path+": ") || !strings.Contains(msg, "not a regular file") {
-				t.Errorf("%v: exit %d, stderr %q; want exit %d and one line naming %s, not a regular file", args, r.code, r.stderr, exitConfig, path)
+			if r.code != exitConfig || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "keyward: "+path+":") || !strings.Contains(msg, want) {
+				t.Errorf("%v: exit %d, stderr %q; want exit %d and one line naming %s, %s", args, r.code, r.stderr, exitConfig, path, want)
 			}
 		}
+	}
+
+	// A writer that never finishes: SIGTERM ends the read.
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString("secrets:\n"); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binPath, "check", "--offline", "-c", fifo)
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("keyward check ended (%v, stderr %q) while its config pipe was still open", err, stderr.String())
+	case <-time.After(300 * time.Millisecond):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if cmd.ProcessState.ExitCode() == 0 {
+			t.Errorf("keyward check exited 0 (%v) when stopped reading its config", err)
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("keyward check still reading its config pipe 20s after SIGTERM")
 	}
 }

@@ -60,7 +60,7 @@ says what kind it is.`,
 			if output != "text" && output != "json" {
 				return usageError("invalid -o %q: want text or json", output)
 			}
-			cfg, err := loadConfig(g, true)
+			cfg, err := loadConfig(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}

@@ -61,7 +61,7 @@ Exit status: 0 done, 1 a secret could not be fetched or written, 2 usage,
 			if err != nil {
 				return usageError("--system: %v", err)
 			}
-			cfg, err := loadConfig(g, true)
+			cfg, err := loadConfig(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ Exit status: 0 ok (or up to date), 1 out of date or not written, 2 usage,
   keyward env-example -c keyward.yaml --check`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(g, true)
+			cfg, err := loadConfig(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}

@@ -83,7 +83,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(g, false)
+			cfg, err := loadConfig(cmd.Context(), g, false)
 			if err != nil {
 				return err
 			}

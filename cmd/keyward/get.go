@@ -35,7 +35,7 @@ file: paths are relative to the config's directory.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(g, false)
+			cfg, err := loadConfig(cmd.Context(), g, false)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
@@ -13,15 +14,19 @@ import (
 	_ "github.com/keyward/keyward/providers/builtin" // every provider kind, or its "not in this build" registration
 )
 
-// loadConfig reads g.config. required says whether a missing -c is a usage error.
-func loadConfig(g *globals, required bool) (*config.Config, error) {
+// loadConfig reads g.config. required says whether a missing -c is a usage
+// error. A config read from a pipe that never ends (-c <(cmd) whose cmd
+// hangs) is given up on SIGTERM or SIGINT.
+func loadConfig(ctx context.Context, g *globals, required bool) (*config.Config, error) {
 	if g.config == "" {
 		if required {
 			return nil, usageError("a config file is required: -c FILE (or KEYWARD_CONFIG)")
 		}
 		return nil, nil
 	}
-	cfg, err := config.Load(g.config)
+	ctx, stop := runner.StopOnSignal(ctx)
+	defer stop()
+	cfg, err := config.Load(ctx, g.config)
 	if err != nil {
 		return nil, configError(err)
 	}

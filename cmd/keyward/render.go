@@ -30,7 +30,7 @@ written (the previous files stay intact), 78 the config is invalid.`,
   keyward render --once -c examples/local/keyward.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(g, true)
+			cfg, err := loadConfig(cmd.Context(), g, true)
 			if err != nil {
 				return err
 			}

@@ -117,7 +117,7 @@ func checkSearchFlags(format, maxSize string, minLen int) (int64, error) {
 // out of it, with a warning. ctx ends with SIGINT or SIGTERM, until done;
 // done also closes the providers.
 func knownValues(cmd *cobra.Command, g *globals, minLen int, envFileRefs bool) (ctx context.Context, set *mask.Set, done func(), err error) {
-	cfg, err := loadConfig(g, false)
+	cfg, err := loadConfig(cmd.Context(), g, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -324,14 +324,17 @@ const MaxFileSize = readfile.DefaultMax
 // Load reads and parses the config file at path. Every error is an *Error
 // (so the caller can exit with code 78); when the file cannot be read it
 // wraps the underlying error (errors.Is(err, fs.ErrNotExist) holds for a
-// missing file). The file is read with readfile.Read: a regular file (or a
-// symlink to one) of at most MaxFileSize; a FIFO, a device or a larger
-// file is refused at once (readfile.ErrNotRegular, readfile.ErrTooLarge)
-// instead of blocking or filling memory.
-func Load(path string) (*Config, error) {
-	// Only a regular file is read, and reading one does not block on
-	// anything a context could end, so no caller context is needed.
-	data, _, err := readfile.Read(context.Background(), path, readfile.Options{Max: MaxFileSize})
+// missing file).
+//
+// The file is read with readfile.Read, at most MaxFileSize bytes (more is
+// an error wrapping readfile.ErrTooLarge, so /dev/zero cannot fill
+// memory), and the read ends when ctx does. A pipe is read too, as
+// process substitution (-c <(sops -d keyward.yaml)) and /dev/stdin give
+// one; a named pipe with no writer reads as empty. Relative paths in a
+// config read from a pipe are relative to the working directory, since
+// the pipe's own directory (/dev/fd) means nothing to the user.
+func Load(ctx context.Context, path string) (*Config, error) {
+	data, fi, err := readfile.Read(ctx, path, readfile.Options{Max: MaxFileSize, AllowNonRegular: true})
 	if err != nil {
 		msg := err.Error()
 		var pe *fs.PathError
@@ -340,7 +343,11 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{Path: path, Problems: []Problem{{Msg: "cannot read config: " + msg}}, err: err}
 	}
-	return Parse(data, path)
+	dir := filepath.Dir(path)
+	if !fi.Mode().IsRegular() {
+		dir = "."
+	}
+	return parse(data, path, dir)
 }
 
 // Parse parses a config file's content; path is used for messages and to
@@ -349,12 +356,17 @@ func Load(path string) (*Config, error) {
 // Validate. The error, if any, is an *Error listing every problem found,
 // each with its line; no message carries a value.
 func Parse(data []byte, path string) (*Config, error) {
-	d := newDecoder()
-	c := &Config{Path: path}
 	dir := "."
 	if path != "" {
 		dir = filepath.Dir(path)
 	}
+	return parse(data, path, dir)
+}
+
+// parse is Parse with the directory relative paths are resolved against.
+func parse(data []byte, path, dir string) (*Config, error) {
+	d := newDecoder()
+	c := &Config{Path: path}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		d.add(0, "", "cannot resolve the config directory: %v", err)

@@ -379,7 +379,7 @@ func TestErrorsDoNotEchoValues(t *testing.T) {
 func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	_, err := Load(filepath.Join(dir, "missing.yaml"))
+	_, err := Load(t.Context(), filepath.Join(dir, "missing.yaml"))
 	var ce *Error
 	if !errors.As(err, &ce) || !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Load of a missing file = %v; want an *Error wrapping fs.ErrNotExist", err)
@@ -391,7 +391,7 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(path, []byte("version: 1\nsecrets: {A: file:dev.yaml#a}\nfiles: [{path: out/a, secret: A}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(path)
+	c, err := Load(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestLoad(t *testing.T) {
 
 func TestDesignExample(t *testing.T) {
 	t.Parallel()
-	c, err := Load("testdata/design.yaml")
+	c, err := Load(t.Context(), "testdata/design.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +570,7 @@ func TestFileDialect(t *testing.T) {
 // TestTokenAuthMethods reads each client authentication method's keys.
 func TestTokenAuthMethods(t *testing.T) {
 	t.Parallel()
-	c, err := Load("testdata/tokens.yaml")
+	c, err := Load(t.Context(), "testdata/tokens.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

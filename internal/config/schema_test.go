@@ -95,7 +95,7 @@ func TestSchemaAcceptsExamples(t *testing.T) {
 			if err := validateSchema(t, sch, src); err != nil {
 				t.Errorf("schema rejects %s: %v", path, err)
 			}
-			if _, err := Load(path); err != nil {
+			if _, err := Load(t.Context(), path); err != nil {
 				t.Errorf("Load: %v", err)
 			}
 		})

@@ -32,7 +32,7 @@ files:
     format: dotenv
     secrets: [DB_PASSWORD]
 `)
-	cfg, err := config.Load(filepath.Join(dir, "keyward.yaml"))
+	cfg, err := config.Load(t.Context(), filepath.Join(dir, "keyward.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keyward/keyward/internal/backoff"
-	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
+	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"

@@ -1102,7 +1102,7 @@ func TestExamples(t *testing.T) {
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := config.Load(path)
+			cfg, err := config.Load(t.Context(), path)
 			if err != nil {
 				t.Fatal(err)
 			}

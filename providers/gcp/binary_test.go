@@ -284,7 +284,7 @@ func TestExamples(t *testing.T) {
 					t.Errorf("child's %s (secret %s) is not the stored value (%d bytes)", variable, secret, len(got[variable]))
 				}
 			}
-			written, err := config.Load(filepath.Join(dir, "keyward.yaml"))
+			written, err := config.Load(t.Context(), filepath.Join(dir, "keyward.yaml"))
 			if err != nil {
 				t.Fatal(err)
 			}

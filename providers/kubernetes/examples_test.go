@@ -63,7 +63,7 @@ func exampleManifests(t *testing.T) map[string][]*unstructured.Unstructured {
 func TestExampleConsistent(t *testing.T) {
 	t.Parallel()
 	cfgPath := filepath.Join(examplesDir, "keyward.yaml")
-	cfg, err := config.Load(cfgPath)
+	cfg, err := config.Load(t.Context(), cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}

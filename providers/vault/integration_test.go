@@ -849,7 +849,7 @@ path "secret/metadata/payments/*" { capabilities = ["read"] }`}},
 	writeFile(t, filepath.Join(dir, "role-id"), rid.Data["role_id"].(string))
 	writeFile(t, filepath.Join(dir, "secret-id"), sid.Data["secret_id"].(string))
 
-	cfg, err := config.Load(filepath.Join(dir, "keyward.yaml"))
+	cfg, err := config.Load(t.Context(), filepath.Join(dir, "keyward.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
