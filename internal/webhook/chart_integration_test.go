@@ -225,7 +225,7 @@ func TestChart(t *testing.T) {
 		{"operations", []string{"serviceMonitor.enabled=true", "string:serviceMonitor.labels.release=prometheus", "extraArgs={--log-level=debug}", "extraEnv[0].name=GOMAXPROCS", "string:extraEnv[0].value=2",
 			"injector.resources.limits.cpu=500m", "injector.resources.requests.memory=32Mi"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceMonitor"},
 		{"no metrics", []string{"metrics.enabled=false"}, "Fail", "ClusterRole,ClusterRoleBinding,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount"},
-		{"csi provider", []string{"csiProvider.enabled=true", "csiProvider.nodeIdentityKinds={file}"}, "Fail", "ClusterRole,ClusterRoleBinding,ClusterRoleBinding,DaemonSet,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceAccount"},
+		{"csi provider", []string{"csiProvider.enabled=true", "csiProvider.nodeIdentityKinds={file}"}, "Fail", "ClusterRole,ClusterRole,ClusterRoleBinding,ClusterRoleBinding,ClusterRoleBinding,DaemonSet,Deployment,MutatingWebhookConfiguration,PodDisruptionBudget,Role,RoleBinding,Service,ServiceAccount,ServiceAccount"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := []string{"template", "kw", chart, "--namespace", ns, "--kube-version", "1.36.3"}
