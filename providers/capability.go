@@ -40,6 +40,20 @@ type Watcher interface {
 	Watch(ctx context.Context, refs []Ref, changed func(Ref)) error
 }
 
+// HealthWatcher is a Watcher that keeps its watch going through failures
+// by itself (reconnecting with backoff) instead of returning, so that its
+// caller cannot tell from Watch alone that changes go unseen. WatchHealth
+// is Watch that also calls healthy, never concurrently with itself or with
+// changed, with false when the watch stops covering some of refs (a
+// connection failed and is being re-established) and with true once it
+// covers them all again; changes made in between are then reported
+// through changed. The watch counts as healthy when WatchHealth is called.
+// A nil healthy is allowed.
+type HealthWatcher interface {
+	Watcher
+	WatchHealth(ctx context.Context, refs []Ref, changed func(Ref), healthy func(bool)) error
+}
+
 // Lease describes a secret that expires (Vault dynamic secrets): it must be
 // renewed or fetched again before Obtained+Duration.
 type Lease struct {

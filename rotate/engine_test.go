@@ -312,6 +312,63 @@ func TestWatchBurstIsOneRender(t *testing.T) {
 	})
 }
 
+// TestUnhealthyWatchPolled: a watch that reconnects by itself
+// (providers.HealthWatcher) and says it is not healthy leaves its secrets
+// polled at the normal interval, so a store that fails shows in
+// keyward_secret_up as a polled one does; once it is healthy again, they
+// are polled at the safety interval only.
+func TestUnhealthyWatchPolled(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := newStore()
+		st.set("a", "sv-1")
+		p := oneSet(t, healthWatcherProvider{plainProvider{st}})
+		r := newRig(t, st, nil, map[string]providers.Ref{"A": ref("a", "")},
+			[]File{rawFile("a", "A", hup)}, func(o *Options) { o.Providers, o.Interval = p, 10*time.Second })
+		r.start()
+		synctest.Wait()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 1 {
+			t.Fatalf("fetches of a %d with the watch healthy, want 1 (Init)", got)
+		}
+
+		// The store fails and the watch says so: a is polled at once (its
+		// last look is more than an interval ago), then every 10s, and
+		// each failed poll shows.
+		st.failFetch("a", errors.New("connection refused"))
+		st.setHealthy(false)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != 2 {
+			t.Fatalf("fetches of a %d once the watch is unhealthy, want 2", got)
+		}
+		if up := r.metric("keyward_secret_up", "secret", "A"); up != 0 {
+			t.Errorf("keyward_secret_up %v while the store fails under an unhealthy watch, want 0", up)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := st.count("fetch a"); got < 3 {
+			t.Fatalf("fetches of a %d 10s later, want it polled again", got)
+		}
+
+		// The store and the watch are back.
+		st.failFetch("a", nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if up := r.metric("keyward_secret_up", "secret", "A"); up != 1 {
+			t.Errorf("keyward_secret_up %v once the store answers, want 1", up)
+		}
+		st.setHealthy(true)
+		synctest.Wait()
+		n := st.count("fetch a")
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		if got := st.count("fetch a"); got != n {
+			t.Fatalf("fetches of a %d with the watch healthy again, want %d (no polling at the interval)", got, n)
+		}
+	})
+}
+
 // TestWatchedNotPolled: while a provider's watch runs, its secrets are
 // polled only at the safety interval and a change the watch reports is
 // fetched after the debounce; while the watch is down they are polled at

@@ -45,6 +45,7 @@ type store struct {
 	probeErr error
 	renewErr error
 	watchers []func(providers.Ref) // of the running watches
+	healths  []func(bool)          // of the running health watches
 	refs     [][]providers.Ref
 	watchErr error         // while set, a watch fails at once
 	kill     chan struct{} // closed to make the running watches fail
@@ -178,6 +179,25 @@ func (s *store) watch(ctx context.Context, refs []providers.Ref, changed func(pr
 	}
 }
 
+// watchHealth is watch that records healthy for setHealthy.
+func (s *store) watchHealth(ctx context.Context, refs []providers.Ref, changed func(providers.Ref), healthy func(bool)) error {
+	s.mu.Lock()
+	s.healths = append(s.healths, healthy)
+	s.mu.Unlock()
+	return s.watch(ctx, refs, changed)
+}
+
+// setHealthy tells every health watch's caller that its watch is healthy
+// or not (from the test goroutine).
+func (s *store) setHealthy(up bool) {
+	s.mu.Lock()
+	hs := s.healths
+	s.mu.Unlock()
+	for _, h := range hs {
+		h(up)
+	}
+}
+
 // breakWatch makes the running watches fail with err, and every watch
 // started from now on, until healWatch.
 func (s *store) breakWatch(err error) {
@@ -232,6 +252,9 @@ type (
 	renewerProvider struct{ plainProvider }
 	// watchProberProvider is like Kubernetes: a watch and a version probe.
 	watchProberProvider struct{ proberProvider }
+	// healthWatcherProvider's watch reconnects by itself and reports its
+	// health, like Kubernetes.
+	healthWatcherProvider struct{ plainProvider }
 )
 
 var (
@@ -240,6 +263,7 @@ var (
 	_ providers.LeaseRenewer  = renewerProvider{}
 	_ providers.Watcher       = watchProberProvider{}
 	_ providers.VersionProber = watchProberProvider{}
+	_ providers.HealthWatcher = healthWatcherProvider{}
 )
 
 func (p plainProvider) Fetch(ctx context.Context, r providers.Ref) (providers.Secret, error) {
@@ -254,6 +278,12 @@ func (p watcherProvider) Watch(ctx context.Context, refs []providers.Ref, change
 }
 func (p watchProberProvider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
 	return p.s.watch(ctx, refs, changed)
+}
+func (p healthWatcherProvider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
+	return p.s.watch(ctx, refs, changed)
+}
+func (p healthWatcherProvider) WatchHealth(ctx context.Context, refs []providers.Ref, changed func(providers.Ref), healthy func(bool)) error {
+	return p.s.watchHealth(ctx, refs, changed, healthy)
 }
 func (p renewerProvider) Renew(ctx context.Context, r providers.Ref, l providers.Lease) (providers.Lease, error) {
 	return p.s.renew(ctx, r, l)

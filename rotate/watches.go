@@ -91,8 +91,9 @@ func (w *watches) signal() {
 
 // run runs one provider's Watch, restarting it with backoff when it
 // fails. While Watch runs, the provider's secrets are polled only at the
-// safety interval; from its return until it is called again, at the
-// normal interval. The file and Kubernetes watchers, once restarted,
+// safety interval; from its return until it is called again, and while a
+// providers.HealthWatcher says it is not healthy, at the normal interval
+// (so a failing store shows in keyward_secret_up as a polled one does). The file and Kubernetes watchers, once restarted,
 // report what changed while they were down (the file watcher reports
 // every ref once it is set up); the polling covers the gap meanwhile.
 func (w *watches) run(ctx context.Context, scheme string, pw providers.Watcher, refs []providers.Ref) {
@@ -101,7 +102,14 @@ func (w *watches) run(ctx context.Context, scheme string, pw providers.Watcher, 
 	for {
 		start := time.Now()
 		w.setUp(scheme, true)
-		err := pw.Watch(ctx, refs, w.notify)
+		var err error
+		if hw, ok := pw.(providers.HealthWatcher); ok {
+			// A watch that reconnects by itself says when it does not
+			// cover its secrets: they are polled meanwhile.
+			err = hw.WatchHealth(ctx, refs, w.notify, func(up bool) { w.setUp(scheme, up) })
+		} else {
+			err = pw.Watch(ctx, refs, w.notify)
+		}
 		w.setUp(scheme, false)
 		if ctx.Err() != nil {
 			return

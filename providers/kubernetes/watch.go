@@ -70,6 +70,16 @@ type stream struct {
 // rejected credentials likewise) or a reference is malformed. Later
 // failures are retried with backoff and logged, not returned.
 func (p *Provider) Watch(ctx context.Context, refs []providers.Ref, changed func(providers.Ref)) error {
+	return p.WatchHealth(ctx, refs, changed, nil)
+}
+
+var _ providers.HealthWatcher = (*Provider)(nil)
+
+// WatchHealth implements providers.HealthWatcher: it is Watch, and it calls
+// healthy(false) when a list or watch of a stream fails (the stream
+// retries it with backoff) and healthy(true) once every stream has a
+// watch open again.
+func (p *Provider) WatchHealth(ctx context.Context, refs []providers.Ref, changed func(providers.Ref), healthy func(bool)) error {
 	targets := map[string][]providers.Ref{} // ns/name -> refs
 	seen := map[string]bool{}
 	var streams []*stream
@@ -112,7 +122,8 @@ func (p *Provider) Watch(ctx context.Context, refs []providers.Ref, changed func
 		return err
 	}
 
-	n := &notifier{dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
+	n := &notifier{dirty: map[string]bool{}, failing: map[*stream]bool{}, wake: make(chan struct{}, 1)}
+	reported := true // what healthy was last told: a watch starts healthy
 	sctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, len(streams))
 	var wg sync.WaitGroup
@@ -137,11 +148,16 @@ func (p *Provider) Watch(ctx context.Context, refs []providers.Ref, changed func
 			stop()
 			return err
 		case <-n.wake:
-			for _, key := range n.take() {
+			keys, ok := n.take()
+			for _, key := range keys {
 				for _, r := range targets[key] {
 					changed(r)
 				}
 			}
+			if ok != reported && healthy != nil {
+				healthy(ok)
+			}
+			reported = ok
 		}
 	}
 }
@@ -153,35 +169,55 @@ func (p *Provider) scope() string {
 	return p.opts.WatchScope
 }
 
-// notifier collects the Secrets (ns/name) reported by the streams until
-// Watch's loop takes them: a size-1 wake channel and a set, so streams
-// never block on a slow changed callback and bursts coalesce.
+// notifier collects the Secrets (ns/name) reported by the streams, and
+// which streams are failing, until Watch's loop takes them: a size-1 wake
+// channel and sets, so streams never block on a slow changed callback and
+// bursts coalesce.
 type notifier struct {
-	mu    sync.Mutex
-	dirty map[string]bool
-	wake  chan struct{}
+	mu      sync.Mutex
+	dirty   map[string]bool
+	failing map[*stream]bool
+	wake    chan struct{}
 }
 
 func (n *notifier) mark(key string) {
 	n.mu.Lock()
 	n.dirty[key] = true
 	n.mu.Unlock()
+	n.signal()
+}
+
+// fail records whether stream s is failing (retrying a list or watch).
+func (n *notifier) fail(s *stream, failing bool) {
+	n.mu.Lock()
+	if failing {
+		n.failing[s] = true
+	} else {
+		delete(n.failing, s)
+	}
+	n.mu.Unlock()
+	n.signal()
+}
+
+func (n *notifier) signal() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (n *notifier) take() []string {
+// take returns the Secrets reported since the last take, sorted, and
+// whether every stream works.
+func (n *notifier) take() (keys []string, healthy bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.dirty))
+	keys = make([]string, 0, len(n.dirty))
 	for k := range n.dirty {
-		out = append(out, k)
+		keys = append(keys, k)
 	}
 	clear(n.dirty)
-	sort.Strings(out)
-	return out
+	sort.Strings(keys)
+	return keys, len(n.failing) == 0
 }
 
 // streamState is what one stream goroutine knows; it is not shared.
@@ -268,6 +304,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 			return apiError(ctx, verb, s.ns, s.name, err)
 		}
 		failing = true
+		n.fail(s, true)
 		d := b.NextAfter(retryAfter(err))
 		if att == nil || attVerb != verb {
 			att, attVerb = p.retries.Call(verb, what), verb
@@ -309,6 +346,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		if failing {
 			log.Info("kubernetes watch resumed")
 			failing, att = false, nil
+			n.fail(s, false)
 		}
 		established = true
 		start := time.Now()

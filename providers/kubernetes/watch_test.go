@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -382,6 +383,72 @@ func TestWatchRetriesTransientFailures(t *testing.T) {
 		}
 		if denied != 0 || c.openWatches() != 1 {
 			t.Errorf("watch not re-established after transient denials (denials left %d, open %d)", denied, c.openWatches())
+		}
+	})
+}
+
+// TestWatchHealthReports: WatchHealth says the watch is unhealthy from
+// the first failed list or watch of a stream until every stream has a
+// watch open again, once each way; a watch that the API server closes and
+// that reopens at once is no failure.
+func TestWatchHealthReports(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster()
+		c.put("ns", "a", data("1"))
+		c.put("ns", "b", data("1"))
+		var mu sync.Mutex
+		var health []bool
+		p := c.provider(t, Options{})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- p.WatchHealth(ctx, []providers.Ref{ref(t, "k8s://ns/a"), ref(t, "k8s://ns/b")}, func(providers.Ref) {}, func(up bool) {
+				mu.Lock()
+				health = append(health, up)
+				mu.Unlock()
+			})
+		}()
+		reports := func() []bool {
+			mu.Lock()
+			defer mu.Unlock()
+			out := health
+			health = nil
+			return out
+		}
+		settle()
+		if got := reports(); len(got) != 0 {
+			t.Fatalf("health reports %v with both watches open, want none", got)
+		}
+		c.closeWatches() // the API server's timeout: reopened at once
+		settle()
+		if got := reports(); len(got) != 0 || c.openWatches() != 2 {
+			t.Fatalf("health reports %v after watches closed and reopened (%d open), want none", got, c.openWatches())
+		}
+
+		// The API server goes away: every list and watch fails for a while.
+		var down atomic.Bool
+		down.Store(true)
+		refuse := func(string, metav1.ListOptions) error {
+			if down.Load() {
+				return apierrors.NewServiceUnavailable("down")
+			}
+			return nil
+		}
+		c.failList, c.failWatch = refuse, refuse
+		c.closeWatches()
+		settle()
+		if got := reports(); !slices.Equal(got, []bool{false}) {
+			t.Fatalf("health reports %v while the API server is down, want [false]", got)
+		}
+		down.Store(false)
+		settle()
+		if got := reports(); !slices.Equal(got, []bool{true}) || c.openWatches() != 2 {
+			t.Fatalf("health reports %v once it is back (%d watches open), want [true]", got, c.openWatches())
+		}
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Fatalf("WatchHealth = %v, want it cancelled", err)
 		}
 	})
 }

@@ -46,9 +46,6 @@ type store struct {
 	// set writes the test's secret directly at the server (not through
 	// the proxy): a rotation.
 	set func(ctx context.Context, fields map[string]string) error
-	// watched is set for a store keyward watches (Kubernetes) rather than
-	// polls.
-	watched bool
 }
 
 // mustCount reports whether a failing phase must show in
@@ -58,10 +55,10 @@ type store struct {
 func mustCount(store, string) bool { return true }
 
 // mustShowDown reports whether keyward_secret_up must go to 0 during the
-// phase: an outage of a polled store. A watched store's secrets keep the
-// watch's verdict.
-func mustShowDown(st store, phase string) bool {
-	return phase == "down" && !st.watched
+// phase: an outage, of a polled or a watched store (a watch that cannot
+// reconnect leaves its secrets polled, and the polls fail).
+func mustShowDown(_ store, phase string) bool {
+	return phase == "down"
 }
 
 // secretName is a name unique to this test run, usable in every store.
@@ -160,8 +157,7 @@ func kubeStore(t *testing.T) store {
 			must(t, os.WriteFile(filepath.Join(dir, "kubeconfig"), k.Kubeconfig(proxyURL, k.AdminToken), 0o600))
 			return "  k8s: {kind: k8s, kubeconfig: kubeconfig}\n", nil
 		},
-		watched: true,
-		ref:     func(field string) string { return "k8s://default/" + name + "#" + field },
+		ref: func(field string) string { return "k8s://default/" + name + "#" + field },
 		set: func(ctx context.Context, fields map[string]string) error {
 			data := map[string]any{}
 			for k, v := range fields {
