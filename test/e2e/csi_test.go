@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +19,10 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/testenv"
@@ -38,12 +42,16 @@ const (
 	csiPoll = time.Second
 )
 
-// csiStack is the driver and keyward csi-provider, host processes beside
-// the kubelet (as their DaemonSets' privileged containers would be),
-// started once by the first test that mounts a CSI volume and stopped
-// with the node.
+// csiStack is the driver, a host process beside the kubelet (as its
+// DaemonSet's privileged container would be: the pods' volumes are its
+// mounts in the kubelet's mount namespace), and keyward csi-provider, the
+// pod of the chart's DaemonSet (charts/keyward, csiProvider.enabled), both
+// started once by the first test that mounts a CSI volume and stopped with
+// the node.
 type csiStack struct {
-	driver, provider *testenv.Process
+	driver *testenv.Process
+	// provider is keyward csi-provider's pod, in releaseNamespace.
+	provider string
 }
 
 var (
@@ -61,6 +69,14 @@ func startCSI(t *testing.T) *csiStack {
 	if csiErr != nil {
 		t.Fatalf("CSI driver: %v", csiErr)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			const n = 6000
+			l := csi.logs()
+			p := l["keyward csi-provider"]
+			t.Logf("end of the driver's log:\n%s\nend of keyward csi-provider's log:\n%s", csi.driver.LogTail(n), p[max(0, len(p)-n):])
+		}
+	})
 	return csi
 }
 
@@ -110,11 +126,7 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 			return nil, err
 		}
 	}
-	ca := filepath.Join(dir, "ca.crt")
 	kubeconfig := filepath.Join(dir, "driver.kubeconfig")
-	if err := os.WriteFile(ca, node.Kube.CAData, 0o644); err != nil {
-		return nil, err
-	}
 	if err := os.WriteFile(kubeconfig, node.Kube.Kubeconfig(node.Kube.API.URL, node.Kube.AdminToken), 0o600); err != nil {
 		return nil, err
 	}
@@ -124,16 +136,11 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 			s.stop()
 		}
 	}()
-	s.provider, err = testenv.Start("keyward-csi-provider", dir, []string{filepath.Join(node.Dir, "bin", "keyward"),
-		"csi-provider", "--socket-dir", providers,
-		"--kube-api-server", node.Kube.API.URL, "--kube-ca-file", ca,
-		"--cache-ttl", csiPoll.String(), "--log-level", "debug",
-	}, nil)
-	if err != nil {
+	if s.provider, err = startCSIProviderPod(ctx, providers); err != nil {
 		return nil, err
 	}
-	if err := waitSocket(s.provider, filepath.Join(providers, "keyward.sock")); err != nil {
-		return nil, err
+	if err := waitSocket(nil, filepath.Join(providers, "keyward.sock")); err != nil {
+		return nil, fmt.Errorf("%w\n%s", err, podLogs(ctx, releaseNamespace, s.provider, "csi-provider"))
 	}
 	// The kubelet's plugins dir, where node-driver-registrar would find
 	// the driver's socket (the chart's kubeletRootDir/plugins/csi-secrets-store).
@@ -172,9 +179,46 @@ func (s *csiStack) stop() {
 	if s.driver != nil {
 		s.driver.Stop()
 	}
-	if s.provider != nil {
-		s.provider.Stop()
+}
+
+// startCSIProviderPod installs keyward csi-provider as the chart renders
+// it with csiProvider.enabled (its ServiceAccount, RBAC and DaemonSet,
+// whose pod is created directly: there is no DaemonSet controller), with
+// its socket in providers, and returns the pod's name.
+func startCSIProviderPod(ctx context.Context, providers string) (string, error) {
+	manifests, err := helmTemplate(ctx, "csiProvider.enabled=true", "csiProvider.socketDir="+providers,
+		"csiProvider.cacheTTL="+csiPoll.String(), "logLevel=debug")
+	if err != nil {
+		return "", err
 	}
+	objs, err := kubenode.Decode(manifests)
+	if err != nil {
+		return "", err
+	}
+	var ds *appsv1.DaemonSet
+	for _, o := range objs {
+		if o.GetLabels()["app.kubernetes.io/component"] != "csi-provider" {
+			continue // the webhook's objects, installed by the setup
+		}
+		if o.GetKind() == "DaemonSet" {
+			ds = &appsv1.DaemonSet{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, ds); err != nil {
+				return "", err
+			}
+			continue
+		}
+		if err := node.Client.Apply(ctx, releaseNamespace, o); err != nil {
+			return "", err
+		}
+	}
+	if ds == nil {
+		return "", errors.New("helm template with csiProvider.enabled made no DaemonSet")
+	}
+	pod := kubenode.PodFromTemplate(ds.Name+"-0", releaseNamespace, ds.Spec.Template)
+	if _, err := kubenode.Create(ctx, node.Client, "Pod", releaseNamespace, pod); err != nil {
+		return "", fmt.Errorf("create keyward csi-provider's pod: %w", err)
+	}
+	return pod.Name, nil
 }
 
 // logs returns the logs of the driver, keyward csi-provider and the
@@ -183,7 +227,7 @@ func (s *csiStack) logs() map[string]string {
 	const all = 1 << 30
 	return map[string]string{
 		"secrets-store-csi-driver": s.driver.LogTail(all),
-		"keyward csi-provider":     s.provider.LogTail(all),
+		"keyward csi-provider":     podLogs(context.Background(), releaseNamespace, s.provider, "csi-provider"),
 		"kubelet":                  node.LogTail(all),
 	}
 }
@@ -219,20 +263,29 @@ func (s *csiStack) checkNoLeak(t *testing.T, namespace string, values map[string
 	}
 }
 
-// waitSocket waits until the unix socket path exists, or p exits.
+// waitSocket waits until the unix socket path exists, or p (when not
+// nil) exits.
 func waitSocket(p *testenv.Process, path string) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	var exited <-chan struct{}
+	if p != nil {
+		exited = p.Exited()
+	}
 	for {
 		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			return nil
 		}
 		select {
-		case <-p.Exited():
+		case <-exited:
 			return fmt.Errorf("%s exited: %s", p.Name, p.LogTail(3000))
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: no socket %s after 30s: %s", p.Name, path, p.LogTail(3000))
+			tail := ""
+			if p != nil {
+				tail = p.LogTail(3000)
+			}
+			return fmt.Errorf("no socket %s after 60s: %s", path, tail)
 		}
 	}
 }
@@ -661,6 +714,9 @@ func testCSIVault(t *testing.T) {
 	put("payments/api")
 
 	applyCSIExample(t, "k8s.yaml", nil) // ServiceAccount payments-app
+	// keyward csi-provider runs in a pod: it reaches Vault at the node's
+	// address.
+	vaultAddr := "http://" + forward(t, strings.TrimPrefix(v.Addr, "http://"))
 	const exampleAddr = "address: https://vault.vault.svc:8200"
 	var spc string
 	objs := applyCSIExample(t, "vault.yaml", func(o *unstructured.Unstructured) {
@@ -671,13 +727,13 @@ func testCSIVault(t *testing.T) {
 		if !strings.Contains(c, exampleAddr) {
 			t.Fatalf("csi/vault.yaml: the SecretProviderClass's config has no %q to replace", exampleAddr)
 		}
-		// Vault on the node: plain HTTP on 127.0.0.1.
+		// Vault on the node: plain HTTP.
 		var lines []string
 		for _, l := range strings.Split(c, "\n") {
 			if strings.Contains(l, "tls:") {
 				continue
 			}
-			lines = append(lines, strings.Replace(l, exampleAddr, "address: "+v.Addr, 1))
+			lines = append(lines, strings.Replace(l, exampleAddr, "address: "+vaultAddr, 1))
 		}
 		c = strings.Join(lines, "\n")
 		if err := unstructured.SetNestedField(o.Object, c, "spec", "parameters", "config"); err != nil {
@@ -703,6 +759,12 @@ func testCSIVault(t *testing.T) {
 		put("payments/db")
 	})
 	t.Logf("Vault KV update → app file through the driver's rotation: %v", lat.Round(time.Millisecond))
+	// The chart's pod verifies the pods' tokens with TokenReview (its
+	// system:auth-delegator binding): the driver's remounts, with tokens
+	// it requested itself, are of the same identity and reuse its login.
+	if n := strings.Count(stack.logs()["keyward csi-provider"], "logged in to vault"); n != 1 {
+		t.Errorf("keyward logged in to Vault %d times for one pod's mount and the driver's remounts, want 1 (one identity, its login reused)", n)
+	}
 
 	_, denied := csiExample(t, "vault.yaml", "payments-csi-vault-denied")
 	msg := csiDenied(t, denied, "payments-csi-denied")
@@ -711,4 +773,34 @@ func testCSIVault(t *testing.T) {
 		t.Errorf("FailedMount event %q: want Vault's refusal of the pod's ServiceAccount", msg)
 	}
 	stack.checkNoLeak(t, exampleNS, values)
+}
+
+// forward serves to (a server on 127.0.0.1) on the node's address NodeIP,
+// which pods reach, until the test ends, and returns the address.
+func forward(t *testing.T, to string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", kubenode.NodeIP+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				d, err := net.Dial("tcp", to)
+				if err != nil {
+					return
+				}
+				defer d.Close()
+				go func() { _, _ = io.Copy(d, c) }()
+				_, _ = io.Copy(c, d)
+			}()
+		}
+	}()
+	return l.Addr().String()
 }
