@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -74,7 +75,7 @@ func newWindow(expr string, keywords []string) *window {
 	if !ok || lead < 0 || lead > maxLead || nullable(re) {
 		return nil
 	}
-	w := &window{lead: lead, lines: maxNewlines(re), context: looksBack(re), skipRunes: max(lead, 32)}
+	w := &window{lead: lead, lines: maxNewlines(re), context: looksBack(re), skipRunes: max(lead, 1)}
 	n := strconv.Itoa(w.skipRunes)
 	if w.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
 		return nil
@@ -82,19 +83,41 @@ func newWindow(expr string, keywords []string) *window {
 	if w.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
 		return nil
 	}
+	w.addCheck(re, keywords)
+	return w
+}
+
+// addCheck sets w.check, w.first and w.reach for re when it is, or its
+// alternatives are, a sequence of parts of which a run holds a keyword.
+func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 	w.reach = -1
-	if rest, run, ok := afterAnchor(re, keywords); ok && len(rest) > 0 {
+	var (
+		checks []string
+		first  [256]bool
+		reach  = 0
+	)
+	for _, parts := range variants(flatten(re), 2) {
+		rest, run, ok := afterAnchor(parts, keywords)
+		if !ok || len(rest) == 0 {
+			return
+		}
 		// The first part after the run that cannot be empty starts
 		// within run plus the longest of the parts before it.
-		reach := run
+		r := run
 		for _, p := range rest {
 			if !nullable(p) {
-				if set, ok := firstBytes(p); ok {
-					w.first, w.reach = set, reach
+				if set, ok := firstBytes(p); ok && reach >= 0 {
+					for i, in := range set {
+						first[i] = first[i] || in
+					}
+					reach = max(reach, r)
+				} else {
+					reach = -1
 				}
 				break
 			}
-			if reach = addLen(reach, longest(p)); reach < 0 || reach > maxLead {
+			if r = addLen(r, longest(p)); r < 0 || r > maxLead {
+				reach = -1
 				break
 			}
 		}
@@ -102,28 +125,55 @@ func newWindow(expr string, keywords []string) *window {
 		for _, p := range rest {
 			c.Sub = append(c.Sub, loosen(p))
 		}
-		if !nullable(c) {
-			var b strings.Builder
-			b.WriteString(`\A(?s:.){0,` + strconv.Itoa(run) + `}?`)
-			reString(&b, c)
-			w.check, _ = regexp.Compile(b.String())
+		if nullable(c) {
+			return
 		}
+		var b strings.Builder
+		b.WriteString(`(?s:.){0,` + strconv.Itoa(run) + `}?`)
+		reString(&b, c)
+		checks = append(checks, b.String())
 	}
-	return w
+	if len(checks) == 0 {
+		return
+	}
+	if reach >= 0 {
+		w.first, w.reach = &first, reach
+	}
+	w.check, _ = regexp.Compile(`\A(?:` + strings.Join(checks, "|") + `)`)
 }
 
-// afterAnchor returns, for a regex that is a sequence of parts (in a
-// group or not) of which a run of consecutive ones holds a keyword in
-// every match, the parts after that run and the run's longest match.
-func afterAnchor(re *syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) {
-	for re.Op == syntax.OpCapture {
-		re = re.Sub[0]
+// variants returns the sequences of parts that parts stands for, an
+// alternation among them spelt out, to depth alternations deep and as
+// long as they are few.
+func variants(parts []*syntax.Regexp, depth int) [][]*syntax.Regexp {
+	if depth > 0 {
+		for i, p := range parts {
+			if p.Op != syntax.OpAlternate || len(p.Sub) > 8 {
+				continue
+			}
+			if _, ok := finite(p); ok {
+				continue
+			}
+			var out [][]*syntax.Regexp
+			for _, alt := range p.Sub {
+				v := append(append(slices.Clip(parts[:i]), flatten(alt)...), parts[i+1:]...)
+				out = append(out, variants(v, depth-1)...)
+				if len(out) > 8 {
+					return [][]*syntax.Regexp{parts}
+				}
+			}
+			return out
+		}
 	}
-	if re.Op != syntax.OpConcat {
-		return nil, 0, false
-	}
+	return [][]*syntax.Regexp{parts}
+}
+
+// afterAnchor returns, for a sequence of parts (groups opened) of which
+// a run of consecutive ones holds a keyword in every match, the parts
+// after that run and the run's longest match.
+func afterAnchor(parts []*syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) {
 	pre, preLen := []string{""}, 0
-	for i, s := range re.Sub {
+	for i, s := range parts {
 		set, ok := product(pre, s)
 		if !ok {
 			pre, preLen = []string{""}, 0
@@ -131,7 +181,7 @@ func afterAnchor(re *syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) 
 		}
 		preLen = addLen(preLen, longest(s))
 		if allHold(set, kws) {
-			return re.Sub[i+1:], preLen, preLen >= 0 && preLen <= maxLead
+			return parts[i+1:], preLen, preLen >= 0 && preLen <= maxLead
 		}
 		pre = set
 	}
@@ -346,7 +396,7 @@ func runWindow(expr string) *window {
 	if best == nil {
 		return nil
 	}
-	best.lines, best.context, best.skipRunes, best.reach = maxNewlines(re), looksBack(re), max(best.lead, 32), -1
+	best.lines, best.context, best.skipRunes, best.reach = maxNewlines(re), looksBack(re), max(best.lead, 64), -1
 	n := strconv.Itoa(best.skipRunes)
 	if best.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
 		return nil
@@ -487,11 +537,11 @@ func lowerSet(set []string) ([]string, int) {
 
 // occurrences returns where the strings w.own are in lower, the
 // lower-cased text.
-func (w *window) occurrences(lower string) []span {
+func (w *window) occurrences(lower []byte) []span {
 	var out []span
 	for _, lit := range w.own {
 		for i := 0; ; {
-			j := strings.Index(lower[i:], lit)
+			j := bytes.Index(lower[i:], []byte(lit))
 			if j < 0 {
 				break
 			}

@@ -68,7 +68,9 @@ type ruleSet struct {
 	rules    []*rule
 	global   []*allowlist
 	keywords *ahocorasick.Trie
+	words    []string         // the keywords, in the trie's order
 	byWord   map[string][]int // keyword -> indexes of the rules it enables
+	enables  [][]int          // byWord by the keyword's index in words
 	always   []int            // rules without keywords
 	// windowed: every keyword is ASCII, so that detect may find them
 	// in text whose ASCII letters alone are lowered.
@@ -129,6 +131,10 @@ func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 		return nil, fmt.Errorf("global allowlist: %w", err)
 	}
 	rs.keywords = ahocorasick.NewTrieBuilder().AddStrings(words).Build()
+	rs.words = words
+	for _, w := range words {
+		rs.enables = append(rs.enables, rs.byWord[w])
+	}
 	return rs, nil
 }
 
@@ -253,24 +259,25 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	// ASCII, so lowering ASCII letters only finds the same keywords and
 	// keeps their positions.
 	var (
-		lower string
+		lower []byte
 		near  [][]span // per windowed rule: its keywords' occurrences
 	)
 	if windowed {
-		lower = asciiLower(chunk)
+		lower = asciiLowerBytes(chunk)
 		near = make([][]span, len(rs.rules))
 	} else {
-		lower = strings.ToLower(chunk)
+		lower = []byte(strings.ToLower(chunk))
 	}
-	for _, m := range rs.keywords.MatchString(lower) {
-		for _, i := range rs.byWord[m.MatchString()] {
+	rs.keywords.Walk(lower, func(end, n, word int64) bool {
+		pos := int(end - n + 1)
+		for _, i := range rs.enables[word] {
 			enabled[i] = true
 			if w := rs.rules[i].win; windowed && w != nil && w.own == nil && w.run == nil {
-				pos := int(m.Pos())
-				near[i] = append(near[i], span{pos, pos + len(m.Match())})
+				near[i] = append(near[i], span{pos, pos + int(n)})
 			}
 		}
-	}
+		return true
+	})
 	var (
 		hits     []ruleHit
 		newlines [][]int
@@ -368,13 +375,17 @@ type span struct{ start, end int }
 // asciiLower lower-cases ASCII letters only, so that byte positions in
 // its result are those of s (strings.ToLower may change lengths).
 func asciiLower(s string) string {
+	return string(asciiLowerBytes(s))
+}
+
+func asciiLowerBytes(s string) []byte {
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
 			b[i] = c + 'a' - 'A'
 		}
 	}
-	return string(b)
+	return b
 }
 
 func newlineIndex(s string) [][]int {
