@@ -44,6 +44,11 @@ type window struct {
 	// the length of the regex's parts that hold the keyword, then the
 	// parts after them, loosened (see loosen).
 	check *regexp.Regexp
+	// autos, when set, stand in for check: one automaton for each
+	// alternative of the regex, run from the keyword's end with starts
+	// up to runs bytes after the keyword's start.
+	autos []*glushkov
+	runs  []int
 	// Before check, a quicker one: some byte of first must be within
 	// reach bytes of the keyword's start (from its end on); reach < 0
 	// when there is no such test.
@@ -93,6 +98,8 @@ func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 	w.reach = -1
 	var (
 		checks []string
+		autos  []*glushkov
+		runs   []int
 		first  [256]bool
 		reach  = 0
 	)
@@ -132,12 +139,18 @@ func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 		b.WriteString(`(?s:.){0,` + strconv.Itoa(run) + `}?`)
 		reString(&b, c)
 		checks = append(checks, b.String())
+		autos = append(autos, newGlushkov(c))
+		runs = append(runs, run)
 	}
 	if len(checks) == 0 {
 		return
 	}
 	if reach >= 0 {
 		w.first, w.reach = &first, reach
+	}
+	if !slices.Contains(autos, nil) {
+		w.autos, w.runs = autos, runs
+		return
 	}
 	w.check, _ = regexp.Compile(`\A(?:` + strings.Join(checks, "|") + `)`)
 }
@@ -213,7 +226,7 @@ func loosen(re *syntax.Regexp) *syntax.Regexp {
 // keep filters kws, the occurrences of keywords in text, down to those
 // that pass w.check.
 func (w *window) keep(text string, kws []span) []span {
-	if w.check == nil {
+	if w.check == nil && w.autos == nil {
 		return kws
 	}
 	out := kws[:0]
@@ -221,11 +234,24 @@ func (w *window) keep(text string, kws []span) []span {
 		if w.first != nil && !w.firstNear(text, k) {
 			continue
 		}
-		if w.check.MatchString(text[k.end:cutAfter(text, k.start, w.lines)]) {
+		if w.passes(text[k.end:cutAfter(text, k.start, w.lines)], k) {
 			out = append(out, k)
 		}
 	}
 	return out
+}
+
+// passes runs the check on in, the text from the keyword k's end.
+func (w *window) passes(in string, k span) bool {
+	if w.autos == nil {
+		return w.check.MatchString(in)
+	}
+	for i, g := range w.autos {
+		if g.match(in, k.start+w.runs[i]-k.end) {
+			return true
+		}
+	}
+	return false
 }
 
 // firstNear reports whether a byte of w.first is within w.reach bytes of
