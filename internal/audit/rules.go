@@ -58,7 +58,8 @@ type rule struct {
 type allowlist struct {
 	and              bool
 	target           string
-	paths, regexes   *regexp.Regexp
+	paths            *pathSet
+	regexes          *regexp.Regexp
 	stopwords        *ahocorasick.Trie
 	hasPaths, hasRes bool
 }
@@ -145,7 +146,7 @@ func compileAllow(specs []allowSpec) ([]*allowlist, error) {
 		var err error
 		// Joined as gitleaks joins them: one alternation, flags and all.
 		if a.hasPaths {
-			if a.paths, err = regexp.Compile("(?:" + strings.Join(s.Paths, "|") + ")"); err != nil {
+			if a.paths, err = newPathSet("(?:" + strings.Join(s.Paths, "|") + ")"); err != nil {
 				return nil, fmt.Errorf("allowlist paths: %w", err)
 			}
 		}
