@@ -588,10 +588,23 @@ func csiDenied(t *testing.T, pod *corev1.Pod, sa string) string {
 	}
 	pod.Spec.ServiceAccountName = sa
 	pod.Spec.Containers[0].Command = []string{"/testapp", "-wait"}
-	if _, err := kubenode.Create(ctx, node.Client, "Pod", exampleNS, pod); err != nil {
+	created, err := kubenode.Create(ctx, node.Client, "Pod", exampleNS, pod)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return waitMountFailure(ctx, t, exampleNS, pod.Name, 60*time.Second)
+	msg := waitMountFailure(ctx, t, exampleNS, pod.Name, 60*time.Second)
+	// Nothing was written where the pod's CSI volume would be.
+	vols := filepath.Join(node.KubeletDir(), "pods", string(created.UID), "volumes", "kubernetes.io~csi")
+	err = filepath.WalkDir(vols, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("the denied pod's CSI volume holds %s", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg
 }
 
 // applyCSIExample applies the objects of examples/kubernetes/csi/file
