@@ -319,6 +319,7 @@ func TestExamples(t *testing.T) {
 	// Store CSI Driver (csi_test.go).
 	t.Run("csi/k8s.yaml", testCSIKubernetes)
 	t.Run("csi/vault.yaml", testCSIVault)
+	t.Run("csi/aws.yaml", testCSIAWS)
 }
 
 // checkStartOrder checks that the app container started after the
