@@ -234,7 +234,7 @@ func phaseTime() time.Duration {
 // runStoreFaults runs an agent with a recording child against st through a
 // proxy and puts it through latency, a store that hangs (toxiproxy
 // timeout), connection resets and an outage of several intervals, with a
-// rotation under latency and one during the outage. Throughout: the
+// rotation under latency, one during the resets and one during the outage. Throughout: the
 // files keep the last good values byte for byte, the child is signalled
 // once per rotation and never restarted, /readyz stays 200 (nothing has
 // expired: the last good values are served), the failures show in
@@ -310,7 +310,11 @@ watch: {interval: 1s, jitter: 0.1}
 		rotate bool
 	}{
 		{"timeout", func() error { return p.Timeout(time.Second) }, false},
-		{"reset_peer", p.ResetPeer, false},
+		// A rotation during the resets: an established watch the client
+		// sends nothing on is not reset (toxiproxy resets a connection
+		// when the client sends data), so without one a healthy watch
+		// would see no failure to count; the fetch the change causes does.
+		{"reset_peer", p.ResetPeer, true},
 		{"down", p.Down, true},
 	}
 	for _, f := range faults {
@@ -319,7 +323,7 @@ watch: {interval: 1s, jitter: 0.1}
 		var rotated map[string]string
 		if f.rotate {
 			rotated = gens.next()
-			mustf(t, st.set(ctx, rotated), "rotating the secret during the outage")
+			mustf(t, st.set(ctx, rotated), "rotating the secret during %s", f.name)
 		}
 		fig.faults++
 		var sawDown bool
@@ -341,7 +345,7 @@ watch: {interval: 1s, jitter: 0.1}
 		}
 		must(t, p.Heal())
 		if rotated != nil {
-			a.waitFor("the rotation made during the outage, after recovery", waitLong, func() bool { return rendered(rotated) })
+			a.waitFor("the rotation made during "+f.name+", after recovery", waitLong, func() bool { return rendered(rotated) })
 			hups++
 			a.waitFor("the child's SIGHUP after recovery", waitLong, func() bool { _, s := a.childCounts(); return len(s) >= hups })
 			good = snapshot(files)
