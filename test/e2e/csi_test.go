@@ -676,6 +676,7 @@ func testCSIKubernetes(t *testing.T) {
 func testCSIVault(t *testing.T) {
 	ctx := context.Background()
 	stack := startCSI(t)
+	logStart := len(stack.logs()["keyward csi-provider"])
 	v, err := testenv.StartVault(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -775,7 +776,7 @@ func testCSIVault(t *testing.T) {
 	// The chart's pod verifies the pods' tokens with TokenReview (its
 	// system:auth-delegator binding): the driver's remounts, with tokens
 	// it requested itself, are of the same identity and reuse its login.
-	if n := strings.Count(stack.logs()["keyward csi-provider"], "logged in to vault"); n != 1 {
+	if n := strings.Count(stack.logs()["keyward csi-provider"][logStart:], "logged in to vault"); n != 1 {
 		t.Errorf("keyward logged in to Vault %d times for one pod's mount and the driver's remounts, want 1 (one identity, its login reused)", n)
 	}
 
