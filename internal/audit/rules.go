@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
-	ahocorasick "github.com/BobuSumisu/aho-corasick"
 )
 
 //go:generate go run ./gen -o rules_gitleaks.go
@@ -60,7 +58,7 @@ type allowlist struct {
 	target           string
 	paths            *pathSet
 	regexes          *regexp.Regexp
-	stopwords        *ahocorasick.Trie
+	stopwords        *keywordDFA
 	hasPaths, hasRes bool
 }
 
@@ -68,8 +66,8 @@ type allowlist struct {
 type ruleSet struct {
 	rules    []*rule
 	global   []*allowlist
-	keywords *ahocorasick.Trie
-	words    []string         // the keywords, in the trie's order
+	keywords *keywordDFA
+	words    []string         // the keywords, in the automaton's order
 	byWord   map[string][]int // keyword -> indexes of the rules it enables
 	enables  [][]int          // byWord by the keyword's index in words
 	always   []int            // rules without keywords
@@ -131,7 +129,9 @@ func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 	if rs.global, err = compileAllow(global); err != nil {
 		return nil, fmt.Errorf("global allowlist: %w", err)
 	}
-	rs.keywords = ahocorasick.NewTrieBuilder().AddStrings(words).Build()
+	if rs.keywords = newKeywordDFA(words); rs.keywords == nil {
+		return nil, fmt.Errorf("%d keywords: too many", len(words))
+	}
 	rs.words = words
 	for _, w := range words {
 		rs.enables = append(rs.enables, rs.byWord[w])
@@ -160,7 +160,9 @@ func compileAllow(specs []allowSpec) ([]*allowlist, error) {
 			for i, w := range s.StopWords {
 				words[i] = strings.ToLower(w)
 			}
-			a.stopwords = ahocorasick.NewTrieBuilder().AddStrings(words).Build()
+			if a.stopwords = newKeywordDFA(words); a.stopwords == nil {
+				return nil, fmt.Errorf("allowlist: %d stopwords: too many", len(words))
+			}
 		}
 		out = append(out, a)
 	}
@@ -200,7 +202,7 @@ func findingAllowed(path, secret, match, line string, lists []*allowlist) bool {
 			target = line
 		}
 		regexOK := a.hasRes && target != "" && a.regexes.MatchString(target)
-		stopOK := a.stopwords != nil && secret != "" && a.stopwords.MatchFirstString(strings.ToLower(secret)) != nil
+		stopOK := a.stopwords != nil && secret != "" && a.stopwords.holds(strings.ToLower(secret))
 		if a.and {
 			ok := true
 			if a.hasPaths {
@@ -269,15 +271,14 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	} else {
 		lower = []byte(strings.ToLower(chunk))
 	}
-	rs.keywords.Walk(lower, func(end, n, word int64) bool {
-		pos := int(end - n + 1)
+	rs.keywords.walk(lower, func(pos int, word int32) {
+		n := len(rs.words[word])
 		for _, i := range rs.enables[word] {
 			enabled[i] = true
 			if w := rs.rules[i].win; windowed && w != nil && w.own == nil && w.run == nil {
-				near[i] = append(near[i], span{pos, pos + int(n)})
+				near[i] = append(near[i], span{pos, pos + n})
 			}
 		}
-		return true
 	})
 	var (
 		hits     []ruleHit
