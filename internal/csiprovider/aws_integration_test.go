@@ -226,4 +226,13 @@ func TestIntegrationAWSPerPodIdentity(t *testing.T) {
 	if len(gw.SignedBy(admin.AccessKeyID)) == 0 {
 		t.Error("with --node-identity-kinds awssm, no request was signed with the node's key")
 	}
+	// The pod's identity plays no part then: a pod whose token the API
+	// server does not accept mounts all the same, as every pod of the
+	// node does.
+	attrs := attributes(t, config(""), map[string]string{PodNameKey: "other-0", PodNamespaceKey: ns, ServiceAccountKey: "other",
+		ServiceAccountTokens: `{"sts.amazonaws.com":{"token":"not-a-token","expirationTimestamp":""}}`})
+	resp, err = serve(t, nodeOpts).Mount(ctx, &v1alpha1.MountRequest{Attributes: attrs, Permission: "420"})
+	if err != nil || len(resp.Files) != 1 {
+		t.Errorf("with --node-identity-kinds awssm, a pod with an invalid token: %v, want the node's identity to read", err)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -109,6 +110,13 @@ func kubeClient(ca []byte) (*http.Client, error) {
 // federated Google token (workload identity federation, optionally
 // impersonating a Google service account).
 var workloadKinds = []string{"k8s", "vault", "awssm", "gcpsm"}
+
+// actsAsPod says whether an instance of kind acts as the pod: a workload
+// kind the operator did not give the node's identity
+// (--node-identity-kinds; providers.Workload.NodeKinds).
+func (s *Server) actsAsPod(kind string) bool {
+	return slices.Contains(workloadKinds, kind) && !slices.Contains(s.opts.NodeIdentityKinds, kind)
+}
 
 // AnnotationReader returns the annotations of ServiceAccount
 // namespace/name: the cloud kinds take the identity a pod federates to

@@ -280,7 +280,7 @@ func (s *Server) newSet(cfg *config.Config, w *providers.Workload) *providers.Se
 // usesWorkload says whether a reference is read as the pod.
 func (s *Server) usesWorkload(set *providers.Set, refs map[string]providers.Ref) bool {
 	for _, ref := range refs {
-		if slices.Contains(workloadKinds, set.KindOf(ref.Scheme)) {
+		if s.actsAsPod(set.KindOf(ref.Scheme)) {
 			return true
 		}
 	}
