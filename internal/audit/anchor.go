@@ -363,31 +363,14 @@ func cutAfter(text string, i, lines int) int {
 }
 
 // ownWindow is newWindow for a rule whose matches need not hold its
-// keywords, with strings found in its regex instead: those of the run of
-// parts with few strings, the shortest of them longest, of the parts
-// that follow each other in every match. Nil when no run has strings of
-// three bytes or more.
+// keywords, with strings found in its regex instead (see bestStrings),
+// of three bytes or more. Nil when there are none.
 func ownWindow(expr string) *window {
 	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return nil
 	}
-	parts := flatten(re)
-	var best []string
-	bestLen := 2
-	for i := range parts {
-		set := []string{""}
-		for _, p := range parts[i:] {
-			var ok bool
-			if set, ok = product(set, p); !ok {
-				break
-			}
-			lits, shortest := lowerSet(set)
-			if shortest > bestLen {
-				best, bestLen = lits, shortest
-			}
-		}
-	}
+	best := bestStrings(flatten(re), 3)
 	if best == nil {
 		return nil
 	}
@@ -510,13 +493,19 @@ func subClass(a, b *[256]bool) bool {
 // bytes of the class to runMin bytes before its end.
 func (w *window) runIntervals(text string) []span {
 	var out []span
+	run := w.run
 	for i := 0; i < len(text); {
-		if !w.run[text[i]] {
+		if !run[text[i]] {
 			i++
 			continue
 		}
+		// A run of runMin or more holds the byte runMin-1 on.
+		if k := i + w.runMin - 1; k < len(text) && !run[text[k]] {
+			i = k + 1
+			continue
+		}
 		j := i
-		for j < len(text) && w.run[text[j]] {
+		for j < len(text) && run[text[j]] {
 			j++
 		}
 		if j-i >= w.runMin {
@@ -525,6 +514,31 @@ func (w *window) runIntervals(text string) []span {
 		i = j
 	}
 	return out
+}
+
+// bestStrings returns, of the runs of consecutive parts with few strings,
+// the strings (lower case) of the one with the fewest that are all of
+// minLen bytes or more, the longest of those; nil when there is none.
+func bestStrings(parts []*syntax.Regexp, minLen int) []string {
+	var best []string
+	bestLen := 0
+	for i := range parts {
+		set := []string{""}
+		for _, p := range parts[i:] {
+			var ok bool
+			if set, ok = product(set, p); !ok {
+				break
+			}
+			lits, shortest := lowerSet(set)
+			if shortest < minLen {
+				continue
+			}
+			if best == nil || len(lits) < len(best) || len(lits) == len(best) && shortest > bestLen {
+				best, bestLen = lits, shortest
+			}
+		}
+	}
+	return best
 }
 
 // flatten returns the parts of re that follow each other in every

@@ -77,24 +77,8 @@ func containsAny(s string, subs []string) bool {
 }
 
 // requiredStrings returns strings (lower case), one of which every match
-// of re holds in text without the runes of foldsToASCII: those of the run
-// of parts with few strings, the shortest of them longest (as
-// ownWindow); nil when none has two bytes or more.
+// of re holds in text without the runes of foldsToASCII (see
+// bestStrings); nil when none has two bytes or more.
 func requiredStrings(re *syntax.Regexp) []string {
-	parts := flatten(re)
-	var best []string
-	bestLen := 1
-	for i := range parts {
-		set := []string{""}
-		for _, p := range parts[i:] {
-			var ok bool
-			if set, ok = product(set, p); !ok {
-				break
-			}
-			if lits, shortest := lowerSet(set); shortest > bestLen {
-				best, bestLen = lits, shortest
-			}
-		}
-	}
-	return best
+	return bestStrings(flatten(re), 2)
 }

@@ -282,7 +282,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	})
 	var (
 		hits     []ruleHit
-		newlines [][]int
+		newlines []int
 	)
 	for i, r := range rs.rules {
 		if !enabled[i] || pathAllowed(path, r.allow) {
@@ -390,14 +390,15 @@ func asciiLowerBytes(s string) []byte {
 	return b
 }
 
-func newlineIndex(s string) [][]int {
-	var out [][]int
+// newlineIndex returns where the newlines of s are.
+func newlineIndex(s string) []int {
+	var out []int
 	for i := 0; i < len(s); {
 		j := strings.IndexByte(s[i:], '\n')
 		if j < 0 {
 			break
 		}
-		out = append(out, []int{i + j, i + j + 1})
+		out = append(out, i+j)
 		i += j + 1
 	}
 	return out
@@ -409,34 +410,33 @@ type loc struct {
 }
 
 // location is gitleaks' (detect/location.go): the 0-based line of a match
-// and the bounds of the line text the "line" allowlist target sees.
-func location(newlines [][]int, raw string, mi []int) loc {
-	var (
-		l        loc
-		prev     int
-		set      bool
-		lastLine int
-	)
+// and the bounds of the line text the "line" allowlist target sees. It
+// gives what gitleaks' walk over every newline gives (locationWalk, kept
+// in the tests), finding the lines by binary search.
+func location(newlines []int, raw string, mi []int) loc {
+	var l loc
 	start, end := mi[0], mi[1]
 	if len(newlines) == 0 {
-		newlines = [][]int{{len(raw), len(raw) + 1}}
+		newlines = []int{len(raw)}
 	}
-	for n, pair := range newlines {
-		lastLine = n
-		nl := pair[0]
-		if prev <= start && start < nl {
-			set = true
-			l.startLine, l.endLine = n, n
-			l.startLineIndex, l.endLineIndex = prev, nl
+	// The walk sets the start's line at the first newline after start,
+	// and the end's at the first at or after end (when end > 0); of the
+	// two, the later newline's assignment of the end wins.
+	ns, _ := slices.BinarySearch(newlines, start+1)
+	ne, _ := slices.BinarySearch(newlines, end)
+	set := ns < len(newlines)
+	if set {
+		l.startLine, l.endLine = ns, ns
+		l.startLineIndex, l.endLineIndex = 0, newlines[ns]
+		if ns > 0 {
+			l.startLineIndex = newlines[ns-1]
 		}
-		if prev < end && end <= nl {
-			l.endLine = n
-			l.endLineIndex = nl
-		}
-		prev = pair[0]
+	}
+	if ne < len(newlines) && (ne > 0 || end > 0) && (!set || ne >= ns) {
+		l.endLine, l.endLineIndex = ne, newlines[ne]
 	}
 	if !set {
-		l.startLine, l.endLine = lastLine+1, lastLine+1
+		l.startLine, l.endLine = len(newlines), len(newlines)
 		i := 0
 		for end+i < len(raw) && raw[end+i] != '\n' && raw[end+i] != '\r' {
 			i++
