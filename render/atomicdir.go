@@ -22,7 +22,10 @@ import (
 // A swap builds a new snapshot directory, points a ..data_tmp symlink at
 // it and renames that over ..data (one atomic rename switches every file),
 // then removes the previous directory. A reader that opens D/a and then D/b
-// sees either both old or b new, never a new a with an old b. keyward names
+// sees either both old or b new, never a new a with an old b. A member not
+// linked yet (a first render, a file new to the group) gets its D/NAME
+// link before the rename, dangling until ..data holds it, so the members
+// appear together too: never a without b. keyward names
 // its snapshots ..TIMESTAMP.keyward-HEX (sweep.go) so that a sweep knows
 // them; a ..data that points to any ..NAME directory (such as the
 // kubelet's ..TIMESTAMP.DIGITS) is accepted as the current one.
@@ -68,6 +71,9 @@ type atomicGroup struct {
 	newTS string // the staged snapshot's name in dir, "" if none (or committed)
 	// dataTmp is set while a ..data_tmp symlink of this Write exists.
 	dataTmp bool
+	// prelinked are the members linked before the swap (see commit),
+	// until it is done: abort removes them.
+	prelinked []string
 }
 
 func newGroup(ds *dirSet, dir string) *atomicGroup {
@@ -276,6 +282,7 @@ func copyFileAt(src, dst int, dstPath, name string, st *unix.Stat_t) error {
 
 func (g *atomicGroup) commit(changed map[string]bool) error {
 	swapped := false
+	var prelinked []string
 	dir := g.dir.path
 	if g.newTS != "" {
 		atomicStep("staged")
@@ -288,6 +295,29 @@ func (g *atomicGroup) commit(changed map[string]bool) error {
 		}
 		g.dataTmp = true
 		atomicStep("data_tmp")
+		// A member that does not exist yet (a first render, or a member
+		// new to the group) is linked before the swap: its link points
+		// into ..data, which holds it only once the rename below is done,
+		// so every member appears with that one rename rather than one
+		// after another after it.
+		for i := range g.items {
+			it := &g.items[i]
+			if !it.relink {
+				continue
+			}
+			err := unix.Symlinkat(dataLink+"/"+it.name, g.dir.fd, it.name)
+			if errors.Is(err, unix.EEXIST) {
+				continue // replaced after the swap, by link
+			}
+			if err != nil {
+				return fmt.Errorf("symlink %s: %w", filepath.Join(dir, it.name), err)
+			}
+			it.relink = false
+			g.prelinked = append(g.prelinked, it.name)
+		}
+		if len(g.prelinked) > 0 {
+			atomicStep("prelinked")
+		}
 		if err := g.dir.stillThere(); err != nil {
 			return err
 		}
@@ -295,18 +325,24 @@ func (g *atomicGroup) commit(changed map[string]bool) error {
 			return fmt.Errorf("rename %s: %w", filepath.Join(dir, dataTmpLink), err)
 		}
 		swapped = true
-		g.newTS, g.dataTmp = "", false // committed: abort must not remove it
+		// Committed: abort must not remove them.
+		g.newTS, g.dataTmp, prelinked = "", false, g.prelinked
+		g.prelinked = nil
 		atomicStep("swapped")
 		if err := syncDir(g.dir.fd, dir); err != nil {
 			return err
 		}
 	}
 	relinked := false
+	for _, name := range prelinked {
+		changed[filepath.Join(dir, name)] = true
+	}
 	for _, it := range g.items {
 		if it.relink {
 			if err := g.link(it.name); err != nil {
 				return err
 			}
+			atomicStep("link")
 			relinked = true
 		}
 		if it.changed || it.relink {
@@ -352,6 +388,12 @@ func (g *atomicGroup) link(name string) error {
 }
 
 func (g *atomicGroup) abort() {
+	for _, name := range g.prelinked {
+		if t, err := readlinkat(g.dir.fd, name); err == nil && t == dataLink+"/"+name {
+			_ = unix.Unlinkat(g.dir.fd, name, 0)
+		}
+	}
+	g.prelinked = nil
 	if g.dataTmp {
 		_ = unix.Unlinkat(g.dir.fd, dataTmpLink, 0)
 		g.dataTmp = false

@@ -2,6 +2,7 @@ package render
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,6 +222,66 @@ func TestAtomicDirConsistentReads(t *testing.T) {
 			t.Errorf("timestamped dirs: %v", ts)
 		}
 	}
+}
+
+// TestAtomicDirMembersAppearTogether: the members of a group appear all
+// at once, with the swap of ..data: at no step of a first render is one
+// member readable while another is missing, and a member added to the
+// group appears with the new generation of the others, never beside the
+// old one. It sets a package hook, so it is not parallel.
+func TestAtomicDirMembersAppearTogether(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "group")
+	var steps []string
+	check := func(step string, names []string) {
+		steps = append(steps, step)
+		seen := map[string][]string{} // generation -> members holding it
+		for _, n := range names {
+			b, err := os.ReadFile(filepath.Join(dir, n))
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				seen["missing"] = append(seen["missing"], n)
+			case err != nil:
+				t.Fatal(err)
+			default:
+				seen[string(b[1:])] = append(seen[string(b[1:])], n)
+			}
+		}
+		if len(seen) > 1 {
+			t.Errorf("after step %s: members of different generations or missing: %v", step, seen)
+		}
+	}
+	defer func() { testHookAtomicStep = nil }()
+
+	names := []string{"a", "b", "c"}
+	testHookAtomicStep = func(step string) { check(step, names) }
+	if _, err := Render(atomicFiles(dir, names...), resolved(map[string]string{"A": "a1", "B": "b1", "C": "c1"})); err != nil {
+		t.Fatal(err)
+	}
+	check("end of the first render", names)
+	if !slices.Contains(steps, "swapped") {
+		t.Fatalf("steps %v: no swap", steps)
+	}
+
+	// A member d joins the group: until the swap it is missing and the
+	// others are generation 1 (d's absence is then not checked against
+	// them); after it, all four are generation 2.
+	steps = nil
+	all := []string{"a", "b", "c", "d"}
+	swapped := false
+	testHookAtomicStep = func(step string) {
+		if step == "swapped" {
+			swapped = true
+		}
+		if swapped {
+			check(step, all)
+		} else {
+			check(step, names)
+		}
+	}
+	if _, err := Render(atomicFiles(dir, all...), resolved(map[string]string{"A": "a2", "B": "b2", "C": "c2", "D": "d2"})); err != nil {
+		t.Fatal(err)
+	}
+	check("end of the second render", all)
 }
 
 func TestAtomicDirDiskFull(t *testing.T) {

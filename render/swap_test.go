@@ -157,3 +157,38 @@ func TestSameDirectoryTwoPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstAtomicRenderRefusedLeavesNothing: the members of a group's
+// first render are linked before the swap; when the directory is swapped
+// for a symlink then, the render is refused and removes those links with
+// the snapshot: the moved directory is left empty. It sets a package hook,
+// so it is not parallel.
+func TestFirstAtomicRenderRefusedLeavesNothing(t *testing.T) {
+	defer func() { testHookAtomicStep = nil }()
+	root := t.TempDir()
+	dir, elsewhere := filepath.Join(root, "secrets"), filepath.Join(root, "elsewhere")
+	mkdir(t, elsewhere)
+	mkdir(t, dir)
+	files := atomicFiles(dir, "a", "b")
+	swapped := false
+	testHookAtomicStep = func(step string) {
+		if step == "prelinked" && !swapped {
+			swapped = true
+			swapForSymlink(t, dir, elsewhere)
+		}
+	}
+	_, err := Render(files, resolved(map[string]string{"A": "a0", "B": "b0"}))
+	testHookAtomicStep = nil
+	if !swapped {
+		t.Fatal("step prelinked never happened")
+	}
+	if !errors.Is(err, ErrDirReplaced) {
+		t.Fatalf("err = %v, want ErrDirReplaced", err)
+	}
+	if got := entries(t, dir+".old"); len(got) > 0 {
+		t.Errorf("the refused first render left %v", got)
+	}
+	if got := entries(t, elsewhere); len(got) > 0 {
+		t.Errorf("written through the symlink: %v", got)
+	}
+}
