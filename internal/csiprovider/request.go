@@ -150,7 +150,7 @@ func refuseUnsupported(cfg *config.Config, where string) error {
 		case f.TemplateFile != "":
 			bad = append(bad, fmt.Sprintf("files[%d].template_file (the template must be inline: template)", i))
 		case f.Owner != nil || f.Group != nil:
-			bad = append(bad, fmt.Sprintf("files[%d].owner and group (the driver owns the files; use the pod's fsGroup)", i))
+			bad = append(bad, fmt.Sprintf("files[%d].owner and group (the driver writes every file as root:root, and the kubelet applies no fsGroup to its read-only volumes: leave the files readable by all, as the driver's 0644)", i))
 		case f.AtomicDir || f.AllowSymlink || f.OnChange != nil:
 			bad = append(bad, fmt.Sprintf("files[%d].atomic_dir, allow_symlink and on_change (the driver swaps the files itself)", i))
 		}
