@@ -21,6 +21,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -106,11 +107,43 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 			return nil, err
 		}
 	}
-	csiDriver, err := driverChartObject(ctx, src, "CSIDriver")
+	// The driver's chart: its CSIDriver object, its ServiceAccount and
+	// RBAC as they are (not its install hooks), its DaemonSet's
+	// secrets-store container's flags.
+	chart, err := driverChart(ctx, src)
 	if err != nil {
 		return nil, err
 	}
-	if err := node.Client.Apply(ctx, "", csiDriver); err != nil {
+	if err := node.CreateNamespace(ctx, driverNamespace); err != nil {
+		return nil, err
+	}
+	var driverArgs []string
+	for _, o := range chart {
+		if _, hook := o.GetAnnotations()["helm.sh/hook"]; hook {
+			continue
+		}
+		switch o.GetKind() {
+		case "CSIDriver", "ServiceAccount", "ClusterRole", "ClusterRoleBinding":
+			if err := node.Client.Apply(ctx, driverNamespace, o); err != nil {
+				return nil, err
+			}
+		case "DaemonSet":
+			var ds appsv1.DaemonSet
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &ds); err != nil {
+				return nil, err
+			}
+			for _, c := range ds.Spec.Template.Spec.Containers {
+				if c.Name == "secrets-store" {
+					driverArgs = c.Args
+				}
+			}
+		}
+	}
+	if driverArgs == nil {
+		return nil, errors.New("the driver's chart renders no secrets-store container")
+	}
+	token, err := serviceAccountToken(ctx, driverNamespace, "secrets-store-csi-driver")
+	if err != nil {
 		return nil, err
 	}
 	for _, f := range crds {
@@ -127,7 +160,7 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 		}
 	}
 	kubeconfig := filepath.Join(dir, "driver.kubeconfig")
-	if err := os.WriteFile(kubeconfig, node.Kube.Kubeconfig(node.Kube.API.URL, node.Kube.AdminToken), 0o600); err != nil {
+	if err := os.WriteFile(kubeconfig, node.Kube.Kubeconfig(node.Kube.API.URL, token), 0o600); err != nil {
 		return nil, err
 	}
 	s := &csiStack{}
@@ -148,16 +181,23 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 	if err := os.MkdirAll(filepath.Dir(sock), 0o750); err != nil {
 		return nil, err
 	}
-	s.driver, err = testenv.Start("secrets-store-csi-driver", dir, []string{bin,
-		"--endpoint=unix://" + sock,
-		"--nodeid=" + kubenode.Name,
-		"--provider-volume=" + providers,
-		"--additional-provider-volume-paths=" + providers,
-		"--enable-secret-rotation=true",
-		"--rotation-poll-interval=" + csiPoll.String(),
-		"--metrics-addr=0",
-		"-v=2",
-	}, []string{"KUBECONFIG=" + kubeconfig})
+	// The chart's flags, with the node's paths, a short poll and no
+	// metrics listener.
+	args, err := withFlags(driverArgs, map[string]string{
+		"--endpoint":                         "unix://" + sock,
+		"--nodeid":                           kubenode.Name,
+		"--provider-volume":                  providers,
+		"--additional-provider-volume-paths": providers,
+		"--rotation-poll-interval":           csiPoll.String(),
+		"--metrics-addr":                     "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(args, "--enable-secret-rotation=true") {
+		return nil, fmt.Errorf("the driver's chart with driver-values.yaml does not enable rotation: %q", args)
+	}
+	s.driver, err = testenv.Start("secrets-store-csi-driver", dir, append([]string{bin, "-v=2"}, args...), []string{"KUBECONFIG=" + kubeconfig})
 	if err != nil {
 		return nil, err
 	}
@@ -263,6 +303,16 @@ func (s *csiStack) checkNoLeak(t *testing.T, namespace string, values map[string
 	}
 }
 
+// checkDriverAllowed fails t if the API server refused the driver a
+// request: its chart's RBAC must be enough for mounts and rotation.
+func (s *csiStack) checkDriverAllowed(t *testing.T) {
+	t.Helper()
+	if l := s.driver.LogTail(1 << 30); strings.Contains(l, "serviceaccount:"+driverNamespace+":secrets-store-csi-driver") {
+		i := strings.Index(l, "serviceaccount:"+driverNamespace+":secrets-store-csi-driver")
+		t.Errorf("the API server refused the driver's ServiceAccount a request (its chart's RBAC):\n%s", l[max(0, i-300):min(len(l), i+300)])
+	}
+}
+
 // waitSocket waits until the unix socket path exists, or p (when not
 // nil) exits.
 func waitSocket(p *testenv.Process, path string) error {
@@ -340,10 +390,13 @@ func waitEstablished(ctx context.Context, path string) error {
 	}
 }
 
-// driverChartObject renders the driver's own chart (from its module's
-// source) with examples/kubernetes/csi/driver-values.yaml, as the
-// examples' README installs it, and returns its object of kind.
-func driverChartObject(ctx context.Context, src, kind string) (*unstructured.Unstructured, error) {
+// driverNamespace is where the driver's chart is installed.
+const driverNamespace = "kube-system"
+
+// driverChart renders the driver's own chart (from its module's source)
+// with examples/kubernetes/csi/driver-values.yaml, as the examples' README
+// installs it.
+func driverChart(ctx context.Context, src string) ([]*unstructured.Unstructured, error) {
 	helm, err := testenv.Binary("helm.sh")
 	if err != nil {
 		return nil, err
@@ -353,7 +406,7 @@ func driverChartObject(ctx context.Context, src, kind string) (*unstructured.Uns
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, helm, "template", "csi-secrets-store", filepath.Join(src, "charts", "secrets-store-csi-driver"),
-		"--namespace", "kube-system", "--kube-version", "1.36.3",
+		"--namespace", driverNamespace, "--kube-version", "1.36.3",
 		"-f", filepath.Join(root, "examples", "kubernetes", "csi", "driver-values.yaml"))
 	out, err := cmd.Output()
 	if err != nil {
@@ -363,16 +416,40 @@ func driverChartObject(ctx context.Context, src, kind string) (*unstructured.Uns
 		}
 		return nil, fmt.Errorf("helm template of the driver's chart: %w", err)
 	}
-	objs, err := kubenode.Decode(out)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range objs {
-		if o.GetKind() == kind {
-			return o, nil
+	return kubenode.Decode(out)
+}
+
+// withFlags returns args (--name=value flags) with the value of each flag
+// of set replaced; every flag of set must be there.
+func withFlags(args []string, set map[string]string) ([]string, error) {
+	out := slices.Clone(args)
+	for name, v := range set {
+		i := slices.IndexFunc(out, func(a string) bool { return strings.HasPrefix(a, name+"=") })
+		if i < 0 {
+			return nil, fmt.Errorf("the driver's chart does not set %s: %q", name, args)
 		}
+		out[i] = name + "=" + v
 	}
-	return nil, fmt.Errorf("the driver's chart renders no %s", kind)
+	return out, nil
+}
+
+// serviceAccountToken returns a token of ServiceAccount namespace/name
+// (TokenRequest, one hour), as the kubelet would project it.
+func serviceAccountToken(ctx context.Context, namespace, name string) (string, error) {
+	req := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+		"metadata": map[string]any{"name": name},
+		"spec":     map[string]any{"expirationSeconds": int64(3600)},
+	}}
+	got, err := node.Client.Dynamic.Resource(kubenode.Resources["ServiceAccount"]).Namespace(namespace).Create(ctx, req, metav1.CreateOptions{}, "token")
+	if err != nil {
+		return "", fmt.Errorf("token of ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	token, _, _ := unstructured.NestedString(got.Object, "status", "token")
+	if token == "" {
+		return "", fmt.Errorf("token of ServiceAccount %s/%s: none in the response", namespace, name)
+	}
+	return token, nil
 }
 
 // csiExample returns the objects of examples/kubernetes/csi/file other
@@ -664,6 +741,7 @@ func testCSIKubernetes(t *testing.T) {
 		t.Errorf("FailedMount event %q: want the Secret refused to the pod's ServiceAccount (forbidden) named", msg)
 	}
 	stack.checkNoLeak(t, exampleNS, values)
+	stack.checkDriverAllowed(t)
 }
 
 // testCSIVault: examples/kubernetes/csi/vault.yaml on the real driver,
@@ -787,6 +865,7 @@ func testCSIVault(t *testing.T) {
 		t.Errorf("FailedMount event %q: want Vault's refusal of the pod's ServiceAccount", msg)
 	}
 	stack.checkNoLeak(t, exampleNS, values)
+	stack.checkDriverAllowed(t)
 }
 
 // forward serves to (a server on 127.0.0.1) on the node's address NodeIP,
