@@ -88,10 +88,11 @@ func startCSIOnce() {
 }
 
 // newCSIStack applies the driver's CRDs (its module's config/crd/bases)
-// and the CSIDriver object its chart renders with
+// and the CSIDriver object, ServiceAccount and RBAC its chart renders with
 // examples/kubernetes/csi/driver-values.yaml, starts keyward csi-provider
-// and the driver (rotation on, polling every csiPoll) and registers the
-// driver with the kubelet.
+// (the pod of charts/keyward's DaemonSet) and the driver (as its
+// ServiceAccount, with its chart's flags, polling every csiPoll) and
+// registers the driver with the kubelet.
 func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 	bin, err := testenv.Binary("csi-driver.sh")
 	if err != nil {
