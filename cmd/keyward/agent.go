@@ -16,6 +16,7 @@ func newAgentCmd(g *globals) *cobra.Command {
 	var w runner.WatchOptions
 	var envFileRefs bool
 	var fileGroup int
+	var masking maskFlags
 	cmd := &cobra.Command{
 		Use:   "agent -c FILE [-- COMMAND [ARG...]]",
 		Short: "Render secrets and keep them fresh until SIGTERM (sidecar, daemon)",
@@ -46,6 +47,14 @@ receives, on_change signals and restarts (a restart gives it a fresh
 environment), and keyward exits with its code. Without a command, on_change may
 only run commands (signal and restart need a child).
 
+With --mask (the default when CI is set; --no-mask turns it off) the child's
+and the on_change commands' stdout and stderr pass through keyward, which
+replaces every secret value and its encoded forms with ***, as exec --mask
+does: values that rotate in are masked before the child or a file can see
+them, values they replaced stay masked, and a restarted child's output is
+masked like the first one's. The child's output is then a pipe, not the
+terminal.
+
 Shutdown is bounded: a child still running --stop-timeout after a forwarded
 SIGTERM is killed, and the agent's own shutdown (in-flight fetches, on_change
 commands, the server) then takes at most --shutdown-timeout, whatever a store
@@ -59,7 +68,10 @@ config is invalid; with a command, the command's.`,
   keyward agent -c /etc/keyward/keyward.yaml
 
   # daemon around a workload that reloads on SIGHUP
-  keyward agent -c keyward.yaml -- nginx -g 'daemon off;'`,
+  keyward agent -c keyward.yaml -- nginx -g 'daemon off;'
+
+  # a workload whose logs must not show a secret, also after a rotation
+  keyward agent --mask -c keyward.yaml -- ./server --verbose`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if n := cmd.ArgsLenAtDash(); n > 0 || n < 0 && len(args) > 0 {
 				return usageError("agent takes no arguments before --: keyward agent -c FILE [-- COMMAND [ARG...]]")
@@ -74,12 +86,14 @@ config is invalid; with a command, the command's.`,
 			}
 			defer r.Close()
 			w.RetryInit = true
+			w.Output = masking.output(g)
 			return r.Run(cmd.Context(), args, w)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	envFileRefsFlag(cmd, &envFileRefs)
 	fileGroupFlag(cmd, &fileGroup)
+	masking.register(cmd, g, "")
 	cmd.Flags().DurationVar(&w.InitTimeout, "init-timeout", runner.DefaultInitTimeout, "how long to keep retrying the first fetch and render before giving up (0: no limit)")
 	cmd.Flags().DurationVar(&w.StopTimeout, "stop-timeout", child.DefaultStopTimeout, "with a command: how long the child has to exit after its stop signal before SIGKILL (shutdown, and restarts without on_change.timeout)")
 	cmd.Flags().DurationVar(&w.ShutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long the agent's own shutdown may take after SIGTERM, or after the child exited (in-flight fetches, on_change commands, the server); keyward exits when it is over")

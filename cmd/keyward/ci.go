@@ -225,6 +225,32 @@ func maskByDefault(getenv func(string) string) bool {
 	return true
 }
 
+// maskFlags are --mask, --no-mask and --mask-idle, which exec and agent
+// share: with them the child's (and the on_change commands') stdout and
+// stderr pass through the process's masker.
+type maskFlags struct {
+	on, off bool
+	idle    time.Duration
+}
+
+// register adds the flags to cmd; implies ends --mask's usage line (what
+// else --mask turns on in that command, or "").
+func (m *maskFlags) register(cmd *cobra.Command, g *globals, implies string) {
+	cmd.Flags().BoolVar(&m.on, "mask", maskByDefault(g.env.getenv), "replace secret values in the child's stdout and stderr with *** (default true when CI is set"+implies+")")
+	cmd.Flags().BoolVar(&m.off, "no-mask", false, "do not mask the child's output, also when CI is set")
+	cmd.Flags().DurationVar(&m.idle, "mask-idle", mask.DefaultIdle, "with --mask: how long output that may be the beginning of a secret is held back when nothing follows")
+}
+
+// output is the runner's Output for the flags: maskedOutput when masking
+// is on, nil (the child writes to keyward's own stdout and stderr) when
+// it is off.
+func (m *maskFlags) output(g *globals) func() (stdout, stderr io.Writer, flush func()) {
+	if !m.on || m.off {
+		return nil
+	}
+	return func() (io.Writer, io.Writer, func()) { return maskedOutput(g, m.idle) }
+}
+
 // maskedOutput returns writers that mask, in what is written to g.stdout
 // and g.stderr, every value the process's masker knows (g.learn adds
 // resolved, rotated and token values as they arrive, before the child or a

@@ -1,20 +1,17 @@
 package main
 
 import (
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/runner"
 )
 
 func newExecCmd(g *globals) *cobra.Command {
 	var supervise bool
 	var stopTimeout time.Duration
-	var maskOutput, noMask bool
-	var maskIdle time.Duration
+	var masking maskFlags
 	var envFileRefs bool
 	cmd := &cobra.Command{
 		Use:   "exec [-c FILE] -- COMMAND [ARG...]",
@@ -92,10 +89,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 				return err
 			}
 			defer r.Close()
-			var output func() (io.Writer, io.Writer, func())
-			if maskOutput && !noMask {
-				output = func() (io.Writer, io.Writer, func()) { return maskedOutput(g, maskIdle) }
-			}
+			output := masking.output(g)
 			if cfg != nil && (cfg.Watch != nil || cfg.OnChange != nil) {
 				// Rotation: supervise the child, keeping the secrets fresh.
 				return r.Run(cmd.Context(), args, runner.WatchOptions{StopTimeout: stopTimeout, ShutdownTimeout: defaultShutdownTimeout, Output: output})
@@ -106,9 +100,7 @@ Exit status: the command's own; 127 command not found, 126 not executable,
 	cmd.Flags().SetInterspersed(false)
 	envFileRefsFlag(cmd, &envFileRefs)
 	cmd.Flags().BoolVar(&supervise, "supervise", false, "stay as the parent process: forward signals, reap zombies, mirror the exit code (automatic as PID 1)")
-	cmd.Flags().BoolVar(&maskOutput, "mask", maskByDefault(g.env.getenv), "replace secret values in the child's stdout and stderr with *** (default true when CI is set; implies --supervise)")
-	cmd.Flags().BoolVar(&noMask, "no-mask", false, "do not mask the child's output, also when CI is set")
-	cmd.Flags().DurationVar(&maskIdle, "mask-idle", mask.DefaultIdle, "with --mask: how long output that may be the beginning of a secret is held back when nothing follows")
+	masking.register(cmd, g, "; implies --supervise")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 10*time.Second, "with --supervise: how long the child has to exit after a forwarded SIGTERM before SIGKILL")
 	return cmd
 }

@@ -147,7 +147,11 @@ func (f *leakFixture) write(rel, content string) {
 	f.inputs[rel] = true
 }
 
-// forms returns every form of every value keyward holds, computed here
+// forms returns every form of every value keyward holds (valueForms).
+func (f *leakFixture) forms() map[string]string { return valueForms(f.values) }
+
+// valueForms returns every form of every value of values (name -> value),
+// each mapped to the value's name and the form's kind, computed here
 // with the standard library and by hand rather than by the masker, so that
 // an encoding the masker forgets is not forgotten by the test too: base64
 // (standard and URL alphabets, padded and raw), hex in either case,
@@ -159,9 +163,9 @@ func (f *leakFixture) write(rel, content string) {
 // mask.DefaultMinLength bytes long (shorter ones are documented as not
 // masked). Each form is computed for the value and for the value without
 // its trailing line breaks.
-func (f *leakFixture) forms() map[string]string {
+func valueForms(values map[string]string) map[string]string {
 	out := map[string]string{}
-	for name, value := range f.values {
+	for name, value := range values {
 		add := func(form, kind string) {
 			if len(form) < mask.DefaultMinLength {
 				return

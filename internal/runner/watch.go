@@ -38,8 +38,9 @@ type WatchOptions struct {
 	// child's exit (--shutdown-timeout).
 	ShutdownTimeout time.Duration
 	// Output, when set, gives the child's and the on_change commands'
-	// stdout and stderr in place of Env's (exec --mask); flush runs after
-	// the child's last exit.
+	// stdout and stderr in place of Env's (exec and agent --mask); flush
+	// runs after the child's last exit, or without a child after the
+	// shutdown.
 	Output func() (stdout, stderr io.Writer, flush func())
 }
 
@@ -240,7 +241,9 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 			return err
 		}
 		stopSignals() // a second SIGTERM or SIGINT ends keyward at once
-		return work.shutdown()
+		err := work.shutdown()
+		flush() // what the on_change commands' output held back
+		return err
 	}
 
 	stopSignals()

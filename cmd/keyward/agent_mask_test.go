@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestAgentMaskChildOutput: keyward agent --mask -- COMMAND masks the
+// child's stdout and stderr through the process's one masker, whatever
+// reaches the child and however:
+//   - the values it starts with (an env variable and a file);
+//   - a file value that rotates while it runs: the running child is only
+//     signalled, so the writers it already has must know the new value;
+//   - an env value that rotates in by a restart: the restarted child's
+//     output goes through the same writers;
+//
+// each printed raw, in two writes (one of them after a short pause) and in
+// every encoded form, computed here by the standard library (valueForms).
+// No form of any value reaches keyward's stdout or stderr, every line
+// holding one is exactly what is left with the value masked, and keyward
+// exits with the child's code.
+func TestAgentMaskChildOutput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	// Single-line, so that every form is one line of a forms file; ASCII
+	// in their first 6 bytes, so that the shell's split writes put the
+	// value back together byte for byte.
+	db1, db2 := `agent-db "one" & ä/1?x=y\z`, `agent-db "two" & ö/2?x=z<>`
+	api1, api2 := "agent-api one+two/€ key%41", "agent-api three 中文 'k'#9"
+	all := map[string]string{"db (initial)": db1, "db (rotated)": db2, "api (initial)": api1, "api (rotated)": api2}
+	jsonOf := func(k, v string) string {
+		b, err := json.Marshal(map[string]string{k: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// formsFile writes every form of value, one a line, for the child to
+	// print.
+	formsFile := func(name, value string) {
+		var lines []string
+		for form := range valueForms(map[string]string{"v": value}) {
+			lines = append(lines, form)
+		}
+		slices.Sort(lines)
+		atomicWrite(t, filepath.Join(dir, name), strings.Join(lines, "\n")+"\n")
+	}
+	writeFile(t, filepath.Join(dir, "db.json"), jsonOf("password", db1))
+	writeFile(t, filepath.Join(dir, "api.json"), jsonOf("key", api1))
+	formsFile("db-forms.txt", db1)
+	formsFile("api-forms.txt", api1)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB: file:db.json#password
+  API: file:api.json#key
+env:
+  DB_VALUE: DB
+files:
+  - {path: out/api, format: raw, secret: API, on_change: {signal: HUP}}
+watch: {interval: 1h, debounce: 100ms}
+server: {listen: "unix:kw.sock"}
+`)
+	// show prints $v raw on both streams, in two writes of its stdout
+	// (the second after a pause well under --mask-idle) and every form of
+	// it from the forms file $1.
+	child := `show() {
+  printf '%s %s\n' "$2" "$v"; printf '%s %s\n' "$2" "$v" >&2
+  printf '%.6s' "$v"; sleep 0.02; printf '%s\n' "${v#??????}"
+  cat "$1"; cat "$1" >&2
+}
+trap 'exit 7' TERM
+trap 'v=$(cat out/api); show api-forms.txt api; echo hup-done' HUP
+v=$DB_VALUE; show db-forms.txt db
+v=$(cat out/api); show api-forms.txt api
+echo started
+while :; do sleep 1 & wait $!; done`
+	a := startAgent(t, dir, nil, "agent", "--mask", "-c", "keyward.yaml", "--", "sh", "-c", child)
+	var out []string
+	until := func(marker string) {
+		t.Helper()
+		for {
+			l := a.nextLine()
+			out = append(out, l)
+			if l == marker {
+				return
+			}
+		}
+	}
+	until("started")
+	a.waitWatching(2)
+
+	// The file value rotates: the child is signalled, not restarted.
+	formsFile("api-forms.txt", api2)
+	atomicWrite(t, filepath.Join(dir, "api.json"), jsonOf("key", api2))
+	until("hup-done")
+
+	// The env value rotates: the child is restarted with it.
+	formsFile("db-forms.txt", db2)
+	atomicWrite(t, filepath.Join(dir, "db.json"), jsonOf("password", db2))
+	until("started")
+
+	if code := a.stop(); code != 7 {
+		t.Errorf("exit code %d, want the child's 7", code)
+	}
+	stdout, stderr := strings.Join(out, "\n"), a.stderr.String()
+	for form, what := range valueForms(all) {
+		if strings.Contains(stdout, form) {
+			t.Errorf("stdout: leaked value of %s", what)
+		}
+		if strings.Contains(stderr, form) {
+			t.Errorf("stderr: leaked value of %s", what)
+		}
+	}
+	// Every line of the child's is what remains of it with the value
+	// masked, so the values were printed and each was masked whole.
+	masked := 0
+	for _, l := range out {
+		switch l {
+		case "***", "db ***", "api ***":
+			masked++
+		case "started", "hup-done":
+		default:
+			t.Errorf("the child's line is not masked whole (%d bytes)", len(l))
+		}
+	}
+	// Each printing (db and api at the start, api after the HUP, db and
+	// api after the restart) is a raw line, a split line and every form.
+	want := 0
+	for _, v := range []string{db1, api1, api2, db2, api2} {
+		want += 2 + len(valueForms(map[string]string{"v": v}))
+	}
+	if masked != want {
+		t.Errorf("%d masked lines on stdout, want %d", masked, want)
+	}
+}
