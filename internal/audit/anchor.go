@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -35,8 +36,13 @@ type window struct {
 	// leftmost match that starts within skipRunes of a position. skipCtx
 	// first passes over one rune, the one before that position, so that
 	// \b, \B and ^ see what they see in the whole text.
-	skip, skipCtx *regexp.Regexp
-	skipRunes     int
+	skipRunes int
+	// at and atCtx are the rule's regex anchored at the start of the
+	// text, the latter after one rune (as skipCtx).
+	skip, skipCtx, at, atCtx lazyRegexp
+	// expr is the rule's regex, which those are compiled from on first
+	// use (most rules never need them).
+	expr string
 	// context: the regex looks at the rune before a match (\b, \B, ^).
 	context bool
 	// check, when set, is a quick test that a keyword's occurrence can
@@ -54,6 +60,10 @@ type window struct {
 	// when there is no such test.
 	first *[256]bool
 	reach int
+	// before, when set, holds every byte the regex's parts before the
+	// run of runLen bytes at most that holds a keyword may match.
+	before *[256]bool
+	runLen int
 	// own, for a rule whose matches need not hold its keywords, are
 	// strings (lower case) that every match holds, found in the regex
 	// (see ownWindow): the rule runs around their occurrences instead.
@@ -80,16 +90,101 @@ func newWindow(expr string, keywords []string) *window {
 	if !ok || lead < 0 || lead > maxLead || nullable(re) {
 		return nil
 	}
-	w := &window{lead: lead, lines: maxNewlines(re), context: looksBack(re), skipRunes: max(lead, 1)}
-	n := strconv.Itoa(w.skipRunes)
-	if w.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
-		return nil
-	}
-	if w.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
-		return nil
-	}
+	w := &window{lead: lead, lines: maxNewlines(re), context: looksBack(re), skipRunes: max(lead, 1), expr: expr}
 	w.addCheck(re, keywords)
+	if pre, run, ok := beforeAnchor(flatten(re), keywords); ok {
+		var set [256]bool
+		if addBytes(&set, &syntax.Regexp{Op: syntax.OpConcat, Sub: pre}) {
+			w.before, w.runLen = &set, run
+		}
+	}
 	return w
+}
+
+// beforeAnchor returns, for a sequence of parts (groups opened) of which
+// a run of consecutive ones holds a keyword in every match, the parts
+// before that run and the run's longest match.
+func beforeAnchor(parts []*syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) {
+	start := 0
+	pre, preLen := []string{""}, 0
+	for i, s := range parts {
+		set, ok := product(pre, s)
+		if !ok {
+			pre, preLen, start = []string{""}, 0, i+1
+			continue
+		}
+		preLen = addLen(preLen, longest(s))
+		if allHold(set, kws) {
+			return parts[:start], preLen, preLen >= 0 && preLen <= maxLead
+		}
+		pre = set
+	}
+	return nil, 0, false
+}
+
+// addBytes adds to set every byte a match of re may hold, and reports
+// whether they are all ASCII (in text without the runes of
+// foldsToASCII).
+func addBytes(set *[256]bool, re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
+		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return true
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			rs := []rune{r}
+			if re.Flags&syntax.FoldCase != 0 {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					rs = append(rs, f)
+				}
+			}
+			for _, r := range rs {
+				switch {
+				case r < utf8.RuneSelf:
+					set[r] = true
+				case !foldsToASCIIRune(r):
+					return false
+				}
+			}
+		}
+		return true
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			for r := re.Rune[i]; r <= re.Rune[i+1]; r++ {
+				switch {
+				case r < utf8.RuneSelf:
+					set[r] = true
+				case !foldsToASCIIRune(r):
+					return false
+				}
+			}
+		}
+		return true
+	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest, syntax.OpRepeat, syntax.OpConcat, syntax.OpAlternate:
+		for _, s := range re.Sub {
+			if !addBytes(set, s) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// earliest returns where a match holding the keyword k may start at the
+// earliest: w.lead bytes before its end, or, when the regex's parts
+// before the run that holds the keyword match only bytes of w.before,
+// after the last byte before the run that is not one of them.
+func (w *window) earliest(text string, k span) int {
+	lo := max(k.end-w.lead, 0)
+	if w.before == nil {
+		return lo
+	}
+	i := max(k.end-w.runLen, 0)
+	for i > lo && w.before[text[i-1]] {
+		i--
+	}
+	return i
 }
 
 // addCheck sets w.check, w.first and w.reach for re when it is, or its
@@ -406,13 +501,7 @@ func runWindow(expr string) *window {
 		return nil
 	}
 	best.lines, best.context, best.skipRunes, best.reach = maxNewlines(re), looksBack(re), max(best.lead, 64), -1
-	n := strconv.Itoa(best.skipRunes)
-	if best.skip, err = regexp.Compile(`\A(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
-		return nil
-	}
-	if best.skipCtx, err = regexp.Compile(`\A(?s:.)(?s:.){0,` + n + `}?(` + expr + `)`); err != nil {
-		return nil
-	}
+	best.expr = expr
 	return best
 }
 
@@ -950,7 +1039,7 @@ func isASCII(s string) bool {
 // start] of the keywords' spans; within them, findAll looks for the
 // leftmost match from where the last one ended, as FindAll does, with
 // the text on both sides that the regex can look at.
-func (w *window) findAll(text string, kws []span) [][]int {
+func (w *window) findAll(text string, kws []span, whole *regexp.Regexp) [][]int {
 	var ivs []span
 	if w.run != nil {
 		ivs = w.runIntervals(text)
@@ -958,7 +1047,7 @@ func (w *window) findAll(text string, kws []span) [][]int {
 		kws = w.keep(text, kws)
 		ivs = make([]span, len(kws))
 		for i, k := range kws {
-			ivs[i] = span{max(k.end-w.lead, 0), k.start}
+			ivs[i] = span{w.earliest(text, k), k.start}
 		}
 	}
 	slices.SortFunc(ivs, func(a, b span) int { return a.start - b.start })
@@ -972,7 +1061,15 @@ func (w *window) findAll(text string, kws []span) [][]int {
 			hi = max(hi, ivs[i].end)
 		}
 		for a := max(lo, pos); a <= hi; {
-			s, e, next := w.find(text, a)
+			var s, e, next int
+			if hi-a < shortInterval {
+				s, e, next = w.findAt(text, a)
+			} else {
+				s, e, next = w.find(text, a)
+			}
+			if next < 0 { // a regexp that does not compile
+				return whole.FindAllStringIndex(text, -1)
+			}
 			if s < 0 {
 				a = next
 				continue
@@ -984,9 +1081,67 @@ func (w *window) findAll(text string, kws []span) [][]int {
 	return out
 }
 
+// lazyRegexp is a regexp compiled on first use.
+type lazyRegexp struct {
+	once sync.Once
+	re   *regexp.Regexp
+}
+
+// get returns the regexp, nil if expr (called once) does not compile.
+func (l *lazyRegexp) get(expr func() string) *regexp.Regexp {
+	l.once.Do(func() { l.re, _ = regexp.Compile(expr()) })
+	return l.re
+}
+
+// skipExpr is the expression of skip, or of skipCtx with ctx.
+func (w *window) skipExpr(ctx bool) string {
+	n := strconv.Itoa(w.skipRunes)
+	if ctx {
+		return `\A(?s:.)(?s:.){0,` + n + `}?(` + w.expr + `)`
+	}
+	return `\A(?s:.){0,` + n + `}?(` + w.expr + `)`
+}
+
+// atExpr is the expression of at, or of atCtx with ctx.
+func (w *window) atExpr(ctx bool) string {
+	if ctx {
+		return `\A(?s:.)(?:` + w.expr + `)`
+	}
+	return `\A(?:` + w.expr + `)`
+}
+
+// shortInterval: starts fewer than this are tried one by one (findAt),
+// more with one search (find).
+const shortInterval = 0
+
+// findAt returns the match of the rule's regex in text (as in the whole
+// text) that starts at a, or s < 0 and the position after a (next < 0
+// when the regexp does not compile).
+func (w *window) findAt(text string, a int) (s, e, next int) {
+	a = runeStart(text, a)
+	end := cutAfter(text, a, w.lines)
+	from, re := a, &w.at
+	if w.context && a > 0 {
+		_, n := utf8.DecodeLastRuneInString(text[:a])
+		from, re = a-n, &w.atCtx
+	}
+	compiled := re.get(func() string { return w.atExpr(re == &w.atCtx) })
+	if compiled == nil {
+		return -1, -1, -1
+	}
+	if loc := compiled.FindStringIndex(text[from:end]); loc != nil {
+		return a, from + loc[1], 0
+	}
+	if a < len(text) {
+		return -1, -1, a + runeWidth(text, a)
+	}
+	return -1, -1, len(text) + 1
+}
+
 // find returns the leftmost match of the rule's regex in text (as in the
 // whole text) that starts within w.skipRunes runes from a, or s < 0 and
-// the position after the last start it looked at.
+// the position after the last start it looked at (next < 0 when the
+// search's regexp does not compile).
 func (w *window) find(text string, a int) (s, e, next int) {
 	a = runeStart(text, a)
 	last := a
@@ -1000,12 +1155,16 @@ func (w *window) find(text string, a int) (s, e, next int) {
 	// up to last: the text is cut after one more, and no thread of the
 	// regex reaches the cut.
 	end := cutAfter(text, last, w.lines)
-	from, re := a, w.skip
+	from, re := a, &w.skip
 	if w.context && a > 0 {
 		_, n := utf8.DecodeLastRuneInString(text[:a])
-		from, re = a-n, w.skipCtx
+		from, re = a-n, &w.skipCtx
 	}
-	loc := re.FindStringSubmatchIndex(text[from:end])
+	compiled := re.get(func() string { return w.skipExpr(re == &w.skipCtx) })
+	if compiled == nil {
+		return -1, -1, -1
+	}
+	loc := compiled.FindStringSubmatchIndex(text[from:end])
 	if loc == nil {
 		if last < len(text) {
 			return -1, -1, last + runeWidth(text, last)

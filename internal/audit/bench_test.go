@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zricethezav/gitleaks/v8/detect"
+	"github.com/zricethezav/gitleaks/v8/sources"
 )
 
 // benchTexts are a copy of this repository's Go sources (dense in the
@@ -47,6 +50,26 @@ func BenchmarkRules(b *testing.B) {
 			for b.Loop() {
 				for off := 0; off < len(text); off += chunkSize {
 					rs.detect("bench/"+name+".txt", text[off:min(off+chunkSize, len(text))], 1)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGitleaks measures gitleaks' own detector (its library, with
+// its default rules) on the texts of BenchmarkRules, for comparison.
+func BenchmarkGitleaks(b *testing.B) {
+	d, err := detect.NewDetectorDefaultConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, text := range benchTexts(b) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				for off := 0; off < len(text); off += chunkSize {
+					//lint:ignore SA1019 gitleaks' Detect takes no other type before v9
+					d.Detect(detect.Fragment(sources.Fragment{Raw: text[off:min(off+chunkSize, len(text))], FilePath: "bench/" + name + ".txt", StartLine: 1}))
 				}
 			}
 		})

@@ -1,12 +1,15 @@
 package audit
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 //go:generate go run ./gen -o rules_gitleaks.go
@@ -83,48 +86,39 @@ var defaultRules = sync.OnceValues(func() (*ruleSet, error) {
 })
 
 func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
-	rs := &ruleSet{byWord: map[string][]int{}}
+	// The rules are compiled in parallel: start-up is most of the time
+	// an audit of a small tree takes.
+	rules := make([]*rule, len(specs))
+	errs := make([]error, len(specs))
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(specs); i = int(next.Add(1) - 1) {
+				rules[i], errs[i] = compileRule(specs[i])
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	rs := &ruleSet{rules: rules, byWord: map[string][]int{}, windowed: true}
 	var words []string
-	ascii := true
-	for i, s := range specs {
-		r := &rule{id: s.ID, desc: s.Description, secretGroup: s.SecretGroup, entropy: s.Entropy}
-		var err error
-		if s.Regex != "" {
-			if r.re, err = regexp.Compile(s.Regex); err != nil {
-				return nil, fmt.Errorf("rule %s: %w", s.ID, err)
-			}
-		}
-		if s.Path != "" {
-			if r.path, err = regexp.Compile(s.Path); err != nil {
-				return nil, fmt.Errorf("rule %s: path: %w", s.ID, err)
-			}
-		}
-		if r.allow, err = compileAllow(s.Allowlists); err != nil {
-			return nil, fmt.Errorf("rule %s: %w", s.ID, err)
-		}
-		if len(s.Keywords) == 0 {
+	for i, r := range rules {
+		if len(r.keywords) == 0 {
 			rs.always = append(rs.always, i)
 		}
-		for _, k := range s.Keywords {
-			k = strings.ToLower(k)
-			ascii = ascii && isASCII(k)
-			r.keywords = append(r.keywords, k)
+		for _, k := range r.keywords {
+			rs.windowed = rs.windowed && isASCII(k)
 			if _, ok := rs.byWord[k]; !ok {
 				words = append(words, k)
 			}
 			rs.byWord[k] = append(rs.byWord[k], i)
 		}
-		if r.re != nil && len(r.keywords) > 0 {
-			if r.win = newWindow(s.Regex, r.keywords); r.win == nil {
-				r.win = ownWindow(s.Regex)
-			}
-			if r.win == nil {
-				r.win = runWindow(s.Regex)
-			}
-		}
-		rs.rules = append(rs.rules, r)
 	}
-	rs.windowed = ascii
 	var err error
 	if rs.global, err = compileAllow(global); err != nil {
 		return nil, fmt.Errorf("global allowlist: %w", err)
@@ -137,6 +131,36 @@ func compileRules(specs []ruleSpec, global []allowSpec) (*ruleSet, error) {
 		rs.enables = append(rs.enables, rs.byWord[w])
 	}
 	return rs, nil
+}
+
+func compileRule(s ruleSpec) (*rule, error) {
+	r := &rule{id: s.ID, desc: s.Description, secretGroup: s.SecretGroup, entropy: s.Entropy}
+	var err error
+	if s.Regex != "" {
+		if r.re, err = regexp.Compile(s.Regex); err != nil {
+			return nil, fmt.Errorf("rule %s: %w", s.ID, err)
+		}
+	}
+	if s.Path != "" {
+		if r.path, err = regexp.Compile(s.Path); err != nil {
+			return nil, fmt.Errorf("rule %s: path: %w", s.ID, err)
+		}
+	}
+	if r.allow, err = compileAllow(s.Allowlists); err != nil {
+		return nil, fmt.Errorf("rule %s: %w", s.ID, err)
+	}
+	for _, k := range s.Keywords {
+		r.keywords = append(r.keywords, strings.ToLower(k))
+	}
+	if r.re != nil && len(r.keywords) > 0 {
+		if r.win = newWindow(s.Regex, r.keywords); r.win == nil {
+			r.win = ownWindow(s.Regex)
+		}
+		if r.win == nil {
+			r.win = runWindow(s.Regex)
+		}
+	}
+	return r, nil
 }
 
 func compileAllow(specs []allowSpec) ([]*allowlist, error) {
@@ -305,7 +329,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 			if r.win.own != nil {
 				near[i] = r.win.occurrences(lower)
 			}
-			matches = r.win.findAll(chunk, near[i])
+			matches = r.win.findAll(chunk, near[i], r.re)
 		} else {
 			matches = r.re.FindAllStringIndex(chunk, -1)
 		}
