@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,8 +19,9 @@ import (
 // fakeCluster is an in-memory API server for the unit tests: Secrets with
 // increasing resourceVersions, an event history that watches replay from
 // their resourceVersion, compaction (watching from before it is 410 Gone),
-// field-selector watches, server-side closing of watches, and injected
-// errors. It implements secretsAPI.
+// field-selector watches, server-side closing of watches (also at the
+// timeoutSeconds a watch asks for), a server that goes silent (silence),
+// and injected errors. It implements secretsAPI.
 type fakeCluster struct {
 	mu        sync.Mutex
 	rv        int
@@ -27,6 +29,9 @@ type fakeCluster struct {
 	history   []fakeEvent
 	compacted int // watching from a resourceVersion below this is 410 Gone
 	watches   []*fakeWatch
+	// silent: requests are never answered and open watches bring
+	// nothing, as behind a proxy that swallows data (silence).
+	silent bool
 
 	// Injected failures, consulted before each call; nil means none.
 	failGet   func(ns, name string) error
@@ -47,6 +52,7 @@ type fakeEvent struct {
 type fakeWatch struct {
 	ns, name string // name "" watches the whole namespace
 	w        *watch.RaceFreeFakeWatcher
+	frozen   bool // opened before a silence: it never brings anything again
 }
 
 func newFakeCluster() *fakeCluster {
@@ -100,7 +106,7 @@ func (c *fakeCluster) del(ns, name string) {
 func (c *fakeCluster) emit(ev fakeEvent) {
 	c.history = append(c.history, ev)
 	for _, fw := range c.watches {
-		if fw.matches(ev.obj) {
+		if !fw.frozen && fw.matches(ev.obj) {
 			fw.w.Action(ev.typ, ev.obj.DeepCopy())
 		}
 	}
@@ -116,7 +122,9 @@ func (c *fakeCluster) closeWatches() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, fw := range c.watches {
-		fw.w.Stop()
+		if !fw.frozen {
+			fw.w.Stop()
+		}
 	}
 	c.watches = nil
 }
@@ -142,8 +150,38 @@ func (c *fakeCluster) bookmark() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, fw := range c.watches {
+		if fw.frozen {
+			continue
+		}
 		fw.w.Action(watch.Bookmark, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{ResourceVersion: strconv.Itoa(c.rv)}})
 	}
+}
+
+// silence makes the server silent (on) or answer again: while silent,
+// List and Watch block until their context ends, and the watches open
+// when it began bring nothing more, ever (not even their end), as the
+// connections of a client behind a proxy that swallows data.
+func (c *fakeCluster) silence(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.silent = on
+	if on {
+		for _, fw := range c.watches {
+			fw.frozen = true
+		}
+	}
+}
+
+// hang blocks until ctx ends when the server is silent; c.mu is held on
+// entry and on return.
+func (c *fakeCluster) hang(ctx context.Context) error {
+	if !c.silent {
+		return nil
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.mu.Lock()
+	return ctx.Err()
 }
 
 func (c *fakeCluster) openWatches() int {
@@ -220,6 +258,9 @@ func (c *fakeCluster) List(ctx context.Context, ns string, opts metav1.ListOptio
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := c.hang(ctx); err != nil {
+		return nil, err
+	}
 	if c.failList != nil {
 		if err := c.failList(ns, opts); err != nil {
 			return nil, err
@@ -245,6 +286,9 @@ func (c *fakeCluster) Watch(ctx context.Context, ns string, opts metav1.ListOpti
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := c.hang(ctx); err != nil {
+		return nil, err
+	}
 	if c.failWatch != nil {
 		if err := c.failWatch(ns, opts); err != nil {
 			return nil, err
@@ -268,5 +312,15 @@ func (c *fakeCluster) Watch(ctx context.Context, ns string, opts metav1.ListOpti
 		}
 	}
 	c.watches = append(c.watches, fw)
+	if opts.TimeoutSeconds != nil {
+		// The API server ends the watch at the timeout it asked for.
+		time.AfterFunc(time.Duration(*opts.TimeoutSeconds)*time.Second, func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if !fw.frozen {
+				fw.w.Stop()
+			}
+		})
+	}
 	return fw.w, nil
 }

@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -27,6 +28,36 @@ const (
 	// timeout); it is resumed at once rather than after a backoff.
 	watchHealthy = 30 * time.Second
 )
+
+// A watch that hangs (its connection stays open but nothing arrives: a
+// proxy or load balancer that swallows data, a half-dead path) is seen
+// only by what the watch itself promises. client-go's HTTP/2 health check
+// (a PING after 30s without a frame, the connection closed 15s later
+// without an answer) catches a dead connection only when it speaks HTTP/2
+// end to end with the API server: not over HTTP/1.1 (plain http://, a
+// proxy without HTTP/2, DISABLE_HTTP2), nor behind an HTTP/2 proxy that
+// answers PINGs itself. Bookmarks come about once a minute, but only when
+// the API server's watch cache serves the watch. So each watch asks the
+// API server to end it after watchTimeout plus up to watchTimeoutJitter
+// (timeoutSeconds, which the API server honours whatever serves the watch),
+// and a watch that brought nothing (no event, no bookmark, no end) for
+// watchIdle, longer than that, is broken: it is stopped, counted as a
+// failed attempt (the watch reports itself unhealthy, so its secrets are
+// polled at the normal interval) and opened again. A list or a watch
+// request not answered within requestTimeout fails the same way.
+const (
+	watchTimeout       = 2 * time.Minute
+	watchTimeoutJitter = 30 * time.Second
+	watchIdle          = 3 * time.Minute
+	requestTimeout     = 30 * time.Second
+)
+
+// errStalled ends a watch that brought nothing for watchIdle.
+var errStalled = fmt.Errorf("watch stalled: no event, bookmark or end from the API server for %v", watchIdle)
+
+// errNoAnswer ends a list or a watch request not answered within
+// requestTimeout.
+var errNoAnswer = fmt.Errorf("no answer from the API server within %v", requestTimeout)
 
 // observed is what a stream knows of one Secret: whether it exists and,
 // if so, its resourceVersion.
@@ -58,7 +89,8 @@ type stream struct {
 // between the caller's Fetch and the watch), then watches from the list's
 // resourceVersion with bookmarks. A watch that ends (API server timeout
 // or restart, network failure) resumes from the last resourceVersion
-// seen; when the API server answers 410 Gone the stream lists again and
+// seen, and so does one that brought nothing for watchIdle (a hung
+// connection: see watchIdle); when the API server answers 410 Gone the stream lists again and
 // reports only the Secrets whose resourceVersion or existence differs
 // from what it knew, so no change is lost and unchanged Secrets are not
 // reported. Changes coalesce: a burst of updates to one Secret while
@@ -76,9 +108,9 @@ func (p *Provider) Watch(ctx context.Context, refs []providers.Ref, changed func
 var _ providers.HealthWatcher = (*Provider)(nil)
 
 // WatchHealth implements providers.HealthWatcher: it is Watch, and it calls
-// healthy(false) when a list or watch of a stream fails (the stream
-// retries it with backoff) and healthy(true) once every stream has a
-// watch open again.
+// healthy(false) when a list or watch of a stream fails or a watch stalls
+// (the stream retries it with backoff) and healthy(true) once every stream
+// has a watch open again.
 func (p *Provider) WatchHealth(ctx context.Context, refs []providers.Ref, changed func(providers.Ref), healthy func(bool)) error {
 	targets := map[string][]providers.Ref{} // ns/name -> refs
 	seen := map[string]bool{}
@@ -315,7 +347,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 	}
 	for ctx.Err() == nil {
 		if needList {
-			list, err := api.List(ctx, s.ns, metav1.ListOptions{FieldSelector: s.selector})
+			list, err := p.list(ctx, api, s)
 			if err != nil {
 				if e := retry("list", err); e != nil {
 					return e
@@ -326,11 +358,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 			rv = list.ResourceVersion
 			needList = false
 		}
-		w, err := api.Watch(ctx, s.ns, metav1.ListOptions{
-			FieldSelector:       s.selector,
-			ResourceVersion:     rv,
-			AllowWatchBookmarks: true,
-		})
+		w, stopWatch, err := p.openWatch(ctx, api, s, rv)
 		if err != nil {
 			if expired(err) {
 				log.Debug("kubernetes watch expired; listing again", "resourceVersion", rv)
@@ -352,7 +380,7 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 		start := time.Now()
 		var end error
 		rv, end = st.consume(ctx, w, rv, b)
-		w.Stop()
+		stopWatch()
 		switch {
 		case ctx.Err() != nil:
 		case expired(end):
@@ -371,18 +399,71 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 	return nil
 }
 
-// consume handles the events of one watch until it closes, ctx is done
-// or the server sends an error. It returns the last resourceVersion seen
-// and the error event, if any.
+// list lists the Secrets of stream s, failing with errNoAnswer when the
+// API server does not answer within requestTimeout.
+func (p *Provider) list(ctx context.Context, api secretsAPI, s *stream) (*corev1.SecretList, error) {
+	lctx, cancel := context.WithTimeoutCause(ctx, requestTimeout, errNoAnswer)
+	defer cancel()
+	list, err := api.List(lctx, s.ns, metav1.ListOptions{FieldSelector: s.selector})
+	if err != nil && ctx.Err() == nil && context.Cause(lctx) == errNoAnswer {
+		err = errNoAnswer
+	}
+	return list, err
+}
+
+// openWatch opens a watch of stream s from resourceVersion rv, with
+// bookmarks, which the API server ends after watchTimeout plus a random
+// part of watchTimeoutJitter (so that many streams do not all reopen
+// together). It fails with errNoAnswer when the API server does not
+// answer within requestTimeout. stop ends the watch and its request.
+func (p *Provider) openWatch(ctx context.Context, api secretsAPI, s *stream, rv string) (w watch.Interface, stop func(), err error) {
+	timeout := int64((watchTimeout + rand.N(watchTimeoutJitter)) / time.Second)
+	// The watch's stream lives on wctx: only the wait for the answer is
+	// bounded.
+	wctx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(requestTimeout, func() { cancel(errNoAnswer) })
+	w, err = api.Watch(wctx, s.ns, metav1.ListOptions{
+		FieldSelector:       s.selector,
+		ResourceVersion:     rv,
+		AllowWatchBookmarks: true,
+		TimeoutSeconds:      &timeout,
+	})
+	if !timer.Stop() && ctx.Err() == nil {
+		// Not answered in time (or answered just as the time ran out,
+		// on a context that is now cancelled).
+		if err == nil {
+			w.Stop()
+		}
+		cancel(nil)
+		return nil, nil, errNoAnswer
+	}
+	if err != nil {
+		cancel(nil)
+		return nil, nil, err
+	}
+	return w, func() {
+		w.Stop()
+		cancel(nil)
+	}, nil
+}
+
+// consume handles the events of one watch until it closes, ctx is done,
+// the server sends an error or nothing arrives for watchIdle (errStalled).
+// It returns the last resourceVersion seen and the error, if any.
 func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string, b *backoff.Backoff) (string, error) {
+	idle := time.NewTimer(watchIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return rv, nil
+		case <-idle.C:
+			return rv, errStalled
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return rv, nil
 			}
+			idle.Reset(watchIdle)
 			switch ev.Type {
 			case watch.Added, watch.Modified, watch.Deleted:
 				sec, ok := ev.Object.(*corev1.Secret)

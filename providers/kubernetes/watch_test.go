@@ -453,6 +453,101 @@ func TestWatchHealthReports(t *testing.T) {
 	})
 }
 
+// TestWatchStallIsBroken: a watch whose connection stays open while
+// nothing arrives (a proxy that swallows data) is broken once it brought
+// no event, bookmark or end for watchIdle: WatchHealth reports it
+// unhealthy (so its secrets are polled) until a watch is open again, the
+// requests that hang meanwhile are bounded, and the change made during the
+// silence is reported once the server answers. A quiet server that
+// brings nothing for far longer, but ends each watch at the timeout the
+// watch asked for, is never taken for broken.
+func TestWatchStallIsBroken(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c := newFakeCluster()
+		c.put("ns", "a", data("1"))
+		var mu sync.Mutex
+		var health []bool
+		reports := func() []bool {
+			mu.Lock()
+			defer mu.Unlock()
+			out := health
+			health = nil
+			return out
+		}
+		p := c.provider(t, Options{})
+		rec := &recorder{}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			done <- p.WatchHealth(ctx, []providers.Ref{ref(t, "k8s://ns/a")}, rec.changed, func(up bool) {
+				mu.Lock()
+				health = append(health, up)
+				mu.Unlock()
+			})
+		}()
+		settle()
+
+		// Quiet but alive: no event and no bookmark for 10 minutes; the
+		// server ends each watch at its timeout and it is opened again.
+		_, _, watches0 := c.counts()
+		for range 10 {
+			settle()
+		}
+		_, _, watches := c.counts()
+		if got := reports(); len(got) != 0 || c.openWatches() != 1 {
+			t.Fatalf("a quiet server: health reports %v (%d watches open), want none", got, c.openWatches())
+		}
+		if n := watches - watches0; n < 10/3 || n > 10/2 {
+			t.Errorf("a quiet server: %d watches in 10 minutes, want one per 2-2.5 minutes", n)
+		}
+		if to := c.lastWatch().TimeoutSeconds; to == nil || *to < int64(watchTimeout/time.Second) || *to >= int64((watchTimeout+watchTimeoutJitter)/time.Second) {
+			t.Errorf("the watch asked for timeoutSeconds %v, want [%v, %v)", to, watchTimeout, watchTimeout+watchTimeoutJitter)
+		}
+		if !c.lastWatch().AllowWatchBookmarks {
+			t.Error("the watch does not ask for bookmarks")
+		}
+
+		// Silent: the open watch brings nothing more, not even its end,
+		// and every request hangs. A change is made meanwhile.
+		c.silence(true)
+		c.put("ns", "a", data("2"))
+		time.Sleep(watchIdle + time.Second)
+		synctest.Wait()
+		if got := reports(); !slices.Equal(got, []bool{false}) {
+			t.Fatalf("health reports %v %v into the silence, want [false]", got, watchIdle+time.Second)
+		}
+		for range 5 {
+			settle()
+		}
+		if got := reports(); len(got) != 0 {
+			t.Fatalf("health reports %v while still silent, want none more", got)
+		}
+		if got := rec.take(); len(got) != 0 {
+			t.Fatalf("reported %v while silent", got)
+		}
+		_, _, w1 := c.counts()
+		settle()
+		if _, _, w2 := c.counts(); w2 <= w1 {
+			t.Error("no new watch request in a minute of silence: a request that hangs is not bounded")
+		}
+
+		// The server answers again.
+		c.silence(false)
+		settle()
+		if got := reports(); !slices.Equal(got, []bool{true}) || c.openWatches() != 1 {
+			t.Fatalf("health reports %v once the server answers (%d watches open), want [true] and 1", got, c.openWatches())
+		}
+		if got := rec.take(); !slices.Equal(got, []string{"ns/a"}) {
+			t.Fatalf("reported %v once the server answers, want the change made during the silence", got)
+		}
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Fatalf("WatchHealth = %v, want it cancelled", err)
+		}
+	})
+}
+
 // TestWatchCoalesces: while changed runs, further updates of the same
 // Secret are reported once, not once each, and streams are not blocked.
 func TestWatchCoalesces(t *testing.T) {
