@@ -2,6 +2,7 @@ package rotate
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,6 +120,10 @@ type TokenSpec struct {
 	// FileFormat is TokenFileRaw or TokenFileJSON, or for source aws
 	// TokenFileCredentialProcess or TokenFileCredentials.
 	FileFormat string
+	// HTTPClient, when set, makes this token's requests (the exchange and
+	// Verify's key set fetch) instead of TokenOptions.HTTPClient: one
+	// that trusts the token's own CA (tls.ca_cert).
+	HTTPClient *http.Client
 }
 
 // VerifySpec says how a token is checked before it is served, as the
@@ -210,6 +215,14 @@ type tokenState struct {
 	expiredLog bool
 }
 
+// client is the HTTP client of st's requests: its spec's, else def.
+func (st *tokenState) client(def *http.Client) *http.Client {
+	if st.spec.HTTPClient != nil {
+		return st.spec.HTTPClient
+	}
+	return def
+}
+
 type exchangeCall struct {
 	done chan struct{}
 	tok  *Token
@@ -259,7 +272,7 @@ func NewTokens(opts TokenOptions) (*Tokens, error) {
 			if v.JWKSURL == "" {
 				return nil, fmt.Errorf("token %s: verify needs a jwks_url", s.Name)
 			}
-			st.verifier = &oauth.Verifier{JWKSURL: v.JWKSURL, Issuer: v.Issuer, Audience: v.Audience, HTTP: t.client}
+			st.verifier = &oauth.Verifier{JWKSURL: v.JWKSURL, Issuer: v.Issuer, Audience: v.Audience, HTTP: st.client(t.client)}
 		}
 		t.byName[s.Name] = st
 		t.order = append(t.order, st)
@@ -633,7 +646,7 @@ func (t *Tokens) grant(ctx context.Context, st *tokenState) (*Token, error) {
 		req.Grant, req.RefreshToken = oauth.GrantRefreshToken, rt.value.Reveal()
 	}
 	issued := time.Now()
-	ot, err := oauth.Exchange(ctx, t.client, req)
+	ot, err := oauth.Exchange(ctx, st.client(t.client), req)
 	if err != nil {
 		if refreshGrant(s) && oauth.IsCode(err, "invalid_grant") {
 			return nil, t.refuse(st, rt, err)
@@ -855,6 +868,12 @@ func retryable(err error) bool {
 	if errors.As(err, &oe) {
 		return oe.Status == http.StatusTooManyRequests || oe.Status >= 500 || oe.Status == 0 ||
 			(oe.Status >= 200 && oe.Status < 300)
+	}
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		// The server's certificate is not trusted (tls.ca_cert, the
+		// system's roots): no retry makes it so.
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {

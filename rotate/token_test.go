@@ -3,6 +3,8 @@ package rotate
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -624,6 +627,36 @@ func TestTokenLearntBeforeWritten(t *testing.T) {
 		}
 		if b, err := os.ReadFile(file); err != nil || len(b) == 0 || learnt != 1 || early {
 			t.Fatalf("file read err %v (%d bytes), OnToken called %d times, token in the file before OnToken: %v", err, len(b), learnt, early)
+		}
+	})
+}
+
+// untrustedAS refuses every request as a TLS client does a server whose
+// certificate no trusted CA issued.
+type untrustedAS struct{ n atomic.Int32 }
+
+func (a *untrustedAS) RoundTrip(*http.Request) (*http.Response, error) {
+	a.n.Add(1)
+	return nil, &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+}
+
+// TestTokenUntrustedCertificate: a token endpoint whose certificate is not
+// trusted (another CA than tls.ca_cert) fails Init at once, naming the
+// unknown authority, instead of being retried as a network error until
+// the deadline.
+func TestTokenUntrustedCertificate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		as := &untrustedAS{}
+		r := newTokenRig(t, &fakeAS{}, nil)
+		r.tk.client = &http.Client{Transport: as}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		err := r.tk.Init(ctx)
+		if err == nil || !strings.Contains(err.Error(), "token api: exchange:") || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			t.Fatalf("err = %v, want the unknown authority named", err)
+		}
+		if n := as.n.Load(); n != 1 {
+			t.Fatalf("%d attempts, want 1: an untrusted certificate is not retried", n)
 		}
 	})
 }

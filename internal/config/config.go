@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/readfile"
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -254,6 +255,9 @@ type Token struct {
 	FileFormat string
 	// Verify, when set, checks each token as a JWT before it is served.
 	Verify *TokenVerify
+	// TLS is the tls: section: the CA bundle (absolute after Parse) and
+	// server name of the requests to TokenURL and Verify.JWKSURL.
+	TLS tlsclient.Options
 	// Line is the line of the entry.
 	Line int
 
@@ -666,7 +670,7 @@ func (d *decoder) id(n *yaml.Node, path string) *int {
 	return &v
 }
 
-var tokenKeys = []string{"verify", "source", "provider", "role_arn", "session_name", "duration", "profile", "token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
+var tokenKeys = []string{"verify", "tls", "source", "provider", "role_arn", "session_name", "duration", "profile", "token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate", "key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "refresh_before", "default_lifetime", "file", "file_format"}
 
 func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 	ps, ok := d.mapping(n, "tokens")
@@ -705,6 +709,16 @@ func (c *Config) decodeTokens(d *decoder, n *yaml.Node) {
 						t.Verify.Issuer = s
 					default:
 						t.Verify.Audience = s
+					}
+				}
+			case "tls":
+				tk, _ := d.object(v, kp, "ca_cert", "server_name")
+				if n, ok := tk["ca_cert"]; ok {
+					t.TLS.CACert = d.filePath(n, join(kp, "ca_cert"))
+				}
+				if n, ok := tk["server_name"]; ok {
+					if t.TLS.ServerName, _ = d.str(n, join(kp, "server_name")); t.TLS.ServerName == "" {
+						d.fail(n, join(kp, "server_name"), "must not be empty")
 					}
 				}
 			case "source":
@@ -847,6 +861,7 @@ func (c *Config) setDefaults() {
 	}
 	for name, t := range c.Tokens {
 		t.File = c.resolve(t.File)
+		t.TLS.CACert = c.resolve(t.TLS.CACert)
 		if t.File != "" && t.FileFormat == "" {
 			t.FileFormat = TokenFileRaw
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
 )
@@ -585,6 +586,9 @@ func TestTokenAuthMethods(t *testing.T) {
 	}
 	if v := c.Tokens["verified"].Verify; v == nil || *v != (TokenVerify{JWKSURL: "https://auth.example/.well-known/jwks.json", Issuer: "https://auth.example/", Audience: "https://api.example"}) {
 		t.Errorf("verify = %+v", v)
+	}
+	if got, want := c.Tokens["verified"].TLS, (tlsclient.Options{CACert: filepath.Join(c.Dir, "ca", "issuer.pem"), ServerName: "auth.internal"}); got != want {
+		t.Errorf("tls = %+v, want %+v (ca_cert relative to the config)", got, want)
 	}
 	sources := map[string]Token{
 		"vault-token": {Source: TokenSourceVault, Provider: "vault"},

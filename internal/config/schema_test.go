@@ -181,6 +181,10 @@ func TestSchemaAndLoaderAgree(t *testing.T) {
 		"verify unknown key":           base + tok + "    verify: {jwks_url: \"https://a/jwks\", aud: x}\n",
 		"verify on vault source":       base + "tokens:\n  t: {source: vault, file: /t, verify: {jwks_url: \"https://a/jwks\"}}\n",
 		"oauth2 key role_arn":          base + tok + "    role_arn: arn:aws:iam::123456789012:role/x\n",
+		"tls on vault source":          base + "tokens:\n  t: {source: vault, file: /t, tls: {ca_cert: ca.pem}}\n",
+		"tls on gcp without verify":    base + "tokens:\n  t: {source: gcp, file: /t, tls: {ca_cert: ca.pem}}\n",
+		"tls unknown key":              base + tok + "    tls: {ca_cert: ca.pem, skip_verify: true}\n",
+		"tls empty ca_cert":            base + tok + "    tls: {ca_cert: \"\"}\n",
 	}
 	for name, src := range bad {
 		t.Run(name, func(t *testing.T) {
@@ -206,6 +210,7 @@ func TestSchemaProviderOptions(t *testing.T) {
 		"{kind: vault, address: https://v:8200, namespace: ns, tls: {ca_cert: ca.pem}, auth: {method: approle, role_id_file: r, secret_id_file: s}}",
 		"{kind: awssm, region: eu-west-1, profile: p, role_arn: 'arn:aws:iam::1:role/r', endpoint: 'http://127.0.0.1:5000'}",
 		"{kind: gcpsm, project: p, endpoint: '127.0.0.1:9', insecure: true}",
+		"{kind: gcpsm, project: p, endpoint: '10.88.0.1:8443', tls: {ca_cert: ca.pem, server_name: sm.internal}}",
 		"{kind: k8s, kubeconfig: kc, context: c, watch_scope: namespace}",
 		"{kind: file}",
 		"{kind: file, max_size: 4MiB, allow_non_regular: true}",
@@ -216,6 +221,7 @@ func TestSchemaProviderOptions(t *testing.T) {
 		"{kind: vault, auth: {method: userpass}}",
 		"{kind: awssm, regio: eu-west-1}",
 		"{kind: gcpsm, projekt: p}",
+		"{kind: gcpsm, tls: {ca_path: /etc/ssl/certs}}",
 		"{kind: k8s, watch_scope: cluster}",
 		"{kind: file, root: /etc}",
 		"{kind: file, max_size: lots}",

@@ -424,6 +424,9 @@ func (v *validator) tokens() {
 		if vf := t.Verify; vf != nil {
 			v.httpsURL(join(at("verify"), "jwks_url"), t.Line, vf.JWKSURL, "jwks_url")
 		}
+		if t.keys["tls"] && t.Source == TokenSourceGCP && t.Verify == nil {
+			v.add(at("tls"), t.Line, "with source: %s, tls applies to verify.jwks_url only: set verify or remove tls", TokenSourceGCP)
+		}
 		if t.keys["profile"] && t.FileFormat != TokenFileCredentials {
 			v.add(at("profile"), t.Line, "profile is used only with file_format: %s", TokenFileCredentials)
 		}
@@ -437,10 +440,10 @@ func (v *validator) tokens() {
 // refresh_before, default_lifetime, file and file_format.
 var tokenSourceKeys = map[string][]string{
 	TokenSourceOAuth2: {"token_url", "grant", "refresh_token", "client_id", "client_secret", "private_key", "certificate",
-		"key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "verify"},
+		"key_id", "signing_alg", "scopes", "audience", "resource", "params", "auth", "verify", "tls"},
 	TokenSourceVault: {"provider"},
 	TokenSourceAWS:   {"provider", "role_arn", "session_name", "duration", "profile"},
-	TokenSourceGCP:   {"provider", "scopes", "audience", "verify"},
+	TokenSourceGCP:   {"provider", "scopes", "audience", "verify", "tls"},
 }
 
 // tokenSource checks t's source and the keys it takes, and reports

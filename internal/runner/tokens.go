@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net/http"
 	"strings"
 	"time"
 
@@ -97,6 +98,17 @@ func (r *Runner) newTokens(reg prometheus.Registerer, only func(config.Token) bo
 				specs[i].FileOptions = &o
 			}
 		}
+	}
+	for i := range specs {
+		o := r.cfg.Tokens[specs[i].Name].TLS
+		if o.IsZero() {
+			continue
+		}
+		tr, err := o.Transport(context.Background())
+		if err != nil {
+			return nil, configError(fmt.Errorf("%s: token %s: tls: %w", r.cfg.Path, specs[i].Name, err))
+		}
+		specs[i].HTTPClient = &http.Client{Transport: tr, Timeout: rotate.DefaultExchangeTimeout}
 	}
 	var m *rotate.TokenMetrics
 	if reg != nil {

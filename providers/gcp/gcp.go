@@ -32,10 +32,12 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -78,6 +80,13 @@ type Options struct {
 	// with the pod's token). It is only accepted with a loopback
 	// Endpoint, for local test servers.
 	Insecure bool `yaml:"insecure"`
+	// TLS sets the CA bundle the connections to Endpoint (and, acting as a
+	// pod, to STSEndpoint and IAMCredentialsEndpoint) trust instead of the
+	// system's roots, and the name their certificates must carry: a
+	// private service connect endpoint behind a corporate CA, a test
+	// server on a node address. Relative paths are relative to the
+	// config file's directory.
+	TLS tlsclient.Options `yaml:"tls"`
 
 	// The options of a provider acting as a pod (keyward csi-provider),
 	// through workload identity federation (workload.go).
@@ -206,13 +215,33 @@ func (o Options) clientOptions() ([]option.ClientOption, error) {
 	}
 	if o.Insecure {
 		if !isLoopback(o.Endpoint) {
-			return nil, fmt.Errorf("insecure is only allowed with a loopback endpoint (127.0.0.1:PORT, [::1]:PORT or localhost:PORT), got %q", o.Endpoint)
+			return nil, fmt.Errorf("insecure is only allowed with a loopback endpoint (127.0.0.1:PORT, [::1]:PORT or localhost:PORT), got %q; for a server with a private CA set tls.ca_cert", o.Endpoint)
+		}
+		if !o.TLS.IsZero() {
+			return nil, errors.New("insecure (plaintext) and tls exclude each other")
 		}
 		opts = append(opts,
 			option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	}
-	return opts, nil
+	tlsOpts, err := o.tlsOptions()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, tlsOpts...), nil
+}
+
+// tlsOptions are the client options of o.TLS: the gRPC connection's
+// credentials with its CA bundle and server name; none when it is empty.
+func (o Options) tlsOptions() ([]option.ClientOption, error) {
+	if o.TLS.IsZero() {
+		return nil, nil
+	}
+	c, err := o.TLS.Config(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return []option.ClientOption{option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(c)))}, nil
 }
 
 // isLoopback reports whether HOST:PORT names a loopback address.
@@ -235,6 +264,7 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 			return nil, fmt.Errorf("gcpsm provider options: %w", err)
 		}
 	}
+	o.TLS = o.TLS.Abs(in.BaseDir)
 	if o.Project == "" && in.Getenv != nil {
 		for _, k := range []string{"GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"} {
 			if v := in.Getenv(k); v != "" {

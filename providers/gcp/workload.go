@@ -18,6 +18,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -72,7 +73,19 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 			return fmt.Errorf("%s %q is not an http or https URL", key, e)
 		}
 	}
-	tp := &workloadTokens{w: w, opts: o, client: &http.Client{Timeout: 10 * time.Second}, log: p.logger}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	var tlsOpts []option.ClientOption
+	if !o.TLS.IsZero() {
+		c, err := o.TLS.Config(context.Background())
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = c
+		hc.Transport = tr
+		tlsOpts = append(tlsOpts, option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(c))))
+	}
+	tp := &workloadTokens{w: w, opts: o, client: hc, log: p.logger}
 	if tp.opts.TokenAudience == "" {
 		tp.opts.TokenAudience = o.WorkloadIdentityProvider
 	}
@@ -94,6 +107,7 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 		// token all the same.
 		clientOpts = append(clientOpts, option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	}
+	clientOpts = append(clientOpts, tlsOpts...)
 	p.dial = func(ctx context.Context) (secretClient, error) {
 		return secretmanager.NewClient(ctx, clientOpts...)
 	}

@@ -23,6 +23,12 @@ const testPool = "//iam.googleapis.com/projects/123/locations/global/workloadIde
 // ns/sa, whose token for any audience is token, with annotations.
 func workloadSet(t *testing.T, opts map[string]any, ns, sa, token string, annotations map[string]string) *providers.Set {
 	t.Helper()
+	return workloadSetIn(t, "", opts, ns, sa, token, annotations)
+}
+
+// workloadSetIn is workloadSet with the config's directory baseDir.
+func workloadSetIn(t *testing.T, baseDir string, opts map[string]any, ns, sa, token string, annotations map[string]string) *providers.Set {
+	t.Helper()
 	doc, err := yaml.Marshal(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +41,7 @@ func workloadSet(t *testing.T, opts map[string]any, ns, sa, token string, annota
 		},
 		Annotations: func(context.Context) (map[string]string, error) { return annotations, nil },
 	}
-	set := providers.NewSet(providers.Instance{Getenv: func(string) string { return "" }}, []providers.Instance{{
+	set := providers.NewSet(providers.Instance{Getenv: func(string) string { return "" }, BaseDir: baseDir}, []providers.Instance{{
 		Name: "gcpsm", Kind: gcp.KindName, Workload: w,
 		Decode: func(into any) error { return yaml.Unmarshal(doc, into) },
 	}})

@@ -21,6 +21,7 @@ package gcpfake
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"hash/crc32"
 	"net"
@@ -35,6 +36,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -110,14 +112,27 @@ type version struct {
 }
 
 // Start serves the fake on a free port of 127.0.0.1. Stop it with Close.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start(nil) }
+
+// StartTLS serves the fake with TLS, presenting cert, on a free port of
+// 127.0.0.1 (reached as another address, the address must be one of the
+// certificate's names). Stop it with Close.
+func StartTLS(cert tls.Certificate) (*Server, error) {
+	return start(grpc.Creds(credentials.NewServerTLSFromCert(&cert)))
+}
+
+func start(creds grpc.ServerOption) (*Server, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("gcpfake: listen: %w", err)
 	}
 	s := New()
 	s.lis = lis
-	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
+	opts := []grpc.ServerOption{grpc.UnaryInterceptor(s.intercept)}
+	if creds != nil {
+		opts = append(opts, creds)
+	}
+	s.grpc = grpc.NewServer(opts...)
 	secretmanagerpb.RegisterSecretManagerServiceServer(s.grpc, s)
 	s.done = make(chan struct{})
 	go func() {
@@ -159,7 +174,18 @@ func (s *Server) ClientOptions() []option.ClientOption {
 	}
 }
 
-// ownerCredentials sends the owner's token over plaintext gRPC.
+// TLSClientOptions are ClientOptions for a Server from StartTLS, trusting
+// the certificates c trusts.
+func (s *Server) TLSClientOptions(c *tls.Config) []option.ClientOption {
+	return []option.ClientOption{
+		option.WithEndpoint(s.Addr()),
+		option.WithoutAuthentication(),
+		option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(c))),
+		option.WithGRPCDialOption(grpc.WithPerRPCCredentials(ownerCredentials{})),
+	}
+}
+
+// ownerCredentials sends the owner's token (over plaintext gRPC too).
 type ownerCredentials struct{}
 
 func (ownerCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {

@@ -3,6 +3,7 @@ package gcpfake
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -36,9 +37,10 @@ type Federation struct {
 	// Lifetime is the lifetime of the tokens it issues (default an hour).
 	Lifetime time.Duration
 
-	lis  net.Listener
-	srv  *http.Server
-	done chan struct{}
+	lis    net.Listener
+	scheme string // http or https
+	srv    *http.Server
+	done   chan struct{}
 
 	mu            sync.Mutex
 	tokens        map[string]string   // access token -> principal
@@ -61,11 +63,25 @@ type Exchange struct {
 // StartFederation serves a Federation for audience on a free port of
 // 127.0.0.1, verifying subject tokens with verify. Stop it with Close.
 func StartFederation(audience string, verify func(ctx context.Context, token string) (string, error)) (*Federation, error) {
+	return startFederation(audience, verify, nil)
+}
+
+// StartFederationTLS is StartFederation serving HTTPS with cert.
+func StartFederationTLS(audience string, verify func(ctx context.Context, token string) (string, error), cert tls.Certificate) (*Federation, error) {
+	return startFederation(audience, verify, &cert)
+}
+
+func startFederation(audience string, verify func(ctx context.Context, token string) (string, error), cert *tls.Certificate) (*Federation, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("gcpfake: listen: %w", err)
 	}
-	f := &Federation{Audience: audience, Verify: verify, lis: lis, done: make(chan struct{}),
+	scheme := "http"
+	if cert != nil {
+		lis = tls.NewListener(lis, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	}
+	f := &Federation{Audience: audience, Verify: verify, lis: lis, scheme: scheme, done: make(chan struct{}),
 		tokens: map[string]string{}, impersonators: map[string][]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/token", f.exchange)
@@ -79,11 +95,13 @@ func StartFederation(audience string, verify func(ctx context.Context, token str
 }
 
 // STSEndpoint is the URL of its token exchange (for sts.googleapis.com/v1/token).
-func (f *Federation) STSEndpoint() string { return "http://" + f.lis.Addr().String() + "/v1/token" }
+func (f *Federation) STSEndpoint() string {
+	return f.scheme + "://" + f.lis.Addr().String() + "/v1/token"
+}
 
 // IAMCredentialsEndpoint is the base URL of its IAM Credentials API
 // (for https://iamcredentials.googleapis.com).
-func (f *Federation) IAMCredentialsEndpoint() string { return "http://" + f.lis.Addr().String() }
+func (f *Federation) IAMCredentialsEndpoint() string { return f.scheme + "://" + f.lis.Addr().String() }
 
 // Close stops the server.
 func (f *Federation) Close() error {
