@@ -94,6 +94,9 @@ type Provider struct {
 	connect func() (secretsAPI, error)
 	// sleep waits d or until ctx is done (backoff); tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error
+	// bounds are the watches' timeouts (defaultWatchBounds; tests
+	// shorten them).
+	bounds watchBounds
 
 	mu      sync.Mutex
 	api     secretsAPI
@@ -119,7 +122,7 @@ func newProvider(src configSource, logger *slog.Logger) (*Provider, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{opts: src.opts, logger: logger, sleep: backoff.Wait, fetched: map[string]observed{},
+	p := &Provider{opts: src.opts, logger: logger, sleep: backoff.Wait, bounds: defaultWatchBounds, fetched: map[string]observed{},
 		retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: logger})}
 	p.connect = func() (secretsAPI, error) {
 		cfg, how, err := src.restConfig()

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -52,12 +53,16 @@ const (
 	requestTimeout     = 30 * time.Second
 )
 
-// errStalled ends a watch that brought nothing for watchIdle.
-var errStalled = fmt.Errorf("watch stalled: no event, bookmark or end from the API server for %v", watchIdle)
+// watchBounds are the bounds above, for one provider (tests shorten them).
+type watchBounds struct {
+	timeout, jitter, idle, request time.Duration
+}
 
-// errNoAnswer ends a list or a watch request not answered within
-// requestTimeout.
-var errNoAnswer = fmt.Errorf("no answer from the API server within %v", requestTimeout)
+var defaultWatchBounds = watchBounds{timeout: watchTimeout, jitter: watchTimeoutJitter, idle: watchIdle, request: requestTimeout}
+
+// errNoAnswer is the cause of a list or watch request's context that
+// ended for want of an answer.
+var errNoAnswer = errors.New("no answer from the API server")
 
 // observed is what a stream knows of one Secret: whether it exists and,
 // if so, its resourceVersion.
@@ -402,11 +407,11 @@ func (p *Provider) runStream(ctx context.Context, api secretsAPI, s *stream, n *
 // list lists the Secrets of stream s, failing with errNoAnswer when the
 // API server does not answer within requestTimeout.
 func (p *Provider) list(ctx context.Context, api secretsAPI, s *stream) (*corev1.SecretList, error) {
-	lctx, cancel := context.WithTimeoutCause(ctx, requestTimeout, errNoAnswer)
+	lctx, cancel := context.WithTimeoutCause(ctx, p.bounds.request, errNoAnswer)
 	defer cancel()
 	list, err := api.List(lctx, s.ns, metav1.ListOptions{FieldSelector: s.selector})
 	if err != nil && ctx.Err() == nil && context.Cause(lctx) == errNoAnswer {
-		err = errNoAnswer
+		err = fmt.Errorf("list: %w within %v", errNoAnswer, p.bounds.request)
 	}
 	return list, err
 }
@@ -417,11 +422,15 @@ func (p *Provider) list(ctx context.Context, api secretsAPI, s *stream) (*corev1
 // together). It fails with errNoAnswer when the API server does not
 // answer within requestTimeout. stop ends the watch and its request.
 func (p *Provider) openWatch(ctx context.Context, api secretsAPI, s *stream, rv string) (w watch.Interface, stop func(), err error) {
-	timeout := int64((watchTimeout + rand.N(watchTimeoutJitter)) / time.Second)
+	d := p.bounds.timeout
+	if p.bounds.jitter > 0 {
+		d += rand.N(p.bounds.jitter)
+	}
+	timeout := int64(d / time.Second)
 	// The watch's stream lives on wctx: only the wait for the answer is
 	// bounded.
 	wctx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(requestTimeout, func() { cancel(errNoAnswer) })
+	timer := time.AfterFunc(p.bounds.request, func() { cancel(errNoAnswer) })
 	w, err = api.Watch(wctx, s.ns, metav1.ListOptions{
 		FieldSelector:       s.selector,
 		ResourceVersion:     rv,
@@ -435,7 +444,7 @@ func (p *Provider) openWatch(ctx context.Context, api secretsAPI, s *stream, rv 
 			w.Stop()
 		}
 		cancel(nil)
-		return nil, nil, errNoAnswer
+		return nil, nil, fmt.Errorf("watch: %w within %v", errNoAnswer, p.bounds.request)
 	}
 	if err != nil {
 		cancel(nil)
@@ -448,22 +457,24 @@ func (p *Provider) openWatch(ctx context.Context, api secretsAPI, s *stream, rv 
 }
 
 // consume handles the events of one watch until it closes, ctx is done,
-// the server sends an error or nothing arrives for watchIdle (errStalled).
+// the server sends an error or nothing arrives for the idle bound (an
+// error saying the watch stalled).
 // It returns the last resourceVersion seen and the error, if any.
 func (st *streamState) consume(ctx context.Context, w watch.Interface, rv string, b *backoff.Backoff) (string, error) {
-	idle := time.NewTimer(watchIdle)
+	limit := st.p.bounds.idle
+	idle := time.NewTimer(limit)
 	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return rv, nil
 		case <-idle.C:
-			return rv, errStalled
+			return rv, fmt.Errorf("watch stalled: no event, bookmark or end from the API server for %v", limit)
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				return rv, nil
 			}
-			idle.Reset(watchIdle)
+			idle.Reset(limit)
 			switch ev.Type {
 			case watch.Added, watch.Modified, watch.Deleted:
 				sec, ok := ev.Object.(*corev1.Secret)
