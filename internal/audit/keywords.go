@@ -1,7 +1,9 @@
 package audit
 
 // keywordDFA finds every occurrence of a set of keywords (Aho-Corasick as
-// a full automaton over classes of bytes): one table lookup a byte.
+// a full automaton over classes of bytes): one table lookup a byte. An
+// upper-case ASCII letter is in the class of its lower case: keywords
+// are lower-case, and found in text of either case.
 type keywordDFA struct {
 	class  [256]uint8 // byte -> its class; 0 for bytes no keyword holds
 	n      int        // classes
@@ -10,17 +12,25 @@ type keywordDFA struct {
 	length []int      // length[word]
 }
 
-// newKeywordDFA builds the automaton of words; nil when it would need
-// more than 65536 states or 256 classes.
+// newKeywordDFA builds the automaton of words (lower case); nil when it
+// would need more than 65536 states or 256 classes, or a word holds an
+// upper-case ASCII letter.
 func newKeywordDFA(words []string) *keywordDFA {
 	d := &keywordDFA{n: 1}
 	for _, w := range words {
 		for i := range len(w) {
-			if c := w[i]; d.class[c] == 0 {
+			c := w[i]
+			if 'A' <= c && c <= 'Z' {
+				return nil
+			}
+			if d.class[c] == 0 {
 				if d.n == 256 {
 					return nil
 				}
 				d.class[c] = uint8(d.n)
+				if 'a' <= c && c <= 'z' {
+					d.class[c-'a'+'A'] = uint8(d.n)
+				}
 				d.n++
 			}
 		}
@@ -82,10 +92,10 @@ func newKeywordDFA(words []string) *keywordDFA {
 
 // walk calls fn with the start of every occurrence in text of a keyword
 // and the keyword's index.
-func (d *keywordDFA) walk(text []byte, fn func(start int, word int32)) {
+func (d *keywordDFA) walk(text string, fn func(start int, word int32)) {
 	s := 0
-	for i, c := range text {
-		s = int(d.next[s*d.n+int(d.class[c])])
+	for i := range len(text) {
+		s = int(d.next[s*d.n+int(d.class[text[i]])])
 		if ends := d.ends[s]; ends != nil {
 			for _, w := range ends {
 				fn(i+1-d.length[w], w)

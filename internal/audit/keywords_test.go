@@ -8,7 +8,8 @@ import (
 )
 
 // TestKeywordDFA: the automaton finds every occurrence of every keyword,
-// overlapping ones too, as a search for each keyword in turn does.
+// overlapping ones too, in text of either case, as a search for each
+// keyword in turn in the lower-cased text does.
 func TestKeywordDFA(t *testing.T) {
 	t.Parallel()
 	rs, err := defaultRules()
@@ -24,7 +25,11 @@ func TestKeywordDFA(t *testing.T) {
 		var b strings.Builder
 		for range r.IntN(100) {
 			if r.IntN(2) == 0 {
-				b.WriteString(words[r.IntN(len(words))])
+				w := words[r.IntN(len(words))]
+				if r.IntN(3) == 0 {
+					w = strings.ToUpper(w)
+				}
+				b.WriteString(w)
 			} else {
 				b.WriteByte("ab_-. \n\xff"[r.IntN(8)])
 			}
@@ -35,10 +40,11 @@ func TestKeywordDFA(t *testing.T) {
 			word int32
 		}
 		var got, want []occ
-		d.walk([]byte(text), func(pos int, word int32) { got = append(got, occ{pos, word}) })
+		d.walk(text, func(pos int, word int32) { got = append(got, occ{pos, word}) })
+		lower := asciiLower(text)
 		for wi, w := range words {
 			for i := 0; ; {
-				j := strings.Index(text[i:], w)
+				j := strings.Index(lower[i:], w)
 				if j < 0 {
 					break
 				}

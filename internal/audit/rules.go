@@ -283,19 +283,19 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	}
 	// Keywords are found as gitleaks finds them, in the lower-cased
 	// chunk; where windowed, the chunk holds no rune that lower-cases to
-	// ASCII, so lowering ASCII letters only finds the same keywords and
-	// keeps their positions.
+	// ASCII, so the keyword automaton, which takes ASCII letters of
+	// either case for the same, finds the same keywords in the chunk
+	// itself, at their positions.
 	var (
-		lower []byte
-		near  [][]span // per windowed rule: its keywords' occurrences
+		text = chunk
+		near [][]span // per windowed rule: its keywords' occurrences
 	)
 	if windowed {
-		lower = asciiLowerBytes(chunk)
 		near = make([][]span, len(rs.rules))
 	} else {
-		lower = []byte(strings.ToLower(chunk))
+		text = strings.ToLower(chunk)
 	}
-	rs.keywords.walk(lower, func(pos int, word int32) {
+	rs.keywords.walk(text, func(pos int, word int32) {
 		n := len(rs.words[word])
 		for _, i := range rs.enables[word] {
 			enabled[i] = true
@@ -327,7 +327,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		var matches [][]int
 		if windowed && r.win != nil {
 			if r.win.own != nil {
-				near[i] = r.win.occurrences(lower)
+				near[i] = r.win.occurrences(chunk)
 			}
 			matches = r.win.findAll(chunk, near[i], r.re)
 		} else {
@@ -401,17 +401,13 @@ type span struct{ start, end int }
 // asciiLower lower-cases ASCII letters only, so that byte positions in
 // its result are those of s (strings.ToLower may change lengths).
 func asciiLower(s string) string {
-	return string(asciiLowerBytes(s))
-}
-
-func asciiLowerBytes(s string) []byte {
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {
 			b[i] = c + 'a' - 'A'
 		}
 	}
-	return b
+	return string(b)
 }
 
 // newlineIndex returns where the newlines of s are.

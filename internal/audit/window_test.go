@@ -128,8 +128,9 @@ func TestWindowedSameAsWhole(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	words := rs.allKeywords()
 	n := 250
-	if testing.Short() {
-		n = 50
+	if testing.Short() || raceEnabled {
+		n = 30
+		t.Logf("%d texts only (-short or -race)", n)
 	}
 	found := 0
 	for i := range n {
