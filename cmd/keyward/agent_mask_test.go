@@ -136,3 +136,44 @@ while :; do sleep 1 & wait $!; done`
 		t.Errorf("%d masked lines on stdout, want %d", masked, want)
 	}
 }
+
+// TestAgentMaskOnChangeCommand: without a child, agent --mask masks the
+// on_change commands' output, and what the masker still holds back when
+// the agent stops (the possible beginning of a value, held for
+// --mask-idle) is written out rather than lost.
+func TestAgentMaskOnChangeCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	api1, api2 := "agent-cmd first value", "agent-cmd second value"
+	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  API: file:api.json#key
+files:
+  - {path: out/api, format: raw, secret: API}
+on_change: {command: [sh, -c, 'v=$(cat out/api); printf "new %s\n" "$v"; printf "tail %.6s" "$v"']}
+watch: {interval: 1h, debounce: 100ms}
+server: {listen: "unix:kw.sock"}
+`)
+	a := startAgent(t, dir, nil, "agent", "--mask", "--mask-idle", "1h", "-c", "keyward.yaml")
+	a.waitWatching(1)
+	atomicWrite(t, filepath.Join(dir, "api.json"), `{"key": "`+api2+`"}`)
+	if l := a.nextLine(); l != "new ***" {
+		t.Fatalf("the command's line is not masked whole (%d bytes)", len(l))
+	}
+	if code := a.stop(); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	var rest []string
+	for len(a.lines) > 0 {
+		rest = append(rest, <-a.lines)
+	}
+	if !slices.Equal(rest, []string{"tail agent-"}) {
+		t.Errorf("after the stop, the output ends %q, want the held-back %q written out", rest, "tail agent-")
+	}
+	for _, v := range []string{api1, api2} {
+		if strings.Contains(a.stderr.String(), v) || strings.Contains(strings.Join(rest, "\n"), v) {
+			t.Error("leaked value of API")
+		}
+	}
+}
