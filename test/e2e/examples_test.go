@@ -320,6 +320,7 @@ func TestExamples(t *testing.T) {
 	t.Run("csi/k8s.yaml", testCSIKubernetes)
 	t.Run("csi/vault.yaml", testCSIVault)
 	t.Run("csi/aws.yaml", testCSIAWS)
+	t.Run("csi/gcp.yaml", testCSIGCP)
 }
 
 // checkStartOrder checks that the app container started after the

@@ -273,3 +273,15 @@ func (f *Federation) generateAccessToken(w http.ResponseWriter, r *http.Request)
 		_ = json.NewEncoder(w).Encode(map[string]string{"accessToken": tok, "expireTime": time.Now().Add(life).UTC().Format(time.RFC3339)})
 	}
 }
+
+// Issued returns every access token it issued, for tests that check none
+// of them leaked.
+func (f *Federation) Issued() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.tokens))
+	for tok := range f.tokens {
+		out = append(out, tok)
+	}
+	return out
+}
