@@ -59,14 +59,17 @@ func (r *recorder) changed(ref providers.Ref) {
 	r.mu.Unlock()
 }
 
-// take returns what was reported since the last take, sorted.
+// take returns what was reported since the last take, sorted, each
+// reference once: Watch coalesces a burst of changes to one Secret only
+// while changed runs, so two updates may be reported once or twice
+// depending on when the stream delivers the second.
 func (r *recorder) take() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.got
 	r.got = nil
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }
 
 // watching runs p.Watch in the bubble; stop cancels it and returns its error.
