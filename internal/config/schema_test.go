@@ -209,6 +209,7 @@ func TestSchemaProviderOptions(t *testing.T) {
 	good := []string{
 		"{kind: vault, address: https://v:8200, namespace: ns, tls: {ca_cert: ca.pem}, auth: {method: approle, role_id_file: r, secret_id_file: s}}",
 		"{kind: awssm, region: eu-west-1, profile: p, role_arn: 'arn:aws:iam::1:role/r', endpoint: 'http://127.0.0.1:5000'}",
+		"{kind: awssm, region: eu-west-1, endpoint: 'https://vpce.internal:443', tls: {ca_cert: /etc/kw/corp-ca.pem}}",
 		"{kind: gcpsm, project: p, endpoint: '127.0.0.1:9', insecure: true}",
 		"{kind: gcpsm, project: p, endpoint: '10.88.0.1:8443', tls: {ca_cert: ca.pem, server_name: sm.internal}}",
 		"{kind: k8s, kubeconfig: kc, context: c, watch_scope: namespace}",

@@ -15,9 +15,12 @@ package aws
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
@@ -34,6 +37,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -113,6 +117,13 @@ type Options struct {
 	// exchanged for the role's credentials when the provider acts as a
 	// pod (default DefaultWebIdentityAudience, as EKS's IRSA).
 	Audience string `yaml:"audience"`
+	// TLS sets the CA bundle the connections to Secrets Manager and STS
+	// trust instead of the system's roots (AWS_CA_BUNDLE and a profile's
+	// ca_bundle, which the default chain honours, are added to it), and
+	// the name their certificates must carry. Unlike AWS_CA_BUNDLE it
+	// also applies when acting as a pod. Relative paths are relative to
+	// the config file's directory.
+	TLS tlsclient.Options `yaml:"tls"`
 
 	// MaxAttempts bounds the attempts of one API call, the first included
 	// (default: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 5).
@@ -141,6 +152,7 @@ var _ api = (*secretsmanager.Client)(nil)
 // credentials and touches no network. It is safe for concurrent use.
 type Provider struct {
 	opts    Options
+	tls     *tls.Config // of opts.TLS; nil for the SDK's default
 	log     *slog.Logger
 	delays  *delays
 	retries *providers.Retries
@@ -176,7 +188,42 @@ func New(opts Options) (*Provider, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Provider{opts: opts, log: log, delays: newDelays(), retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: log})}, nil
+	p := &Provider{opts: opts, log: log, delays: newDelays(), retries: providers.NewRetries(providers.Instance{Name: KindName, Logger: log})}
+	if !opts.TLS.IsZero() {
+		c, err := opts.TLS.Config(context.Background())
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		p.tls = c
+	}
+	return p, nil
+}
+
+// untrustedCertificate makes a server certificate that no trusted CA
+// issued (tls.ca_cert, the system's roots) final: no retry makes it so.
+var untrustedCertificate = retry.IsErrorRetryableFunc(func(err error) awssdk.Ternary {
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) {
+		return awssdk.FalseTernary
+	}
+	return awssdk.UnknownTernary
+})
+
+// httpClient is the HTTP client of the provider's AWS config: the SDK's,
+// each attempt bounded by AttemptTimeout, trusting the instance's tls.
+func (p *Provider) httpClient() *awshttp.BuildableClient {
+	c := awshttp.NewBuildableClient().WithTimeout(AttemptTimeout)
+	if p.tls == nil {
+		return c
+	}
+	return c.WithTransportOptions(func(tr *http.Transport) {
+		// A copy: the SDK adds AWS_CA_BUNDLE to the pool it finds.
+		tc := p.tls.Clone()
+		if tc.RootCAs != nil {
+			tc.RootCAs = tc.RootCAs.Clone()
+		}
+		tr.TLSClientConfig = tc
+	})
 }
 
 // newWithAPI returns a Provider that uses client (a fake in unit tests)
@@ -197,6 +244,7 @@ func newInstance(in providers.Instance) (providers.Provider, error) {
 			return nil, fmt.Errorf("awssm provider options: %w", err)
 		}
 	}
+	opts.TLS = opts.TLS.Abs(in.BaseDir)
 	opts.Logger = in.Logger
 	if opts.Logger != nil {
 		opts.Logger = opts.Logger.With("provider", in.Name)
@@ -272,6 +320,7 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 		// No client-side retry quota: every call gets its attempts, so
 		// that a long outage does not turn into "retry quota exceeded".
 		o.RateLimiter = ratelimit.None
+		o.Retryables = append([]retry.IsErrorRetryable{untrustedCertificate}, o.Retryables...)
 	})
 	p.client = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		if p.opts.Endpoint != "" {
@@ -293,7 +342,7 @@ func (p *Provider) loadConfig(ctx context.Context) (awssdk.Config, error) {
 		return p.workloadConfig(), nil
 	}
 	load := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(AttemptTimeout)),
+		config.WithHTTPClient(p.httpClient()),
 	}
 	if p.opts.Region != "" {
 		load = append(load, config.WithRegion(p.opts.Region))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/keyward/keyward/providers"
@@ -64,7 +63,7 @@ func (p *Provider) actAs(w *providers.Workload) error {
 func (p *Provider) workloadConfig() awssdk.Config {
 	cfg := awssdk.NewConfig()
 	cfg.Region = p.opts.Region
-	cfg.HTTPClient = awshttp.NewBuildableClient().WithTimeout(AttemptTimeout)
+	cfg.HTTPClient = p.httpClient()
 	wi := &webIdentity{sts: p.stsClient(*cfg), w: p.workload, role: p.opts.RoleARN, audience: p.opts.Audience,
 		session: sessionName(p.workload)}
 	cfg.Credentials = awssdk.NewCredentialsCache(wi, func(o *awssdk.CredentialsCacheOptions) {
