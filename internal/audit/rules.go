@@ -48,8 +48,10 @@ type rule struct {
 	re, path *regexp.Regexp
 	// win, for a rule whose every match holds one of its keywords near
 	// its start, lets the rule run only around their occurrences; nil
-	// for a rule that reads the whole chunk.
+	// for a rule that reads the whole chunk. See window.
 	win         *window
+	winOnce     sync.Once
+	expr        string
 	secretGroup int
 	entropy     float64
 	keywords    []string
@@ -152,15 +154,26 @@ func compileRule(s ruleSpec) (*rule, error) {
 	for _, k := range s.Keywords {
 		r.keywords = append(r.keywords, strings.ToLower(k))
 	}
-	if r.re != nil && len(r.keywords) > 0 {
-		if r.win = newWindow(s.Regex, r.keywords); r.win == nil {
-			r.win = ownWindow(s.Regex)
+	r.expr = s.Regex
+	return r, nil
+}
+
+// window returns the rule's window, worked out on first use (a rule
+// whose keywords a tree never holds costs nothing more); nil for a rule
+// that reads the whole chunk.
+func (r *rule) window() *window {
+	r.winOnce.Do(func() {
+		if r.re == nil || len(r.keywords) == 0 {
+			return
+		}
+		if r.win = newWindow(r.expr, r.keywords); r.win == nil {
+			r.win = ownWindow(r.expr)
 		}
 		if r.win == nil {
-			r.win = runWindow(s.Regex)
+			r.win = runWindow(r.expr)
 		}
-	}
-	return r, nil
+	})
+	return r.win
 }
 
 func compileAllow(specs []allowSpec) ([]*allowlist, error) {
@@ -299,7 +312,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		n := len(rs.words[word])
 		for _, i := range rs.enables[word] {
 			enabled[i] = true
-			if w := rs.rules[i].win; windowed && w != nil && w.own == nil && w.run == nil {
+			if windowed {
 				near[i] = append(near[i], span{pos, pos + n})
 			}
 		}
@@ -324,13 +337,19 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		if r.re == nil {
 			continue
 		}
-		var matches [][]int
-		if windowed && r.win != nil {
-			if r.win.own != nil {
-				near[i] = r.win.occurrences(chunk)
-			}
-			matches = r.win.findAll(chunk, near[i], r.re)
-		} else {
+		var (
+			matches [][]int
+			w       *window
+		)
+		if windowed {
+			w = r.window()
+		}
+		switch {
+		case w != nil && w.own != nil:
+			matches = w.findAll(chunk, w.occurrences(chunk), r.re)
+		case w != nil:
+			matches = w.findAll(chunk, near[i], r.re)
+		default:
 			matches = r.re.FindAllStringIndex(chunk, -1)
 		}
 		if len(matches) == 0 {
