@@ -1,5 +1,7 @@
 package audit
 
+import "sync"
+
 // keywordDFA finds every occurrence of a set of keywords (Aho-Corasick as
 // a full automaton over classes of bytes): one table lookup a byte. An
 // upper-case ASCII letter is in the class of its lower case: keywords
@@ -113,4 +115,39 @@ func (d *keywordDFA) holds(text string) bool {
 		}
 	}
 	return false
+}
+
+// lazyKeywords is a keywordDFA built on first use: an allowlist's
+// stopwords are looked for only in what a rule found.
+type lazyKeywords struct {
+	words []string
+	once  sync.Once
+	dfa   *keywordDFA
+}
+
+// newLazyKeywords returns the automaton of words to be, nil when it
+// would be too large (see newKeywordDFA).
+func newLazyKeywords(words []string) *lazyKeywords {
+	var bytes [256]bool
+	classes, states := 1, 1
+	for _, w := range words {
+		states += len(w)
+		for i := range len(w) {
+			if c := w[i]; 'A' <= c && c <= 'Z' {
+				return nil
+			} else if !bytes[c] {
+				bytes[c] = true
+				classes++
+			}
+		}
+	}
+	if classes > 256 || states > 1<<16 {
+		return nil
+	}
+	return &lazyKeywords{words: words}
+}
+
+func (l *lazyKeywords) get() *keywordDFA {
+	l.once.Do(func() { l.dfa = newKeywordDFA(l.words) })
+	return l.dfa
 }

@@ -63,7 +63,7 @@ type allowlist struct {
 	target           string
 	paths            *pathSet
 	regexes          *regexp.Regexp
-	stopwords        *keywordDFA
+	stopwords        *lazyKeywords
 	hasPaths, hasRes bool
 }
 
@@ -197,7 +197,7 @@ func compileAllow(specs []allowSpec) ([]*allowlist, error) {
 			for i, w := range s.StopWords {
 				words[i] = strings.ToLower(w)
 			}
-			if a.stopwords = newKeywordDFA(words); a.stopwords == nil {
+			if a.stopwords = newLazyKeywords(words); a.stopwords == nil {
 				return nil, fmt.Errorf("allowlist: %d stopwords: too many", len(words))
 			}
 		}
@@ -239,7 +239,7 @@ func findingAllowed(path, secret, match, line string, lists []*allowlist) bool {
 			target = line
 		}
 		regexOK := a.hasRes && target != "" && a.regexes.MatchString(target)
-		stopOK := a.stopwords != nil && secret != "" && a.stopwords.holds(strings.ToLower(secret))
+		stopOK := a.stopwords != nil && secret != "" && a.stopwords.get().holds(strings.ToLower(secret))
 		if a.and {
 			ok := true
 			if a.hasPaths {
