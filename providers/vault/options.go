@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -346,8 +348,23 @@ func newClient(s settings) (*apiClient, error) {
 		Backoff:      retryDelay,
 		CheckRetry:   observedRetryPolicy(s.maxRetries),
 	}
-	if err := cfg.ConfigureTLS(&s.tls); err != nil {
+	// The CA file is read the one way keyward reads every CA bundle
+	// (internal/tlsclient: a regular file, errors naming it, never its
+	// content); it wins over ca_path, as in Vault's own client.
+	t := s.tls
+	var pool *x509.CertPool
+	if t.CACert != "" {
+		var err error
+		if pool, err = tlsclient.LoadPool(context.Background(), t.CACert); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		t.CACert, t.CAPath = "", ""
+	}
+	if err := cfg.ConfigureTLS(&t); err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if pool != nil {
+		transport.TLSClientConfig.RootCAs = pool
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
