@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -151,7 +152,7 @@ secrets:
   API: file:api.json#key
 files:
   - {path: out/api, format: raw, secret: API}
-on_change: {command: [sh, -c, 'v=$(cat out/api); printf "new %s\n" "$v"; printf "tail %.6s" "$v"']}
+on_change: {command: [sh, -c, 'v=$(cat out/api); printf "new %s\n" "$v"; printf "tail %.6s" "$v"; : > printed']}
 watch: {interval: 1h, debounce: 100ms}
 server: {listen: "unix:kw.sock"}
 `)
@@ -161,6 +162,11 @@ server: {listen: "unix:kw.sock"}
 	if l := a.nextLine(); l != "new ***" {
 		t.Fatalf("the command's line is not masked whole (%d bytes)", len(l))
 	}
+	// Stopped after it printed everything: a stop before would cancel it.
+	a.waitFor("the command's last write", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "printed"))
+		return err == nil
+	})
 	if code := a.stop(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
