@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestAgentMaskChildOutput: keyward agent --mask -- COMMAND masks the
@@ -182,4 +183,64 @@ server: {listen: "unix:kw.sock"}
 			t.Error("leaked value of API")
 		}
 	}
+}
+
+// TestAgentMaskCommandAfterChild: with a child, agent --mask keeps masking
+// and writing out an on_change command's output until the agent's own
+// shutdown is over: a command still running when the child exits is
+// stopped by that shutdown, and what it prints then reaches stdout, masked,
+// instead of going to writers already closed.
+func TestAgentMaskCommandAfterChild(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	api1, api2 := "agent-late first value", "agent-late second value"
+	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  API: file:api.json#key
+files:
+  - path: out/api
+    format: raw
+    secret: API
+    on_change: {command: [sh, -c, 'v=$(cat out/api); trap ''printf "stopped %s\n" "$v"; exit 0'' TERM; : > began; while :; do sleep 1 & wait $!; done']}
+watch: {interval: 1h, debounce: 100ms}
+server: {listen: "unix:kw.sock"}
+`)
+	child := `echo started; while [ ! -e began ]; do sleep 0.05; done; echo child-done; exit 3`
+	a := startAgent(t, dir, nil, "agent", "--mask", "-c", "keyward.yaml", "--", "sh", "-c", child)
+	if l := a.nextLine(); l != "started" {
+		t.Fatalf("first line %q, want started", l)
+	}
+	a.waitWatching(1)
+	atomicWrite(t, filepath.Join(dir, "api.json"), `{"key": "`+api2+`"}`)
+	select {
+	case <-a.exited:
+	case <-time.After(agentWait):
+		t.Fatal("the agent did not exit after its child")
+	}
+	if a.code != 3 {
+		t.Errorf("exit code %d, want the child's 3", a.code)
+	}
+	var rest []string
+	for len(a.lines) > 0 {
+		rest = append(rest, <-a.lines)
+	}
+	if !slices.Equal(rest, []string{"child-done", "stopped ***"}) {
+		t.Errorf("after the child, the output is %d lines %v long, want the child's last line and the stopped command's, masked", len(rest), lineLengths(rest))
+	}
+	for _, v := range []string{api1, api2} {
+		if strings.Contains(a.stderr.String(), v) || strings.Contains(strings.Join(rest, "\n"), v) {
+			t.Error("leaked value of API")
+		}
+	}
+}
+
+// lineLengths returns the length of each line, for a failure message
+// that must not print a line that may hold a value.
+func lineLengths(lines []string) []int {
+	n := make([]int, len(lines))
+	for i, l := range lines {
+		n[i] = len(l)
+	}
+	return n
 }

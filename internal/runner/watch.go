@@ -39,8 +39,8 @@ type WatchOptions struct {
 	ShutdownTimeout time.Duration
 	// Output, when set, gives the child's and the on_change commands'
 	// stdout and stderr in place of Env's (exec and agent --mask); flush
-	// runs after the child's last exit, or without a child after the
-	// shutdown.
+	// runs once the shutdown that follows the child's last exit (or,
+	// without a child, the agent's stop) is over.
 	Output func() (stdout, stderr io.Writer, flush func())
 }
 
@@ -206,6 +206,10 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 		if err := work.shutdown(); err != nil {
 			log.Warn("shutdown", "err", err)
 		}
+		// Only now that no on_change command or child writes any more:
+		// what the output writers hold back is written out, on every
+		// way out.
+		flush()
 	}()
 	serveErr := make(chan error, 1)
 	if srv != nil {
@@ -241,9 +245,7 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 			return err
 		}
 		stopSignals() // a second SIGTERM or SIGINT ends keyward at once
-		err := work.shutdown()
-		flush() // what the on_change commands' output held back
-		return err
+		return work.shutdown()
 	}
 
 	stopSignals()
@@ -276,7 +278,6 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 		cancelSup()
 		<-supDone
 	}
-	flush()
 	if err := work.shutdown(); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
