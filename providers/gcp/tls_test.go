@@ -156,3 +156,80 @@ func TestTLSOptions(t *testing.T) {
 }
 
 func tlsOpts(caCert string) tlsclient.Options { return tlsclient.Options{CACert: caCert} }
+
+// TestADCOverPrivateCA: outside csi-provider, a gcpsm instance with
+// tls.ca_cert reads Secret Manager served over TLS by a private CA's
+// certificate, with Application Default Credentials (here an
+// external_account file whose token the federation stand-in exchanges),
+// where insecure would be refused for any but a loopback endpoint; a
+// certificate of another CA is refused naming the unknown authority.
+func TestADCOverPrivateCA(t *testing.T) {
+	metadataTrap(t)
+	ca, err := testenv.NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testenv.NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const subjectToken = "workload-oidc-token"
+	fed, err := gcpfake.StartFederation(testPool, func(_ context.Context, tok string) (string, error) {
+		if tok == subjectToken {
+			return "ci-runner", nil
+		}
+		return "", errors.New("unknown token")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fed.Close() })
+	const name = "secretmanager.private.test"
+	fake, err := gcpfake.StartTLS(tlsPair(t, ca, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fake.Close() })
+	fake.Authenticate(fed.Principal)
+	fake.Grant(fed.FederatedPrincipal("ci-runner"), testProject, "ci-db")
+	admin, err := secretmanager.NewClient(t.Context(), fake.TLSClientOptions(&tls.Config{RootCAs: ca.Pool(), ServerName: name})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	(&env{fake: fake, admin: admin}).addVersion(t, testProject, "ci-db", []byte("ci-pw"))
+
+	dir := t.TempDir()
+	write := func(f string, b []byte) string {
+		p := filepath.Join(dir, f)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	adc := `{"type": "external_account", "audience": "` + testPool + `",
+  "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": "` + fed.STSEndpoint() + `",
+  "credential_source": {"file": "` + write("subject", []byte(subjectToken)) + `"}}`
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", write("adc.json", []byte(adc)))
+
+	read := func(caFile string) (string, error) {
+		p, err := gcp.New(gcp.Options{Project: testProject, Endpoint: fake.Addr(), TLS: tlsclient.Options{CACert: write(caFile+".pem", map[string][]byte{"ca": ca.PEM, "other": other.PEM}[caFile]), ServerName: name}}, nil)
+		if err != nil {
+			return "", err
+		}
+		defer p.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		sec, err := p.Fetch(ctx, mustParse(t, "gcpsm://ci-db"))
+		if err != nil {
+			return "", err
+		}
+		return sec.Value.Reveal(), nil
+	}
+	if v, err := read("ca"); err != nil || v != "ci-pw" {
+		t.Fatalf("reading through the private CA with ADC: %v", err)
+	}
+	if _, err := read("other"); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("another CA: %v, want the unknown authority named", err)
+	}
+}
