@@ -204,7 +204,8 @@ type reviewed struct {
 }
 
 // identity is the sharing identity of a mount's pod: the one identity all
-// its tokens verify as, when there is a reviewer; otherwise the tokens
+// its tokens verify as, which must be the ServiceAccount the driver names,
+// when there is a reviewer; otherwise the tokens
 // themselves (hashed), which share only with the same pod's remounts.
 // "" when the pod has no token.
 func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
@@ -233,6 +234,17 @@ func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
 			return "", errors.New("the pod's ServiceAccount tokens are of different identities")
 		}
 		who = w
+	}
+	// The driver names the pod's ServiceAccount (the annotations its role
+	// or Google service account are read from, the session name) apart
+	// from its tokens, and passes on a token a SecretProviderClass or a
+	// volume's attributes set when the CSIDriver requests none: the
+	// tokens must be that ServiceAccount's, or the identity's pooled
+	// providers would read another ServiceAccount's annotations.
+	if pod.Namespace != "" || pod.ServiceAccount != "" {
+		if want := "system:serviceaccount:" + pod.Namespace + ":" + pod.ServiceAccount; who != want {
+			return "", fmt.Errorf("the pod's ServiceAccount tokens are of %s, not of its ServiceAccount %s/%s", who, pod.Namespace, pod.ServiceAccount)
+		}
 	}
 	return "sa:" + who, nil
 }

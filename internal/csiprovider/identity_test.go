@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestServiceAccountAnnotations: the reader gets the ServiceAccount with
@@ -66,5 +67,29 @@ func TestAnnotationsOfPod(t *testing.T) {
 	}
 	if s.annotations(Pod{Namespace: "apps"}) != nil || New(Options{}).annotations(Pod{Namespace: "apps", ServiceAccount: "web"}) != nil {
 		t.Error("a reader for a pod without a ServiceAccount name, or a server without a reader")
+	}
+}
+
+// TestIdentityBoundToServiceAccount: with a reviewer, a pod's tokens
+// must be of the ServiceAccount the driver names for it (whose
+// annotations its pooled providers read); a token of another one, as a
+// SecretProviderClass could pass, is refused.
+func TestIdentityBoundToServiceAccount(t *testing.T) {
+	ids := &identities{now: time.Now, seen: map[[32]byte]reviewed{},
+		review: func(_ context.Context, token, _ string) (string, error) {
+			return map[string]string{"t-web": "system:serviceaccount:apps:web", "t-admin": "system:serviceaccount:kube-system:admin"}[token], nil
+		}}
+	own := Pod{Namespace: "apps", ServiceAccount: "web", Tokens: map[string]Token{"": {Token: "t-web"}}}
+	if id, err := ids.identity(t.Context(), own); err != nil || id != "sa:system:serviceaccount:apps:web" {
+		t.Fatalf("the pod's own token: identity %q, %v", id, err)
+	}
+	for _, pod := range []Pod{
+		{Namespace: "apps", ServiceAccount: "web", Tokens: map[string]Token{"": {Token: "t-admin"}}},
+		{Namespace: "apps", ServiceAccount: "other", Tokens: map[string]Token{"": {Token: "t-web"}}},
+		{Namespace: "kube-system", ServiceAccount: "web", Tokens: map[string]Token{"": {Token: "t-web"}}},
+	} {
+		if id, err := ids.identity(t.Context(), pod); err == nil {
+			t.Errorf("pod of %s/%s: identity %q from another ServiceAccount's token, want a refusal", pod.Namespace, pod.ServiceAccount, id)
+		}
 	}
 }
