@@ -34,14 +34,13 @@ type window struct {
 	// runes from the start of the text, its match in group 1: the
 	// leftmost match that starts within skipRunes of a position. skipCtx
 	// first passes over one rune, the one before that position, so that
-	// \b, \B and ^ see what they see in the whole text.
-	skipRunes int
-	// at and atCtx are the rule's regex anchored at the start of the
-	// text, the latter after one rune (as skipCtx).
+	// \b, \B and ^ see what they see in the whole text. at and atCtx
+	// are the rule's regex anchored at the start of the text, the latter
+	// after one rune. All four are compiled from expr, the rule's regex,
+	// on first use: most rules never need them.
+	skipRunes                int
 	skip, skipCtx, at, atCtx lazyRegexp
-	// expr is the rule's regex, which those are compiled from on first
-	// use (most rules never need them).
-	expr string
+	expr                     string
 	// context: the regex looks at the rune before a match (\b, \B, ^).
 	context bool
 	// check, when set, is a quick test that a keyword's occurrence can

@@ -6,6 +6,12 @@
 // knows. It walks trees as scan does, honouring .gitignore files and an
 // allow-list of reviewed findings, and never reports a value: a finding
 // carries at most the last four characters of the secret.
+//
+// A rule runs only where its matches can be: around the occurrences of
+// its keywords (or of strings or runs of bytes that its regex requires),
+// from as far before them as the regex's syntax allows, with the
+// findings that running it over the whole text gives (anchor.go's
+// analysis; tests compare the two, and the findings with gitleaks').
 package audit
 
 import (
