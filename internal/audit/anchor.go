@@ -65,9 +65,7 @@ type window struct {
 	// own, for a rule whose matches need not hold its keywords, are
 	// strings (lower case) that every match holds, found in the regex
 	// (see ownWindow): the rule runs around their occurrences instead.
-	own     []string
-	ownOnce sync.Once
-	ownDFA  *keywordDFA
+	own []string
 	// run, for such a rule, is instead a class of bytes (ASCII) of which
 	// every match holds runMin or more in a row, at most lead bytes from
 	// its start.
@@ -664,14 +662,20 @@ func lowerSet(set []string) ([]string, int) {
 	return out, shortest
 }
 
-// occurrences returns where the strings w.own are in text, ASCII letters
-// of either case taken for the same.
-func (w *window) occurrences(text string) []span {
+// occurrences returns where the strings w.own are in lower, the text
+// with its ASCII letters lowered.
+func (w *window) occurrences(lower string) []span {
 	var out []span
-	w.ownOnce.Do(func() { w.ownDFA = newKeywordDFA(w.own) })
-	w.ownDFA.walk(text, func(pos int, word int32) {
-		out = append(out, span{pos, pos + len(w.own[word])})
-	})
+	for _, lit := range w.own {
+		for i := 0; ; {
+			j := strings.Index(lower[i:], lit)
+			if j < 0 {
+				break
+			}
+			out = append(out, span{i + j, i + j + len(lit)})
+			i += j + 1
+		}
+	}
 	return out
 }
 

@@ -300,8 +300,9 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 	// either case for the same, finds the same keywords in the chunk
 	// itself, at their positions.
 	var (
-		text = chunk
-		near [][]span // per windowed rule: its keywords' occurrences
+		text  = chunk
+		near  [][]span // per windowed rule: its keywords' occurrences
+		lower string   // the chunk, ASCII letters lowered, once needed
 	)
 	if windowed {
 		near = make([][]span, len(rs.rules))
@@ -346,7 +347,10 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		}
 		switch {
 		case w != nil && w.own != nil:
-			matches = w.findAll(chunk, w.occurrences(chunk), r.re)
+			if lower == "" {
+				lower = asciiLower(chunk)
+			}
+			matches = w.findAll(chunk, w.occurrences(lower), r.re)
 		case w != nil:
 			matches = w.findAll(chunk, near[i], r.re)
 		default:
