@@ -138,6 +138,18 @@ func apiError(ctx context.Context, op, what string, err error, att *providers.At
 	return e
 }
 
+// withoutSecret is err with secret (a token the call sent) taken out of
+// the service message that quotes it, before apiError clips the message:
+// a token cut by the clip would escape providers.Redact. The service error
+// then stands alone, so that no error err wrapped still holds secret.
+func withoutSecret(err error, secret string) error {
+	var ae smithy.APIError
+	if secret == "" || !errors.As(err, &ae) || !strings.Contains(ae.ErrorMessage(), secret) {
+		return err
+	}
+	return &smithy.GenericAPIError{Code: ae.ErrorCode(), Message: strings.ReplaceAll(ae.ErrorMessage(), secret, "REDACTED"), Fault: ae.ErrorFault()}
+}
+
 // causeOf describes the error of one failed attempt for a log line and
 // for the error of a call that runs out of time: the AWS error code and
 // message, or the transport error (connection refused, a TLS handshake,

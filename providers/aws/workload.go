@@ -100,7 +100,7 @@ func (c *webIdentity) Retrieve(ctx context.Context) (awssdk.Credentials, error) 
 		DurationSeconds: awssdk.Int32(int32(WorkloadCredentialLifetime / time.Second)),
 	})
 	if err != nil {
-		return awssdk.Credentials{}, providers.Redact(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, err, nil)), token)
+		return awssdk.Credentials{}, providers.Redact(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, withoutSecret(err, token), nil)), token)
 	}
 	creds := fromSTS(out.Credentials)
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" || !creds.CanExpire {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/keyward/keyward/providers"
 )
 
@@ -108,5 +110,39 @@ func TestWorkloadWithoutToken(t *testing.T) {
 	}
 	if n := requests.Load(); n != 0 {
 		t.Errorf("%d requests sent without the pod's token", n)
+	}
+}
+
+// TestWebIdentityErrorRedacted: an STS answer that quotes the pod's token
+// (as long as a real ServiceAccount token, beyond what an error keeps of
+// a message) leaves no part of it in the error, which still says the
+// token was refused.
+func TestWebIdentityErrorRedacted(t *testing.T) {
+	token := "eyJhbGciOiJSUzI1NiJ9." + strings.Repeat("c2VjcmV0LXRva2Vu", 60)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Token ` +
+			r.PostForm.Get("WebIdentityToken") + ` is not valid</Message></Error><RequestId>1</RequestId></ErrorResponse>`))
+	}))
+	defer srv.Close()
+	w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa", Token: func(string) (string, error) { return token, nil }}
+	p, _ := New(Options{Region: "us-east-1", RoleARN: "arn:aws:iam::123456789012:role/app", Endpoint: srv.URL, STSEndpoint: srv.URL})
+	if err := p.actAs(w); err != nil {
+		t.Fatal(err)
+	}
+	_, retrieveErr := p.workloadConfig().Credentials.Retrieve(t.Context())
+	_, fetchErr := p.Fetch(t.Context(), providers.Ref{Scheme: KindName, Path: "app-db"})
+	for what, err := range map[string]error{"Retrieve": retrieveErr, "Fetch": fetchErr} {
+		if !errors.Is(err, providers.ErrPermissionDenied) || err == nil || !strings.Contains(err.Error(), "InvalidIdentityToken") {
+			t.Errorf("%s: %v, want permission denied naming InvalidIdentityToken", what, err)
+		}
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			var ae smithy.APIError
+			if strings.Contains(e.Error(), "c2VjcmV0LXRva2Vu") || (errors.As(e, &ae) && strings.Contains(ae.ErrorMessage(), "c2VjcmV0LXRva2Vu")) {
+				t.Fatalf("%s: leaked value of the pod's token (a part of it) in the error or an error it wraps", what)
+			}
+		}
 	}
 }
