@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -206,7 +207,7 @@ func (t *workloadTokens) exchange(ctx context.Context, subject string) (string, 
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
 	}
-	if err := t.call(req, "token exchange", &out); err != nil {
+	if err := t.call(req, "token exchange", subject, &out); err != nil {
 		return "", time.Time{}, err
 	}
 	if out.AccessToken == "" {
@@ -235,7 +236,7 @@ func (t *workloadTokens) impersonate(ctx context.Context, federated, gsa string)
 		ExpireTime  time.Time `json:"expireTime"`
 	}
 	what := "impersonating " + gsa
-	if err := t.call(req, what, &out); err != nil {
+	if err := t.call(req, what, federated, &out); err != nil {
 		return "", time.Time{}, err
 	}
 	if out.AccessToken == "" {
@@ -247,8 +248,8 @@ func (t *workloadTokens) impersonate(ctx context.Context, federated, gsa string)
 // call sends req and decodes its JSON answer into out. A 400, 401 or 403
 // wraps providers.ErrPermissionDenied (Google refused the pod's
 // identity); the error says the status and Google's error code and
-// description, clipped.
-func (t *workloadTokens) call(req *http.Request, what string, out any) error {
+// description, without sent (the token req carries), clipped.
+func (t *workloadTokens) call(req *http.Request, what, sent string, out any) error {
 	resp, err := t.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -263,6 +264,11 @@ func (t *workloadTokens) call(req *http.Request, what string, out any) error {
 			return fmt.Errorf("%s: the answer is not JSON: %w", what, err)
 		}
 		return nil
+	}
+	// A refusal that quotes the token sent loses it before its message is
+	// clipped: a token cut by the clip would escape the caller's Redact.
+	if sent != "" {
+		data = bytes.ReplaceAll(data, []byte(sent), []byte("REDACTED"))
 	}
 	var e struct {
 		Error       json.RawMessage `json:"error"`

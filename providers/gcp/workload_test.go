@@ -214,3 +214,47 @@ func TestWorkloadOptions(t *testing.T) {
 		set.Close()
 	}
 }
+
+// TestWorkloadErrorRedacted: an answer of the token exchange that quotes
+// the pod's token, or of the impersonation that quotes the federated
+// token (each as long as a real one, beyond what an error keeps of a
+// message), leaves no part of it in the error, which still says which
+// step refused.
+func TestWorkloadErrorRedacted(t *testing.T) {
+	metadataTrap(t)
+	e := ownEnv(t)
+	kubeToken := "eyJhbGciOiJSUzI1NiJ9." + strings.Repeat("a3ViZS10b2tlbi1wYXJ0", 50)
+	fedToken := "ya29.fed-" + strings.Repeat("ZmVkZXJhdGVkLXBhcnQ", 50)
+	var refuseExchange atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/token") {
+			_ = r.ParseForm()
+			if refuseExchange.Load() {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"token ` + r.PostForm.Get("subject_token") + ` rejected"}`))
+				return
+			}
+			_, _ = w.Write([]byte(`{"access_token":"` + fedToken + `","expires_in":3600}`))
+			return
+		}
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":{"status":"PERMISSION_DENIED","message":"caller ` + r.Header.Get("Authorization") + ` may not impersonate"}}`))
+	}))
+	defer srv.Close()
+	opts := map[string]any{"project": testProject, "endpoint": e.fake.Addr(), "insecure": true,
+		"workload_identity_provider": testPool, "sts_endpoint": srv.URL + "/v1/token", "iam_credentials_endpoint": srv.URL,
+		"service_account": "app@kw-test-project.iam.gserviceaccount.com"}
+	for _, step := range []string{"token exchange", "impersonating"} {
+		refuseExchange.Store(step == "token exchange")
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		_, err := workloadSet(t, opts, "apps", "app", kubeToken, nil).Fetch(ctx, mustParse(t, "gcpsm://db"))
+		cancel()
+		if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), step) {
+			t.Errorf("%s refused: %v, want permission denied naming it", step, err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "a3ViZS10b2tlbi1wYXJ0") || strings.Contains(err.Error(), "ZmVkZXJhdGVkLXBhcnQ")) {
+			t.Errorf("%s refused: leaked value of a token (a part of it) in the error", step)
+		}
+	}
+}
