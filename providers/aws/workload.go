@@ -132,7 +132,7 @@ func (c *webIdentity) roleARN(ctx context.Context) (string, error) {
 	case role == "":
 		return "", fmt.Errorf("no IAM role: annotate the ServiceAccount with %s, or set the instance's role_arn: %w", RoleARNAnnotation, providers.ErrPermissionDenied)
 	case !roleARNRe.MatchString(role):
-		return "", fmt.Errorf("annotation %s %q is not an IAM role ARN: %w", RoleARNAnnotation, role, providers.ErrPermissionDenied)
+		return "", fmt.Errorf("annotation %s %q is not an IAM role ARN: %w", RoleARNAnnotation, providers.ClipMessage(role), providers.ErrPermissionDenied)
 	}
 	return role, nil
 }

@@ -60,11 +60,15 @@ func TestWebIdentityRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	wi := p.workloadConfig().Credentials
-	for _, a := range []string{"", "not-an-arn"} {
+	long := strings.Repeat("not-an-arn ", 20000) // as long as an annotation may be
+	for _, a := range []string{"", "not-an-arn", long} {
 		ann[RoleARNAnnotation] = a
 		_, err := wi.Retrieve(t.Context())
 		if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), RoleARNAnnotation) {
-			t.Errorf("annotation %q: %v, want permission denied naming the annotation", a, err)
+			t.Errorf("annotation of %d bytes: %v, want permission denied naming the annotation", len(a), err)
+		}
+		if err != nil && len(err.Error()) > 1000 {
+			t.Errorf("annotation of %d bytes: an error of %d bytes, want the annotation clipped", len(a), len(err.Error()))
 		}
 	}
 	if n := stsCalls.Load(); n != 0 {

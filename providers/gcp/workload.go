@@ -182,7 +182,7 @@ func (t *workloadTokens) serviceAccount(ctx context.Context) (string, error) {
 	}
 	gsa := strings.TrimSpace(ann[ServiceAccountAnnotation])
 	if gsa != "" && !serviceAccountRe.MatchString(gsa) {
-		return "", fmt.Errorf("annotation %s %q is not a service account email: %w", ServiceAccountAnnotation, gsa, providers.ErrPermissionDenied)
+		return "", fmt.Errorf("annotation %s %q is not a service account email: %w", ServiceAccountAnnotation, providers.ClipMessage(gsa), providers.ErrPermissionDenied)
 	}
 	return gsa, nil
 }

@@ -257,4 +257,17 @@ func TestWorkloadErrorRedacted(t *testing.T) {
 			t.Errorf("%s refused: leaked value of a token (a part of it) in the error", step)
 		}
 	}
+	// An annotation that is no service account email, as long as one may
+	// be, is refused with a message of bounded length.
+	delete(opts, "service_account")
+	ann := map[string]string{gcp.ServiceAccountAnnotation: strings.Repeat("not-an-email ", 20000)}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err := workloadSet(t, opts, "apps", "app", kubeToken, ann).Fetch(ctx, mustParse(t, "gcpsm://db"))
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), gcp.ServiceAccountAnnotation) {
+		t.Errorf("a long annotation: %v, want permission denied naming it", err)
+	}
+	if err != nil && len(err.Error()) > 2000 {
+		t.Errorf("a long annotation: an error of %d bytes, want the annotation clipped", len(err.Error()))
+	}
 }
