@@ -158,7 +158,13 @@ func ServiceAccountAnnotations(apiServer string, ca []byte, credential func() (s
 		if err != nil {
 			return nil, fmt.Errorf("ServiceAccount %s/%s: %w", namespace, name, err)
 		}
-		if resp.StatusCode != http.StatusOK {
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusUnauthorized, http.StatusForbidden:
+			// keyward's own permission, not the pod's: the mount fails at
+			// once, saying what to grant, instead of being retried.
+			return nil, fmt.Errorf("ServiceAccount %s/%s: HTTP %d: csi-provider may not read ServiceAccounts (the chart's csiProvider.readServiceAccounts grants it), so their role annotations cannot be used; or name the role in the SecretProviderClass: %w", namespace, name, resp.StatusCode, providers.ErrPermissionDenied)
+		default:
 			return nil, fmt.Errorf("ServiceAccount %s/%s: HTTP %d", namespace, name, resp.StatusCode)
 		}
 		var sa struct {

@@ -2,12 +2,15 @@ package csiprovider
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/providers"
 )
 
 // TestServiceAccountAnnotations: the reader gets the ServiceAccount with
@@ -41,6 +44,11 @@ func TestServiceAccountAnnotations(t *testing.T) {
 	_, err = read(t.Context(), "apps", "other")
 	if err == nil || !strings.Contains(err.Error(), "HTTP 403") || strings.Contains(err.Error(), "body-detail") {
 		t.Errorf("a refused read: %v, want HTTP 403 without the body", err)
+	}
+	// keyward's own refusal fails the mount at once (permission denied,
+	// not retried), saying what to grant.
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "readServiceAccounts") {
+		t.Errorf("a refused read: %v, want permission denied naming csiProvider.readServiceAccounts", err)
 	}
 	before := requests.Load()
 	for _, bad := range [][2]string{{"apps", "../../secrets/x"}, {"a/b", "web"}, {"", "web"}, {"apps", "Web"}} {

@@ -657,9 +657,9 @@ func callError(ctx context.Context, op, name string, err error, att *providers.A
 		// The pod's identity could not be obtained (workload.go says
 		// why, never with a token).
 		if code == codes.PermissionDenied || code == codes.Unauthenticated {
-			return fmt.Errorf("%s %s: %s: %w", op, name, msg[i:], providers.ErrPermissionDenied)
+			return fmt.Errorf("%s %s: %s: %w", op, name, providers.ClipMessage(msg[i:]), providers.ErrPermissionDenied)
 		}
-		return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, msg[i:])
+		return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, providers.ClipMessage(msg[i:]))
 	}
 	if credentialFailure(code, msg) {
 		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err), providers.ErrPermissionDenied)
@@ -711,7 +711,7 @@ func statusText(err error) string {
 	code, msg := st.Code(), st.Message()
 	switch {
 	case strings.Contains(msg, workloadPrefix):
-		return "gRPC " + code.String() + ": " + msg[strings.Index(msg, workloadPrefix):]
+		return "gRPC " + code.String() + ": " + providers.ClipMessage(msg[strings.Index(msg, workloadPrefix):])
 	case credentialFailure(code, msg):
 		return fmt.Sprintf("gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials)", code)
 	case msg == "":
