@@ -53,6 +53,11 @@ type window struct {
 	// up to runs bytes after the keyword's start.
 	autos []*glushkov
 	runs  []int
+	// ends[i], when set, gives for each keyword how far after its start
+	// the run of parts holding it in alternative i ends: at least
+	// [0] bytes, at most [1]; a keyword missing from it is in no such
+	// run.
+	ends []map[string][2]int
 	// Before check, a quicker one: some byte of first must be within
 	// reach bytes of the keyword's start (from its end on); reach < 0
 	// when there is no such test.
@@ -193,11 +198,12 @@ func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 		checks []string
 		autos  []*glushkov
 		runs   []int
+		ends   []map[string][2]int
 		first  [256]bool
 		reach  = 0
 	)
 	for _, parts := range variants(flatten(re), 2) {
-		rest, run, ok := afterAnchor(parts, keywords)
+		rest, run, runSet, ok := afterAnchor(parts, keywords)
 		if !ok || len(rest) == 0 {
 			return
 		}
@@ -234,6 +240,7 @@ func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 		checks = append(checks, b.String())
 		autos = append(autos, newGlushkov(c))
 		runs = append(runs, run)
+		ends = append(ends, runEnds(runSet, keywords))
 	}
 	if len(checks) == 0 {
 		return
@@ -242,7 +249,7 @@ func (w *window) addCheck(re *syntax.Regexp, keywords []string) {
 		w.first, w.reach = &first, reach
 	}
 	if !slices.Contains(autos, nil) {
-		w.autos, w.runs = autos, runs
+		w.autos, w.runs, w.ends = autos, runs, ends
 		return
 	}
 	w.check, _ = regexp.Compile(`\A(?:` + strings.Join(checks, "|") + `)`)
@@ -276,8 +283,8 @@ func variants(parts []*syntax.Regexp, depth int) [][]*syntax.Regexp {
 
 // afterAnchor returns, for a sequence of parts (groups opened) of which
 // a run of consecutive ones holds a keyword in every match, the parts
-// after that run and the run's longest match.
-func afterAnchor(parts []*syntax.Regexp, kws []string) ([]*syntax.Regexp, int, bool) {
+// after that run, the run's longest match and its strings (lower case).
+func afterAnchor(parts []*syntax.Regexp, kws []string) ([]*syntax.Regexp, int, []string, bool) {
 	pre, preLen := []string{""}, 0
 	for i, s := range parts {
 		set, ok := product(pre, s)
@@ -287,11 +294,15 @@ func afterAnchor(parts []*syntax.Regexp, kws []string) ([]*syntax.Regexp, int, b
 		}
 		preLen = addLen(preLen, longest(s))
 		if allHold(set, kws) {
-			return parts[i+1:], preLen, preLen >= 0 && preLen <= maxLead
+			lower := make([]string, len(set))
+			for j, s := range set {
+				lower[j] = asciiLower(s)
+			}
+			return parts[i+1:], preLen, lower, preLen >= 0 && preLen <= maxLead
 		}
 		pre = set
 	}
-	return nil, 0, false
+	return nil, 0, nil, false
 }
 
 // loosen returns a regex that matches whatever re matches where re
@@ -340,11 +351,46 @@ func (w *window) passes(in string, k span) bool {
 		return w.check.MatchString(in)
 	}
 	for i, g := range w.autos {
-		if g.match(in, k.start+w.runs[i]-k.end) {
+		if w.ends[i] == nil {
+			if g.match(in, k.start+w.runs[i]-k.end) {
+				return true
+			}
+			continue
+		}
+		r, ok := w.ends[i][k.word]
+		if from := k.start + r[0] - k.end; ok && from <= len(in) && g.match(in[from:], r[1]-r[0]) {
 			return true
 		}
 	}
 	return false
+}
+
+// runEnds works out window.ends for a run of parts matching the strings
+// set (lower case); nil when one of them is not ASCII (a case variant
+// might then differ in length).
+func runEnds(set, keywords []string) map[string][2]int {
+	ends := map[string][2]int{}
+	for _, s := range set {
+		if !isASCII(s) {
+			return nil
+		}
+		for _, k := range keywords {
+			for o := 0; ; o++ {
+				i := strings.Index(s[o:], k)
+				if i < 0 {
+					break
+				}
+				o += i
+				d := len(s) - o
+				if r, ok := ends[k]; ok {
+					ends[k] = [2]int{min(r[0], d), max(r[1], d)}
+				} else {
+					ends[k] = [2]int{d, d}
+				}
+			}
+		}
+	}
+	return ends
 }
 
 // firstNear reports whether a byte of w.first is within w.reach bytes of
@@ -596,7 +642,7 @@ func (w *window) runIntervals(text string) []span {
 			j++
 		}
 		if j-i >= w.runMin {
-			out = append(out, span{max(i-w.lead, 0), j - w.runMin})
+			out = append(out, span{start: max(i-w.lead, 0), end: j - w.runMin})
 		}
 		i = j
 	}
@@ -672,7 +718,7 @@ func (w *window) occurrences(lower string) []span {
 			if j < 0 {
 				break
 			}
-			out = append(out, span{i + j, i + j + len(lit)})
+			out = append(out, span{start: i + j, end: i + j + len(lit), word: lit})
 			i += j + 1
 		}
 	}
@@ -1045,7 +1091,7 @@ func (w *window) findAll(text string, kws []span, whole *regexp.Regexp) [][]int 
 		kws = w.keep(text, kws)
 		ivs = make([]span, len(kws))
 		for i, k := range kws {
-			ivs[i] = span{w.earliest(text, k), k.start}
+			ivs[i] = span{start: w.earliest(text, k), end: k.start}
 		}
 	}
 	slices.SortFunc(ivs, func(a, b span) int { return a.start - b.start })

@@ -314,7 +314,7 @@ func (rs *ruleSet) detectIn(path, chunk string, startLine int, windowed bool) []
 		for _, i := range rs.enables[word] {
 			enabled[i] = true
 			if windowed {
-				near[i] = append(near[i], span{pos, pos + n})
+				near[i] = append(near[i], span{pos, pos + n, rs.words[word]})
 			}
 		}
 	})
@@ -419,7 +419,12 @@ func preferSpecific(hits []ruleHit) []ruleHit {
 	return out
 }
 
-type span struct{ start, end int }
+// span is a piece of text: a keyword's occurrence (word being the
+// keyword), or an interval.
+type span struct {
+	start, end int
+	word       string
+}
 
 // asciiLower lower-cases ASCII letters only, so that byte positions in
 // its result are those of s (strings.ToLower may change lengths).
