@@ -182,16 +182,22 @@ func TestConfigFromPipe(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Once keyward has the pipe open it is in its read, its handler for
+	// SIGTERM installed: the signal must end the read with keyward's own
+	// one-line error, not end keyward as the signal's default action does.
+	waitForOpen(t, cmd.Process.Pid, fifo)
 	select {
 	case err := <-done:
 		t.Fatalf("keyward check ended (%v, stderr %q) while its config pipe was still open", err, stderr.String())
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:
-		if cmd.ProcessState.ExitCode() == 0 {
-			t.Errorf("keyward check exited 0 (%v) when stopped reading its config", err)
+		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		msg := strings.TrimSuffix(stderr.String(), "\n")
+		if ws.Signaled() || cmd.ProcessState.ExitCode() == 0 || strings.Contains(msg, "\n") || !strings.HasPrefix(msg, "keyward: "+fifo+":") {
+			t.Errorf("keyward check stopped reading its config: %v, stderr %q; want a non-zero exit of its own and one line naming %s", err, stderr.String(), fifo)
 		}
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
