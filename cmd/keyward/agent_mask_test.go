@@ -244,3 +244,52 @@ func lineLengths(lines []string) []int {
 	}
 	return n
 }
+
+// TestAgentMaskChildAndCommandInterleaved: the child and the on_change
+// commands write to the same stdout, but each through writers of its own:
+// the beginning of a value the child holds back is not written out because
+// a command's line came in between, and the child's rest then completes it
+// to *** instead of showing the two halves on either side of that line.
+func TestAgentMaskChildAndCommandInterleaved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, api1, api2 := "agent-split db value", "agent-split api one", "agent-split api two"
+	writeFile(t, filepath.Join(dir, "db.json"), `{"password": "`+db+`"}`)
+	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+secrets:
+  DB: file:db.json#password
+  API: file:api.json#key
+env:
+  DB_VALUE: DB
+files:
+  - {path: out/api, format: raw, secret: API, on_change: {command: [sh, -c, 'echo from-command; : > printed']}}
+watch: {interval: 1h, debounce: 100ms}
+server: {listen: "unix:kw.sock"}
+`)
+	// The child writes the value's first 6 bytes, waits until the command
+	// has printed its line, then writes the rest.
+	child := `echo started
+printf '%.6s' "$DB_VALUE"
+while [ ! -e printed ]; do sleep 0.05; done
+printf '%s\n' "${DB_VALUE#??????}"
+echo done
+while :; do sleep 1 & wait $!; done`
+	a := startAgent(t, dir, nil, "agent", "--mask", "--mask-idle", "1h", "-c", "keyward.yaml", "--", "sh", "-c", child)
+	if l := a.nextLine(); l != "started" {
+		t.Fatalf("first line %d bytes, want started", len(l))
+	}
+	a.waitWatching(2)
+	atomicWrite(t, filepath.Join(dir, "api.json"), `{"key": "`+api2+`"}`)
+	var out []string
+	for len(out) == 0 || out[len(out)-1] != "done" {
+		out = append(out, a.nextLine())
+	}
+	if !slices.Equal(out, []string{"from-command", "***", "done"}) {
+		t.Errorf("the output is %d lines of %v bytes, want from-command, the child's value masked whole, done", len(out), lineLengths(out))
+	}
+	if joined := strings.Join(out, ""); strings.Contains(joined, db[:6]) || strings.Contains(joined, db[6:]) {
+		t.Error("leaked value of DB, split by the command's line")
+	}
+	a.stop()
+}

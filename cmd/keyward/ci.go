@@ -258,8 +258,9 @@ func (m *maskFlags) output(g *globals) func() (stdout, stderr io.Writer, flush f
 // still print them), and a function that writes out what they hold back
 // (call it once the child's output is copied).
 func maskedOutput(g *globals, idle time.Duration) (stdout, stderr io.Writer, flush func()) {
-	g.outputMasked.Store(true)
-	if skipped := g.masker.Set().Skipped(); len(skipped) > 0 {
+	// The watched mode calls it twice (the child's writers, the on_change
+	// commands'): the warning is given once.
+	if skipped := g.masker.Set().Skipped(); !g.outputMasked.Swap(true) && len(skipped) > 0 {
 		g.logger.Warn("values too short to mask; they appear in the output as they are", "secrets", skipped, "min_length", mask.DefaultMinLength)
 	}
 	out, errw := g.masker.WriterIdle(g.stdout, idle), g.masker.WriterIdle(g.stderr, idle)

@@ -37,8 +37,9 @@ type WatchOptions struct {
 	// ShutdownTimeout bounds keyward's own shutdown after SIGTERM or the
 	// child's exit (--shutdown-timeout).
 	ShutdownTimeout time.Duration
-	// Output, when set, gives the child's and the on_change commands'
-	// stdout and stderr in place of Env's (exec and agent --mask); flush
+	// Output, when set, gives stdout and stderr in place of Env's (exec
+	// and agent --mask): it is called once for the child and once for the
+	// on_change commands, each writing through its own pair. Each flush
 	// runs once the shutdown that follows the child's last exit (or,
 	// without a child, the agent's stop) is over.
 	Output func() (stdout, stderr io.Writer, flush func())
@@ -132,9 +133,16 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 	// With --mask, the child's and the on_change commands' output pass
 	// through the process's masker, which learns every value (secrets,
 	// rotated secrets, access tokens) before the child or a file can see it.
-	out, errOut, flush := r.env.Stdout, r.env.Stderr, func() {}
+	// The child and the commands write at the same time, each through
+	// writers of its own: what one holds back (the possible beginning of
+	// a value) is completed by its own next write, never written out
+	// because the other's came in between.
+	out, errOut, cmdOut, cmdErrOut, flush := r.env.Stdout, r.env.Stderr, r.env.Stdout, r.env.Stderr, func() {}
 	if o.Output != nil {
-		out, errOut, flush = o.Output()
+		var flushChild, flushCmds func()
+		out, errOut, flushChild = o.Output()
+		cmdOut, cmdErrOut, flushCmds = o.Output()
+		flush = func() { flushChild(); flushCmds() }
 	}
 	tokens, err := r.newTokens(reg, nil)
 	if err != nil {
@@ -188,7 +196,7 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 		EnvSecrets:  envSecrets,
 		OnChange:    top,
 		Child:       engChild,
-		RunCommand:  rotate.ChildCommandRunner(cmdEnv, out, errOut, log),
+		RunCommand:  rotate.ChildCommandRunner(cmdEnv, cmdOut, cmdErrOut, log),
 		Jitter:      config.DefaultWatchJitter,
 		Logger:      log,
 		Metrics:     metrics,
