@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -45,6 +47,61 @@ func (g gen) s(set string, n int) string {
 	return string(b)
 }
 
+// finding returns a value of make for which rule ruleID reports a
+// finding, so that a random value always is one: none of the rule's (or
+// the global) allowlists excuses it (it holds none of their stopwords and
+// matches none of their regexes: an all-letter value is taken for a name)
+// and its Shannon entropy is above the rule's minimum (a short random value
+// sometimes has less).
+func finding(ruleID string, make func() string) string {
+	var stop []string
+	var allow []*regexp.Regexp
+	var minEntropy float64
+	for _, r := range gitleaksRules {
+		if r.ID == ruleID {
+			minEntropy = r.Entropy
+			for _, a := range append(r.Allowlists, gitleaksAllowlists...) {
+				stop = append(stop, a.StopWords...)
+				for _, re := range a.Regexes {
+					allow = append(allow, regexp.MustCompile(re))
+				}
+			}
+		}
+	}
+	entropy := func(v string) float64 {
+		count := map[rune]float64{}
+		for _, c := range v {
+			count[c]++
+		}
+		var h float64
+		for _, k := range count {
+			p := k / float64(len(v))
+			h -= p * math.Log2(p)
+		}
+		return h
+	}
+	for {
+		v := make()
+		if (minEntropy == 0 || entropy(v) > minEntropy+0.1) &&
+			!slices.ContainsFunc(stop, func(w string) bool { return strings.Contains(strings.ToLower(v), w) }) &&
+			!slices.ContainsFunc(allow, func(re *regexp.Regexp) bool { return re.MatchString(v) }) {
+			return v
+		}
+	}
+}
+
+// generic returns s(set, n) as a generic-api-key finding, starting with a
+// letter or digit (a value holding + or / must, for the rule's regex).
+func (g gen) generic(set string, n int) string {
+	return finding("generic-api-key", func() string {
+		for {
+			if v := g.s(set, n); strings.IndexByte(alnum, v[0]) >= 0 {
+				return v
+			}
+		}
+	})
+}
+
 func (g gen) b64url(raw string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
@@ -66,8 +123,8 @@ func plant(g gen) []planted {
 	}
 	pem += body + "\n-----END PRIVATE KEY-----"
 	jwt := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + g.b64url(`{"sub":"`+g.s(digits, 10)+`","name":"`+g.s(lower, 12)+`"}`) + "." + g.b64url(g.s(alnum, 32))
-	awsID := "AKIA" + g.s("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-	awsSecret := g.s(alnum+"+/", 40)
+	awsID := finding("aws-access-token", func() string { return "AKIA" + g.s("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16) })
+	awsSecret := g.generic(alnum+"+/", 40)
 	ps := []planted{
 		{file: "deploy/aws.env", rule: "aws-access-token", value: awsID, text: "AWS_ACCESS_KEY_ID=" + awsID},
 		{file: "deploy/aws.env", rule: "generic-api-key", value: awsSecret, text: "aws_secret_access_key = " + awsSecret},
@@ -79,7 +136,7 @@ func plant(g gen) []planted {
 		{file: "keys/id_server", rule: "private-key", value: pem, text: pem},
 		{file: "test/auth.txt", rule: "jwt", value: jwt, text: "Authorization: Bearer " + jwt},
 		{file: "config/db.yaml", rule: "url-password", value: "Pg" + g.s(alnum, 14), text: ""},
-		{file: "config/app.ini", rule: "generic-api-key", value: g.s(alnum, 18), text: ""},
+		{file: "config/app.ini", rule: "generic-api-key", value: g.generic(alnum, 18), text: ""},
 	}
 	for i := range ps {
 		p := &ps[i]
