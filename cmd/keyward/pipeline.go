@@ -28,6 +28,11 @@ func loadConfig(ctx context.Context, g *globals, required bool) (*config.Config,
 	defer stop()
 	cfg, err := config.Load(ctx, g.config)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped by a signal while reading a pipe: not a config
+			// problem (exit 1, not 78).
+			return nil, fmt.Errorf("%s: stopped while reading the config", g.config)
+		}
 		return nil, configError(err)
 	}
 	for _, w := range cfg.Warnings() {
