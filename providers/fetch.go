@@ -212,12 +212,7 @@ func (s *Set) FetchPlan(ctx context.Context, p *Plan) []Fetched {
 // Concurrency, bounded by FetchTimeout. Errors are the provider's, or
 // ctx's when it ends while waiting.
 func (s *Set) Fetch(ctx context.Context, ref Ref) (Secret, error) {
-	var sec Secret
-	err := s.with(ctx, ref.Scheme, OpFetch, func(ctx context.Context, p Provider) (err error) {
-		sec, err = p.Fetch(ctx, ref.Whole())
-		return err
-	})
-	return sec, err
+	return s.fetch(ctx, ref, "", false)
 }
 
 // FetchProbed reads ref as Fetch does, after a ProbeVersion of it
@@ -225,9 +220,14 @@ func (s *Set) Fetch(ctx context.Context, ref Ref) (Secret, error) {
 // version directly, saving the call that would learn it again; any other
 // is asked to Fetch.
 func (s *Set) FetchProbed(ctx context.Context, ref Ref, version string) (Secret, error) {
+	return s.fetch(ctx, ref, version, true)
+}
+
+// fetch is Fetch, or FetchProbed of version when probed.
+func (s *Set) fetch(ctx context.Context, ref Ref, version string, probed bool) (Secret, error) {
 	var sec Secret
 	err := s.with(ctx, ref.Scheme, OpFetch, func(ctx context.Context, p Provider) (err error) {
-		if vf, ok := p.(VersionFetcher); ok {
+		if vf, ok := p.(VersionFetcher); ok && probed {
 			sec, err = vf.FetchVersion(ctx, ref.Whole(), version)
 		} else {
 			sec, err = p.Fetch(ctx, ref.Whole())
