@@ -339,13 +339,27 @@ func TestSetBatch(t *testing.T) {
 // TestSetBatchWrongLength: a FetchBatch that returns fewer or more results
 // than refs breaks its contract; every secret of the batch is an error
 // naming the provider, never a panic or a value assigned to the wrong
-// name.
+// name, and the secrets it did return are overwritten before they are
+// dropped.
 func TestSetBatchWrongLength(t *testing.T) {
 	t.Parallel()
 	for _, skew := range []int{-1, -3, 1} {
 		t.Run(fmt.Sprint(skew), func(t *testing.T) {
 			t.Parallel()
-			f := &fake{batch: true, batchSkew: skew}
+			var bufMu sync.Mutex
+			var bufs [][]byte
+			f := &fake{batch: true, batchSkew: skew, fetch: func(_ context.Context, ref providers.Ref) (providers.Secret, error) {
+				v := providers.NewValue([]byte("value-of-" + ref.Path))
+				d := []byte("data-of-" + ref.Path)
+				nested := providers.NewValue([]byte("nested-of-" + ref.Path))
+				bufMu.Lock()
+				bufs = append(bufs, v.Bytes(), d, nested.Bytes())
+				bufMu.Unlock()
+				return providers.Secret{
+					Value: v,
+					Data:  map[string]any{"d": d, "n": []any{map[string]any{"v": nested}}},
+				}, nil
+			}}
 			s := newSet(t, map[string]*fake{"fk": f})
 			var calls []providers.Call
 			var mu sync.Mutex
@@ -364,6 +378,13 @@ func TestSetBatchWrongLength(t *testing.T) {
 			defer mu.Unlock()
 			if len(calls) != 3 || calls[0].Err == nil {
 				t.Errorf("observed calls %v, want 3 failed fetches", calls)
+			}
+			bufMu.Lock()
+			defer bufMu.Unlock()
+			for i, b := range bufs {
+				if slices.ContainsFunc(b, func(c byte) bool { return c != 0 }) {
+					t.Errorf("byte slice %d of the dropped batch was not overwritten", i)
+				}
 			}
 		})
 	}
