@@ -24,7 +24,8 @@ type Provider interface {
 	// (field selection is done by the caller, so many fields of one secret
 	// cost one Fetch). It honours ctx cancellation. Errors wrap ErrNotFound
 	// or ErrPermissionDenied where those apply, may name the reference, and
-	// never contain secret bytes.
+	// never contain secret bytes. The Secret's bytes are the caller's: a
+	// provider keeps no reference to them (callers zero them when done).
 	Fetch(ctx context.Context, ref Ref) (Secret, error)
 	// Close releases the provider's resources. It is called once.
 	Close() error

@@ -68,8 +68,11 @@ func (e *ResolveError) Unwrap() []error {
 // instance, each call bounded by FetchTimeout).
 //
 // It returns either every name resolved, or a *ResolveError listing every
-// failure (all-or-nothing); s.Observe sees what resolved in either case. It
-// returns only after all its goroutines exit.
+// failure (all-or-nothing); s.Observe sees what resolved in either case. The
+// values returned are the caller's (each Resolve fetches anew). When it
+// fails, the values fetched are zeroed before they are dropped, unless
+// s.Observe was handed them (an observer may keep them, as the masker does).
+// It returns only after all its goroutines exit.
 func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Resolved, error) {
 	plan, failures := s.Plan(refs)
 	got := s.FetchPlan(ctx, plan)
@@ -94,8 +97,47 @@ func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Reso
 		s.Observe(out)
 	}
 	if len(failures) > 0 {
+		if s.Observe == nil {
+			// Nobody else holds what resolved: zero it before dropping it.
+			for i := range got {
+				zeroSecret(got[i].Secret)
+			}
+			for _, r := range out {
+				zeroResolved(r)
+			}
+		}
 		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })
 		return nil, &ResolveError{Failures: failures}
 	}
 	return out, nil
+}
+
+// zeroSecret overwrites the bytes a fetched secret holds: its Value and
+// the byte slices of its Data (strings cannot be overwritten).
+func zeroSecret(sec Secret) {
+	clear(sec.Value.bytes())
+	zeroData(sec.Data)
+}
+
+func zeroData(v any) {
+	switch x := v.(type) {
+	case []byte:
+		clear(x)
+	case map[string]any:
+		for _, e := range x {
+			zeroData(e)
+		}
+	case []any:
+		for _, e := range x {
+			zeroData(e)
+		}
+	}
+}
+
+// zeroResolved overwrites the bytes of r's value and fields.
+func zeroResolved(r Resolved) {
+	clear(r.Value.bytes())
+	for _, f := range r.Fields {
+		clear(f.bytes())
+	}
 }

@@ -590,6 +590,44 @@ func TestResolveObserve(t *testing.T) {
 	}
 }
 
+// TestResolveFailureZeroes: a Resolve that fails drops the values that
+// did resolve, and zeroes them first (nobody else holds them); with
+// Observe set they are the observer's and are left as they are.
+func TestResolveFailureZeroes(t *testing.T) {
+	t.Parallel()
+	for _, observed := range []bool{false, true} {
+		var mu sync.Mutex
+		var held [][]byte
+		f := &fake{fetch: func(ctx context.Context, ref providers.Ref) (providers.Secret, error) {
+			if ref.Path == "missing" {
+				return providers.Secret{}, fmt.Errorf("secret %s: %w", ref.Path, providers.ErrNotFound)
+			}
+			sec := providers.Secret{Value: providers.StringValue("value-of-" + ref.Path), Data: map[string]any{"k": []byte("field-of-" + ref.Path)}}
+			mu.Lock()
+			held = append(held, sec.Value.Bytes(), sec.Data["k"].([]byte))
+			mu.Unlock()
+			return sec, nil
+		}}
+		s := newSet(t, map[string]*fake{"fk": f})
+		if observed {
+			s.Observe = func(map[string]providers.Resolved) {}
+		}
+		_, err := s.Resolve(t.Context(), mustParse(t, map[string]string{"OK": "fk://a", "F": "fk://b#k", "BAD": "fk://missing"}))
+		if err == nil {
+			t.Fatal("Resolve succeeded with a missing secret")
+		}
+		if len(held) != 4 {
+			t.Fatalf("%d values fetched, want 4", len(held))
+		}
+		for i, b := range held {
+			zeroed := !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
+			if zeroed == observed {
+				t.Errorf("observed=%v: fetched value %d zeroed=%v after the failed Resolve", observed, i, zeroed)
+			}
+		}
+	}
+}
+
 // defaulted is a fake whose references may leave out a default prefix
 // ("dflt/"), as gcpsm://SECRET leaves out the instance's project: it reads
 // "dflt/x" and "x" alike, and says so through Canonical.

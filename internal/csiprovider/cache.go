@@ -64,11 +64,14 @@ func newShared(ttl time.Duration, maxBytes int, now func() time.Time) *shared {
 }
 
 // resolve returns the secrets of key: a copy of the cached ones while
-// fresh, else a copy of those of the resolve in flight for key, else a
-// copy of those of fetch, called once for all who ask meanwhile. The
-// caller owns what it gets and zeroes it after use; what fetch returned
-// stays its provider's (a provider may keep the bytes it hands out). hit
-// says whether fetch was not called by this caller.
+// fresh, else a copy of those of the resolve in flight for key, else
+// those fetch returns, called once for all who ask meanwhile. The caller
+// owns what it gets and zeroes it after use. What fetch returns becomes
+// the cache's (providers keep no reference to what they hand out): the
+// caller that fetched gets it as it is, and it is copied only for those
+// who keep it longer — once for the cache, once for the mounts waiting on
+// the fetch (if any wait). hit says whether fetch was not called by this
+// caller.
 func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Context) (map[string]providers.Resolved, error)) (res map[string]providers.Resolved, hit bool, err error) {
 	c.mu.Lock()
 	if el, ok := c.entries[key]; ok {
@@ -108,8 +111,9 @@ func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Con
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultMountTimeout)
 	fetched, err := fetch(fctx)
 	cancel()
-	if err == nil {
-		res = clone(fetched)
+	if err != nil {
+		zero(fetched) // whatever a failed fetch returned is dropped
+		fetched = nil
 	}
 	c.mu.Lock()
 	delete(c.inflight, key)
@@ -122,7 +126,7 @@ func (c *shared) resolve(ctx context.Context, key string, fetch func(context.Con
 	f.err, f.ended = err, true
 	c.mu.Unlock()
 	close(f.done)
-	return res, false, err
+	return fetched, false, err
 }
 
 // leave is a waiter of f done with it: the last one zeroes the flight's

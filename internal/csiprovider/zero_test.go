@@ -3,10 +3,13 @@ package csiprovider
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
 
@@ -55,8 +58,8 @@ func TestPooledMountsBuildOnce(t *testing.T) {
 }
 
 // TestFlightCopyZeroed: the copy of a shared fetch kept for the mounts
-// waiting on it is zeroed once the last of them has taken its own; what
-// the fetch returned (its provider's) is left as it is.
+// waiting on it is zeroed once the last of them has taken its own; the
+// mount that fetched gets what the fetch returned, which is not copied.
 func TestFlightCopyZeroed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newShared(-1, DefaultCacheMaxBytes, nil)
@@ -99,10 +102,65 @@ func TestFlightCopyZeroed(t *testing.T) {
 				t.Fatal("the flight's copy is not zeroed after its waiters took theirs")
 			}
 		}
-		if fetched["A"].Value.Reveal() != "flight-value" {
-			t.Fatal("the provider's own value was zeroed")
+		// The mount that fetched got what fetch returned, not a copy of it.
+		own := 0
+		for _, res := range got {
+			if &res["A"].Value.Bytes()[0] == &fetched["A"].Value.Bytes()[0] {
+				own++
+			}
+		}
+		if own != 1 {
+			t.Fatalf("%d mounts got the fetched bytes themselves, want 1 (the one that fetched; the others copies)", own)
 		}
 	})
+}
+
+// TestFetchCopies: what fetch returns goes to the mount that fetched as it
+// is; a copy is made only for the cache, and a failed fetch's values are
+// zeroed.
+func TestFetchCopies(t *testing.T) {
+	fetched := func() map[string]providers.Resolved {
+		return map[string]providers.Resolved{"A": {Value: providers.StringValue("fetched-value"), Fields: map[string]providers.Value{"f": providers.StringValue("field-value")}}}
+	}
+	for _, ttl := range []time.Duration{-1, time.Minute} {
+		c := newShared(ttl, DefaultCacheMaxBytes, nil)
+		var b []byte
+		res, hit, err := c.resolve(context.Background(), "k", func(context.Context) (map[string]providers.Resolved, error) {
+			m := fetched()
+			b = m["A"].Value.Bytes()
+			return m, nil
+		})
+		if err != nil || hit {
+			t.Fatalf("ttl %v: resolve: hit %v, err %v", ttl, hit, err)
+		}
+		if &res["A"].Value.Bytes()[0] != &b[0] {
+			t.Errorf("ttl %v: the mount that fetched got a copy of what fetch returned", ttl)
+		}
+		zero(res)
+		again, hit, err := c.resolve(context.Background(), "k", func(context.Context) (map[string]providers.Resolved, error) { return fetched(), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl > 0 && (!hit || again["A"].Value.Reveal() != "fetched-value" || again["A"].Fields["f"].Reveal() != "field-value") {
+			t.Errorf("ttl %v: the cached copy does not serve the next mount intact once the first zeroed its own", ttl)
+		}
+		c.clear()
+	}
+
+	c := newShared(time.Minute, DefaultCacheMaxBytes, nil)
+	var partial map[string]providers.Resolved
+	_, _, err := c.resolve(context.Background(), "k", func(context.Context) (map[string]providers.Resolved, error) {
+		partial = fetched()
+		return partial, errors.New("resolving B: not found")
+	})
+	if err == nil {
+		t.Fatal("a failed fetch succeeded")
+	}
+	for _, v := range []providers.Value{partial["A"].Value, partial["A"].Fields["f"]} {
+		if slices.ContainsFunc(v.Bytes(), func(c byte) bool { return c != 0 }) {
+			t.Fatal("the values a failed fetch returned are not zeroed")
+		}
+	}
 }
 
 // TestMountZeroesItsValues: a mount zeroes its copy of the secrets once
