@@ -53,7 +53,7 @@ type WatchOptions struct {
 // there is a child, nil after SIGTERM or SIGINT when there is none.
 // Whatever it started has ended when it returns, or, past
 // o.ShutdownTimeout, is left to end with the process.
-func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) error {
+func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) (result error) {
 	cfg, log := r.cfg, r.env.Logger
 	if cfg == nil {
 		return errors.New("the watched mode needs a config")
@@ -211,7 +211,9 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 	work := &tasks{cancel: cancel, timeout: o.ShutdownTimeout}
 	defer func() {
 		stopSignals()
-		if err := work.shutdown(); err != nil {
+		// A shutdown cut short is reported once: returned without a
+		// child, logged here otherwise.
+		if err := work.shutdown(); err != nil && !errors.Is(result, err) {
 			log.Warn("shutdown", "err", err)
 		}
 		// Only now that no on_change command or child writes any more:
@@ -286,9 +288,8 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) erro
 		cancelSup()
 		<-supDone
 	}
-	if err := work.shutdown(); err != nil {
-		log.Warn("shutdown", "err", err)
-	}
+	// The deferred shutdown stops the engine, the server and the
+	// on_change commands.
 	if runErr != nil {
 		return childError(runErr)
 	}
