@@ -143,13 +143,13 @@ type Fetched struct {
 	Err    error
 }
 
-// FetchPlan fetches every secret of p: concurrently, through one
-// FetchBatch per instance that is a BatchFetcher and has more than one of
-// them, each call waiting for a slot of its instance's Concurrency and
-// bounded by FetchTimeout. A FetchBatch that does not return one result
-// per ref makes every secret of its batch an error. It returns one Fetched per source, in the order
-// of p.Sources(), and returns only after every goroutine it started has
-// exited.
+// FetchPlan fetches every secret of p: concurrently, through one FetchBatch
+// per instance that is a BatchFetcher and has more than one of them, each
+// call waiting for a slot of its instance's Concurrency and bounded by
+// FetchTimeout. A FetchBatch that does not return one result per ref makes
+// every secret of its batch an error. It returns one Fetched per source, in
+// the order of p.Sources(), and returns only after every goroutine it
+// started has exited.
 func (s *Set) FetchPlan(ctx context.Context, p *Plan) []Fetched {
 	out := make([]Fetched, len(p.sources))
 	byScheme := map[string][]int{}

@@ -89,13 +89,14 @@ func (w *watches) signal() {
 	}
 }
 
-// run runs one provider's Watch, restarting it with backoff when it
-// fails. While Watch runs, the provider's secrets are polled only at the
-// safety interval; from its return until it is called again, and while a
+// run runs one provider's Watch, restarting it with backoff when it fails.
+// While Watch runs, the provider's secrets are polled only at the safety
+// interval; from its return until it is called again, and while a
 // providers.HealthWatcher says it is not healthy, at the normal interval
-// (so a failing store shows in keyward_secret_up as a polled one does). The file and Kubernetes watchers, once restarted,
-// report what changed while they were down (the file watcher reports
-// every ref once it is set up); the polling covers the gap meanwhile.
+// (so a failing store shows in keyward_secret_up as a polled one does). The
+// file and Kubernetes watchers, once restarted, report what changed while
+// they were down (the file watcher reports every ref once it is set up);
+// the polling covers the gap meanwhile.
 func (w *watches) run(ctx context.Context, scheme string, pw providers.Watcher, refs []providers.Ref) {
 	bo := backoff.Backoff{Base: time.Second, Max: time.Minute, Rand: w.rand}
 	every := backoff.Every{Interval: w.logEvery}

@@ -156,8 +156,9 @@ func TestWriteKeepsOwnerAndMode(t *testing.T) {
 
 // A Write killed in the middle (here by SIGXFSZ: the helper process's file
 // size limit is smaller than the value, and SIGXFSZ has its default action,
-// so the kernel kills it in the write of the temp file) leaves a temp file; it carries keyward's temp name,
-// so the next write into that directory sweeps it.
+// so the kernel kills it in the write of the temp file) leaves a temp file;
+// it carries keyward's temp name, so the next write into that directory
+// sweeps it.
 func TestWriteKilledLeftoverIsSwept(t *testing.T) {
 	t.Parallel()
 	if runtime.GOOS != "linux" {

@@ -87,16 +87,16 @@ type stream struct {
 // ctx.Err().
 //
 // With the default WatchSecret scope it runs one list+watch per Secret,
-// restricted with the field selector metadata.name=NAME, so RBAC can
-// limit get, list and watch with resourceNames; WatchNamespace runs one
-// per namespace. Each stream lists first (a Secret whose resourceVersion
+// restricted with the field selector metadata.name=NAME, so RBAC can limit
+// get, list and watch with resourceNames; WatchNamespace runs one per
+// namespace. Each stream lists first (a Secret whose resourceVersion
 // differs from what Fetch last returned is reported, closing the gap
 // between the caller's Fetch and the watch), then watches from the list's
-// resourceVersion with bookmarks. A watch that ends (API server timeout
-// or restart, network failure) resumes from the last resourceVersion
-// seen, and so does one that brought nothing for watchIdle (a hung
-// connection: see watchIdle); when the API server answers 410 Gone the stream lists again and
-// reports only the Secrets whose resourceVersion or existence differs
+// resourceVersion with bookmarks. A watch that ends (API server timeout or
+// restart, network failure) resumes from the last resourceVersion seen, and
+// so does one that brought nothing for watchIdle (a hung connection: see
+// watchIdle); when the API server answers 410 Gone the stream lists again
+// and reports only the Secrets whose resourceVersion or existence differs
 // from what it knew, so no change is lost and unchanged Secrets are not
 // reported. Changes coalesce: a burst of updates to one Secret while
 // changed runs is reported once more, not once per update.
