@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"unicode"
@@ -51,29 +50,3 @@ func ClipMessage(msg string) string {
 	}
 	return msg[:cut] + "…"
 }
-
-// Redact returns err with every occurrence of secret (a token it was
-// sent with, which a store's answer may quote) in its message replaced by
-// REDACTED, still reporting the sentinels of this package and the
-// context errors it wrapped; err itself when its message does not hold
-// secret.
-func Redact(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	r := &redacted{msg: strings.ReplaceAll(err.Error(), secret, "REDACTED")}
-	for _, s := range []error{ErrPermissionDenied, ErrNotFound, ErrInvalidReference, ErrUnavailable, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, s) {
-			r.sentinels = append(r.sentinels, s)
-		}
-	}
-	return r
-}
-
-type redacted struct {
-	msg       string
-	sentinels []error
-}
-
-func (r *redacted) Error() string   { return r.msg }
-func (r *redacted) Unwrap() []error { return r.sentinels }

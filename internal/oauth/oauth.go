@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/backoff"
+	"github.com/keyward/keyward/providers"
 )
 
 // Grant types (RFC 6749 §4.4 and §6).
@@ -215,7 +216,7 @@ func Exchange(ctx context.Context, hc *http.Client, r Request) (*Token, error) {
 	if method == ClientSecretBasic {
 		req.SetBasicAuth(url.QueryEscape(r.Client.ID), url.QueryEscape(r.Client.Secret))
 	}
-	scrub := credentialScrubber(sent...)
+	scrub := providers.NewScrubber(sent...).Message
 	c := noRedirects(hc)
 	if r.Client.Certificate != nil {
 		t, err := withCertificate(hc.Transport, r.Client.Certificate)

@@ -138,16 +138,21 @@ func apiError(ctx context.Context, op, what string, err error, att *providers.At
 	return e
 }
 
-// withoutSecret is err with secret (a token the call sent) taken out of
-// the service message that quotes it, before apiError clips the message:
-// a token cut by the clip would escape providers.Redact. The service error
-// then stands alone, so that no error err wrapped still holds secret.
-func withoutSecret(err error, secret string) error {
+// scrubService is err with the credentials of scrub (a token the call
+// sent) hidden in the service message that may quote them, before
+// apiError clips the message: an echo cut by the clip would escape a
+// later scrub. The service error then stands alone, so that no error err
+// wrapped still holds a credential.
+func scrubService(err error, scrub providers.Scrubber) error {
 	var ae smithy.APIError
-	if secret == "" || !errors.As(err, &ae) || !strings.Contains(ae.ErrorMessage(), secret) {
+	if !errors.As(err, &ae) {
 		return err
 	}
-	return &smithy.GenericAPIError{Code: ae.ErrorCode(), Message: strings.ReplaceAll(ae.ErrorMessage(), secret, "REDACTED"), Fault: ae.ErrorFault()}
+	msg := scrub.Message(ae.ErrorMessage())
+	if msg == ae.ErrorMessage() {
+		return err
+	}
+	return &smithy.GenericAPIError{Code: ae.ErrorCode(), Message: msg, Fault: ae.ErrorFault()}
 }
 
 // causeOf describes the error of one failed attempt for a log line and

@@ -100,7 +100,8 @@ func (c *webIdentity) Retrieve(ctx context.Context) (awssdk.Credentials, error) 
 		DurationSeconds: awssdk.Int32(int32(WorkloadCredentialLifetime / time.Second)),
 	})
 	if err != nil {
-		return awssdk.Credentials{}, providers.Redact(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, withoutSecret(err, token), nil)), token)
+		scrub := providers.NewScrubber(token)
+		return awssdk.Credentials{}, scrub.Error(fmt.Errorf("%s: %w", who, apiError(ctx, op, role, scrubService(err, scrub), nil)))
 	}
 	creds := fromSTS(out.Credentials)
 	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" || !creds.CanExpire {

@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"errors"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/providers/providertest"
 )
 
 // TestActAsRefusals: a provider acting as a pod refuses the options that
@@ -147,6 +149,36 @@ func TestWebIdentityErrorRedacted(t *testing.T) {
 			if strings.Contains(e.Error(), "c2VjcmV0LXRva2Vu") || (errors.As(e, &ae) && strings.Contains(ae.ErrorMessage(), "c2VjcmV0LXRva2Vu")) {
 				t.Fatalf("%s: leaked value of the pod's token (a part of it) in the error or an error it wraps", what)
 			}
+		}
+	}
+}
+
+// TestWebIdentityErrorScrubbed: an STS refusal that echoes the pod's token
+// raw, base64'd, percent-encoded or cut short leaves it in no form in the
+// error of Retrieve or of a Fetch.
+func TestWebIdentityErrorScrubbed(t *testing.T) {
+	token := providertest.Credential(t)
+	for form, echo := range providertest.Echoes(token) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Token ` +
+				html.EscapeString(echo) + ` is not valid</Message></Error><RequestId>1</RequestId></ErrorResponse>`))
+		}))
+		w := &providers.Workload{Namespace: "ns", ServiceAccount: "sa", Token: func(string) (string, error) { return token, nil }}
+		p, _ := New(Options{Region: "us-east-1", RoleARN: "arn:aws:iam::123456789012:role/app", Endpoint: srv.URL, STSEndpoint: srv.URL})
+		if err := p.actAs(w); err != nil {
+			t.Fatal(err)
+		}
+		_, retrieveErr := p.workloadConfig().Credentials.Retrieve(t.Context())
+		_, fetchErr := p.Fetch(t.Context(), providers.Ref{Scheme: KindName, Path: "app-db"})
+		srv.Close()
+		for what, err := range map[string]error{"Retrieve": retrieveErr, "Fetch": fetchErr} {
+			if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "InvalidIdentityToken") {
+				t.Errorf("%s, echo %s: %v, want permission denied naming InvalidIdentityToken", what, form, err)
+				continue
+			}
+			t.Run(what+" "+form, func(t *testing.T) { providertest.AssertErrorRedacted(t, err, []byte(token)) })
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package gcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -134,9 +133,7 @@ type workloadTokens struct {
 func (t *workloadTokens) Token(ctx context.Context) (*auth.Token, error) {
 	who := "ServiceAccount " + t.w.Namespace + "/" + t.w.ServiceAccount
 	fail := func(err error, secrets ...string) error {
-		for _, s := range secrets {
-			err = providers.Redact(err, s)
-		}
+		err = providers.NewScrubber(secrets...).Error(err)
 		msg := workloadPrefix + who + ": " + err.Error()
 		if errors.Is(err, providers.ErrPermissionDenied) {
 			return status.Error(codes.PermissionDenied, msg)
@@ -265,11 +262,10 @@ func (t *workloadTokens) call(req *http.Request, what, sent string, out any) err
 		}
 		return nil
 	}
-	// A refusal that quotes the token sent loses it before its message is
-	// clipped: a token cut by the clip would escape the caller's Redact.
-	if sent != "" {
-		data = bytes.ReplaceAll(data, []byte(sent), []byte("REDACTED"))
-	}
+	// A refusal that quotes the token sent (in any form) loses it before
+	// its message is clipped: an echo cut by the clip would escape the
+	// caller's scrub.
+	scrub := providers.NewScrubber(sent)
 	var e struct {
 		Error       json.RawMessage `json:"error"`
 		Description string          `json:"error_description"`
@@ -287,10 +283,10 @@ func (t *workloadTokens) call(req *http.Request, what, sent string, out any) err
 	}
 	msg := fmt.Sprintf("%s: HTTP %d", what, resp.StatusCode)
 	if kind != "" {
-		msg += " " + providers.ClipMessage(kind)
+		msg += " " + scrub.Clip(kind)
 	}
 	if detail != "" {
-		msg += " (" + providers.ClipMessage(detail) + ")"
+		msg += " (" + scrub.Clip(detail) + ")"
 	}
 	switch resp.StatusCode {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:

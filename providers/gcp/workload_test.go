@@ -2,6 +2,7 @@ package gcp_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/providers/gcp"
 	"github.com/keyward/keyward/providers/gcp/gcpfake"
+	"github.com/keyward/keyward/providers/providertest"
 )
 
 const testPool = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/kube/providers/cluster"
@@ -269,5 +271,47 @@ func TestWorkloadErrorRedacted(t *testing.T) {
 	}
 	if err != nil && len(err.Error()) > 2000 {
 		t.Errorf("a long annotation: an error of %d bytes, want the annotation clipped", len(err.Error()))
+	}
+}
+
+// TestWorkloadErrorScrubbed: a refusal of the token exchange that echoes
+// the pod's token, or of the impersonation that echoes the federated
+// token, raw, base64'd, percent-encoded or cut short, leaves neither in
+// any form in the error.
+func TestWorkloadErrorScrubbed(t *testing.T) {
+	metadataTrap(t)
+	e := ownEnv(t)
+	kubeToken, fedToken := providertest.Credential(t), providertest.Credential(t)
+	for _, step := range []string{"token exchange", "impersonating"} {
+		sent := map[string]string{"token exchange": kubeToken, "impersonating": fedToken}[step]
+		for form, echo := range providertest.Echoes(sent) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				quoted := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+				if strings.HasSuffix(r.URL.Path, "/token") {
+					if step == "token exchange" {
+						w.WriteHeader(http.StatusBadRequest)
+						_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":` + quoted("token "+echo+" rejected") + `}`))
+						return
+					}
+					_, _ = w.Write([]byte(`{"access_token":` + quoted(fedToken) + `,"expires_in":3600}`))
+					return
+				}
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = w.Write([]byte(`{"error":{"status":"PERMISSION_DENIED","message":` + quoted("caller Bearer "+echo+" may not impersonate") + `}}`))
+			}))
+			opts := map[string]any{"project": testProject, "endpoint": e.fake.Addr(), "insecure": true,
+				"workload_identity_provider": testPool, "sts_endpoint": srv.URL + "/v1/token", "iam_credentials_endpoint": srv.URL,
+				"service_account": "app@kw-test-project.iam.gserviceaccount.com"}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			_, err := workloadSet(t, opts, "apps", "app", kubeToken, nil).Fetch(ctx, mustParse(t, "gcpsm://db"))
+			cancel()
+			srv.Close()
+			if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), step) {
+				t.Errorf("%s refused, echo %s: %v, want permission denied naming it", step, form, err)
+				continue
+			}
+			t.Run(step+" "+form, func(t *testing.T) { providertest.AssertErrorRedacted(t, err, []byte(kubeToken), []byte(fedToken)) })
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -891,8 +892,8 @@ func (s *suite) testCloseUnused(t *testing.T) {
 }
 
 // AssertRedacted fails t when text (an error message, a log line) holds
-// any of values: whole, as a run of 12 or more of its bytes, or in base64
-// or hex. It reports which value by index and fingerprint, never by
+// any of values: whole, as a run of 12 or more of its bytes, or in base64,
+// hex or percent-encoding. It reports which value by index and fingerprint, never by
 // content.
 func AssertRedacted(t testing.TB, text string, values ...[]byte) {
 	t.Helper()
@@ -903,6 +904,34 @@ func AssertRedacted(t testing.TB, text string, values ...[]byte) {
 			t.Errorf("a secret value (#%d, %s) appears %s in a text of %d bytes",
 				i, providers.NewValue(v).Fingerprint(), where, len(text))
 		}
+	}
+}
+
+// AssertErrorRedacted is AssertRedacted of the message of err and of
+// every error it wraps (a wrapped error can be printed on its own, or
+// read with errors.As).
+func AssertErrorRedacted(t testing.TB, err error, values ...[]byte) {
+	t.Helper()
+	for depth, todo := 0, []error{err}; len(todo) > 0; depth++ {
+		var next []error
+		for _, e := range todo {
+			if e == nil {
+				continue
+			}
+			for i, v := range values {
+				if where := leak(e.Error(), v); where != "" {
+					t.Errorf("a secret value (#%d, %s) appears %s in an error wrapped %d deep (%T)",
+						i, providers.NewValue(v).Fingerprint(), where, depth, e)
+				}
+			}
+			switch u := e.(type) {
+			case interface{ Unwrap() error }:
+				next = append(next, u.Unwrap())
+			case interface{ Unwrap() []error }:
+				next = append(next, u.Unwrap()...)
+			}
+		}
+		todo = next
 	}
 }
 
@@ -928,6 +957,29 @@ func leak(text string, v []byte) string {
 		if strings.Contains(strings.ToLower(text), hex.EncodeToString(v)) {
 			return "in hex"
 		}
+		if q := url.QueryEscape(string(v)); q != string(v) && strings.Contains(text, q) {
+			return "percent-encoded"
+		}
 	}
 	return ""
+}
+
+// Credential returns a random credential for a test whose fake server
+// echoes what it was sent: long enough to be cut short, and holding
+// characters that base64 and percent-encoding change.
+func Credential(t testing.TB) string {
+	return "kw/" + randomHex(t, 12) + "+c&r=d " + randomHex(t, 12)
+}
+
+// Echoes are the ways a server's message may quote a credential it was
+// sent, by name: raw, base64'd, percent-encoded, and cut short (its first
+// two thirds, then more text). A fake server answers each in turn; the
+// error must hold none (see AssertRedacted).
+func Echoes(credential string) map[string]string {
+	return map[string]string{
+		"raw":             credential,
+		"base64":          base64.StdEncoding.EncodeToString([]byte(credential)),
+		"percent-encoded": url.QueryEscape(credential),
+		"cut short":       credential[:len(credential)*2/3] + "... (truncated)",
+	}
 }

@@ -310,15 +310,17 @@ func (p *Provider) loginError(ctx context.Context, source string, err error, bod
 	if ctx.Err() != nil {
 		return fmt.Errorf("vault %s: %w", source, ctx.Err())
 	}
+	// The credentials sent; the role's name is not one.
 	var creds []string
-	for _, v := range body {
-		if s, ok := v.(string); ok {
+	for _, k := range []string{"role_id", "secret_id", "jwt"} {
+		if s, ok := body[k].(string); ok {
 			creds = append(creds, s)
 		}
 	}
+	scrub := providers.NewScrubber(creds...)
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		msg := providers.ClipMessage(scrub(vaultMessage(re), creds...))
+		msg := scrub.Clip(vaultMessage(re))
 		switch {
 		case re.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("vault %s refused (%d %s; is the %s auth method enabled at auth/%s, and the role defined?): %w",
@@ -330,7 +332,7 @@ func (p *Provider) loginError(ctx context.Context, source string, err error, bod
 		}
 		return fmt.Errorf("vault %s: %d %s", source, re.StatusCode, msg)
 	}
-	return fmt.Errorf("vault %s: %s", source, scrub(err.Error(), creds...))
+	return fmt.Errorf("vault %s: %s", source, scrub.Message(err.Error()))
 }
 
 // credential returns an AppRole credential: the literal value, the content

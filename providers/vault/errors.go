@@ -59,23 +59,14 @@ func vaultMessage(re *api.ResponseError) string {
 	return msg
 }
 
-// scrub replaces every occurrence of the given credentials in msg.
-func scrub(msg string, secrets ...string) string {
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			msg = strings.ReplaceAll(msg, s, providers.Redacted)
-		}
-	}
-	return msg
-}
-
 // scrubbed removes keyward's current token from a message of Vault's
-// (Vault does not echo it, but a proxy in front of it might).
+// (Vault does not echo it, but a proxy in front of it might), in every
+// form providers.Scrubber knows; not clipped.
 func (p *Provider) scrubbed(msg string) string {
 	p.mu.Lock()
 	tok := p.tok.value
 	p.mu.Unlock()
-	return scrub(msg, tok)
+	return providers.NewScrubber(tok).Message(msg)
 }
 
 // notFoundText matches Vault's 400 answers that mean "no such role".
