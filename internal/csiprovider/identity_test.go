@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -99,5 +100,29 @@ func TestIdentityBoundToServiceAccount(t *testing.T) {
 		if id, err := ids.identity(t.Context(), pod); err == nil {
 			t.Errorf("pod of %s/%s: identity %q from another ServiceAccount's token, want a refusal", pod.Namespace, pod.ServiceAccount, id)
 		}
+	}
+}
+
+// TestKubeCABundle: the API server's CA bundle is read as every CA of
+// keyward is (internal/tlsclient): a bundle holding a private key besides
+// the certificate is refused, naming the bundle and never its content.
+func TestKubeCABundle(t *testing.T) {
+	ca, err := testenv.NewTestCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := TokenReviewer("https://127.0.0.1:1", ca.PEM, nil); err != nil {
+		t.Fatalf("a CA bundle of one certificate: %v", err)
+	}
+	certPEM, keyPEM, err := ca.Issue("127.0.0.1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = TokenReviewer("https://127.0.0.1:1", append(append([]byte{}, certPEM...), keyPEM...), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "kube CA bundle: PEM block 2 is a PRIVATE KEY") {
+		t.Fatalf("a CA bundle holding a private key: error %v, want it refused naming the bundle", err)
+	}
+	if strings.Contains(err.Error(), "MIG") {
+		t.Fatal("leaked value of the CA bundle's key in the error")
 	}
 }

@@ -302,11 +302,9 @@ func (a *APIServer) start(ctx context.Context) error {
 
 // waitReady polls /readyz with the admin token until it answers 200.
 func (k *Kube) waitReady(ctx context.Context, p *Process, url string) error {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(k.CAData)
 	client := &http.Client{
 		Timeout:   2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: k.ca.Pool(), MinVersion: tls.VersionTLS12}},
 	}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)

@@ -86,11 +86,15 @@ func LoadPool(ctx context.Context, path string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
+	return poolOf(certs), nil
+}
+
+func poolOf(certs []*x509.Certificate) *x509.CertPool {
 	pool := x509.NewCertPool()
 	for _, c := range certs {
 		pool.AddCert(c)
 	}
-	return pool, nil
+	return pool
 }
 
 // ReadBundle reads and parses the PEM bundle at path: one or more
@@ -99,18 +103,25 @@ func LoadPool(ctx context.Context, path string) (*x509.CertPool, error) {
 // or a file without any certificate is an error naming path and the
 // block's position, never a byte of the file.
 func ReadBundle(ctx context.Context, path string) ([]*x509.Certificate, error) {
-	fail := func(format string, a ...any) error {
-		return fmt.Errorf("ca_cert %s: "+format, append([]any{path}, a...)...)
-	}
 	b, _, err := readfile.Read(ctx, path, readfile.Options{Max: MaxBundle})
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, fail("%w", err)
+		return nil, fmt.Errorf("ca_cert %s: %w", path, err)
 	}
 	defer clear(b)
+	return ParseBundle("ca_cert "+path, b)
+}
+
+// ParseBundle parses b, a PEM bundle that errors call name, as ReadBundle
+// parses a file's (for a CA given as bytes, such as a ServiceAccount's
+// ca.crt already read).
+func ParseBundle(name string, b []byte) ([]*x509.Certificate, error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("%s: "+format, append([]any{name}, a...)...)
+	}
 	var certs []*x509.Certificate
 	rest := b
 	for n := 1; ; n++ {
@@ -132,6 +143,16 @@ func ReadBundle(ctx context.Context, path string) ([]*x509.Certificate, error) {
 		return nil, fail("no PEM CERTIFICATE block in it")
 	}
 	return certs, nil
+}
+
+// ParsePool returns a pool holding the certificates of b, a PEM bundle
+// that errors call name (see ParseBundle).
+func ParsePool(name string, b []byte) (*x509.CertPool, error) {
+	certs, err := ParseBundle(name, b)
+	if err != nil {
+		return nil, err
+	}
+	return poolOf(certs), nil
 }
 
 // blockType quotes a PEM block's type for a message: a short name of

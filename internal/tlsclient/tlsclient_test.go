@@ -142,3 +142,28 @@ func TestZero(t *testing.T) {
 		t.Fatalf("Abs: %q", got)
 	}
 }
+
+// ParsePool takes a bundle already read: its certificates are trusted, and
+// a bundle that ReadBundle would refuse is refused with the caller's name
+// for it.
+func TestParsePool(t *testing.T) {
+	ca, _ := testenv.NewTestCA()
+	s := server(t, ca, "127.0.0.1")
+	pool, err := tlsclient.ParsePool("test bundle", ca.PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}).Get(s.URL)
+	if err != nil {
+		t.Fatalf("a server of the parsed CA is not trusted: %v", err)
+	}
+	resp.Body.Close()
+	certPEM, keyPEM, err := ca.Issue("127.0.0.1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tlsclient.ParsePool("test bundle", append(append([]byte{}, certPEM...), keyPEM...))
+	if err == nil || !strings.HasPrefix(err.Error(), "test bundle: PEM block 2 is a PRIVATE KEY") {
+		t.Fatalf("a bundle holding a key: error %v, want it refused under the caller's name", err)
+	}
+}
