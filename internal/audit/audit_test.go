@@ -436,6 +436,32 @@ func TestAllowList(t *testing.T) {
 	}
 }
 
+// TestInlineAllowMarkerIgnored: gitleaks' inline "gitleaks:allow" marker
+// does not excuse a finding: an exception is recorded, with its reason, in
+// the allow-list, which a marker in the code cannot carry
+// (docs/local-development.md says how to move such lines there).
+func TestInlineAllowMarkerIgnored(t *testing.T) {
+	t.Parallel()
+	g := newGen(t)
+	dir := t.TempDir()
+	pat := "ghp_" + g.s(alnum, 36)
+	stripe := "sk_live_" + g.s(alnum, 24)
+	write(t, filepath.Join(dir, "src", "a.go"), "k := \""+pat+"\" // gitleaks:allow\n"+
+		"s = \""+stripe+"\"  # gitleaks:allow\n")
+	rep := run(t, []string{dir}, Options{})
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, fmt.Sprintf("%d:%s:%s", f.Line, f.Rule, f.Tail))
+	}
+	want := []string{"1:github-pat:" + tail(pat), "2:stripe-access-token:" + tail(stripe)}
+	if !slices.Equal(got, want) {
+		t.Errorf("findings (line:rule:tail) %v, want %v: a gitleaks:allow marker must not hide a finding", got, want)
+	}
+	if rep.Allowed != 0 {
+		t.Errorf("allowed = %d, want 0: only the allow-list allows", rep.Allowed)
+	}
+}
+
 // TestConfiguredSecret: a configured secret's value is reported by the
 // secret's name, in every form scan finds, and a rule's finding of the
 // same bytes is not reported a second time.
