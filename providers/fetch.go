@@ -180,7 +180,7 @@ func (s *Set) FetchPlan(ctx context.Context, p *Plan) []Fetched {
 						// unknown, so none is used.
 						bad := fmt.Errorf("provider %s: batch fetch returned %d secrets and %d errors for %d references", scheme, len(secs), len(errs), len(refs))
 						for _, sec := range secs {
-							sec.wipe()
+							zeroSecret(sec)
 						}
 						secs, errs = make([]Secret, len(refs)), slices.Repeat([]error{bad}, len(refs))
 					}

@@ -113,7 +113,7 @@ func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Reso
 }
 
 // zeroSecret overwrites the bytes a fetched secret holds: its Value and
-// the byte slices of its Data (strings cannot be overwritten).
+// the byte slices and Values of its Data (strings cannot be overwritten).
 func zeroSecret(sec Secret) {
 	clear(sec.Value.bytes())
 	zeroData(sec.Data)
@@ -123,6 +123,8 @@ func zeroData(v any) {
 	switch x := v.(type) {
 	case []byte:
 		clear(x)
+	case Value:
+		clear(x.bytes())
 	case map[string]any:
 		for _, e := range x {
 			zeroData(e)

@@ -235,28 +235,3 @@ func plain(v any) any {
 		return v
 	}
 }
-
-// wipe overwrites the bytes of s's Value and of the []byte and Value
-// entries of its Data, for a secret that is dropped unused. Strings
-// cannot be overwritten and are left to the collector.
-func (s Secret) wipe() {
-	clear(s.Value.bytes())
-	wipeData(s.Data)
-}
-
-func wipeData(v any) {
-	switch v := v.(type) {
-	case []byte:
-		clear(v)
-	case Value:
-		clear(v.bytes())
-	case map[string]any:
-		for _, e := range v {
-			wipeData(e)
-		}
-	case []any:
-		for _, e := range v {
-			wipeData(e)
-		}
-	}
-}
