@@ -52,7 +52,9 @@ type WatchOptions struct {
 // there is a child. Run returns an *ExitError with the child's code when
 // there is a child, nil after SIGTERM or SIGINT when there is none.
 // Whatever it started has ended when it returns, or, past
-// o.ShutdownTimeout, is left to end with the process.
+// o.ShutdownTimeout, is left to end with the process: a shutdown cut
+// short so is logged when there is a child, and returned when there is
+// none.
 func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) (result error) {
 	cfg, log := r.cfg, r.env.Logger
 	if cfg == nil {
