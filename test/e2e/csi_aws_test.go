@@ -140,10 +140,13 @@ func testCSIAWS(t *testing.T) {
 	if !strings.Contains(msg, aws.RoleARNAnnotation) {
 		t.Errorf("FailedMount event %q: want the missing %s annotation named", msg, aws.RoleARNAnnotation)
 	}
-	for i, tok := range gw.Tokens() {
+	tokens, keys := gw.Tokens(), gw.SecretKeys()
+	recorded(t, "web identity token", len(tokens))
+	recorded(t, "assumed role's secret key", len(keys))
+	for i, tok := range tokens {
 		values[fmt.Sprintf("web identity token %d", i)] = tok
 	}
-	for i, k := range gw.SecretKeys() {
+	for i, k := range keys {
 		values[fmt.Sprintf("assumed role's secret key %d", i)] = k
 	}
 	stack.checkNoLeak(t, exampleNS, values)

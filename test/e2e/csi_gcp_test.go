@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +33,9 @@ import (
 // OIDC provider would, and generateAccessToken) in place of Google. Both
 // serve TLS with certificates of a test CA for the node's address, which
 // keyward csi-provider (a pod) reaches them at and trusts through the
-// instance's tls.ca_cert: insecure is for loopback endpoints only.
+// instance's tls.ca_cert, the CA's ConfigMap that the chart's
+// csiProvider.extraVolumes mount (insecure is for loopback endpoints
+// only).
 // keyward exchanges the pod's own token (audience: the workload identity
 // provider, added to the CSIDriver's tokenRequests as the driver values
 // say) and impersonates the Google service account its ServiceAccount's
@@ -68,10 +68,7 @@ func testCSIGCP(t *testing.T) {
 	}
 	addAudience(t, pool)
 
-	ca, err := testenv.NewTestCA()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := stack.ca
 	certPEM, keyPEM, err := ca.IssueCert(testenv.CertSpec{CommonName: kubenode.NodeIP, Names: []string{kubenode.NodeIP, "127.0.0.1"}, Server: true})
 	if err != nil {
 		t.Fatal(err)
@@ -129,20 +126,14 @@ func testCSIGCP(t *testing.T) {
 	}
 
 	// keyward csi-provider runs in a pod: it reaches the fakes at the
-	// node's address, and reads the CA from the driver's providers
-	// directory, the one host directory its pod mounts (at /provider).
+	// node's address, and reads the CA from the ConfigMap the chart's
+	// csiProvider.extraVolumes mount in its container, as a user's would.
 	smAddr := forward(t, sm.Addr())
 	sts, err := url.Parse(fed.STSEndpoint())
 	if err != nil {
 		t.Fatal(err)
 	}
 	fedAddr := forward(t, sts.Host)
-	const caName = "keyward-e2e-gcp-ca.pem"
-	caFile := filepath.Join(node.Dir, "csi", "providers", caName)
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(caFile) })
 	projectLine := "    project: " + project + "\n"
 	if !strings.Contains(spc, projectLine) {
 		t.Fatalf("csi/gcp.yaml: the SecretProviderClass's config has no %q to add endpoints after", projectLine)
@@ -151,7 +142,7 @@ func testCSIGCP(t *testing.T) {
 		"    endpoint: "+smAddr+"\n"+
 		"    sts_endpoint: https://"+fedAddr+"/v1/token\n"+
 		"    iam_credentials_endpoint: https://"+fedAddr+"\n"+
-		"    tls: {ca_cert: /provider/"+caName+"}\n", 1)
+		"    tls: {ca_cert: "+csiCADir+"/ca.crt}\n", 1)
 	for _, o := range objs {
 		if o.GetKind() != "SecretProviderClass" {
 			continue
@@ -206,11 +197,14 @@ func testCSIGCP(t *testing.T) {
 		t.Errorf("FailedMount event %q: want Secret Manager's refusal of the pod's federated identity", msg)
 	}
 	mu.Lock()
+	recorded(t, "pod token", len(podTokens))
 	for i, tok := range podTokens {
 		values[fmt.Sprintf("pod token %d", i)] = tok
 	}
 	mu.Unlock()
-	for i, tok := range fed.Issued() {
+	issued := fed.Issued()
+	recorded(t, "federated or impersonated token", len(issued))
+	for i, tok := range issued {
 		values[fmt.Sprintf("federated or impersonated token %d", i)] = tok
 	}
 	values["the CA's key"] = strings.Split(string(keyPEM), "\n")[1]

@@ -53,7 +53,20 @@ type csiStack struct {
 	driver *testenv.Process
 	// provider is keyward csi-provider's pod, in releaseNamespace.
 	provider string
+	// ca is a private CA the provider's pod trusts as a user's would: its
+	// certificate is ConfigMap csiCAConfigMap, which the chart's
+	// csiProvider.extraVolumes and extraVolumeMounts mount at csiCADir
+	// (an instance's tls.ca_cert names csiCADir/ca.crt). Tests serve TLS
+	// with certificates it issues.
+	ca *testenv.TestCA
 }
+
+// The private CA's ConfigMap and where keyward csi-provider's container
+// mounts it, through the chart's values as a user would.
+const (
+	csiCAConfigMap = "keyward-e2e-ca"
+	csiCADir       = "/etc/keyward/ca"
+)
 
 var (
 	csiOnce sync.Once
@@ -170,7 +183,22 @@ func newCSIStack(ctx context.Context) (_ *csiStack, err error) {
 			s.stop()
 		}
 	}()
-	if s.provider, err = startCSIProviderPod(ctx, providers); err != nil {
+	if s.ca, err = testenv.NewTestCA(); err != nil {
+		return nil, err
+	}
+	if err := node.CreateNamespace(ctx, releaseNamespace); err != nil {
+		return nil, err
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: csiCAConfigMap}, Data: map[string]string{"ca.crt": string(s.ca.PEM)}}
+	if _, err := kubenode.Create(ctx, node.Client, "ConfigMap", releaseNamespace, cm); err != nil {
+		return nil, fmt.Errorf("create the private CA's ConfigMap: %w", err)
+	}
+	if s.provider, err = startCSIProviderPod(ctx, providers,
+		"csiProvider.extraVolumes[0].name=private-ca",
+		"csiProvider.extraVolumes[0].configMap.name="+csiCAConfigMap,
+		"csiProvider.extraVolumeMounts[0].name=private-ca",
+		"csiProvider.extraVolumeMounts[0].mountPath="+csiCADir,
+		"csiProvider.extraVolumeMounts[0].readOnly=true"); err != nil {
 		return nil, err
 	}
 	if err := waitSocket(nil, filepath.Join(providers, "keyward.sock")); err != nil {
@@ -225,10 +253,11 @@ func (s *csiStack) stop() {
 // startCSIProviderPod installs keyward csi-provider as the chart renders
 // it with csiProvider.enabled (its ServiceAccount, RBAC and DaemonSet,
 // whose pod is created directly: there is no DaemonSet controller), with
-// its socket in providers, and returns the pod's name.
-func startCSIProviderPod(ctx context.Context, providers string) (string, error) {
-	manifests, err := helmTemplate(ctx, "csiProvider.enabled=true", "csiProvider.socketDir="+providers,
-		"csiProvider.cacheTTL="+csiPoll.String(), "logLevel=debug")
+// its socket in providers and the chart values sets (helm --set), and
+// returns the pod's name.
+func startCSIProviderPod(ctx context.Context, providers string, sets ...string) (string, error) {
+	manifests, err := helmTemplate(ctx, append([]string{"csiProvider.enabled=true", "csiProvider.socketDir=" + providers,
+		"csiProvider.cacheTTL=" + csiPoll.String(), "logLevel=debug"}, sets...)...)
 	if err != nil {
 		return "", err
 	}
@@ -275,9 +304,18 @@ func (s *csiStack) logs() map[string]string {
 
 // checkNoLeak fails t if any of values appears in the logs of the driver,
 // keyward or the kubelet, in an event or in a SecretProviderClassPodStatus
-// of namespace.
+// of namespace. It fails too when values is empty or holds an empty
+// value: a search for nothing would pass whatever the logs say.
 func (s *csiStack) checkNoLeak(t *testing.T, namespace string, values map[string]string) {
 	t.Helper()
+	if len(values) == 0 {
+		t.Fatal("no values to look for in the logs: the leak check would pass vacuously")
+	}
+	for name, v := range values {
+		if v == "" {
+			t.Fatalf("the value of %s is empty: nothing to look for in the logs", name)
+		}
+	}
 	ctx := context.Background()
 	texts := s.logs()
 	evs, err := kubenode.List[corev1.Event](ctx, node.Client, "Event", namespace, "")
@@ -301,6 +339,16 @@ func (s *csiStack) checkNoLeak(t *testing.T, namespace string, values map[string
 				t.Errorf("leaked value of %s in %s", name, where)
 			}
 		}
+	}
+}
+
+// recorded fails t unless n values of what were recorded to look for in
+// the logs: a check that finds nothing of a kind because none was
+// recorded proves nothing about it.
+func recorded(t *testing.T, what string, n int) {
+	t.Helper()
+	if n == 0 {
+		t.Errorf("no %s recorded: the leak check has none of them to look for", what)
 	}
 }
 
