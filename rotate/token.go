@@ -864,6 +864,10 @@ func (e *TokenError) Unwrap() error { return e.Err }
 // retryable reports whether a failed exchange may succeed if tried again
 // unchanged: throttling, server errors and network failures.
 func retryable(err error) bool {
+	if backoff.IsPermanent(err) {
+		// Refused for what it is (a credential file that is a FIFO, say).
+		return false
+	}
 	var oe *oauth.Error
 	if errors.As(err, &oe) {
 		return oe.Status == http.StatusTooManyRequests || oe.Status >= 500 || oe.Status == 0 ||

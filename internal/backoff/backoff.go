@@ -165,7 +165,9 @@ func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 
 // Retry calls fn until it returns nil, a permanent error (see Permanent),
 // or ctx is done, waiting b's delays (and any RetryAfter of the error)
-// in between. It returns nil, the permanent error unwrapped, or the last
+// in between. It returns nil, the permanent error (unwrapped when fn
+// returned Permanent(err) itself; as fn returned it when the mark is
+// deeper, so that the context fn's wrapping added stays), or the last
 // error joined with ctx's. b is Reset on success.
 func Retry(ctx context.Context, b *Backoff, fn func(context.Context) error) error {
 	for {
@@ -176,7 +178,10 @@ func Retry(ctx context.Context, b *Backoff, fn func(context.Context) error) erro
 		}
 		var p *permanentError
 		if errors.As(err, &p) {
-			return p.err
+			if err == error(p) {
+				return p.err
+			}
+			return err
 		}
 		if werr := Wait(ctx, b.NextAfter(RetryAfter(err))); werr != nil {
 			return errors.Join(err, werr)
@@ -190,6 +195,15 @@ func Permanent(err error) error {
 		return nil
 	}
 	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent: whatever failed will fail again until something outside the
+// process changes (a file refused for what it is, say), so a retry
+// decision must not retry it.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
 }
 
 type permanentError struct{ err error }

@@ -3,6 +3,7 @@ package backoff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -275,5 +276,21 @@ func TestDelayIsNextWithoutCounting(t *testing.T) {
 	}
 	if got := b.Delay(-3, 0); got != 50*time.Millisecond {
 		t.Errorf("Delay(-3) = %v, want the first delay", got)
+	}
+}
+
+// TestRetryPermanentDeep: an error marked Permanent deep inside what fn
+// returns ends Retry at once, and Retry returns it as fn wrapped it.
+func TestRetryPermanentDeep(t *testing.T) {
+	t.Parallel()
+	refused := errors.New("refused")
+	wrapped := fmt.Errorf("fetch A: %w", fmt.Errorf("read f: %w", Permanent(refused)))
+	n := 0
+	err := Retry(t.Context(), &Backoff{}, func(context.Context) error { n++; return wrapped })
+	if n != 1 || err != wrapped || !errors.Is(err, refused) || !IsPermanent(err) {
+		t.Fatalf("Retry = %v after %d calls, want the wrapped error at once", err, n)
+	}
+	if IsPermanent(refused) || IsPermanent(nil) {
+		t.Fatal("IsPermanent of an unmarked error")
 	}
 }

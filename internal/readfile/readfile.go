@@ -20,13 +20,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keyward/keyward/internal/backoff"
 )
 
 // DefaultMax is the size limit of a zero Options: 1 MiB, the most a
 // Kubernetes Secret (often mounted as files) can hold.
 const DefaultMax = 1 << 20
 
-// Errors wrapped by Read; test with errors.Is.
+// Errors wrapped by Read; test with errors.Is. Read marks each with
+// backoff.Permanent (test with backoff.IsPermanent): the file is refused
+// for what it is, and every retry would be refused the same way until the
+// file or the configuration changes.
 var (
 	// ErrTooLarge: the file holds more than the size limit.
 	ErrTooLarge = errors.New("larger than the size limit")
@@ -90,13 +95,13 @@ func Read(ctx context.Context, path string, o Options) ([]byte, fs.FileInfo, err
 	mode := fi.Mode()
 	switch {
 	case mode.IsDir():
-		return nil, nil, ErrIsDirectory
+		return nil, nil, backoff.Permanent(ErrIsDirectory)
 	case mode.IsRegular():
 		if fi.Size() > limit {
 			return nil, nil, tooLarge(limit)
 		}
 	case !o.AllowNonRegular:
-		return nil, nil, fmt.Errorf("%s, %w", describe(mode), ErrNotRegular)
+		return nil, nil, backoff.Permanent(fmt.Errorf("%s, %w", describe(mode), ErrNotRegular))
 	default:
 		// Wake a read parked in the poller once ctx is done. Files the
 		// poller cannot take (regular files, /dev/zero) return
@@ -133,7 +138,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 func tooLarge(limit int64) error {
-	return fmt.Errorf("%w of %s", ErrTooLarge, FormatSize(limit))
+	return backoff.Permanent(fmt.Errorf("%w of %s", ErrTooLarge, FormatSize(limit)))
 }
 
 // describe names a file type that is not regular, for messages.

@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/keyward/keyward/internal/backoff"
 )
 
 // bound is how long a test waits for a Read that should return at once
@@ -229,5 +232,51 @@ func TestParseSize(t *testing.T) {
 		if back, err := ParseSize(FormatSize(n)); err != nil || back != n {
 			t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", n, back, err)
 		}
+	}
+}
+
+// TestRefusalsArePermanent: a file refused for what it is (a directory, a
+// FIFO, a device, over the size limit) is marked permanent, so that a
+// retry loop (backoff.Retry, and every decision that tests
+// backoff.IsPermanent) gives up at once, however deep the callers wrapped
+// the error, and reports it with their context; a missing file is not
+// marked, and is retried.
+func TestRefusalsArePermanent(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, 11), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"directory": dir, "FIFO": fifo, "device": "/dev/zero", "too large": big, "missing": filepath.Join(dir, "none")} {
+		_, _, rerr := Read(t.Context(), path, Options{Max: 10})
+		if rerr == nil {
+			t.Fatalf("%s: read, want an error", name)
+		}
+		wrapped := fmt.Errorf("fetch secret A: %w", rerr)
+		synctest.Test(t, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			calls := 0
+			err := backoff.Retry(ctx, &backoff.Backoff{Base: time.Second, Max: time.Second}, func(context.Context) error {
+				calls++
+				return wrapped
+			})
+			if name == "missing" {
+				if backoff.IsPermanent(wrapped) || calls < 2 {
+					t.Errorf("%s: marked permanent, or not retried (%d calls)", name, calls)
+				}
+				return
+			}
+			if !backoff.IsPermanent(wrapped) || calls != 1 {
+				t.Errorf("%s: not marked permanent, or retried (%d calls)", name, calls)
+			}
+			if err == nil || err.Error() != wrapped.Error() {
+				t.Errorf("%s: Retry returned %v, want the error with its callers' context (%v)", name, err, wrapped)
+			}
+		})
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/config"
 	"github.com/keyward/keyward/internal/harden"
-	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/internal/server"
 	"github.com/keyward/keyward/providers"
 	"github.com/keyward/keyward/render"
@@ -301,10 +300,10 @@ func (r *Runner) Run(parent context.Context, argv []string, o WatchOptions) (res
 // initEngine runs the first fetch and render: once (exec), or retried with
 // backoff until o.InitTimeout (agent). A configuration problem (an invalid
 // reference, a provider not in this build, a file that cannot be rendered)
-// is not retried, nor is a file: source refused for what it is (not a
-// regular file, a directory, over the size limit): those need the config
-// or the file changed, which a retry cannot do. A missing or unreadable
-// file is retried: it may be mounted or written later.
+// is not retried, nor is an error marked permanent (backoff.IsPermanent:
+// a file refused for what it is, not a regular file, a directory, over
+// the size limit), which needs the config or the file changed. A missing
+// or unreadable file is retried: it may be mounted or written later.
 func (r *Runner) initEngine(ctx context.Context, eng *rotate.Engine, o WatchOptions) error {
 	if !o.RetryInit {
 		return eng.Init(ctx)
@@ -323,8 +322,9 @@ func (r *Runner) initEngine(ctx context.Context, eng *rotate.Engine, o WatchOpti
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, providers.ErrInvalidReference), errors.Is(err, providers.ErrUnavailable), errors.As(err, &re),
-			errors.Is(err, readfile.ErrNotRegular), errors.Is(err, readfile.ErrIsDirectory), errors.Is(err, readfile.ErrTooLarge):
+		case backoff.IsPermanent(err):
+			return err
+		case errors.Is(err, providers.ErrInvalidReference), errors.Is(err, providers.ErrUnavailable), errors.As(err, &re):
 			return backoff.Permanent(err)
 		}
 		if ctx.Err() == nil {

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/internal/backoff"
 	"github.com/keyward/keyward/internal/readfile"
 	"github.com/keyward/keyward/providers"
 )
@@ -223,7 +224,9 @@ var errIsDirectory = readfile.ErrIsDirectory
 func (p *Provider) readError(path string, err error) error {
 	switch {
 	case errors.Is(err, errIsDirectory), errors.Is(err, syscall.EISDIR):
-		return fmt.Errorf("read %s: %w", path, errIsDirectory)
+		// Permanent, as readfile marks its refusals: no retry reads a
+		// directory (see backoff.IsPermanent).
+		return fmt.Errorf("read %s: %w", path, backoff.Permanent(errIsDirectory))
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("read %s: %w", path, providers.ErrNotFound)
 	case errors.Is(err, fs.ErrPermission):

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/keyward/keyward/internal/backoff"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -315,6 +316,10 @@ func TestReadErrorMapping(t *testing.T) {
 			}
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("Fetch error = %v, want %q", err, tt.want)
+			}
+			// A directory is refused for what it is: no retry reads it.
+			if permanent := tt.sentinel == errIsDirectory; backoff.IsPermanent(err) != permanent {
+				t.Errorf("Fetch error %v: permanent is %v, want %v", err, !permanent, permanent)
 			}
 		})
 	}
