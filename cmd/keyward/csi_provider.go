@@ -1,7 +1,8 @@
 package main
 
 import (
-	"fmt"
+	"context"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/internal/csiprovider"
 	"github.com/keyward/keyward/internal/runner"
+	"github.com/keyward/keyward/internal/tlsclient"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -77,19 +79,19 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 the socket could not be served,
 					return usageError("--node-identity-kinds: %q is not a provider kind of this build (%v)", k, providers.Kinds())
 				}
 			}
+			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds, CacheTTL: cacheTTL, CacheMaxBytes: cacheMax}
+			if cacheTTL == 0 {
+				opts.CacheTTL = -1
+			}
+			if err := kubeAPIServer(cmd.Context(), g, apiServer, apiServerCA, &opts); err != nil {
+				return err
+			}
 			l, err := csiprovider.Listen(socketDir)
 			if err != nil {
 				return err
 			}
 			ctx, stop := runner.StopOnSignal(cmd.Context())
 			defer stop()
-			opts := csiprovider.Options{Logger: g.logger, NodeIdentityKinds: nodeKinds, CacheTTL: cacheTTL, CacheMaxBytes: cacheMax}
-			if cacheTTL == 0 {
-				opts.CacheTTL = -1
-			}
-			if err := kubeAPIServer(g, apiServer, apiServerCA, &opts); err != nil {
-				return err
-			}
 			_, ownErr := os.Stat(filepath.Join(saDir, "token"))
 			if review && ownErr != nil {
 				g.logger.Warn("no ServiceAccount of its own to review tokens with: only a pod's own remounts share fetches", "err", ownErr)
@@ -133,8 +135,10 @@ const saDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // kubeAPIServer sets the API server that k8s references are read from as
 // the pod: the flags, else the cluster the process runs in; outside a
-// cluster without the flag, k8s references are refused.
-func kubeAPIServer(g *globals, url, caFile string, opts *csiprovider.Options) error {
+// cluster without the flag, k8s references are refused. A CA file that
+// is not a CA bundle (read as internal/tlsclient reads every CA file) is
+// a usage error naming it.
+func kubeAPIServer(ctx context.Context, g *globals, url, caFile string, opts *csiprovider.Options) error {
 	if url == "" {
 		host, port := g.env.getenv("KUBERNETES_SERVICE_HOST"), g.env.getenv("KUBERNETES_SERVICE_PORT")
 		if host == "" || port == "" {
@@ -148,9 +152,13 @@ func kubeAPIServer(g *globals, url, caFile string, opts *csiprovider.Options) er
 	}
 	opts.APIServer = url
 	if caFile != "" {
-		ca, err := os.ReadFile(caFile)
+		certs, err := tlsclient.ReadBundle(ctx, caFile)
 		if err != nil {
-			return fmt.Errorf("--kube-ca-file: %w", err)
+			return usageError("--kube-ca-file: %w", err)
+		}
+		var ca []byte
+		for _, c := range certs {
+			ca = append(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 		}
 		opts.APIServerCA = ca
 	}
