@@ -159,8 +159,9 @@ type Provider struct {
 
 	mu     sync.Mutex
 	client api
-	region string        // the client's region, "" when none is configured
-	cfg    awssdk.Config // the loaded AWS config, once client is set
+	region string           // the client's region, "" when none is configured
+	cfg    awssdk.Config    // the loaded AWS config, once client is set
+	sent   *sentCredentials // records the credentials the client signs with, once client is set
 
 	// batchDenied is set once BatchGetSecretValue was refused by IAM:
 	// from then on FetchBatch uses GetSecretValue only.
@@ -322,6 +323,10 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 		o.RateLimiter = ratelimit.None
 		o.Retryables = append([]retry.IsErrorRetryable{untrustedCertificate}, o.Retryables...)
 	})
+	p.sent = &sentCredentials{CredentialsProvider: cfg.Credentials}
+	if cfg.Credentials != nil {
+		cfg.Credentials = p.sent
+	}
 	p.client = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		if p.opts.Endpoint != "" {
 			o.BaseEndpoint = awssdk.String(p.opts.Endpoint)
@@ -460,9 +465,9 @@ func (p *Provider) get(ctx context.Context, client api, region string, t target)
 		in.VersionId = awssdk.String(t.version)
 	}
 	att := p.retries.Call(op, t.String())
-	out, err := client.GetSecretValue(ctx, in, append(callOptions(t, region), observe(att))...)
+	out, err := client.GetSecretValue(ctx, in, append(callOptions(t, region), p.observe(att))...)
 	if err != nil {
-		return providers.Secret{}, apiError(ctx, op, t.String(), err, att)
+		return providers.Secret{}, p.apiError(ctx, op, t.String(), err, att)
 	}
 	return secretOf(out.SecretString, out.SecretBinary, out.VersionId), nil
 }

@@ -1162,3 +1162,45 @@ func TestPinned(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceErrorScrubsSigningCredentials: a Secrets Manager (or a proxy
+// in front of it) whose refusal echoes the session token the client sent,
+// or the secret access key, raw, base64'd, percent-encoded or cut short,
+// leaves neither in the error, whether the refusal is final or retried
+// until the attempts run out; the error still says what AWS answered.
+func TestServiceErrorScrubsSigningCredentials(t *testing.T) {
+	t.Parallel()
+	secretKey, session := providertest.Credential(t), providertest.Credential(t)
+	for _, code := range []string{"AccessDeniedException", "InternalServiceError"} {
+		for _, sent := range []string{secretKey, session} {
+			for form, echo := range providertest.Echoes(sent) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+					status := http.StatusBadRequest
+					if code == "InternalServiceError" {
+						status = http.StatusInternalServerError
+					}
+					w.WriteHeader(status)
+					msg := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace("credential " + echo + " refused")
+					fmt.Fprintf(w, `{"__type":%q,"message":"%s"}`, code, msg)
+				}))
+				p, err := New(Options{Region: fakeRegion, Endpoint: srv.URL, MaxAttempts: 2, ConfigOptions: []func(*awsconfig.LoadOptions) error{
+					awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", secretKey, session)),
+					awsconfig.WithSharedConfigFiles(nil), awsconfig.WithSharedCredentialsFiles(nil),
+				}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.delays.setRand(func() float64 { return 1 })
+				p.delays.normal.Base, p.delays.throttled.Base = time.Millisecond, time.Millisecond
+				_, err = p.Fetch(t.Context(), parse(t, "awssm://x"))
+				srv.Close()
+				if err == nil || !strings.Contains(err.Error(), code) || !strings.Contains(err.Error(), "refused") {
+					t.Errorf("%s, echo %s: %v, want an error naming %s and quoting the rest of the message", code, form, err, code)
+					continue
+				}
+				providertest.AssertRedacted(t, err.Error(), []byte(secretKey), []byte(session))
+			}
+		}
+	}
+}

@@ -177,7 +177,7 @@ func (p *Provider) batch(ctx context.Context, client api, clientRegion, region s
 	}
 	in := &secretsmanager.BatchGetSecretValueInput{SecretIdList: ids}
 	att := p.retries.Call(op, strings.Join(ids, ","))
-	opts := append(callOptions(target{region: region}, clientRegion), observe(att))
+	opts := append(callOptions(target{region: region}, clientRegion), p.observe(att))
 	for page := 0; page < maxBatchPages; page++ {
 		out, err := client.BatchGetSecretValue(ctx, in, opts...)
 		if err != nil {
@@ -189,7 +189,7 @@ func (p *Provider) batch(ctx context.Context, client api, clientRegion, region s
 			}
 			for _, w := range ws {
 				if !w.done {
-					w.err, w.done = apiError(ctx, op, w.t.String(), err, att), true
+					w.err, w.done = p.apiError(ctx, op, w.t.String(), err, att), true
 				}
 			}
 			return

@@ -54,7 +54,7 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 		}
 		out, err := p.stsClient(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: awssdk.String(req.RoleARN), RoleSessionName: awssdk.String(name), DurationSeconds: dur})
 		if err != nil {
-			return providers.Secret{}, apiError(ctx, "AssumeRole", req.RoleARN, err, nil)
+			return providers.Secret{}, p.apiError(ctx, "AssumeRole", req.RoleARN, err, nil)
 		}
 		c = fromSTS(out.Credentials)
 	default:
@@ -66,7 +66,7 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 		if !got.CanExpire || got.SessionToken == "" {
 			out, err := p.stsClient(cfg).GetSessionToken(ctx, &sts.GetSessionTokenInput{DurationSeconds: dur})
 			if err != nil {
-				return providers.Secret{}, apiError(ctx, "GetSessionToken", "the default credentials", err, nil)
+				return providers.Secret{}, p.apiError(ctx, "GetSessionToken", "the default credentials", err, nil)
 			}
 			c = fromSTS(out.Credentials)
 		}

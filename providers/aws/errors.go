@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/smithy-go"
@@ -138,6 +140,52 @@ func apiError(ctx context.Context, op, what string, err error, att *providers.At
 	return e
 }
 
+// apiError is the package's apiError of err with the credentials the
+// client signs with (the secret access key, the session token it sends)
+// hidden in the service's message: a server (or a proxy in front of it)
+// may echo them. The SDK's error stays wrapped, for errors.As of its
+// types and attempts; only the message shown is scrubbed.
+func (p *Provider) apiError(ctx context.Context, op, what string, err error, att *providers.Attempts) error {
+	out := apiError(ctx, op, what, err, att)
+	var e *APIError
+	var ae smithy.APIError
+	if errors.As(out, &e) && errors.As(err, &ae) {
+		e.Message = p.sent.scrubber().Clip(ae.ErrorMessage())
+	}
+	return out
+}
+
+// sentCredentials is the client's credentials provider, recording the
+// last credentials it gave, so that errors can be scrubbed of them.
+type sentCredentials struct {
+	awssdk.CredentialsProvider
+
+	mu   sync.Mutex
+	last awssdk.Credentials
+}
+
+// Retrieve implements aws.CredentialsProvider.
+func (s *sentCredentials) Retrieve(ctx context.Context) (awssdk.Credentials, error) {
+	c, err := s.CredentialsProvider.Retrieve(ctx)
+	if err == nil {
+		s.mu.Lock()
+		s.last = c
+		s.mu.Unlock()
+	}
+	return c, err
+}
+
+// scrubber hides the last credentials retrieved; the zero Scrubber when
+// s is nil or none were.
+func (s *sentCredentials) scrubber() providers.Scrubber {
+	if s == nil {
+		return providers.Scrubber{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return providers.NewScrubber(s.last.SecretAccessKey, s.last.SessionToken)
+}
+
 // scrubService is err with the credentials of scrub (a token the call
 // sent) hidden in the service message that may quote them, before
 // apiError clips the message: an echo cut by the clip would escape a
@@ -158,15 +206,16 @@ func scrubService(err error, scrub providers.Scrubber) error {
 // causeOf describes the error of one failed attempt for a log line and
 // for the error of a call that runs out of time: the AWS error code and
 // message, or the transport error (connection refused, a TLS handshake,
-// a timeout); never the output of a credential_process.
-func causeOf(err error) error {
+// a timeout); never the output of a credential_process, and the service
+// message with the credentials of scrub hidden.
+func causeOf(err error, scrub providers.Scrubber) error {
 	var pe *processcreds.ProviderError
 	if errors.As(err, &pe) {
 		return errors.New("getting AWS credentials from credential_process failed (its output is not shown)")
 	}
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		if m := providers.ClipMessage(ae.ErrorMessage()); m != "" {
+		if m := scrub.Clip(ae.ErrorMessage()); m != "" {
 			return fmt.Errorf("%s (%s)", ae.ErrorCode(), m)
 		}
 		return errors.New(ae.ErrorCode())

@@ -41,7 +41,7 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 		return "", err
 	}
 	att := p.retries.Call(op, t.String())
-	out, err := client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(t.id)}, append(callOptions(t, region), observe(att))...)
+	out, err := client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: awssdk.String(t.id)}, append(callOptions(t, region), p.observe(att))...)
 	if err != nil {
 		if isCode(err, "AccessDeniedException", "AccessDenied") {
 			if p.describeDenied.CompareAndSwap(false, true) {
@@ -49,7 +49,7 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 			}
 			return p.probeByRead(ctx, client, region, t)
 		}
-		return "", apiError(ctx, op, t.String(), err, att)
+		return "", p.apiError(ctx, op, t.String(), err, att)
 	}
 	if t.version != "" {
 		stages, ok := out.VersionIdsToStages[t.version]

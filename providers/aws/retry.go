@@ -78,24 +78,26 @@ func retryAfter(err error) time.Duration {
 // when the call runs out of time).
 type observed struct {
 	awssdk.RetryerV2
-	att *providers.Attempts
+	att   *providers.Attempts
+	scrub func() providers.Scrubber
 }
 
 // RetryDelay implements aws.Retryer; the SDK calls it once per retry.
 func (r observed) RetryDelay(attempt int, err error) (time.Duration, error) {
 	d, derr := r.RetryerV2.RetryDelay(attempt, err)
 	if derr == nil {
-		r.att.Failed(causeOf(err), d)
+		r.att.Failed(causeOf(err, r.scrub()), d)
 	}
 	return d, derr
 }
 
 // observe returns the per-call option that records the call's retries in
-// att.
-func observe(att *providers.Attempts) func(*secretsmanager.Options) {
+// att, their service messages scrubbed of the credentials the client signs
+// with.
+func (p *Provider) observe(att *providers.Attempts) func(*secretsmanager.Options) {
 	return func(o *secretsmanager.Options) {
 		if v2, ok := o.Retryer.(awssdk.RetryerV2); ok {
-			o.Retryer = observed{RetryerV2: v2, att: att}
+			o.Retryer = observed{RetryerV2: v2, att: att, scrub: p.sent.scrubber}
 		}
 	}
 }

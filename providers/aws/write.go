@@ -93,9 +93,9 @@ func (p *Provider) Write(ctx context.Context, ref providers.Ref, value []byte, f
 		SecretString:       awssdk.String(payload),
 		ClientRequestToken: awssdk.String(hex.EncodeToString(token)),
 		VersionStages:      []string{PendingStage},
-	}, append(opts, observe(att))...)
+	}, append(opts, p.observe(att))...)
 	if err != nil {
-		return "", apiError(ctx, putOp, t.String(), err, att)
+		return "", p.apiError(ctx, putOp, t.String(), err, att)
 	}
 	next := awssdk.ToString(put.VersionId)
 	const moveOp = "UpdateSecretVersionStage"
@@ -105,12 +105,12 @@ func (p *Provider) Write(ctx context.Context, ref providers.Ref, value []byte, f
 		VersionStage:        awssdk.String("AWSCURRENT"),
 		MoveToVersionId:     awssdk.String(next),
 		RemoveFromVersionId: awssdk.String(from),
-	}, append(opts, observe(att))...)
+	}, append(opts, p.observe(att))...)
 	if err != nil {
 		if ctx.Err() == nil && isCode(err, "InvalidParameterException", "InvalidRequestException") {
 			return p.settled(ctx, client, region, t, ref.Field, value)
 		}
-		return "", apiError(ctx, moveOp, t.String(), err, att)
+		return "", p.apiError(ctx, moveOp, t.String(), err, att)
 	}
 	// The label has done its job; leaving it would only look odd.
 	_, _ = w.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{
