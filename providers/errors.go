@@ -2,6 +2,8 @@ package providers
 
 import (
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,4 +51,21 @@ func ClipMessage(msg string) string {
 		cut--
 	}
 	return msg[:cut] + "…"
+}
+
+// CheckEndpoint checks an endpoint option (key names it): an absolute http
+// or https URL with a host, without credentials (user:password@) or a
+// fragment. The error names the key and what is wrong, never the URL, which
+// may carry credentials.
+func CheckEndpoint(key, raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%s: not an absolute http or https URL", key)
+	case u.User != nil:
+		return fmt.Errorf("%s: must not contain credentials (user:password@)", key)
+	case u.Fragment != "":
+		return fmt.Errorf("%s: must not have a #fragment", key)
+	}
+	return nil
 }

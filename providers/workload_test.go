@@ -2,6 +2,7 @@ package providers_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -44,5 +45,26 @@ func TestSetWorkloadNodeKinds(t *testing.T) {
 			}
 		}
 		set.Close()
+	}
+}
+
+// TestCheckEndpoint: an endpoint option is an absolute http(s) URL without
+// credentials or a fragment, and a refusal never quotes the URL (which may
+// carry a password).
+func TestCheckEndpoint(t *testing.T) {
+	for _, ok := range []string{"https://sts.example.test", "http://127.0.0.1:4566/", "https://[::1]:8443/v1"} {
+		if err := providers.CheckEndpoint("endpoint", ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"sts.example.test", "ftp://h", "https://", "https://user:pw-7f3c9a@h/", "https://h/#pw-7f3c9a", "%zz-pw-7f3c9a"} {
+		err := providers.CheckEndpoint("sts_endpoint", bad)
+		if err == nil {
+			t.Errorf("endpoint %d of the bad list: accepted", len(bad))
+			continue
+		}
+		if strings.Contains(err.Error(), "pw-7f3c9a") || strings.Contains(err.Error(), "example") || !strings.HasPrefix(err.Error(), "sts_endpoint: ") {
+			t.Errorf("refusal %q quotes the URL or does not name the key", err)
+		}
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -281,9 +280,8 @@ func (o Options) validate() error {
 		if e == "" {
 			continue
 		}
-		u, err := url.Parse(e)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%s %q is not an http or https URL", key, e)
+		if err := providers.CheckEndpoint(key, e); err != nil {
+			return err
 		}
 	}
 	if o.MaxAttempts < 0 {

@@ -69,8 +69,8 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 		if e == "" {
 			continue
 		}
-		if u, err := url.Parse(e); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("%s %q is not an http or https URL", key, e)
+		if err := providers.CheckEndpoint(key, e); err != nil {
+			return err
 		}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
