@@ -150,6 +150,9 @@ type Provider struct {
 	project string
 	logger  *slog.Logger
 	dial    func(ctx context.Context) (secretClient, error)
+	// sent, when set, hides the access token the client last sent (a
+	// pod's; see workload.go) in a server's message.
+	sent    func() providers.Scrubber
 	retries *providers.Retries
 	// rand draws the jitter of retries; tests set it.
 	rand func() float64
@@ -326,6 +329,15 @@ func (p *Provider) clientFor(ctx context.Context) (secretClient, error) {
 	return p.client, nil
 }
 
+// scrub hides the access token the client sends, when the provider knows
+// it, in a server's message.
+func (p *Provider) scrub() providers.Scrubber {
+	if p.sent == nil {
+		return providers.Scrubber{}
+	}
+	return p.sent()
+}
+
 // callOptions returns the options of one call of op on the version name:
 // a gax.Retryer over internal/backoff that retries transient codes and
 // records each failure in the returned Attempts.
@@ -333,7 +345,7 @@ func (p *Provider) callOptions(op, name string) ([]gax.CallOption, *providers.At
 	att := p.retries.Call(op, name)
 	rnd := p.rand
 	return []gax.CallOption{gax.WithRetry(func() gax.Retryer {
-		return &retryer{bo: backoff.Backoff{Base: retryBase, Max: retryMax, Rand: rnd}, att: att, op: op, name: name}
+		return &retryer{bo: backoff.Backoff{Base: retryBase, Max: retryMax, Rand: rnd}, att: att, op: op, name: name, scrub: p.scrub}
 	})}, att
 }
 
@@ -342,6 +354,7 @@ type retryer struct {
 	bo       backoff.Backoff
 	att      *providers.Attempts
 	op, name string
+	scrub    func() providers.Scrubber
 }
 
 // Retry retries UNAVAILABLE and RESOURCE_EXHAUSTED after the next delay
@@ -355,7 +368,7 @@ func (r *retryer) Retry(err error) (time.Duration, bool) {
 		return 0, false
 	}
 	d := r.bo.Next()
-	r.att.Failed(errors.New(statusText(err)), d)
+	r.att.Failed(errors.New(statusText(err, r.scrub())), d)
 	return d, true
 }
 
@@ -402,7 +415,7 @@ func (p *Provider) Fetch(ctx context.Context, ref providers.Ref) (providers.Secr
 	v, err := p.getVersion(ctx, c, name)
 	if err != nil {
 		if status.Code(err) != codes.PermissionDenied || ctx.Err() != nil {
-			return providers.Secret{}, versionError(ctx, name, err)
+			return providers.Secret{}, versionError(ctx, name, err, p.scrub())
 		}
 		return p.getDenied(ctx, c, name)
 	}
@@ -502,7 +515,7 @@ func (p *Provider) access(ctx context.Context, c secretClient, name, label strin
 	opts, att := p.callOptions("access", label)
 	resp, err := c.AccessSecretVersion(ctx, &secretmanagerpb.AccessSecretVersionRequest{Name: name}, opts...)
 	if err != nil {
-		return nil, "", callError(ctx, "access", label, err, att)
+		return nil, "", callError(ctx, "access", label, err, att, p.scrub())
 	}
 	data := resp.GetPayload().GetData()
 	if want := resp.GetPayload().DataCrc32C; want != nil {
@@ -558,16 +571,16 @@ func (e *getError) Error() string { return e.err.Error() }
 func (e *getError) Unwrap() error { return e.err }
 
 // versionError maps an error of getVersion.
-func versionError(ctx context.Context, name string, err error) error {
+func versionError(ctx context.Context, name string, err error, scrub providers.Scrubber) error {
 	var se *stateError
 	if errors.As(err, &se) {
 		return se.err
 	}
 	var ge *getError
 	if errors.As(err, &ge) {
-		return callError(ctx, "get", name, ge.err, ge.att)
+		return callError(ctx, "get", name, ge.err, ge.att, scrub)
 	}
-	return callError(ctx, "get", name, err, nil)
+	return callError(ctx, "get", name, err, nil, scrub)
 }
 
 // versionID is the identity of version v (resolved name resolved):
@@ -616,7 +629,7 @@ func (p *Provider) ProbeVersion(ctx context.Context, ref providers.Ref) (string,
 			sec, ferr := p.getDenied(ctx, c, name)
 			return sec.Version, ferr
 		}
-		return "", versionError(ctx, name, err)
+		return "", versionError(ctx, name, err, p.scrub())
 	}
 	resolved := v.GetName()
 	if resolved == "" {
@@ -647,7 +660,7 @@ func (p *Provider) Close() error {
 // (shortened) where they say more than the code. When ctx ended during
 // the call, the error wraps ctx's error and says how the attempts before
 // it failed (connection refused, a TLS handshake, …), from att.
-func callError(ctx context.Context, op, name string, err error, att *providers.Attempts) error {
+func callError(ctx context.Context, op, name string, err error, att *providers.Attempts, scrub providers.Scrubber) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("%s %s: %w", op, name, att.Expired(ctxErr))
 	}
@@ -657,14 +670,14 @@ func callError(ctx context.Context, op, name string, err error, att *providers.A
 		// The pod's identity could not be obtained (workload.go says
 		// why, never with a token).
 		if code == codes.PermissionDenied || code == codes.Unauthenticated {
-			return fmt.Errorf("%s %s: %s: %w", op, name, providers.ClipMessage(msg[i:]), providers.ErrPermissionDenied)
+			return fmt.Errorf("%s %s: %s: %w", op, name, scrub.Clip(msg[i:]), providers.ErrPermissionDenied)
 		}
-		return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, providers.ClipMessage(msg[i:]))
+		return fmt.Errorf("%s %s: gRPC %s: %s", op, name, code, scrub.Clip(msg[i:]))
 	}
 	if credentialFailure(code, msg) {
-		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err), providers.ErrPermissionDenied)
+		return fmt.Errorf("%s %s: %s: %w", op, name, statusText(err, scrub), providers.ErrPermissionDenied)
 	}
-	msg = providers.ClipMessage(msg)
+	msg = scrub.Clip(msg)
 	switch code {
 	case codes.NotFound:
 		return fmt.Errorf("%s %s: secret or version %w (gRPC NotFound)", op, name, providers.ErrNotFound)
@@ -692,7 +705,7 @@ func callError(ctx context.Context, op, name string, err error, att *providers.A
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s %s: %w (gRPC DeadlineExceeded)", op, name, context.DeadlineExceeded)
 	}
-	return fmt.Errorf("%s %s: %s", op, name, statusText(err))
+	return fmt.Errorf("%s %s: %s", op, name, statusText(err, scrub))
 }
 
 // credentialFailure reports whether a status says that obtaining
@@ -706,16 +719,16 @@ func credentialFailure(code codes.Code, msg string) bool {
 // statusText describes a failed call's status for an error or a log line:
 // "gRPC Unavailable: connection error: … connect: connection refused".
 // A credential failure says what failed, never what the source printed.
-func statusText(err error) string {
+func statusText(err error, scrub providers.Scrubber) string {
 	st, _ := status.FromError(err)
 	code, msg := st.Code(), st.Message()
 	switch {
 	case strings.Contains(msg, workloadPrefix):
-		return "gRPC " + code.String() + ": " + providers.ClipMessage(msg[strings.Index(msg, workloadPrefix):])
+		return "gRPC " + code.String() + ": " + scrub.Clip(msg[strings.Index(msg, workloadPrefix):])
 	case credentialFailure(code, msg):
 		return fmt.Sprintf("gRPC %s: getting Google credentials failed (details not shown; check Application Default Credentials)", code)
 	case msg == "":
 		return "gRPC " + code.String()
 	}
-	return "gRPC " + code.String() + ": " + providers.ClipMessage(msg)
+	return "gRPC " + code.String() + ": " + scrub.Clip(msg)
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/auth"
@@ -95,6 +96,7 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 	if tp.opts.IAMCredentialsEndpoint == "" {
 		tp.opts.IAMCredentialsEndpoint = DefaultIAMCredentialsEndpoint
 	}
+	p.sent = tp.scrubber
 	creds := auth.NewCredentials(&auth.CredentialsOptions{TokenProvider: auth.NewCachedTokenProvider(tp, &auth.CachedTokenProviderOptions{
 		DisableAsyncRefresh: true, ExpireEarly: time.Minute,
 	})})
@@ -124,6 +126,17 @@ type workloadTokens struct {
 	opts   Options
 	client *http.Client
 	log    *slog.Logger
+
+	mu   sync.Mutex
+	last string // the access token last returned
+}
+
+// scrubber hides the access token last returned (which the Secret
+// Manager client sends) in a server's message.
+func (t *workloadTokens) scrubber() providers.Scrubber {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return providers.NewScrubber(t.last)
 }
 
 // Token returns the pod's access token. A refusal (of the pod's token,
@@ -163,6 +176,9 @@ func (t *workloadTokens) Token(ctx context.Context) (*auth.Token, error) {
 	if limit := time.Now().Add(WorkloadTokenLifetime); tok.Expiry.IsZero() || tok.Expiry.After(limit) {
 		tok.Expiry = limit
 	}
+	t.mu.Lock()
+	t.last = tok.Value
+	t.mu.Unlock()
 	t.log.Debug("gcpsm: token obtained for a pod", "service_account", t.w.Namespace+"/"+t.w.ServiceAccount, "impersonated", gsa, "expires", tok.Expiry)
 	return tok, nil
 }
