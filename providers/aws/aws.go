@@ -322,7 +322,11 @@ func (p *Provider) getClient(ctx context.Context) (api, string, error) {
 		o.Retryables = append([]retry.IsErrorRetryable{untrustedCertificate}, o.Retryables...)
 	})
 	p.sent = &sentCredentials{CredentialsProvider: cfg.Credentials}
-	if cfg.Credentials != nil {
+	switch cfg.Credentials.(type) {
+	case nil, awssdk.AnonymousCredentials, *awssdk.AnonymousCredentials:
+		// Nothing is signed, so nothing to record (and the SDK must
+		// still see that it is anonymous).
+	default:
 		cfg.Credentials = p.sent
 	}
 	p.client = secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
