@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net/url"
 	"strconv"
@@ -14,7 +15,7 @@ import (
 const Withheld = "(withheld: it may contain a credential)"
 
 // FragmentLength is the shortest piece of a credential that a Scrubber
-// hides wherever it appears in a message.
+// hides wherever it appears in a message (8: one uint64).
 const FragmentLength = 8
 
 // Scrubber hides the credentials a request sent (a token, an AppRole
@@ -59,7 +60,7 @@ func NewScrubber(sent ...string) Scrubber {
 	}
 	set := mask.NewSet(secrets, mask.MinPatternLength)
 	m := mask.New(set, mask.Options{})
-	frags := newFragments(FragmentLength, raw...)
+	frags := newFragments(raw...)
 	return Scrubber{scrub: func(s string) string {
 		if s == "" {
 			return ""
@@ -113,17 +114,18 @@ type scrubbed struct {
 func (r *scrubbed) Error() string   { return r.msg }
 func (r *scrubbed) Unwrap() []error { return r.sentinels }
 
-// fragments is the set of every substring of n bytes of some credentials.
+// fragments is the set of every substring of FragmentLength (8) bytes of
+// some credentials, each held as the uint64 of its bytes: a credential of
+// n bytes costs about n map entries of 8 bytes, not n strings.
 type fragments struct {
-	n   int
-	set map[string]struct{}
+	set map[uint64]struct{}
 }
 
-func newFragments(n int, creds ...[]byte) fragments {
-	f := fragments{n: n, set: map[string]struct{}{}}
+func newFragments(creds ...[]byte) fragments {
+	f := fragments{set: map[uint64]struct{}{}}
 	for _, c := range creds {
-		for i := 0; i+n <= len(c); i++ {
-			f.set[string(c[i:i+n])] = struct{}{}
+		for i := 0; i+FragmentLength <= len(c); i++ {
+			f.set[binary.LittleEndian.Uint64(c[i:])] = struct{}{}
 		}
 	}
 	return f
@@ -131,15 +133,15 @@ func newFragments(n int, creds ...[]byte) fragments {
 
 // hide replaces every maximal run of msg covered by fragments with ***.
 func (f fragments) hide(msg []byte) []byte {
-	if len(f.set) == 0 || len(msg) < f.n {
+	if len(f.set) == 0 || len(msg) < FragmentLength {
 		return msg
 	}
 	covered := make([]bool, len(msg))
 	found := false
-	for i := 0; i+f.n <= len(msg); i++ {
-		if _, ok := f.set[string(msg[i:i+f.n])]; ok {
+	for i := 0; i+FragmentLength <= len(msg); i++ {
+		if _, ok := f.set[binary.LittleEndian.Uint64(msg[i:])]; ok {
 			found = true
-			for j := i; j < i+f.n; j++ {
+			for j := i; j < i+FragmentLength; j++ {
 				covered[j] = true
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,5 +59,23 @@ func TestScrubberError(t *testing.T) {
 	plain := errors.New("other")
 	if s.Error(plain) != plain {
 		t.Fatal("an error without the credential was rewritten")
+	}
+}
+
+// BenchmarkNewScrubber: the cost of a Scrubber of a credential of a
+// pod token's size (1 KiB) and of a large one (16 KiB), and of scrubbing
+// one message with it.
+func BenchmarkNewScrubber(b *testing.B) {
+	for _, n := range []int{1 << 10, 16 << 10} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			var cred strings.Builder
+			for cred.Len() < n {
+				cred.WriteString(providertest.Credential(b))
+			}
+			c := cred.String()[:n]
+			for b.Loop() {
+				_ = providers.NewScrubber(c).Message("login refused: " + c[:100])
+			}
+		})
 	}
 }

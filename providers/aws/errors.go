@@ -160,8 +160,9 @@ func (p *Provider) apiError(ctx context.Context, op, what string, err error, att
 type sentCredentials struct {
 	awssdk.CredentialsProvider
 
-	mu   sync.Mutex
-	last awssdk.Credentials
+	mu    sync.Mutex
+	last  awssdk.Credentials
+	scrub *providers.Scrubber // of last, built on first use
 }
 
 // Retrieve implements aws.CredentialsProvider.
@@ -169,6 +170,9 @@ func (s *sentCredentials) Retrieve(ctx context.Context) (awssdk.Credentials, err
 	c, err := s.CredentialsProvider.Retrieve(ctx)
 	if err == nil {
 		s.mu.Lock()
+		if c.SecretAccessKey != s.last.SecretAccessKey || c.SessionToken != s.last.SessionToken {
+			s.scrub = nil
+		}
 		s.last = c
 		s.mu.Unlock()
 	}
@@ -183,7 +187,13 @@ func (s *sentCredentials) scrubber() providers.Scrubber {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return providers.NewScrubber(s.last.SecretAccessKey, s.last.SessionToken)
+	if s.scrub == nil {
+		// Built once per credentials: a Scrubber of a session token costs
+		// milliseconds, and every retried attempt's cause is scrubbed.
+		sc := providers.NewScrubber(s.last.SecretAccessKey, s.last.SessionToken)
+		s.scrub = &sc
+	}
+	return *s.scrub
 }
 
 // scrubService is err with the credentials of scrub (a token the call

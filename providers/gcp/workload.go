@@ -127,8 +127,9 @@ type workloadTokens struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	last string // the access token last returned
+	mu    sync.Mutex
+	last  string              // the access token last returned
+	scrub *providers.Scrubber // of last, built on first use
 }
 
 // scrubber hides the access token last returned (which the Secret
@@ -136,7 +137,12 @@ type workloadTokens struct {
 func (t *workloadTokens) scrubber() providers.Scrubber {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return providers.NewScrubber(t.last)
+	if t.scrub == nil {
+		// Built once per token: every retried attempt's cause is scrubbed.
+		sc := providers.NewScrubber(t.last)
+		t.scrub = &sc
+	}
+	return *t.scrub
 }
 
 // Token returns the pod's access token. A refusal (of the pod's token,
@@ -177,7 +183,9 @@ func (t *workloadTokens) Token(ctx context.Context) (*auth.Token, error) {
 		tok.Expiry = limit
 	}
 	t.mu.Lock()
-	t.last = tok.Value
+	if tok.Value != t.last {
+		t.last, t.scrub = tok.Value, nil
+	}
 	t.mu.Unlock()
 	t.log.Debug("gcpsm: token obtained for a pod", "service_account", t.w.Namespace+"/"+t.w.ServiceAccount, "impersonated", gsa, "expires", tok.Expiry)
 	return tok, nil
