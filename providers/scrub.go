@@ -14,6 +14,12 @@ import (
 // credential the request sent is too short to be recognised in it.
 const Withheld = "(withheld: it may contain a credential)"
 
+// MaxScrubbed is the longest credential a Scrubber recognises in its
+// forms: building them costs about 2.7 KB of memory per byte of
+// credential, so a longer one (a login JWT read from a file can be up to
+// 1 MiB) withholds every message instead, like one too short.
+const MaxScrubbed = 8 << 10
+
 // FragmentLength is the shortest piece of a credential that a Scrubber
 // hides wherever it appears in a message (8: one uint64).
 const FragmentLength = 8
@@ -27,8 +33,8 @@ const FragmentLength = 8
 // beginning of one (an echo cut short) loses that end; and any run of
 // FragmentLength or more bytes of one (or of its percent-encoding)
 // anywhere in the message becomes *** as well. A credential shorter than
-// mask.MinPatternLength cannot be recognised safely: every non-empty
-// message is then Withheld. It is the one way providers clean a server's
+// mask.MinPatternLength cannot be recognised safely, nor one longer than
+// MaxScrubbed cheaply: every non-empty message is then Withheld. It is the one way providers clean a server's
 // message; scrub before ClipMessage, since a cut could split an echo.
 // The zero Scrubber hides nothing.
 type Scrubber struct {
@@ -44,7 +50,7 @@ func NewScrubber(sent ...string) Scrubber {
 		if c == "" {
 			continue
 		}
-		if len(c) < mask.MinPatternLength {
+		if len(c) < mask.MinPatternLength || len(c) > MaxScrubbed {
 			return Scrubber{scrub: func(s string) string {
 				if s == "" {
 					return ""

@@ -40,6 +40,9 @@ func TestScrubberMessage(t *testing.T) {
 	if got := providers.NewScrubber("abc").Message("abc is wrong"); got != providers.Withheld {
 		t.Errorf("a credential shorter than the mask's minimum did not withhold the message")
 	}
+	if got := providers.NewScrubber(strings.Repeat("x", providers.MaxScrubbed+1)).Message("too long"); got != providers.Withheld {
+		t.Errorf("a credential longer than MaxScrubbed did not withhold the message")
+	}
 	if got := (providers.Scrubber{}).Message("kept"); got != "kept" {
 		t.Errorf("the zero Scrubber changed a message")
 	}
@@ -63,10 +66,10 @@ func TestScrubberError(t *testing.T) {
 }
 
 // BenchmarkNewScrubber: the cost of a Scrubber of a credential of a
-// pod token's size (1 KiB) and of a large one (16 KiB), and of scrubbing
-// one message with it.
+// pod token's size (1 KiB) and of the largest it recognises
+// (MaxScrubbed), and of scrubbing one message with it.
 func BenchmarkNewScrubber(b *testing.B) {
-	for _, n := range []int{1 << 10, 16 << 10} {
+	for _, n := range []int{1 << 10, providers.MaxScrubbed} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			var cred strings.Builder
 			for cred.Len() < n {
