@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,13 @@ func waitEvent(ctx context.Context, t *testing.T, namespace, pod, container stri
 			st := ""
 			if p != nil {
 				st = describe(p)
+				// keyward's containers say why a file did not change.
+				for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
+					if c.Name != container {
+						l := podLogs(ctx, namespace, pod, c.Name)
+						st += fmt.Sprintf("\nlog of %s (its end):\n%s", c.Name, l[max(0, len(l)-4000):])
+					}
+				}
 			}
 			t.Fatalf("%s/%s container %s: no such event after %v; report:\n%s\n%s", namespace, pod, container, timeout, podLogs(ctx, namespace, pod, container), st)
 		}
