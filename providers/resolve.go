@@ -103,7 +103,7 @@ func (s *Set) Resolve(ctx context.Context, refs map[string]Ref) (map[string]Reso
 				zeroSecret(got[i].Secret)
 			}
 			for _, r := range out {
-				zeroResolved(r)
+				r.Zero()
 			}
 		}
 		sort.Slice(failures, func(a, b int) bool { return failures[a].Name < failures[b].Name })
@@ -136,8 +136,10 @@ func zeroData(v any) {
 	}
 }
 
-// zeroResolved overwrites the bytes of r's value and fields.
-func zeroResolved(r Resolved) {
+// Zero overwrites the bytes of r's value and fields, for a holder done
+// with them that owns them (nothing else, such as the masker, was handed
+// the same bytes).
+func (r Resolved) Zero() {
 	clear(r.Value.bytes())
 	for _, f := range r.Fields {
 		clear(f.bytes())

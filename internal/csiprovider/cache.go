@@ -229,9 +229,6 @@ func clone(res map[string]providers.Resolved) map[string]providers.Resolved {
 // zero overwrites the bytes of values the cache owns.
 func zero(res map[string]providers.Resolved) {
 	for _, r := range res {
-		clear(r.Value.Bytes())
-		for _, f := range r.Fields {
-			clear(f.Bytes())
-		}
+		r.Zero()
 	}
 }
