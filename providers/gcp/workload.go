@@ -76,15 +76,13 @@ func (p *Provider) actAs(w *providers.Workload, o Options) error {
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	var tlsOpts []option.ClientOption
-	if !o.TLS.IsZero() {
-		c, err := o.TLS.Config(context.Background())
-		if err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = c
+	tr, err := o.TLS.Transport(context.Background())
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	if tr != nil {
 		hc.Transport = tr
-		tlsOpts = append(tlsOpts, option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(c))))
+		tlsOpts = append(tlsOpts, option.WithGRPCDialOption(grpc.WithTransportCredentials(credentials.NewTLS(tr.TLSClientConfig))))
 	}
 	tp := &workloadTokens{w: w, opts: o, client: hc, log: p.logger}
 	if tp.opts.TokenAudience == "" {
