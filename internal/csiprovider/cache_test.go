@@ -130,6 +130,14 @@ func TestIdentityWithoutReviewer(t *testing.T) {
 	if a == b || a == "" {
 		t.Fatal("different tokens share an identity without a reviewer")
 	}
+	// Unverified, the same tokens (a SecretProviderClass can pass one when
+	// the CSIDriver requests none) do not make pods of two ServiceAccounts
+	// share: the pooled providers read the ServiceAccount's annotations.
+	web, _ := ids.identity(context.Background(), Pod{Namespace: "apps", ServiceAccount: "web", Tokens: map[string]Token{"": {Token: "t1"}}})
+	other, _ := ids.identity(context.Background(), Pod{Namespace: "apps", ServiceAccount: "other", Tokens: map[string]Token{"": {Token: "t1"}}})
+	if web == other || web == "" {
+		t.Fatal("pods of two ServiceAccounts with the same unverified token share an identity")
+	}
 	var reviews atomic.Int64
 	ids.review = func(_ context.Context, token, _ string) (string, error) {
 		reviews.Add(1)

@@ -211,9 +211,9 @@ type reviewed struct {
 
 // identity is the sharing identity of a mount's pod: the one identity all
 // its tokens verify as, which must be the ServiceAccount the driver names,
-// when there is a reviewer; otherwise the tokens
-// themselves (hashed), which share only with the same pod's remounts.
-// "" when the pod has no token.
+// when there is a reviewer; otherwise the tokens themselves and the
+// ServiceAccount the driver names (hashed: its annotations are read), which
+// share only with the same pod's remounts. "" when the pod has no token.
 func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
 	if len(pod.Tokens) == 0 {
 		return "", nil
@@ -225,6 +225,7 @@ func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
 	sort.Strings(auds)
 	if ids.review == nil {
 		h := sha256.New()
+		fmt.Fprintf(h, "%q/%q;", pod.Namespace, pod.ServiceAccount)
 		for _, a := range auds {
 			fmt.Fprintf(h, "%q=%q;", a, pod.Tokens[a].Token)
 		}
