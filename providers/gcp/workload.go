@@ -264,7 +264,7 @@ func (t *workloadTokens) impersonate(ctx context.Context, federated, gsa string)
 	return out.AccessToken, out.ExpireTime, nil
 }
 
-// call sends req and decodes its JSON answer into out. A 400, 401 or 403
+// call sends req and decodes its JSON answer into out. A 400, 401, 403 or 404
 // wraps providers.ErrPermissionDenied (Google refused the pod's
 // identity); the error says the status and Google's error code and
 // description, without sent (the token req carries), clipped.
