@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/ci"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // actionSpec is the part of action.yml the runner emulator reads.
@@ -84,7 +85,7 @@ func (r *actionRunner) run(name, script string, stepEnv map[string]string) step 
 	files := map[string]string{}
 	for _, k := range []string{"GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH"} {
 		files[k] = filepath.Join(r.temp, fmt.Sprintf("%s_%d", strings.ToLower(k), r.n))
-		writeFile(r.t, files[k], "")
+		testenv.WriteFile(r.t, files[k], "")
 	}
 	hostPath := slices.DeleteFunc(filepath.SplitList(os.Getenv("PATH")), func(d string) bool {
 		_, err := os.Stat(filepath.Join(d, "keyward"))
@@ -117,15 +118,15 @@ func (r *actionRunner) run(name, script string, stepEnv map[string]string) step 
 	if res.err != nil {
 		return res
 	}
-	vars, err := ci.ParseGitHubFile(readFile(r.t, files["GITHUB_ENV"]))
+	vars, err := ci.ParseGitHubFile(testenv.ReadFile(r.t, files["GITHUB_ENV"]))
 	if err != nil {
 		r.t.Fatalf("step %q: the runner would fail on $GITHUB_ENV: %v", name, err)
 	}
 	maps.Copy(r.env, vars)
-	if res.outputs, err = ci.ParseGitHubFile(readFile(r.t, files["GITHUB_OUTPUT"])); err != nil {
+	if res.outputs, err = ci.ParseGitHubFile(testenv.ReadFile(r.t, files["GITHUB_OUTPUT"])); err != nil {
 		r.t.Fatalf("step %q: the runner would fail on $GITHUB_OUTPUT: %v", name, err)
 	}
-	for _, l := range strings.Split(readFile(r.t, files["GITHUB_PATH"]), "\n") {
+	for _, l := range strings.Split(testenv.ReadFile(r.t, files["GITHUB_PATH"]), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
 			r.path = append([]string{l}, r.path...)
 		}
@@ -187,7 +188,7 @@ type actionRun struct {
 func (r *actionRunner) runAction(dir, ref string, with map[string]string) actionRun {
 	r.t.Helper()
 	var spec actionSpec
-	if err := yaml.Unmarshal([]byte(readFile(r.t, filepath.Join(dir, "action.yml"))), &spec); err != nil {
+	if err := yaml.Unmarshal([]byte(testenv.ReadFile(r.t, filepath.Join(dir, "action.yml"))), &spec); err != nil {
 		r.t.Fatalf("action.yml: %v", err)
 	}
 	if spec.Runs.Using != "composite" {
@@ -299,9 +300,9 @@ func TestAction(t *testing.T) {
 
 	setup := func(t *testing.T) *actionRunner {
 		r := newActionRunner(t)
-		writeFile(t, filepath.Join(r.work, "dev.yaml"), fixtureSecrets)
-		writeFile(t, filepath.Join(r.work, "tls.crt"), fixtureValues[3])
-		writeFile(t, filepath.Join(r.work, "keyward.yaml"), "version: 1\nsecrets:\n  DB_PASSWORD: file:dev.yaml#db.password\n  STRIPE_KEY: file:dev.yaml#stripe.key\n")
+		testenv.WriteFile(t, filepath.Join(r.work, "dev.yaml"), fixtureSecrets)
+		testenv.WriteFile(t, filepath.Join(r.work, "tls.crt"), fixtureValues[3])
+		testenv.WriteFile(t, filepath.Join(r.work, "keyward.yaml"), "version: 1\nsecrets:\n  DB_PASSWORD: file:dev.yaml#db.password\n  STRIPE_KEY: file:dev.yaml#stripe.key\n")
 		return r
 	}
 
@@ -440,7 +441,7 @@ func TestExampleGitHubActions(t *testing.T) {
 	}
 	srv := newReleaseServer(t)
 	var wf workflow
-	if err := yaml.Unmarshal([]byte(readFile(t, "../../examples/ci/github-actions.yml")), &wf); err != nil {
+	if err := yaml.Unmarshal([]byte(testenv.ReadFile(t, "../../examples/ci/github-actions.yml")), &wf); err != nil {
 		t.Fatal(err)
 	}
 	r := newActionRunner(t)

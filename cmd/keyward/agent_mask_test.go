@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestAgentMaskChildOutput: keyward agent --mask -- COMMAND masks the
@@ -50,11 +52,11 @@ func TestAgentMaskChildOutput(t *testing.T) {
 		slices.Sort(lines)
 		atomicWrite(t, filepath.Join(dir, name), strings.Join(lines, "\n")+"\n")
 	}
-	writeFile(t, filepath.Join(dir, "db.json"), jsonOf("password", db1))
-	writeFile(t, filepath.Join(dir, "api.json"), jsonOf("key", api1))
+	testenv.WriteFile(t, filepath.Join(dir, "db.json"), jsonOf("password", db1))
+	testenv.WriteFile(t, filepath.Join(dir, "api.json"), jsonOf("key", api1))
 	formsFile("db-forms.txt", db1)
 	formsFile("api-forms.txt", api1)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB: file:db.json#password
   API: file:api.json#key
@@ -147,8 +149,8 @@ func TestAgentMaskOnChangeCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	api1, api2 := "agent-cmd first value", "agent-cmd second value"
-	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   API: file:api.json#key
 files:
@@ -194,8 +196,8 @@ func TestAgentMaskCommandAfterChild(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	api1, api2 := "agent-late first value", "agent-late second value"
-	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   API: file:api.json#key
 files:
@@ -254,9 +256,9 @@ func TestAgentMaskChildAndCommandInterleaved(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	db, api1, api2 := "agent-split db value", "agent-split api one", "agent-split api two"
-	writeFile(t, filepath.Join(dir, "db.json"), `{"password": "`+db+`"}`)
-	writeFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "db.json"), `{"password": "`+db+`"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "api.json"), `{"key": "`+api1+`"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB: file:db.json#password
   API: file:api.json#key

@@ -221,8 +221,8 @@ func TestAgentRotationSignalsChildOncePerBurst(t *testing.T) {
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "secrets.yaml")
 	gen := func(n int) string { return fmt.Sprintf("a: s3cr3t-gen-%d\nb: s3cr3t-gen-%d\n", n, n) }
-	writeFile(t, secrets, gen(0))
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, secrets, gen(0))
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   A: file:secrets.yaml#a
   B: file:secrets.yaml#b
@@ -338,8 +338,8 @@ func TestExecWatchRestartsWithNewEnv(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "db.json")
-	writeFile(t, secrets, `{"password": "pw-env-1"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, secrets, `{"password": "pw-env-1"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_PASSWORD: file:db.json#password
 env:
@@ -378,8 +378,8 @@ func TestAgentProviderOutage(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "creds.yaml")
-	writeFile(t, secrets, "token: recov-val-1\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, secrets, "token: recov-val-1\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   TOKEN: file:creds.yaml#token
 files:
@@ -390,7 +390,7 @@ server: {listen: "unix:kw.sock"}
 	a := startAgent(t, dir, nil, "agent", "-c", "keyward.yaml")
 	a.waitFor("readyz", a.ready)
 	out := filepath.Join(dir, "out", "token")
-	if got := readFile(t, out); got != "recov-val-1" {
+	if got := testenv.ReadFile(t, out); got != "recov-val-1" {
 		t.Fatalf("token = %q", got)
 	}
 	const up = `keyward_secret_up{secret="TOKEN"}`
@@ -400,16 +400,16 @@ server: {listen: "unix:kw.sock"}
 	a.waitFor("the failure in metrics", func() bool { return a.metric(up) == 0 })
 	// Several intervals of failure (backoff: 0.5s, 1s, … with jitter).
 	a.waitFor("three failed attempts", func() bool { return a.metric(fetchErrors) >= 3 })
-	if got := readFile(t, out); got != "recov-val-1" {
+	if got := testenv.ReadFile(t, out); got != "recov-val-1" {
 		t.Fatal("the rendered file changed while the provider failed")
 	}
 	if !a.ready() {
 		t.Fatal("/readyz went red although no lease expired")
 	}
-	writeFile(t, secrets, "token: [recov-val-broken\n") // corrupted: YAML does not parse
+	testenv.WriteFile(t, secrets, "token: [recov-val-broken\n") // corrupted: YAML does not parse
 	n := a.metric(fetchErrors)
 	a.waitFor("errors on the corrupted file", func() bool { return a.metric(fetchErrors) > n })
-	if got := readFile(t, out); got != "recov-val-1" {
+	if got := testenv.ReadFile(t, out); got != "recov-val-1" {
 		t.Fatal("the rendered file changed while the provider failed")
 	}
 	atomicWrite(t, secrets, "token: recov-val-2\n")
@@ -439,12 +439,12 @@ func TestAgentKubeletVolume(t *testing.T) {
 	gen := func(name, pass string) {
 		d := filepath.Join(vol, name)
 		must(t, os.Mkdir(d, 0o755))
-		writeFile(t, filepath.Join(d, "password"), pass)
+		testenv.WriteFile(t, filepath.Join(d, "password"), pass)
 	}
 	gen("..2026_11_22_00_00_00.000000001", "kube-pass-1")
 	must(t, os.Symlink("..2026_11_22_00_00_00.000000001", filepath.Join(vol, "..data")))
 	must(t, os.Symlink("..data/password", filepath.Join(vol, "password")))
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   PASS: file:vol/password
 files:
@@ -471,9 +471,9 @@ server: {listen: "unix:kw.sock"}
 func TestAgentUsageAndConfigErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "v.yaml"), "k: v-value\n")
-	writeFile(t, filepath.Join(dir, "signal.yaml"), "version: 1\nsecrets: {K: file:v.yaml#k}\non_change: {signal: HUP}\n")
-	writeFile(t, filepath.Join(dir, "missing.yaml"), "version: 1\nsecrets: {K: file:nope.yaml#k}\n")
+	testenv.WriteFile(t, filepath.Join(dir, "v.yaml"), "k: v-value\n")
+	testenv.WriteFile(t, filepath.Join(dir, "signal.yaml"), "version: 1\nsecrets: {K: file:v.yaml#k}\non_change: {signal: HUP}\n")
+	testenv.WriteFile(t, filepath.Join(dir, "missing.yaml"), "version: 1\nsecrets: {K: file:nope.yaml#k}\n")
 	cases := []struct {
 		name string
 		args []string
@@ -512,8 +512,8 @@ func TestExecMaskLearnsRotatedValues(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "db.json")
-	writeFile(t, secrets, `{"password": "first-password-value"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, secrets, `{"password": "first-password-value"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_PASSWORD: file:db.json#password
 files:

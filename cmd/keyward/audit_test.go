@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // randomAlnum returns n random letters and digits: credentials are made at
@@ -32,8 +34,8 @@ func TestAudit(t *testing.T) {
 	t.Parallel()
 	dir, _ := fixture(t)
 	src := filepath.Join(dir, "src")
-	writeFile(t, filepath.Join(src, "main.go"), "package main\n\nfunc main() { println(\"hello\") }\n")
-	writeFile(t, filepath.Join(dir, ".gitignore"), "out/\n")
+	testenv.WriteFile(t, filepath.Join(src, "main.go"), "package main\n\nfunc main() { println(\"hello\") }\n")
+	testenv.WriteFile(t, filepath.Join(dir, ".gitignore"), "out/\n")
 
 	r := keyward(t, dir, nil, "audit", "src")
 	if r.code != 0 || r.stdout != "" {
@@ -42,8 +44,8 @@ func TestAudit(t *testing.T) {
 
 	pat := "ghp_" + randomAlnum(t, 36)
 	pw := randomAlnum(t, 16)
-	writeFile(t, filepath.Join(src, "client.go"), fmt.Sprintf("package main\n\nconst token = %q\nconst dsn = \"postgres://app:%s@db:5432/app\"\n", pat, pw))
-	writeFile(t, filepath.Join(src, "billing.go"), "package main\n\n// the live key\nconst key = \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"\n")
+	testenv.WriteFile(t, filepath.Join(src, "client.go"), fmt.Sprintf("package main\n\nconst token = %q\nconst dsn = \"postgres://app:%s@db:5432/app\"\n", pat, pw))
+	testenv.WriteFile(t, filepath.Join(src, "billing.go"), "package main\n\n// the live key\nconst key = \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\"\n")
 	leaked := []string{pat, pw}
 
 	noValue := func(r result) {
@@ -87,14 +89,14 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("sarif: exit %d, parse error %v, log %+v", r.code, err, log)
 	}
 
-	writeFile(t, filepath.Join(src, ".keyward-audit-allow"), "client.go -- revoked test fixtures\nbilling.go secret:STRIPE_KEY -- Stripe's documented test key\n")
+	testenv.WriteFile(t, filepath.Join(src, ".keyward-audit-allow"), "client.go -- revoked test fixtures\nbilling.go secret:STRIPE_KEY -- Stripe's documented test key\n")
 	r = keyward(t, dir, nil, "audit", "-c", "keyward.yaml", "src")
 	noValue(r)
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("allow-listed: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 
-	writeFile(t, filepath.Join(src, ".keyward-audit-allow"), "client.go\n")
+	testenv.WriteFile(t, filepath.Join(src, ".keyward-audit-allow"), "client.go\n")
 	r = keyward(t, dir, nil, "audit", "src")
 	checkFailure(t, r, 78, []string{".keyward-audit-allow:1: entry without a reason"})
 	for _, c := range []struct {

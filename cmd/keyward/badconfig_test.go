@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // badConfigs are configurations every command must refuse with exit 78 and
@@ -66,8 +68,8 @@ func TestBadConfigEveryCommand(t *testing.T) {
 		t.Run(bc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "dev.yaml"), "pw: hunter2-db-password\n")
-			writeFile(t, filepath.Join(dir, "keyward.yaml"), bc.config)
+			testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "pw: hunter2-db-password\n")
+			testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), bc.config)
 			for _, args := range configCommands {
 				r := keywardTimeout(t, dir, []string{"GITHUB_ACTIONS=", "CI="}, 30*time.Second, args...)
 				if r.code != exitConfig {

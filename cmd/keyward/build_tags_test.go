@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestProvidersNotInBuild builds keyward with every optional provider left
@@ -56,8 +58,8 @@ func TestProvidersNotInBuild(t *testing.T) {
 			t.Errorf("get %s: exit %d, stderr %q; want exit 2 and %q", ref, r.code, r.stderr, want)
 		}
 	}
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nproviders:\n  vault-eu: {kind: vault, address: \"https://vault.eu:8200\"}\nsecrets:\n  A: vault-eu://secret/app#k\n  B: file:b.txt\n")
-	writeFile(t, filepath.Join(dir, "b.txt"), "file-value")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nproviders:\n  vault-eu: {kind: vault, address: \"https://vault.eu:8200\"}\nsecrets:\n  A: vault-eu://secret/app#k\n  B: file:b.txt\n")
+	testenv.WriteFile(t, filepath.Join(dir, "b.txt"), "file-value")
 	r := run("check", "-c", "keyward.yaml", "--offline")
 	if r.code != exitConfig || !strings.Contains(r.stderr, "provider vault-eu (kind vault) is not in this build (keyward was built with -tags no_vault)") {
 		t.Errorf("check of a config using vault: exit %d, stderr %q", r.code, r.stderr)

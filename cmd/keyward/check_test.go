@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestCheckFingerprints checks that keyward check prints no function of a
@@ -21,11 +23,11 @@ func TestCheckFingerprints(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const pin = "4711"
-	writeFile(t, filepath.Join(dir, "dev.yaml"), "pin: \""+pin+"\"\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  PIN: file:dev.yaml#pin\n")
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "pin: \""+pin+"\"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  PIN: file:dev.yaml#pin\n")
 	const key = "k3y-0f-the-operat0r-32-bytes-lng"
-	writeFile(t, filepath.Join(dir, "fp.key"), key+"\n")
-	writeFile(t, filepath.Join(dir, "short.key"), "short\n")
+	testenv.WriteFile(t, filepath.Join(dir, "fp.key"), key+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "short.key"), "short\n")
 	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write([]byte(pin))
 	keyed := hex.EncodeToString(mac.Sum(nil))
@@ -101,13 +103,13 @@ func TestCheckFingerprints(t *testing.T) {
 func TestCheckRefusesWhatExecRefuses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value", "ok": "fine-long-value"}`)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n  OK: file:nul.json#ok\nenv:\n  BAD_VAR: NUL\n  GOOD_VAR: OK\n")
+	testenv.WriteFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value", "ok": "fine-long-value"}`)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n  OK: file:nul.json#ok\nenv:\n  BAD_VAR: NUL\n  GOOD_VAR: OK\n")
 	// env: {}: the child gets no secret (without env: it would get NUL).
-	writeFile(t, filepath.Join(dir, "raw.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nenv: {}\nfiles:\n  - path: out/raw\n    secret: NUL\n")
-	writeFile(t, filepath.Join(dir, "noenv.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n")
+	testenv.WriteFile(t, filepath.Join(dir, "raw.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nenv: {}\nfiles:\n  - path: out/raw\n    secret: NUL\n")
+	testenv.WriteFile(t, filepath.Join(dir, "noenv.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\n")
 	// Without env: but with files:, the files carry the secrets: the child gets none.
-	writeFile(t, filepath.Join(dir, "files.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nfiles:\n  - path: out/raw\n    secret: NUL\n")
+	testenv.WriteFile(t, filepath.Join(dir, "files.yaml"), "version: 1\nsecrets:\n  NUL: file:nul.json#v\nfiles:\n  - path: out/raw\n    secret: NUL\n")
 	const want = "env BAD_VAR: value contains a NUL byte"
 	for _, args := range [][]string{
 		{"check", "-c", "keyward.yaml"},
@@ -149,9 +151,9 @@ func TestCheckRefusesWhatExecRefuses(t *testing.T) {
 func TestCheckWarnsWholeStructuredSecret(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "db.yaml"), "user: app-user-long\npassword: pw-struct-value\n")
-	writeFile(t, filepath.Join(dir, "plain.txt"), "plain-secret-value")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "db.yaml"), "user: app-user-long\npassword: pw-struct-value\n")
+	testenv.WriteFile(t, filepath.Join(dir, "plain.txt"), "plain-secret-value")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB: file:db.yaml
   DB_PASSWORD: file:db.yaml#password
@@ -205,9 +207,9 @@ func TestCheckJSON(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	values := map[string]string{"DB_PASSWORD": "check-json-db-pw-7Q2x", "PIN": "4711"}
-	writeFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  password: "+values["DB_PASSWORD"]+"\npin: \""+values["PIN"]+"\"\n")
-	writeFile(t, filepath.Join(dir, "db.yaml"), "user: check-json-user\npassword: check-json-pw-2\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  password: "+values["DB_PASSWORD"]+"\npin: \""+values["PIN"]+"\"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "db.yaml"), "user: check-json-user\npassword: check-json-pw-2\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_PASSWORD: file:dev.yaml#db.password
   DB: file:db.yaml

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/internal/ci"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestCIAndExecHandOverTheSameVariables checks that keyward ci (into
@@ -36,17 +37,17 @@ func TestCIAndExecHandOverTheSameVariables(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "dev.yaml"), "db: "+values["DB_PASSWORD"]+"\napi: "+values["API_TOKEN"]+"\n")
-			writeFile(t, filepath.Join(dir, "keyward.yaml"), secrets+tt.env)
+			testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "db: "+values["DB_PASSWORD"]+"\napi: "+values["API_TOKEN"]+"\n")
+			testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), secrets+tt.env)
 
 			// keyward ci under GitHub Actions: $GITHUB_ENV.
 			envFile := filepath.Join(dir, "github_env")
-			writeFile(t, envFile, "")
+			testenv.WriteFile(t, envFile, "")
 			r := keyward(t, dir, []string{"GITHUB_ACTIONS=true", "GITHUB_ENV=" + envFile}, "ci", "-c", "keyward.yaml")
 			if r.code != 0 {
 				t.Fatalf("ci (github): exit %d: %s", r.code, r.stderr)
 			}
-			github, err := ci.ParseGitHubFile(readFile(t, envFile))
+			github, err := ci.ParseGitHubFile(testenv.ReadFile(t, envFile))
 			if err != nil {
 				t.Fatal(err)
 			}

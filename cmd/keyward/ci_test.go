@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/internal/ci"
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // adversarialValues try to break out of a $GITHUB_ENV entry.
@@ -40,12 +41,12 @@ func adversarialFixture(t *testing.T, extra string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "values.json"), string(b))
+	testenv.WriteFile(t, filepath.Join(dir, "values.json"), string(b))
 	cfg := "version: 1\nsecrets:\n"
 	for _, name := range sortedKeys(adversarialValues) {
 		cfg += fmt.Sprintf("  %s: file:values.json#%s\n", name, name)
 	}
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), cfg+extra)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), cfg+extra)
 	return dir
 }
 
@@ -67,7 +68,7 @@ func TestCIGitHubAdversarial(t *testing.T) {
 	dir := adversarialFixture(t, "ci:\n  outputs: [HEREDOC, CR]\n")
 	envFile := filepath.Join(dir, "github_env")
 	outFile := filepath.Join(dir, "github_output")
-	writeFile(t, envFile, "EARLIER=kept\n")
+	testenv.WriteFile(t, envFile, "EARLIER=kept\n")
 	r := keyward(t, dir, []string{"GITHUB_ACTIONS=true", "GITHUB_ENV=" + envFile, "GITHUB_OUTPUT=" + outFile}, "ci", "-c", "keyward.yaml")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
@@ -98,14 +99,14 @@ func TestCIGitHubAdversarial(t *testing.T) {
 		}
 	}
 
-	got, err := ci.ParseGitHubFile(readFile(t, envFile))
+	got, err := ci.ParseGitHubFile(testenv.ReadFile(t, envFile))
 	if err != nil {
 		t.Fatalf("the runner would fail on $GITHUB_ENV: %v", err)
 	}
 	want := maps.Clone(adversarialValues)
 	want["EARLIER"] = "kept"
 	compareVars(t, "$GITHUB_ENV", got, want)
-	got, err = ci.ParseGitHubFile(readFile(t, outFile))
+	got, err = ci.ParseGitHubFile(testenv.ReadFile(t, outFile))
 	if err != nil {
 		t.Fatalf("the runner would fail on $GITHUB_OUTPUT: %v", err)
 	}
@@ -337,7 +338,7 @@ type gitlabJob struct {
 func TestExampleGitLabCI(t *testing.T) {
 	t.Parallel()
 	var jobs map[string]gitlabJob
-	if err := yaml.Unmarshal([]byte(readFile(t, "../../examples/ci/.gitlab-ci.yml")), &jobs); err != nil {
+	if err := yaml.Unmarshal([]byte(testenv.ReadFile(t, "../../examples/ci/.gitlab-ci.yml")), &jobs); err != nil {
 		t.Fatal(err)
 	}
 	job, ok := jobs["deploy"]

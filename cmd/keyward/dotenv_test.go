@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestDotenvDialect: the dialect key reaches the renderer, and a value the
@@ -14,11 +16,11 @@ func TestDotenvDialect(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const multi = "first-line-of-a-secret\nsecond-line"
-	writeFile(t, filepath.Join(dir, "src.yaml"), "multi: \""+strings.ReplaceAll(multi, "\n", `\n`)+"\"\nplain: 'it''s here'\n")
+	testenv.WriteFile(t, filepath.Join(dir, "src.yaml"), "multi: \""+strings.ReplaceAll(multi, "\n", `\n`)+"\"\nplain: 'it''s here'\n")
 	cfg := func(dialect string) string {
 		return "version: 1\nsecrets:\n  MULTI: file:src.yaml#multi\n  PLAIN: file:src.yaml#plain\nfiles:\n  - path: out/app.env\n    secrets: [MULTI, PLAIN]\n    dialect: " + dialect + "\n"
 	}
-	writeFile(t, filepath.Join(dir, "docker.yaml"), cfg("docker"))
+	testenv.WriteFile(t, filepath.Join(dir, "docker.yaml"), cfg("docker"))
 	r := keyward(t, dir, nil, "render", "--once", "-c", "docker.yaml")
 	if r.code != 1 || !strings.Contains(r.stderr, `key "MULTI": value contains a newline, and docker reads one line per variable`) {
 		t.Errorf("docker: exit %d, stderr %q", r.code, r.stderr)
@@ -30,12 +32,12 @@ func TestDotenvDialect(t *testing.T) {
 		t.Errorf("file written although a value was refused")
 	}
 
-	writeFile(t, filepath.Join(dir, "node.yaml"), cfg("node"))
+	testenv.WriteFile(t, filepath.Join(dir, "node.yaml"), cfg("node"))
 	if r := keyward(t, dir, nil, "render", "--once", "-c", "node.yaml"); r.code != 0 {
 		t.Fatalf("node: exit %d: %s", r.code, r.stderr)
 	}
 	want := "MULTI='first-line-of-a-secret\nsecond-line'\nPLAIN=it's here\n"
-	if got := readFile(t, filepath.Join(dir, "out", "app.env")); got != want {
+	if got := testenv.ReadFile(t, filepath.Join(dir, "out", "app.env")); got != want {
 		t.Errorf("node dialect file %q, want %q", got, want)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // Demo secret values. No test output may ever contain one.
@@ -54,9 +56,9 @@ files:
 func fixture(t *testing.T) (string, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "dev.yaml"), fixtureSecrets)
-	writeFile(t, filepath.Join(dir, "tls.crt"), fixtureValues[3])
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), fixtureConfig)
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), fixtureSecrets)
+	testenv.WriteFile(t, filepath.Join(dir, "tls.crt"), fixtureValues[3])
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), fixtureConfig)
 	r := keyward(t, dir, nil, "render", "--once", "-c", "keyward.yaml")
 	if r.code != 0 {
 		t.Fatalf("initial render: exit %d: %s", r.code, r.stderr)
@@ -72,7 +74,7 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		out[e.Name()] = readFile(t, filepath.Join(dir, e.Name()))
+		out[e.Name()] = testenv.ReadFile(t, filepath.Join(dir, e.Name()))
 	}
 	return out
 }
@@ -230,7 +232,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name: "symlinked target",
 			break_: func(t *testing.T, dir string) {
-				writeFile(t, filepath.Join(dir, "elsewhere"), "do not touch")
+				testenv.WriteFile(t, filepath.Join(dir, "elsewhere"), "do not touch")
 				must(t, os.Remove(filepath.Join(dir, "out", "partner.ini")))
 				must(t, os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(dir, "out", "partner.ini")))
 				replaceIn(t, dir, "dev.yaml", "partner-client-7f3a9c", "partner-client-rotated")
@@ -241,7 +243,7 @@ func TestBadInput(t *testing.T) {
 		{
 			name: "NUL byte for env",
 			break_: func(t *testing.T, dir string) {
-				writeFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value"}`)
+				testenv.WriteFile(t, filepath.Join(dir, "nul.json"), `{"v": "ab\u0000cd-long-value"}`)
 			},
 			args: []string{"exec", "--env-file-refs", "--", "true"},
 			env:  []string{"NUL_VALUE=file:nul.json#v"},
@@ -275,7 +277,7 @@ func TestBadInput(t *testing.T) {
 			r := keyward(t, dir, c.env, args...)
 			checkFailure(t, r, c.code, c.want)
 			if c.name == "symlinked target" {
-				if got := readFile(t, filepath.Join(dir, "elsewhere")); got != "do not touch" {
+				if got := testenv.ReadFile(t, filepath.Join(dir, "elsewhere")); got != "do not touch" {
 					t.Errorf("the symlink's target was written through")
 				}
 				delete(before, "partner.ini")
@@ -309,11 +311,11 @@ func checkFailure(t *testing.T, r result, code int, want []string) {
 func replaceIn(t *testing.T, dir, name, old, new string) {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	s := readFile(t, p)
+	s := testenv.ReadFile(t, p)
 	if !strings.Contains(s, old) {
 		t.Fatalf("%s does not contain %q", name, old)
 	}
-	writeFile(t, p, strings.Replace(s, old, new, 1))
+	testenv.WriteFile(t, p, strings.Replace(s, old, new, 1))
 }
 
 func must(t *testing.T, err error) {
@@ -424,7 +426,7 @@ func TestExecKeepEnv(t *testing.T) {
 func TestExecNotExecutable(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "script.sh"), "#!/bin/sh\necho hi\n") // mode 0600: not executable
+	testenv.WriteFile(t, filepath.Join(dir, "script.sh"), "#!/bin/sh\necho hi\n") // mode 0600: not executable
 	for _, mode := range [][]string{nil, {"--supervise"}} {
 		args := append(append([]string{"exec"}, mode...), "--", "./script.sh")
 		r := keyward(t, dir, nil, args...)

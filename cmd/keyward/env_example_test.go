@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestEnvExample: the variables exec hands over, in the config's order,
@@ -16,7 +18,7 @@ func TestEnvExample(t *testing.T) {
 	cfg := strings.Replace(fixtureConfig, "env:\n  DATABASE_PASSWORD: DB_PASSWORD\n",
 		"env:\n  ZED_TOKEN: PARTNER_ID\n  DATABASE_PASSWORD: DB_PASSWORD\n  APP_DB_KEY: VAULT_PW\n", 1)
 	cfg = strings.Replace(cfg, "secrets:\n", "providers:\n  vault:\n    kind: vault\n    address: http://127.0.0.1:1\nsecrets:\n  VAULT_PW: vault://secret/app#password\n", 1)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
 
 	r := keyward(t, dir, nil, "env-example", "-c", "keyward.yaml")
 	assertClean(t, r)
@@ -51,12 +53,12 @@ func TestEnvExample(t *testing.T) {
 		t.Fatalf("--check after -o: exit %d: %s", r.code, r.stderr)
 	}
 
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), strings.Replace(cfg, "  APP_DB_KEY: VAULT_PW\n", "  APP_DB_PASSWORD: VAULT_PW\n", 1))
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), strings.Replace(cfg, "  APP_DB_KEY: VAULT_PW\n", "  APP_DB_PASSWORD: VAULT_PW\n", 1))
 	r = keyward(t, dir, nil, "env-example", "-c", "keyward.yaml", "--check")
 	checkFailure(t, r, 1, []string{".env.example is out of date (missing APP_DB_PASSWORD; not handed over by the config: APP_DB_KEY)"})
 
 	// Without env:, every secret under its own name, as exec hands them.
-	writeFile(t, filepath.Join(dir, "plain.yaml"), "version: 1\nsecrets:\n  B_SECRET: file:dev.yaml#db.user\n  A_SECRET: file:dev.yaml#db.password\n")
+	testenv.WriteFile(t, filepath.Join(dir, "plain.yaml"), "version: 1\nsecrets:\n  B_SECRET: file:dev.yaml#db.user\n  A_SECRET: file:dev.yaml#db.password\n")
 	r = keyward(t, dir, nil, "env-example", "-c", "plain.yaml")
 	if r.code != 0 || !strings.Contains(r.stdout, "# file:dev.yaml#db.user\nB_SECRET=\n\n# file:dev.yaml#db.password\nA_SECRET=\n") {
 		t.Errorf("no env: section: exit %d, stdout:\n%s", r.code, r.stdout)

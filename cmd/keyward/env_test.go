@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestEnvOnlyMeantReferences runs keyward exec with environment values that
@@ -44,12 +46,12 @@ func TestEnvOnlyMeantReferences(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "dev.yaml"), "pw: hunter2-db-password\n")
-			writeFile(t, filepath.Join(dir, "test.db"), "sqlite-content")
-			writeFile(t, filepath.Join(dir, "app.db"), "sqlite-content")
+			testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "pw: hunter2-db-password\n")
+			testenv.WriteFile(t, filepath.Join(dir, "test.db"), "sqlite-content")
+			testenv.WriteFile(t, filepath.Join(dir, "app.db"), "sqlite-content")
 			args := append([]string{"--log-level", "debug", "exec"}, tt.args...)
 			if tt.config != "" {
-				writeFile(t, filepath.Join(dir, "keyward.yaml"), tt.config)
+				testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), tt.config)
 				args = append(args, "-c", "keyward.yaml")
 			}
 			args = append(args, "--", "sh", "-c", `printf %s "$DB" >child.out`)
@@ -76,7 +78,7 @@ func TestEnvOnlyMeantReferences(t *testing.T) {
 				}
 				return
 			}
-			if got := readFile(t, filepath.Join(dir, "child.out")); got != tt.child {
+			if got := testenv.ReadFile(t, filepath.Join(dir, "child.out")); got != tt.child {
 				t.Errorf("child got a different DB than expected (length %d, want %d)", len(got), len(tt.child))
 			}
 		})

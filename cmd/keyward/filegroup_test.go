@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestFileGroup: with --file-group, as a pod's init container runs it
@@ -25,8 +27,8 @@ func TestFileGroup(t *testing.T) {
 	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(binPath)} {
 		must(t, os.Chmod(d, 0o755))
 	}
-	writeFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
-	writeFile(t, filepath.Join(dir, "k.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
+	testenv.WriteFile(t, filepath.Join(dir, "k.yaml"), `version: 1
 secrets:
   A: file:src.yaml#a
 files:

@@ -4,6 +4,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestGetByName checks that keyward get reads a secret declared in the
@@ -13,8 +15,8 @@ func TestGetByName(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const pw, token = "get-by-name-pw-4f7a", "get-by-name-token-9c2e"
-	writeFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  password: "+pw+"\napi: "+token+"\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  DB_PASSWORD: file:dev.yaml#db.password\n  API_TOKEN: file:dev.yaml#api\n  BROKEN: file:dev.yaml#db.user\n")
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  password: "+pw+"\napi: "+token+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nsecrets:\n  DB_PASSWORD: file:dev.yaml#db.password\n  API_TOKEN: file:dev.yaml#api\n  BROKEN: file:dev.yaml#db.user\n")
 	cfg := []string{"KEYWARD_CONFIG=keyward.yaml"}
 	tests := []struct {
 		name   string

@@ -143,7 +143,7 @@ func newLeakFixture(t *testing.T, seed uint64) *leakFixture {
 }
 
 func (f *leakFixture) write(rel, content string) {
-	writeFile(f.t, filepath.Join(f.dir, rel), content)
+	testenv.WriteFile(f.t, filepath.Join(f.dir, rel), content)
 	f.inputs[rel] = true
 }
 
@@ -461,7 +461,7 @@ for k in ("DB_VALUE", "API_VALUE", "PEM_VALUE", "KEYWARD_TOKEN_FIRST"):
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := strings.Replace(readFile(t, filepath.Join(f.dir, "exec-token.yaml")), "version: 1\n",
+		cfg := strings.Replace(testenv.ReadFile(t, filepath.Join(f.dir, "exec-token.yaml")), "version: 1\n",
 			fmt.Sprintf("version: 1\nserver: {listen: \"127.0.0.1:%d\"}\n", port), 1)
 		f.write("agent.yaml", cfg)
 		guardFile := filepath.Join(f.dir, "run", "guard")
@@ -485,7 +485,7 @@ for k in ("DB_VALUE", "API_VALUE", "PEM_VALUE", "KEYWARD_TOKEN_FIRST"):
 		f.as.mu.Lock()
 		f.as.refuse = true
 		f.as.mu.Unlock()
-		f.values["token guard"] = strings.TrimSpace(readFile(t, guardFile))
+		f.values["token guard"] = strings.TrimSpace(testenv.ReadFile(t, guardFile))
 		// The agent's config has only the first token: the second client's
 		// secret, which the server echoes too, is not a value it holds.
 		delete(f.values, "cs2")

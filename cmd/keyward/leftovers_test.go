@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestCommandsSweepLeftovers: every command that writes files (render
@@ -36,8 +38,8 @@ server: {listen: "unix:kw.sock"}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
-			writeFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
+			testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
+			testenv.WriteFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
 			// A first run makes the layout; then an interrupted run's
 			// leftovers, and files that only look like them.
 			if r := keyward(t, dir, c.env, "render", "--once", "-c", "keyward.yaml"); r.code != 0 {
@@ -49,15 +51,15 @@ server: {listen: "unix:kw.sock"}
 				filepath.Join(out, "atomic", "..2025_01_02_03_04_05.keyward-0123456789abcdef"),
 				filepath.Join(out, "atomic", dataTmp),
 			}
-			writeFile(t, leftovers[0], "an old value")
-			writeFile(t, filepath.Join(leftovers[1], "b"), "an old value")
+			testenv.WriteFile(t, leftovers[0], "an old value")
+			testenv.WriteFile(t, filepath.Join(leftovers[1], "b"), "an old value")
 			must(t, os.Symlink(filepath.Base(leftovers[1]), leftovers[2]))
 			notOurs := []string{
 				filepath.Join(out, ".a.tmp-0123456789abcdef"),
 				filepath.Join(out, "atomic", "..2025_01_02_03_04_05.123456"),
 			}
-			writeFile(t, notOurs[0], "x")
-			writeFile(t, filepath.Join(notOurs[1], "b"), "x")
+			testenv.WriteFile(t, notOurs[0], "x")
+			testenv.WriteFile(t, filepath.Join(notOurs[1], "b"), "x")
 
 			if c.name == "agent" {
 				a := startAgent(t, dir, c.env, c.args...)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestLogFormatJSONFinalError checks that with --log-format json (or
@@ -15,10 +17,10 @@ import (
 func TestLogFormatJSONFinalError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "dev.yaml"), "a: some-long-value\n")
-	writeFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\nsecrets:\n  A: file:dev.yaml#a\nfilez: []\n")
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "a: some-long-value\n")
+	testenv.WriteFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\nsecrets:\n  A: file:dev.yaml#a\nfilez: []\n")
 	// A warning (a file readable by the group), then a failing reference.
-	writeFile(t, filepath.Join(dir, "warn.yaml"), "version: 1\nsecrets:\n  A: file:missing.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    mode: \"0640\"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "warn.yaml"), "version: 1\nsecrets:\n  A: file:missing.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    mode: \"0640\"\n")
 	tests := []struct {
 		name string
 		env  []string

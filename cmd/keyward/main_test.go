@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // binPath is the keyward binary built once for every test in this package,
@@ -61,25 +63,6 @@ func keyward(t *testing.T, dir string, env []string, args ...string) result {
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // TestBinaryIsStatic checks that the release build flags give a static
 // executable: no ELF interpreter and no dynamic section.
 func TestBinaryIsStatic(t *testing.T) {
@@ -126,7 +109,7 @@ func TestReadmeQuickstart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := readFile(t, filepath.Join(root, "README.md"))
+	readme := testenv.ReadFile(t, filepath.Join(root, "README.md"))
 	var line string
 	for _, l := range strings.Split(readme, "\n") {
 		if strings.HasPrefix(l, "go run ./cmd/keyward ") {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestFileModeChecks: mode "0000" is a config error (exit 78, file and
@@ -15,11 +17,11 @@ import (
 func TestFileModeChecks(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
+	testenv.WriteFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
 	cfg := func(mode string) string {
 		return "version: 1\nsecrets:\n  A: file:src.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    mode: \"" + mode + "\"\n"
 	}
-	writeFile(t, filepath.Join(dir, "zero.yaml"), cfg("0000"))
+	testenv.WriteFile(t, filepath.Join(dir, "zero.yaml"), cfg("0000"))
 	r := keyward(t, dir, nil, "render", "--once", "-c", "zero.yaml")
 	if r.code != 78 || !strings.Contains(r.stderr, "zero.yaml:7: files[0].mode: mode 0000: nobody could read the file") {
 		t.Errorf("mode 0000: exit %d, stderr %q", r.code, r.stderr)
@@ -33,7 +35,7 @@ func TestFileModeChecks(t *testing.T) {
 		{"0644", "mode 0644 lets every user of the machine read"},
 		{"0400", ""},
 	} {
-		writeFile(t, filepath.Join(dir, "k.yaml"), cfg(c.mode))
+		testenv.WriteFile(t, filepath.Join(dir, "k.yaml"), cfg(c.mode))
 		r := keyward(t, dir, nil, "render", "--once", "-c", "k.yaml")
 		if r.code != 0 {
 			t.Fatalf("mode %s: exit %d: %s", c.mode, r.code, r.stderr)
@@ -71,8 +73,8 @@ func TestOwnerAsNonRoot(t *testing.T) {
 	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(binPath)} {
 		must(t, os.Chmod(d, 0o755))
 	}
-	writeFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
-	writeFile(t, filepath.Join(dir, "k.yaml"), "version: 1\nsecrets:\n  A: file:src.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    owner: 1000\n")
+	testenv.WriteFile(t, filepath.Join(dir, "src.yaml"), "a: value-1\n")
+	testenv.WriteFile(t, filepath.Join(dir, "k.yaml"), "version: 1\nsecrets:\n  A: file:src.yaml#a\nfiles:\n  - path: out/a\n    secret: A\n    owner: 1000\n")
 	must(t, os.Chown(dir, uid, uid))
 	for _, p := range []string{"src.yaml", "k.yaml"} {
 		must(t, os.Chown(filepath.Join(dir, p), uid, uid))

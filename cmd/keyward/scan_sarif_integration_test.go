@@ -33,7 +33,7 @@ func TestScanSARIFValidates(t *testing.T) {
 		t.Fatalf("scan: exit %d, stderr %q", r.code, r.stderr)
 	}
 	in, out := filepath.Join(dir, "keyward.sarif"), filepath.Join(dir, "validation.sarif")
-	writeFile(t, in, r.stdout)
+	testenv.WriteFile(t, in, r.stdout)
 	cmd := exec.Command(exe, "validate", in, "--output", out, "--rule-kind", "Sarif;Gh", "--level", "Error;Warning;Note")
 	cmd.Env = append(os.Environ(), "DOTNET_CLI_TELEMETRY_OPTOUT=1")
 	if o, err := cmd.CombinedOutput(); err != nil {
@@ -60,7 +60,7 @@ func TestScanSARIFValidates(t *testing.T) {
 			} `json:"invocations"`
 		} `json:"runs"`
 	}
-	if err := json.Unmarshal([]byte(readFile(t, out)), &val); err != nil {
+	if err := json.Unmarshal([]byte(testenv.ReadFile(t, out)), &val); err != nil {
 		t.Fatalf("the validator's own log: %v", err)
 	}
 	// A binary built without version stamps or VCS information (this

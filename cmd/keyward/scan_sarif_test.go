@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // plantedTree adds, below dir/dist, files with fixture values raw, encoded
@@ -16,10 +18,10 @@ import (
 func plantedTree(t *testing.T, dir string) {
 	t.Helper()
 	dist := filepath.Join(dir, "dist")
-	writeFile(t, filepath.Join(dist, "index.html"), "<html>\n<body>hello</body>\n</html>\n")
-	writeFile(t, filepath.Join(dist, "assets", "app.js"), strings.Repeat("var x = 1;\n", 10)+"const k = \""+fixtureValues[1]+"\";\n")
-	writeFile(t, filepath.Join(dist, "config.json"), `{"auth":"`+base64.StdEncoding.EncodeToString([]byte(fixtureValues[0]))+"\"}\n")
-	writeFile(t, filepath.Join(dist, "logo.png"), "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"+strings.Repeat("\x00\x01", 50)+hex.EncodeToString([]byte(fixtureValues[2])))
+	testenv.WriteFile(t, filepath.Join(dist, "index.html"), "<html>\n<body>hello</body>\n</html>\n")
+	testenv.WriteFile(t, filepath.Join(dist, "assets", "app.js"), strings.Repeat("var x = 1;\n", 10)+"const k = \""+fixtureValues[1]+"\";\n")
+	testenv.WriteFile(t, filepath.Join(dist, "config.json"), `{"auth":"`+base64.StdEncoding.EncodeToString([]byte(fixtureValues[0]))+"\"}\n")
+	testenv.WriteFile(t, filepath.Join(dist, "logo.png"), "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"+strings.Repeat("\x00\x01", 50)+hex.EncodeToString([]byte(fixtureValues[2])))
 }
 
 // sarifResults is what a SARIF consumer reads of each result.
@@ -104,7 +106,7 @@ func TestScanSARIF(t *testing.T) {
 	}
 
 	clean := t.TempDir()
-	writeFile(t, filepath.Join(clean, "a.txt"), "nothing\n")
+	testenv.WriteFile(t, filepath.Join(clean, "a.txt"), "nothing\n")
 	r := keyward(t, dir, nil, "scan", "-c", "keyward.yaml", "--format", "sarif", clean)
 	if r.code != 0 || !strings.Contains(r.stdout, `"results": []`) {
 		t.Errorf("clean tree: exit %d, stdout %q", r.code, r.stdout)

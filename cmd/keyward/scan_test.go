@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestScan runs keyward scan over a build tree of mixed files: it names
@@ -16,9 +18,9 @@ func TestScan(t *testing.T) {
 	t.Parallel()
 	dir, _ := fixture(t)
 	dist := filepath.Join(dir, "dist")
-	writeFile(t, filepath.Join(dist, "index.html"), "<html>\n<body>hello</body>\n</html>\n")
-	writeFile(t, filepath.Join(dist, "assets", "app.js"), strings.Repeat("var x = 1;\n", 1000))
-	writeFile(t, filepath.Join(dist, "logo.png"), "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"+strings.Repeat("\x00\x01", 500))
+	testenv.WriteFile(t, filepath.Join(dist, "index.html"), "<html>\n<body>hello</body>\n</html>\n")
+	testenv.WriteFile(t, filepath.Join(dist, "assets", "app.js"), strings.Repeat("var x = 1;\n", 1000))
+	testenv.WriteFile(t, filepath.Join(dist, "logo.png"), "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"+strings.Repeat("\x00\x01", 500))
 	must(t, os.Symlink(filepath.Join(dir, "dev.yaml"), filepath.Join(dist, "secrets-link.yaml")))
 
 	r := keyward(t, dir, nil, "scan", "-c", "keyward.yaml", "dist")

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // Stopping keyward is bounded: these tests send the binary the signals an
@@ -86,7 +88,7 @@ func TestAgentShutdownBoundedWhileStoreHangs(t *testing.T) {
 	t.Parallel()
 	addr, accepted := hangingListener(t)
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 providers:
   vault:
     kind: vault
@@ -131,8 +133,8 @@ func TestAgentQuitWithoutChild(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const value = "s3cr3t-gen-quit"
-	writeFile(t, filepath.Join(dir, "s.yaml"), "password: "+value+"\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "s.yaml"), "password: "+value+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   A: file:s.yaml#password
 files:

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // stuckBound is how long a test waits for keyward to exit before it
@@ -70,7 +72,7 @@ func TestGetRefusesUnboundedSources(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
+	testenv.WriteFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
 	tests := []struct {
 		ref  string
 		want []string
@@ -94,8 +96,8 @@ func TestGetRefusesUnboundedSources(t *testing.T) {
 func TestSourceOptionsLiftLimits(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nproviders:\n  file: {kind: file, max_size: 2MiB, allow_non_regular: true}\n")
+	testenv.WriteFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), "version: 1\nproviders:\n  file: {kind: file, max_size: 2MiB, allow_non_regular: true}\n")
 	r := keyward(t, dir, nil, "get", "-c", "keyward.yaml", "file:big")
 	if r.code != 0 || len(r.stdout) != 1<<20+1 {
 		t.Fatalf("get of a 1MiB+1 file with max_size 2MiB: exit %d, %d bytes; stderr %s", r.code, len(r.stdout), r.stderr)
@@ -103,7 +105,7 @@ func TestSourceOptionsLiftLimits(t *testing.T) {
 	r = keyward(t, dir, nil, "get", "-c", "keyward.yaml", "file:///dev/zero")
 	checkFailure(t, r, 1, []string{"larger than the size limit of 2MiB"})
 
-	writeFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\nproviders:\n  file: {kind: file, max_size: lots}\n")
+	testenv.WriteFile(t, filepath.Join(dir, "bad.yaml"), "version: 1\nproviders:\n  file: {kind: file, max_size: lots}\n")
 	r = keyward(t, dir, nil, "get", "-c", "bad.yaml", "file:big")
 	if r.code == 0 || !strings.Contains(r.stderr, "max_size") && !strings.Contains(r.stderr, "invalid size") {
 		t.Fatalf("a bad max_size: exit %d, stderr %s", r.code, r.stderr)
@@ -137,7 +139,7 @@ func TestSIGTERMDuringBlockedRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer w.Close()
-			writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+			testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 providers:
   file: {kind: file, allow_non_regular: true}
 secrets:
@@ -189,7 +191,7 @@ func TestAgentFailsFastOnRefusedSource(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
+	testenv.WriteFile(t, filepath.Join(dir, "big"), strings.Repeat("x", 1<<20+1))
 	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +208,7 @@ func TestAgentFailsFastOnRefusedSource(t *testing.T) {
 		t.Run(tt.ref, func(t *testing.T) {
 			t.Parallel()
 			cfg := fmt.Sprintf("cfg%d.yaml", i)
-			writeFile(t, filepath.Join(dir, cfg), fmt.Sprintf("version: 1\nsecrets:\n  A: %s\nfiles:\n  - {path: out%d/a, format: raw, secret: A}\n", tt.ref, i))
+			testenv.WriteFile(t, filepath.Join(dir, cfg), fmt.Sprintf("version: 1\nsecrets:\n  A: %s\nfiles:\n  - {path: out%d/a, format: raw, secret: A}\n", tt.ref, i))
 			// An --init-timeout far beyond stuckBound: only a failure
 			// that is not retried ends the agent within it.
 			_, wait := startKeyward(t, dir, "agent", "-c", cfg, "--init-timeout", "10m")

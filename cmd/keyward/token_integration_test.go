@@ -49,7 +49,7 @@ func realOAuth(t *testing.T) *testenv.OAuth {
 // 20 s tokens), and returns the directory.
 func tokenFixture(t *testing.T, o *testenv.OAuth, server string) string {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\npost_id: kw-post\nsecret: "+oauthSecret+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\npost_id: kw-post\nsecret: "+oauthSecret+"\n")
 	cfg := fmt.Sprintf(`version: 1
 tokens:
   api:
@@ -68,7 +68,7 @@ tokens:
     resource: "urn:kw:jwt:20"
     file: out/jwt
 %s`, o.TokenURL, o.TokenURL, server)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), cfg)
 	return dir
 }
 
@@ -96,10 +96,10 @@ func TestTokensAgentSocket(t *testing.T) {
 		TokenType   string `json:"token_type"`
 		ExpiresAt   string `json:"expires_at"`
 	}
-	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "out", "api.json"))), &f); err != nil || f.AccessToken == "" || f.TokenType != "Bearer" || f.ExpiresAt == "" {
+	if err := json.Unmarshal([]byte(testenv.ReadFile(t, filepath.Join(dir, "out", "api.json"))), &f); err != nil || f.AccessToken == "" || f.TokenType != "Bearer" || f.ExpiresAt == "" {
 		t.Fatalf("api.json: %v (type %q)", err, f.TokenType)
 	}
-	jwt := readFile(t, filepath.Join(dir, "out", "jwt"))
+	jwt := testenv.ReadFile(t, filepath.Join(dir, "out", "jwt"))
 	if strings.Count(jwt, ".") != 2 {
 		t.Fatal("the jwt token file does not hold a JWT")
 	}
@@ -175,7 +175,7 @@ func TestTokensAgentTCPChild(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("guard file: %v %v", err, fi)
 	}
-	guard := strings.TrimSpace(readFile(t, guardFile))
+	guard := strings.TrimSpace(testenv.ReadFile(t, guardFile))
 	get := func(guard string) int {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/v1/tokens/jwt", port), nil)
 		if guard != "" {
@@ -306,7 +306,7 @@ func TestTokensRenderExecCI(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("render: %d %s", r.code, r.stderr)
 	}
-	tok := readFile(t, filepath.Join(dir, "out", "jwt"))
+	tok := testenv.ReadFile(t, filepath.Join(dir, "out", "jwt"))
 	r = keyward(t, dir, nil, "exec", "-c", "keyward.yaml", "--", "sh", "-c", `test -n "$KEYWARD_TOKEN_API" && test -n "$KEYWARD_TOKEN_JWT" && echo ok`)
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "ok" {
 		t.Fatalf("exec: %d %q %s", r.code, r.stdout, r.stderr)
@@ -321,7 +321,7 @@ func TestTokensRenderExecCI(t *testing.T) {
 	if r.code != 78 || !strings.Contains(r.stderr, "tokens") {
 		t.Fatalf("ci with tokens: %d %s", r.code, r.stderr)
 	}
-	writeFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\npost_id: kw-post\nsecret: wrong-"+oauthSecret+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\npost_id: kw-post\nsecret: wrong-"+oauthSecret+"\n")
 	r = keyward(t, dir, nil, "render", "--once", "-c", "keyward.yaml")
 	if r.code != 1 || !strings.Contains(r.stderr, "token api: exchange: status 401: invalid_client") {
 		t.Fatalf("wrong secret: %d %s", r.code, r.stderr)

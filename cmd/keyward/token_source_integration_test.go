@@ -32,7 +32,7 @@ func TestTokenSources(t *testing.T) {
 		t.Fatalf("moto (test/servers/moto.sh) is required under the integration tag: %v", err)
 	}
 	t.Cleanup(m.Stop)
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 tokens:
   vault:
     source: vault

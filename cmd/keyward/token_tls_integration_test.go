@@ -30,13 +30,13 @@ func TestTokensPrivateCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\nsecret: "+oauthSecret+"\n")
-	writeFile(t, filepath.Join(dir, "ca", "private.pem"), string(o.CA.PEM))
-	writeFile(t, filepath.Join(dir, "ca", "other.pem"), string(other.PEM))
-	writeFile(t, filepath.Join(dir, "ca", "key.pem"), string(keyPEM))
+	testenv.WriteFile(t, filepath.Join(dir, "creds.yaml"), "id: kw-app\nsecret: "+oauthSecret+"\n")
+	testenv.WriteFile(t, filepath.Join(dir, "ca", "private.pem"), string(o.CA.PEM))
+	testenv.WriteFile(t, filepath.Join(dir, "ca", "other.pem"), string(other.PEM))
+	testenv.WriteFile(t, filepath.Join(dir, "ca", "key.pem"), string(keyPEM))
 	jwks := strings.TrimSuffix(o.TLSTokenURL, "/token") + "/jwks"
 	config := func(tls string) {
-		writeFile(t, filepath.Join(dir, "keyward.yaml"), fmt.Sprintf(`version: 1
+		testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), fmt.Sprintf(`version: 1
 tokens:
   api:
     token_url: %s
@@ -53,7 +53,7 @@ tokens:
 	if r.code != 0 {
 		t.Fatalf("through the private CA: exit %d %s", r.code, r.stderr)
 	}
-	tok := readFile(t, filepath.Join(dir, "out", "api"))
+	tok := testenv.ReadFile(t, filepath.Join(dir, "out", "api"))
 	if strings.Count(tok, ".") != 2 {
 		t.Fatalf("the token file holds no JWT (%d bytes)", len(tok))
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/internal/testenv"
 )
 
 // TestGuardFileOwnership: a guard file held by one agent cannot be taken
@@ -22,7 +24,7 @@ func TestGuardFileOwnership(t *testing.T) {
 	if _, err := createGuardFile(path, []byte("guard-b"), false); err == nil || !strings.Contains(err.Error(), "another running keyward agent") {
 		t.Fatalf("second agent on the same file: %v, want a refusal", err)
 	}
-	if got := readFile(t, path); got != "guard-a\n" {
+	if got := testenv.ReadFile(t, path); got != "guard-a\n" {
 		t.Fatalf("the first agent's guard file was changed to %q", got)
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
@@ -36,7 +38,7 @@ func TestGuardFileOwnership(t *testing.T) {
 	}
 
 	// A file left by an agent killed with SIGKILL (no lock held) is taken over.
-	writeFile(t, path, "stale-guard-of-a-dead-agent\n")
+	testenv.WriteFile(t, path, "stale-guard-of-a-dead-agent\n")
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +46,7 @@ func TestGuardFileOwnership(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stale guard file not taken over: %v", err)
 	}
-	if got := readFile(t, path); got != "guard-b\n" {
+	if got := testenv.ReadFile(t, path); got != "guard-b\n" {
 		t.Fatalf("taken-over guard file holds %q", got)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
@@ -53,14 +55,14 @@ func TestGuardFileOwnership(t *testing.T) {
 
 	// Someone else's file put at the path later is not removed by b's exit.
 	other := filepath.Join(dir, "run", "other")
-	writeFile(t, other, "someone else's\n")
+	testenv.WriteFile(t, other, "someone else's\n")
 	if err := os.Rename(other, path); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, path); got != "someone else's\n" {
+	if got := testenv.ReadFile(t, path); got != "someone else's\n" {
 		t.Fatalf("exit removed or changed a file that is not the agent's: %q", got)
 	}
 }
@@ -69,7 +71,7 @@ func TestGuardFileRefusals(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
-	writeFile(t, target, "keep")
+	testenv.WriteFile(t, target, "keep")
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
@@ -78,7 +80,7 @@ func TestGuardFileRefusals(t *testing.T) {
 		g.Close()
 		t.Fatal("guard file written through a symlink")
 	}
-	if got := readFile(t, target); got != "keep" {
+	if got := testenv.ReadFile(t, target); got != "keep" {
 		t.Fatalf("symlink target changed to %q", got)
 	}
 	shared := filepath.Join(dir, "shared")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/testenv"
 	_ "github.com/keyward/keyward/providers/file"
 )
 
@@ -17,8 +18,8 @@ import (
 func TestOnce(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  user: app-user\n  password: app-password-1\n")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, filepath.Join(dir, "dev.yaml"), "db:\n  user: app-user\n  password: app-password-1\n")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_USER: file:dev.yaml#db.user
   DB_PASSWORD: file:dev.yaml#db.password
@@ -52,7 +53,7 @@ files:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readFile(t, filepath.Join(dir, "out", "db.env")); got != "DB_PASSWORD=app-password-1\n" {
+	if got := testenv.ReadFile(t, filepath.Join(dir, "out", "db.env")); got != "DB_PASSWORD=app-password-1\n" {
 		t.Errorf("rendered file is not the config's")
 	}
 	env, err := ChildEnv(cfg, environ, r.envRefs, res.Values, nil)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -93,7 +94,7 @@ func TestShutdownOverrunLoggedOnce(t *testing.T) {
 			defer close(release)
 
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+			testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 providers:
   stuck:
     kind: `+stuckKind+`

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/internal/config"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
 )
 
@@ -21,10 +22,10 @@ func TestOnceSweepsBeforeFetching(t *testing.T) {
 	tmp := filepath.Join(out, ".db.env.keyward-0123456789abcdef.tmp")
 	snap := filepath.Join(out, "..2026_01_02_03_04_05.keyward-fedcba9876543210")
 	mine := filepath.Join(out, ".db.env.tmp-not-keyward")
-	writeFile(t, tmp, "old-secret-value")
-	writeFile(t, filepath.Join(snap, "db.env"), "old-secret-value")
-	writeFile(t, mine, "keep")
-	writeFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
+	testenv.WriteFile(t, tmp, "old-secret-value")
+	testenv.WriteFile(t, filepath.Join(snap, "db.env"), "old-secret-value")
+	testenv.WriteFile(t, mine, "keep")
+	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_PASSWORD: file:missing.yaml#db.password
 files:

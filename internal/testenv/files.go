@@ -1,4 +1,4 @@
-package runner
+package testenv
 
 import (
 	"os"
@@ -6,7 +6,9 @@ import (
 	"testing"
 )
 
-func writeFile(t *testing.T, path, content string) {
+// WriteFile writes content to path with mode 0600, creating its missing
+// directories (0700) first; it fails t on error.
+func WriteFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		t.Fatal(err)
@@ -16,7 +18,8 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+// ReadFile returns the content of path; it fails t on error.
+func ReadFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
