@@ -184,6 +184,7 @@ func TestMountRefusals(t *testing.T) {
 		{"absolute path", "version: 1\nsecrets: {A: " + ref + "}\nfiles: [{path: /etc/a, secret: A}]\n", Options{NodeIdentityKinds: []string{"file"}}, codes.InvalidArgument, "files[0].path: must be a relative path inside the volume"},
 		{"escaping path", "version: 1\nsecrets: {A: " + ref + "}\nfiles: [{path: ../a, secret: A}]\n", Options{NodeIdentityKinds: []string{"file"}}, codes.InvalidArgument, "files[0].path: must be a relative path inside the volume"},
 		{"node identity not allowed", "version: 1\nsecrets: {A: " + ref + "}\nfiles: [{path: a, secret: A}]\n", Options{}, codes.PermissionDenied, "provider kind file is not available to pods"},
+		{"k8s without an API server", "version: 1\nsecrets: {A: 'k8s://default/db#password'}\nfiles: [{path: a, secret: A}]\n", Options{}, codes.PermissionDenied, "provider kind k8s is not available to pods through keyward csi-provider (the provider knows no Kubernetes API server"},
 		{"bad config", "version: 1\nsecrets: {A: nope}\nfiles: [{path: a, secret: A}]\n", Options{}, codes.InvalidArgument, "SecretProviderClass parameter config"},
 		{"missing file", "version: 1\nsecrets: {A: file://" + dir + "/none}\nfiles: [{path: a, secret: A}]\n", Options{NodeIdentityKinds: []string{"file"}}, codes.NotFound, "A"},
 	}
