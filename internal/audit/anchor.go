@@ -579,27 +579,12 @@ func runLead(re *syntax.Regexp, class *[256]bool, m int) (int, bool) {
 	if c, n, ok := classRepeat(re); ok && n >= m && subClass(c, class) {
 		return 0, true
 	}
+	if sub := leadSub(re); sub != nil {
+		return runLead(sub, class, m)
+	}
 	switch re.Op {
-	case syntax.OpCapture, syntax.OpPlus:
-		return runLead(re.Sub[0], class, m)
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return runLead(re.Sub[0], class, m)
-		}
 	case syntax.OpAlternate:
-		lead := 0
-		for _, s := range re.Sub {
-			n, ok := runLead(s, class, m)
-			if !ok {
-				return 0, false
-			}
-			if n < 0 || lead < 0 {
-				lead = -1
-			} else {
-				lead = max(lead, n)
-			}
-		}
-		return lead, true
+		return maxBound(re.Sub, func(s *syntax.Regexp) (int, bool) { return runLead(s, class, m) })
 	case syntax.OpConcat:
 		before := 0
 		for _, s := range re.Sub {
@@ -610,6 +595,39 @@ func runLead(re *syntax.Regexp, class *[256]bool, m int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// leadSub returns the sub-expression whose match starts every match of re
+// (a capture, a plus, a repeat of at least one), nil for none.
+func leadSub(re *syntax.Regexp) *syntax.Regexp {
+	switch re.Op {
+	case syntax.OpCapture, syntax.OpPlus:
+		return re.Sub[0]
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return re.Sub[0]
+		}
+	}
+	return nil
+}
+
+// maxBound is the answer of runLead or anchorEnd (f) for the alternation
+// of subs: the largest of f's bounds over them (-1 when one has none),
+// false when f is false for one.
+func maxBound(subs []*syntax.Regexp, f func(*syntax.Regexp) (int, bool)) (int, bool) {
+	bound := 0
+	for _, s := range subs {
+		n, ok := f(s)
+		if !ok {
+			return 0, false
+		}
+		if n < 0 || bound < 0 {
+			bound = -1
+		} else {
+			bound = max(bound, n)
+		}
+	}
+	return bound, true
 }
 
 func subClass(a, b *[256]bool) bool {
@@ -733,27 +751,12 @@ func anchorEnd(re *syntax.Regexp, pre []string, preLen int, kws []string) (int, 
 	if set, ok := product(pre, re); ok && allHold(set, kws) {
 		return addLen(preLen, longest(re)), true
 	}
+	if sub := leadSub(re); sub != nil {
+		return anchorEnd(sub, pre, preLen, kws)
+	}
 	switch re.Op {
-	case syntax.OpCapture, syntax.OpPlus:
-		return anchorEnd(re.Sub[0], pre, preLen, kws)
-	case syntax.OpRepeat:
-		if re.Min >= 1 {
-			return anchorEnd(re.Sub[0], pre, preLen, kws)
-		}
 	case syntax.OpAlternate:
-		end := 0
-		for _, s := range re.Sub {
-			n, ok := anchorEnd(s, pre, preLen, kws)
-			if !ok {
-				return 0, false
-			}
-			if n < 0 || end < 0 {
-				end = -1
-			} else {
-				end = max(end, n)
-			}
-		}
-		return end, true
+		return maxBound(re.Sub, func(s *syntax.Regexp) (int, bool) { return anchorEnd(s, pre, preLen, kws) })
 	case syntax.OpConcat:
 		// before: the longest of the parts before the run that pre
 		// holds the strings of; pre grows while the parts have few
