@@ -14,7 +14,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/sarif"
@@ -526,5 +528,44 @@ func TestChunks(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("lines %v, want %v", got, want)
+	}
+}
+
+// TestGitignoreNotFollowed: a .gitignore that is a symlink, as git does,
+// or a FIFO is not read (a FIFO would block the walk forever), and says
+// so in a warning; the files it would have excluded are audited.
+func TestGitignoreNotFollowed(t *testing.T) {
+	t.Parallel()
+	g := newGen(t)
+	dir := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "ignore")
+	write(t, elsewhere, "*.go\n")
+	write(t, filepath.Join(dir, "link", "a.go"), "const k = \"ghp_"+g.s(alnum, 36)+"\"\n")
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "link", ".gitignore")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "fifo", "b.go"), "const k = \"ghp_"+g.s(alnum, 36)+"\"\n")
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo", ".gitignore"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan *Report, 1)
+	go func() {
+		rep, _ := Audit(ctx, []string{dir}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		done <- rep
+	}()
+	var rep *Report
+	select {
+	case rep = <-done:
+	case <-ctx.Done():
+		t.Fatal("audit blocked on a FIFO .gitignore")
+	}
+	if len(rep.Findings) != 2 {
+		t.Errorf("findings = %v, want one in link/a.go and one in fifo/b.go", rep.Findings)
+	}
+	if n := strings.Count(logs.String(), "cannot read ignore file"); n != 2 {
+		t.Errorf("%d warnings about ignore files, want 2: %s", n, logs.String())
 	}
 }

@@ -2,7 +2,9 @@ package audit
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -75,9 +77,11 @@ func (ig *ignorer) patterns(root, dir string) []gitignore.Pattern {
 	return pats
 }
 
-// read parses one ignore file; a missing one has no patterns.
+// read parses one ignore file; a missing one has no patterns. As git
+// (2.32 on) does, it does not follow a symlink; nor does it read
+// anything but a regular file, or past the size the file had when opened.
 func (ig *ignorer) read(file string, domain []string) []gitignore.Pattern {
-	f, err := os.Open(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		// ENOTDIR: .git is a file in a worktree or submodule.
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
@@ -86,8 +90,13 @@ func (ig *ignorer) read(file string, domain []string) []gitignore.Pattern {
 		return nil
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		ig.log.Warn("cannot read ignore file", "path", file, "err", cmp.Or(err, errors.New("not a regular file")))
+		return nil
+	}
 	var out []gitignore.Pattern
-	s := bufio.NewScanner(f)
+	s := bufio.NewScanner(io.LimitReader(f, fi.Size()))
 	for s.Scan() {
 		line := strings.TrimSuffix(s.Text(), "\r")
 		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
