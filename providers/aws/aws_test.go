@@ -1148,6 +1148,27 @@ func TestCredentialProcessOutputNotShown(t *testing.T) {
 	}
 }
 
+// TestCredentialChainErrorHidesProcessOutput: Credential, handing out
+// temporary credentials from the default chain, keeps none of a failed
+// credential_process's output (the access keys) in its error either.
+func TestCredentialChainErrorHidesProcessOutput(t *testing.T) {
+	t.Parallel()
+	key := providertest.Credential(t)
+	p := fakeProvider(t, newFake())
+	p.cfg.Credentials = awssdk.CredentialsProviderFunc(func(context.Context) (awssdk.Credentials, error) {
+		return awssdk.Credentials{}, fmt.Errorf("failed to refresh cached credentials: %w",
+			&processcreds.ProviderError{Err: fmt.Errorf(`parse failed of process output: {"SecretAccessKey": %q}`, key)})
+	})
+	_, err := p.Credential(t.Context(), providers.CredentialRequest{})
+	if err == nil {
+		t.Fatal("Credential succeeded without credentials")
+	}
+	providertest.AssertErrorRedacted(t, err, []byte(key))
+	if !errors.Is(err, providers.ErrPermissionDenied) || !strings.Contains(err.Error(), "credential_process") {
+		t.Error("the error is not a permission denied naming credential_process")
+	}
+}
+
 func TestPinned(t *testing.T) {
 	t.Parallel()
 	p := fakeProvider(t, newFake())

@@ -60,7 +60,8 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 	default:
 		got, err := cfg.Credentials.Retrieve(ctx)
 		if err != nil {
-			return providers.Secret{}, fmt.Errorf("aws credentials: %w: %w", providers.ErrPermissionDenied, err)
+			// causeOf: never a credential_process's output (the keys).
+			return providers.Secret{}, fmt.Errorf("aws credentials: %w: %w", providers.ErrPermissionDenied, causeOf(err, p.sent.scrubber()))
 		}
 		c = got
 		if !got.CanExpire || got.SessionToken == "" {
