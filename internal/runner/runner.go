@@ -454,15 +454,21 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // sweepLeftovers removes keyward's own leftovers of interrupted writes
 // (temp files, atomic_dir snapshots: copies of old secrets a kill -9 left)
-// from the directories of the run's files before any store is contacted,
-// so that they are gone even when the stores are down at start. A
+// from the directories of the run's files and token files before any
+// store is contacted, so that they are gone even when the stores are down
+// at start. A
 // directory it cannot sweep (read-only, not writable by keyward) is only
 // logged at debug level: the write into it fails later with the reason,
 // once.
 func (r *Runner) sweepLeftovers() {
-	paths := make([]string, len(r.files))
-	for i, f := range r.files {
-		paths[i] = f.Path
+	paths := make([]string, 0, len(r.files))
+	for _, f := range r.files {
+		paths = append(paths, f.Path)
+	}
+	if r.cfg != nil {
+		for _, t := range r.cfg.Tokens {
+			paths = append(paths, t.File) // Sweep skips ""
+		}
 	}
 	removed, err := render.Sweep(paths)
 	if len(removed) > 0 {

@@ -25,6 +25,11 @@ func TestOnceSweepsBeforeFetching(t *testing.T) {
 	testenv.WriteFile(t, tmp, "old-secret-value")
 	testenv.WriteFile(t, filepath.Join(snap, "db.env"), "old-secret-value")
 	testenv.WriteFile(t, mine, "keep")
+	// A token file's directory is swept too: its temp file is an old
+	// access token.
+	tokDir := filepath.Join(dir, "tok")
+	tokTmp := filepath.Join(tokDir, ".api.keyward-0123456789abcdef.tmp")
+	testenv.WriteFile(t, tokTmp, "old-access-token")
 	testenv.WriteFile(t, filepath.Join(dir, "keyward.yaml"), `version: 1
 secrets:
   DB_PASSWORD: file:missing.yaml#db.password
@@ -32,6 +37,12 @@ files:
   - path: `+filepath.Join(out, "db.env")+`
     format: dotenv
     secrets: [DB_PASSWORD]
+tokens:
+  api:
+    token_url: https://127.0.0.1:1/token
+    client_id: file:missing.yaml#client_id
+    client_secret: file:missing.yaml#client_secret
+    file: `+filepath.Join(tokDir, "api")+`
 `)
 	cfg, err := config.Load(t.Context(), filepath.Join(dir, "keyward.yaml"))
 	if err != nil {
@@ -45,7 +56,7 @@ files:
 	if _, err := r.Once(t.Context(), OnceOptions{Render: true}); !errors.Is(err, providers.ErrNotFound) {
 		t.Fatalf("Once with a missing source = %v, want not found", err)
 	}
-	for _, p := range []string{tmp, snap} {
+	for _, p := range []string{tmp, snap, tokTmp} {
 		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("leftover %s still there after a start whose store failed (%v)", filepath.Base(p), err)
 		}
