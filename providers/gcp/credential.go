@@ -2,6 +2,7 @@ package gcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,7 +56,7 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 	}
 	tok, err := creds.Token(ctx)
 	if err != nil {
-		return providers.Secret{}, fmt.Errorf("gcp %s: %w", what, err)
+		return providers.Secret{}, fmt.Errorf("gcp %s: %w", what, tokenError(err))
 	}
 	sec := providers.Secret{Value: providers.StringValue(tok.Value)}
 	if !tok.Expiry.IsZero() {
@@ -63,4 +64,15 @@ func (p *Provider) Credential(ctx context.Context, req providers.CredentialReque
 		sec.Lease = &providers.Lease{Duration: tok.Expiry.Sub(now), Obtained: now}
 	}
 	return sec, nil
+}
+
+// tokenError is err without the token endpoint's answer, which may echo
+// what was sent (a signed assertion, a refresh token, a subject token) on
+// several lines: a refusal says its HTTP status only.
+func tokenError(err error) error {
+	var ae *auth.Error
+	if !errors.As(err, &ae) || ae.Response == nil {
+		return err
+	}
+	return fmt.Errorf("the token endpoint refused it (HTTP %d; its answer is not shown, as it may quote the credentials sent)", ae.Response.StatusCode)
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/keyward/keyward/providers"
+	"github.com/keyward/keyward/providers/providertest"
 )
 
 // googleTokenEndpoint is a stand-in for Google's OAuth2 token endpoint
@@ -145,5 +147,50 @@ func TestCredentialADC(t *testing.T) {
 	}
 	if n := g.requests.Load(); n != 3 {
 		t.Fatalf("%d token requests, want 3", n)
+	}
+}
+
+// TestCredentialTokenRefusalNotEchoed: a token endpoint whose refusal
+// quotes the request it got (the signed JWT-bearer assertion, which can be
+// exchanged for tokens until it expires) on several lines leaves none of
+// it in Credential's error, which says the status. Not parallel: it sets
+// the environment.
+func TestCredentialTokenRefusalNotEchoed(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := r.FormValue("assertion")
+		sent.Store(a)
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "proxy refused\nassertion=%s\n", a)
+	}))
+	defer srv.Close()
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	sa, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "test-project", "private_key_id": "k1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "keyward@test-project.iam.gserviceaccount.com", "client_id": "1234", "token_uri": srv.URL + "/token",
+	})
+	file := filepath.Join(t.TempDir(), "sa.json")
+	if err := os.WriteFile(file, sa, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", file)
+	p, err := New(Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Credential(t.Context(), providers.CredentialRequest{})
+	a, _ := sent.Load().(string)
+	if err == nil || a == "" {
+		t.Fatalf("no refusal (assertion sent: %v)", a != "")
+	}
+	providertest.AssertErrorRedacted(t, err, []byte(a))
+	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "HTTP 400") {
+		t.Errorf("the error breaks the line or does not name the status (%d bytes)", len(msg))
 	}
 }
