@@ -56,9 +56,14 @@ func LoadAllowList(file string, roots []string) (*AllowList, error) {
 				continue
 			}
 			p := filepath.Join(r, AllowFile)
-			if _, err := os.Lstat(p); err == nil {
-				files = append(files, p)
+			if _, err := os.Lstat(p); err != nil {
+				continue
 			}
+			// Opening a FIFO would block: only a regular file is read.
+			if fi, err := os.Stat(p); err == nil && !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("allow-list %s: not a regular file", p)
+			}
+			files = append(files, p)
 		}
 	}
 	l := &AllowList{}

@@ -569,3 +569,26 @@ func TestGitignoreNotFollowed(t *testing.T) {
 		t.Errorf("%d warnings about ignore files, want 2: %s", n, logs.String())
 	}
 }
+
+// TestAllowListNotRegular: an allow-list found at a root that is a FIFO
+// (or a device) is refused, naming it, instead of blocking the audit.
+func TestAllowListNotRegular(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, AllowFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := LoadAllowList("", []string{dir})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), AllowFile) || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("err = %v, want one naming %s as not a regular file", err, AllowFile)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("LoadAllowList blocked on a FIFO")
+	}
+}
