@@ -42,10 +42,11 @@ keyward's environment to choose the file, by default
 
 With -- COMMAND the agent also runs the workload as its child, like
 keyward exec with a watch: the child gets the config's variables as exec gives
-them (env:, or every secret under its own name without it), the signals keyward
-receives, on_change signals and restarts (a restart gives it a fresh
-environment), and keyward exits with its code. Without a command, on_change may
-only run commands (signal and restart need a child).
+them (env:, or every secret under its own name when there is neither env: nor
+files:), the signals keyward receives, on_change signals and restarts (a
+restart gives it a fresh environment), and keyward exits with its code.
+Without a command, on_change may only run commands (signal and restart need a
+child).
 
 With --mask (the default when CI is set; --no-mask turns it off) the child's
 and the on_change commands' stdout and stderr pass through keyward, which

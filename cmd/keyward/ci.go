@@ -27,8 +27,9 @@ func newCICmd(g *globals) *cobra.Command {
 runs under, then exits. Nothing is written unless every reference resolves.
 
 The variables handed on are the ones keyward exec gives its child: the
-config's env: entries (VARIABLE: secret), or, when the config has no env:
-section, every secret under its own name (env: {} hands on none).
+config's env: entries (VARIABLE: secret), or, when the config has neither an
+env: nor a files: section, every secret under its own name (env: {} hands on
+none).
 
 GitHub Actions (GITHUB_ACTIONS=true): first, before anything else, an
 ::add-mask:: command on stdout for every value and for every line of 6 bytes

@@ -28,8 +28,8 @@ environment in which
     JDBC. Any other value reaches COMMAND unchanged; one that looks like a
     mistyped reference (vualt://) gets a warning naming the variable;
   - the config's variables are added: its env: entries (VARIABLE: secret), or,
-    when it has no env: section, every secret under its own name (env: {}
-    adds none); keyward ci hands on the same variables;
+    when it has neither an env: nor a files: section, every secret under its
+    own name (env: {} adds none); keyward ci hands on the same variables;
   - keyward's own credentials (VAULT_TOKEN, KEYWARD_*) are removed unless the
     config lists them under keep_env.
 
