@@ -8,7 +8,6 @@ import (
 
 	"github.com/keyward/keyward/internal/audit"
 	"github.com/keyward/keyward/internal/mask"
-	"github.com/keyward/keyward/internal/sarif"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -96,7 +95,7 @@ func auditReport(g *globals, rep *audit.Report, format string, took time.Duratio
 	stdout := g.redacted(g.stdout)
 	var err error
 	if format == "sarif" {
-		err = audit.WriteSARIF(stdout, rep, sarif.Program{Name: "keyward", Version: buildInfo().Version, InformationURI: "https://github.com/keyward/keyward"})
+		err = audit.WriteSARIF(stdout, rep, sarifProgram())
 	} else {
 		err = audit.WriteText(stdout, rep)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/keyward/keyward/internal/mask"
 	"github.com/keyward/keyward/internal/runner"
+	"github.com/keyward/keyward/internal/sarif"
 	"github.com/keyward/keyward/internal/scan"
-	"github.com/keyward/keyward/internal/version"
 )
 
 func newScanCmd(g *globals) *cobra.Command {
@@ -150,14 +150,18 @@ func knownValues(cmd *cobra.Command, g *globals, minLen int, envFileRefs bool) (
 	return ctx, set, done, nil
 }
 
+// sarifProgram names keyward in the SARIF logs of scan and audit.
+func sarifProgram() sarif.Program {
+	return sarif.Program{Name: "keyward", Version: buildInfo().Version, InformationURI: "https://github.com/keyward/keyward"}
+}
+
 // scanReport prints rep's hits on stdout, as text lines or a SARIF log, and
 // its problems as warnings, and returns the error that sets the exit status.
 func scanReport(g *globals, rep *scan.Report, format string, took time.Duration) error {
 	secrets, files := map[string]bool{}, map[string]bool{}
 	stdout := g.redacted(g.stdout)
 	if format == "sarif" {
-		tool := scan.Tool{Name: "keyward", Version: version.Get().Version, InformationURI: "https://github.com/keyward/keyward"}
-		if err := scan.WriteSARIF(stdout, rep, tool); err != nil {
+		if err := scan.WriteSARIF(stdout, rep, sarifProgram()); err != nil {
 			return fmt.Errorf("write SARIF: %w", err)
 		}
 	}
