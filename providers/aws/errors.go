@@ -144,13 +144,16 @@ func apiError(ctx context.Context, op, what string, err error, att *providers.At
 // client signs with (the secret access key, the session token it sends)
 // hidden in the service's message: a server (or a proxy in front of it)
 // may echo them. The SDK's error stays wrapped, for errors.As of its
-// types and attempts; only the message shown is scrubbed.
+// types and attempts, unless its message quoted one (see scrubService):
+// no error the result wraps holds a credential.
 func (p *Provider) apiError(ctx context.Context, op, what string, err error, att *providers.Attempts) error {
 	out := apiError(ctx, op, what, err, att)
 	var e *APIError
 	var ae smithy.APIError
 	if errors.As(out, &e) && errors.As(err, &ae) {
-		e.Message = p.sent.scrubber().Clip(ae.ErrorMessage())
+		scrub := p.sent.scrubber()
+		e.Message = scrub.Clip(ae.ErrorMessage())
+		e.err = scrubService(err, scrub)
 	}
 	return out
 }
