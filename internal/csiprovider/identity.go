@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,7 +23,9 @@ import (
 
 // Reviewer verifies a ServiceAccount token and returns the identity it
 // proves ("system:serviceaccount:NS:NAME"). Mounts are shared between pods
-// only through identities a Reviewer verified.
+// only through identities a Reviewer verified. A token it refuses is an
+// error wrapping providers.ErrPermissionDenied; any other error (the API
+// server unreachable) fails the mount as unavailable, to be retried.
 type Reviewer func(ctx context.Context, token, audience string) (string, error)
 
 // maxReviewAge bounds how long a verified token's identity is remembered.
@@ -68,7 +69,11 @@ func TokenReviewer(apiServer string, ca []byte, credential func() (string, error
 		if err != nil {
 			return "", fmt.Errorf("token review: %w", err)
 		}
-		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		switch resp.StatusCode {
+		case http.StatusCreated, http.StatusOK:
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return "", fmt.Errorf("token review: HTTP %d: csi-provider may not create TokenReviews (the chart's csiProvider.tokenReview binds system:auth-delegator): %w", resp.StatusCode, providers.ErrPermissionDenied)
+		default:
 			return "", fmt.Errorf("token review: HTTP %d", resp.StatusCode)
 		}
 		var out struct {
@@ -83,7 +88,7 @@ func TokenReviewer(apiServer string, ca []byte, credential func() (string, error
 			return "", fmt.Errorf("token review: %w", err)
 		}
 		if !out.Status.Authenticated || out.Status.User.Username == "" {
-			return "", errors.New("token review: the pod's ServiceAccount token is not valid")
+			return "", fmt.Errorf("token review: the pod's ServiceAccount token is not valid: %w", providers.ErrPermissionDenied)
 		}
 		return out.Status.User.Username, nil
 	}, nil
@@ -238,7 +243,7 @@ func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
 			return "", err
 		}
 		if who != "" && w != who {
-			return "", errors.New("the pod's ServiceAccount tokens are of different identities")
+			return "", fmt.Errorf("the pod's ServiceAccount tokens are of different identities: %w", providers.ErrPermissionDenied)
 		}
 		who = w
 	}
@@ -250,7 +255,7 @@ func (ids *identities) identity(ctx context.Context, pod Pod) (string, error) {
 	// providers would read another ServiceAccount's annotations.
 	if pod.Namespace != "" || pod.ServiceAccount != "" {
 		if want := "system:serviceaccount:" + pod.Namespace + ":" + pod.ServiceAccount; who != want {
-			return "", fmt.Errorf("the pod's ServiceAccount tokens are of %s, not of its ServiceAccount %s/%s", who, pod.Namespace, pod.ServiceAccount)
+			return "", fmt.Errorf("the pod's ServiceAccount tokens are of %s, not of its ServiceAccount %s/%s: %w", who, pod.Namespace, pod.ServiceAccount, providers.ErrPermissionDenied)
 		}
 	}
 	return "sa:" + who, nil

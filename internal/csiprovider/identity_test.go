@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/providers"
 )
@@ -124,5 +128,49 @@ func TestKubeCABundle(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "MIG") {
 		t.Fatal("leaked value of the CA bundle's key in the error")
+	}
+}
+
+// TestIdentityRefusedOrUnavailable: a mount whose pod's token the reviewer
+// refuses is PermissionDenied; one whose review could not be made (the
+// API server unreachable, or answering 5xx) is Unavailable, to be retried,
+// not reported as the pod's fault. keyward's own TokenReview permission
+// refused is PermissionDenied, saying what to grant.
+func TestIdentityRefusedOrUnavailable(t *testing.T) {
+	var answer atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch code := int(answer.Load()); code {
+		case http.StatusCreated:
+			_, _ = w.Write([]byte(`{"status":{"authenticated":false}}`))
+		default:
+			http.Error(w, "body-detail-3a9", code)
+		}
+	}))
+	defer srv.Close()
+	review, err := TokenReviewer(srv.URL, nil, func() (string, error) { return "own-token", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := "version: 1\nsecrets: {A: 'k8s://default/db#password'}\nfiles: [{path: a, secret: A}]\n"
+	tokens := `{"":{"token":"pod-token-5e1"}}`
+	for _, tc := range []struct {
+		status int
+		code   codes.Code
+		want   string
+	}{
+		{http.StatusCreated, codes.PermissionDenied, "token is not valid"},
+		{http.StatusForbidden, codes.PermissionDenied, "csiProvider.tokenReview"},
+		{http.StatusServiceUnavailable, codes.Unavailable, "token review: HTTP 503"},
+	} {
+		answer.Store(int32(tc.status))
+		c := serve(t, Options{APIServer: "https://127.0.0.1:1", Reviewer: review})
+		_, err := c.Mount(context.Background(), &v1alpha1.MountRequest{Attributes: attributes(t, cfg, map[string]string{ServiceAccountTokens: tokens})})
+		st, _ := status.FromError(err)
+		if st.Code() != tc.code || !strings.Contains(st.Message(), tc.want) {
+			t.Errorf("review answered %d: mount %v (%s), want %v saying %q", tc.status, st.Code(), st.Message(), tc.code, tc.want)
+		}
+		if strings.Contains(st.Message(), "pod-token-5e1") || strings.Contains(st.Message(), "body-detail") {
+			t.Errorf("review answered %d: leaked value of the pod's token or the answer's body in the error", tc.status)
+		}
 	}
 }

@@ -164,7 +164,7 @@ func (s *Server) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alph
 	if s.usesWorkload(set, refs) {
 		if identity, err = s.ids.identity(ctx, r.pod); err != nil {
 			log.Warn("mount refused", "err", err)
-			return nil, status.Error(codes.PermissionDenied, err.Error())
+			return nil, status.Error(grpcCode(err), err.Error())
 		}
 	}
 	fetcher := set // no identity to share logins with
