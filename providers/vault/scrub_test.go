@@ -43,7 +43,8 @@ func TestErrorsScrubCredentials(t *testing.T) {
 					t.Fatalf("%s, echo %s, %d: no error", name, form, status)
 				}
 				if status == http.StatusForbidden && !errors.Is(err, providers.ErrPermissionDenied) {
-					t.Errorf("%s, echo %s, %d: %v, want permission denied", name, form, status, err)
+					// The error may hold the echo: say its length, not its text.
+					t.Errorf("%s, echo %s, %d: an error of %d bytes that is not permission denied", name, form, status, len(err.Error()))
 				}
 				t.Run(name+" "+form+" "+http.StatusText(status), func(t *testing.T) {
 					providertest.AssertErrorRedacted(t, err, []byte(secretID), []byte(token))
