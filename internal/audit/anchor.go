@@ -34,13 +34,12 @@ type window struct {
 	// runes from the start of the text, its match in group 1: the
 	// leftmost match that starts within skipRunes of a position. skipCtx
 	// first passes over one rune, the one before that position, so that
-	// \b, \B and ^ see what they see in the whole text. at and atCtx
-	// are the rule's regex anchored at the start of the text, the latter
-	// after one rune. All four are compiled from expr, the rule's regex,
-	// on first use: most rules never need them.
-	skipRunes                int
-	skip, skipCtx, at, atCtx lazyRegexp
-	expr                     string
+	// \b, \B and ^ see what they see in the whole text. Both are
+	// compiled from expr, the rule's regex, on first use: most rules
+	// never need them.
+	skipRunes     int
+	skip, skipCtx lazyRegexp
+	expr          string
 	// context: the regex looks at the rune before a match (\b, \B, ^).
 	context bool
 	// check, when set, is a quick test that a keyword's occurrence can
@@ -1108,12 +1107,7 @@ func (w *window) findAll(text string, kws []span, whole *regexp.Regexp) [][]int 
 			hi = max(hi, ivs[i].end)
 		}
 		for a := max(lo, pos); a <= hi; {
-			var s, e, next int
-			if hi-a < shortInterval {
-				s, e, next = w.findAt(text, a)
-			} else {
-				s, e, next = w.find(text, a)
-			}
+			s, e, next := w.find(text, a)
 			if next < 0 { // a regexp that does not compile
 				return whole.FindAllStringIndex(text, -1)
 			}
@@ -1147,42 +1141,6 @@ func (w *window) skipExpr(ctx bool) string {
 		return `\A(?s:.)(?s:.){0,` + n + `}?(` + w.expr + `)`
 	}
 	return `\A(?s:.){0,` + n + `}?(` + w.expr + `)`
-}
-
-// atExpr is the expression of at, or of atCtx with ctx.
-func (w *window) atExpr(ctx bool) string {
-	if ctx {
-		return `\A(?s:.)(?:` + w.expr + `)`
-	}
-	return `\A(?:` + w.expr + `)`
-}
-
-// shortInterval: starts fewer than this are tried one by one (findAt),
-// more with one search (find).
-const shortInterval = 0
-
-// findAt returns the match of the rule's regex in text (as in the whole
-// text) that starts at a, or s < 0 and the position after a (next < 0
-// when the regexp does not compile).
-func (w *window) findAt(text string, a int) (s, e, next int) {
-	a = runeStart(text, a)
-	end := cutAfter(text, a, w.lines)
-	from, re := a, &w.at
-	if w.context && a > 0 {
-		_, n := utf8.DecodeLastRuneInString(text[:a])
-		from, re = a-n, &w.atCtx
-	}
-	compiled := re.get(func() string { return w.atExpr(re == &w.atCtx) })
-	if compiled == nil {
-		return -1, -1, -1
-	}
-	if loc := compiled.FindStringIndex(text[from:end]); loc != nil {
-		return a, from + loc[1], 0
-	}
-	if a < len(text) {
-		return -1, -1, a + runeWidth(text, a)
-	}
-	return -1, -1, len(text) + 1
 }
 
 // find returns the leftmost match of the rule's regex in text (as in the
