@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -66,11 +67,7 @@ func startAgent(t *testing.T, dir string, env []string, args ...string) *agentPr
 		for sc.Scan() {
 			a.lines <- sc.Text()
 		}
-		_ = a.cmd.Wait()
-		a.code = a.cmd.ProcessState.ExitCode()
-		if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			a.code = 128 + int(ws.Signal())
-		}
+		a.code, _ = child.ExitCode(a.cmd.Wait())
 		close(a.exited)
 	}()
 	a.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -132,18 +129,7 @@ func (a *agentProc) get(path string) (int, string, error) {
 // until it holds, the agent exits, or agentWait passes.
 func (a *agentProc) waitFor(what string, cond func() bool) {
 	a.t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(agentWait)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-a.exited:
-			a.t.Fatalf("agent exited (code %d) while waiting for %s", a.code, what)
-		case <-deadline:
-			a.t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+	testenv.WaitFor(a.t, what, agentWait, a.exited, func() int { return a.code }, cond)
 }
 
 // metric returns the value of the first sample whose line starts with

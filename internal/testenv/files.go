@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // WriteFile writes content to path with mode 0600, creating its missing
@@ -26,4 +27,23 @@ func ReadFile(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// WaitFor polls cond every 10ms until it holds. It fails t when exited is
+// closed first (the process under test ended: code gives its exit code)
+// or when timeout passes.
+func WaitFor(t testing.TB, what string, timeout time.Duration, exited <-chan struct{}, code func() int, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(timeout)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-exited:
+			t.Fatalf("process exited (code %d) while waiting for %s", code(), what)
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/child"
 	"github.com/keyward/keyward/internal/testenv"
 )
 
@@ -85,11 +86,7 @@ func startAgent(t *testing.T, dir string, o agentOptions) *agent {
 		t.Fatal(err)
 	}
 	go func() {
-		_ = a.cmd.Wait()
-		a.code = a.cmd.ProcessState.ExitCode()
-		if ws, ok := a.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			a.code = 128 + int(ws.Signal())
-		}
+		a.code, _ = child.ExitCode(a.cmd.Wait())
 		close(a.exited)
 	}()
 	sock := filepath.Join(dir, "kw.sock")
@@ -233,22 +230,10 @@ func sum(m map[string]float64, name string, labels ...string) float64 {
 	return s
 }
 
-// waitFor polls cond every 50ms until it holds, the agent exits, or
-// timeout passes.
+// waitFor polls cond until it holds, the agent exits, or timeout passes.
 func (a *agent) waitFor(what string, timeout time.Duration, cond func() bool) {
 	a.t.Helper()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-a.exited:
-			a.t.Fatalf("agent exited (code %d) while waiting for %s", a.code, what)
-		case <-deadline:
-			a.t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-	}
+	testenv.WaitFor(a.t, what, timeout, a.exited, func() int { return a.code }, cond)
 }
 
 // waitReady waits until /readyz answers 200.
