@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,4 +48,17 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, exited <-chan str
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 	}
+}
+
+// BuildKeyward builds the keyward binary (static, as released: CGO off,
+// trimmed paths, no symbol table) into dir and returns its path; the
+// error holds the compiler's output.
+func BuildKeyward(dir string) (string, error) {
+	bin := filepath.Join(dir, "keyward")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "github.com/keyward/keyward/cmd/keyward")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building keyward: %w\n%s", err, out)
+	}
+	return bin, nil
 }
